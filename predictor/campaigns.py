@@ -1,0 +1,842 @@
+"""Campaign playbooks, expected-value planning under a budget, holdout design and audience export.
+
+The catalogue (``prompts/campaigns.yaml`` or ``settings.campaign_catalogue``) holds the marketing
+judgement: who is eligible, what the offer costs and how much it is assumed to move people. This module
+holds only the arithmetic, so every number in a plan can be traced to a catalogue field or a customer
+column, and the assumptions travel with the plan.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
+
+from predictor.errors import ValueDeskError
+from predictor.filters import (LIFECYCLE_STAGES, RFM_SEGMENTS, TIERS, CustomerFilter, FilterError,
+                               canonical_names)
+from predictor.settings import Settings, get_settings
+
+Goal = Literal["retain", "win_back", "reactivate", "grow", "upgrade"]
+GOALS: tuple[str, ...] = ("retain", "win_back", "reactivate", "grow", "upgrade")
+# Words marketers use for the goals (the agent passes their phrasing through).
+GOAL_ALIASES = {"retention": "retain", "keep": "retain", "winback": "win_back", "win": "win_back",
+                "reactivation": "reactivate", "reactivate_lapsed": "reactivate", "cross_sell": "grow",
+                "crosssell": "grow", "upsell": "grow", "up_sell": "grow", "growth": "grow",
+                "second_order": "grow", "welcome": "grow", "loyalty": "upgrade", "tier_upgrade": "upgrade"}
+# Goals whose value is keeping future value that would otherwise be lost; the others buy extra orders.
+RETENTION_GOALS = frozenset({"retain", "win_back", "reactivate"})
+MAX_BUDGET = 1e9
+REQUIRED_COLUMNS = ("customer_id", "tier", "lifecycle", "rfm_segment", "churn_risk", "value_at_risk",
+                    "aov", "customer_value")
+
+
+class CampaignError(ValueDeskError):
+    """A campaign request or catalogue the planner cannot act on; ``hint`` says what to do instead."""
+
+    def __init__(self, message: str, *, hint: str | None = None, playbook: str | None = None,
+                 field: str | None = None):
+        self.message, self.hint, self.playbook, self.field = message, hint, playbook, field
+        super().__init__(message + (f" Hint: {hint}" if hint else ""))
+
+
+class _Problem(ValueError):
+    """A catalogue rule error that knows which field it is about (pydantic keeps it in ctx['error'])."""
+
+    def __init__(self, field: str, reason: str):
+        self.field, self.reason = field, reason
+        super().__init__(reason)
+
+
+# ---------------------------------------------------------------------------------------- catalogue
+class Eligibility(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tiers: list[str] | None = None
+    lifecycle: list[str] | None = None
+    segments: list[str] | None = None
+    min_churn_risk: float | None = Field(None, ge=0, le=1)
+    max_churn_risk: float | None = Field(None, ge=0, le=1)
+    value_field: Literal["customer_value", "predicted_value", "value_at_risk", "revenue_12m"] = "customer_value"
+    min_value: float | None = None
+    max_value: float | None = None
+    max_gap_to_next_tier: float | None = Field(
+        None, gt=0, le=1,
+        description="Only customers whose customer_value is within this share below the next tier's threshold.")
+
+    @field_validator("tiers", "lifecycle", "segments")
+    @classmethod
+    def _names(cls, value, info):
+        allowed = {"tiers": TIERS, "lifecycle": LIFECYCLE_STAGES, "segments": RFM_SEGMENTS}[info.field_name]
+        if value is None:
+            return None
+        if len(value) == 0:
+            raise _Problem(info.field_name, "is an empty list, which matches nobody; remove the key to allow all")
+        try:
+            names = canonical_names(value, allowed, info.field_name)
+        except FilterError as exc:
+            raise _Problem(info.field_name, str(exc)) from None
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise _Problem(info.field_name, f"lists {', '.join(dupes)} more than once")
+        return names
+
+    @model_validator(mode="after")
+    def _possible(self):
+        for low, high in (("min_churn_risk", "max_churn_risk"), ("min_value", "max_value")):
+            lo, hi = getattr(self, low), getattr(self, high)
+            if lo is not None and hi is not None and lo > hi:
+                raise _Problem(low, f"{low} ({lo}) is greater than {high} ({hi}), so nobody can qualify")
+        if self.max_gap_to_next_tier is not None and self.tiers == [TIERS[0]]:
+            raise _Problem("max_gap_to_next_tier", f"{TIERS[0]} is the top tier and has no next tier to be near")
+        if (self.value_field == "value_at_risk" and self.max_churn_risk == 0 and self.min_value is not None
+                and self.min_value > 0):
+            raise _Problem("min_value", "value at risk is zero when churn risk is capped at 0, so nobody can qualify")
+        return self
+
+
+class Offer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["discount", "free_shipping", "gift", "early_access"]
+    discount_pct: float = Field(0.0, ge=0, le=90, description="Percent off the order, for type discount.")
+    shipping_cost: float = Field(0.0, ge=0, description="What free shipping costs you per order.")
+    gift_cost: float = Field(0.0, ge=0, description="What the gift costs you per redeeming order.")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        needs = {"discount": "discount_pct", "free_shipping": "shipping_cost", "gift": "gift_cost"}
+        field = needs.get(self.type)
+        if field and getattr(self, field) <= 0:
+            raise _Problem(field, f"offer type '{self.type}' needs a positive {field}")
+        for other in set(needs.values()) - {field}:
+            if getattr(self, other) > 0:
+                raise _Problem(other, f"is set but the offer type is '{self.type}'; "
+                                      f"it would be costed without being offered")
+        return self
+
+    def describe(self, currency: str = "") -> str:
+        if self.type == "discount":
+            return f"{self.discount_pct:g}% discount"
+        if self.type == "free_shipping":
+            return "free shipping"
+        if self.type == "gift":
+            return f"gift ({currency}{self.gift_cost:,.2f})"
+        return "early access"
+
+
+class Playbook(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str = Field(min_length=1)
+    goal: Goal
+    eligibility: Eligibility
+    offer: Offer
+    channel: Literal["email", "sms", "direct_mail"]
+    contact_cost: float = Field(ge=0, le=1000)
+    uplift: float = Field(gt=0, le=1, description="Incremental response probability caused by the campaign.")
+    uplift_source: str = Field(min_length=10, description="Why this uplift: a measurement or a stated rationale.")
+    incremental_orders: float = Field(1.0, gt=0, le=100, description="Extra orders per incremental responder (grow/upgrade).")
+
+
+class Catalogue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    offer_window_days: int = Field(30, ge=1, le=365)
+    playbooks: list[Playbook]
+    source: str = ""
+
+    def get(self, name: str) -> Playbook:
+        for p in self.playbooks:
+            if p.name == name:
+                return p
+        raise CampaignError(f"No playbook named '{name}' in the catalogue.",
+                            hint=_closest_hint(name, [p.name for p in self.playbooks], "playbooks"))
+
+
+def _closest_hint(value: str, valid: Sequence[str], what: str) -> str:
+    close = difflib.get_close_matches(str(value), list(valid), n=1, cutoff=0.5)
+    return (f"did you mean '{close[0]}'? " if close else "") + f"Valid {what}: {', '.join(valid)}."
+
+
+def default_catalogue_path(settings: Settings | None = None) -> Path:
+    settings = settings or get_settings()
+    if settings.campaign_catalogue is not None:
+        return Path(settings.campaign_catalogue)
+    return Path(str(resources.files("prompts").joinpath("campaigns.yaml")))
+
+
+def load_catalogue(path: str | Path | Settings | None = None, *, settings: Settings | None = None) -> Catalogue:
+    """Read and validate a catalogue; any problem names the playbook, the field and the reason.
+
+    ``load_catalogue(settings)`` is accepted too (the tools layer passes its settings object).
+    """
+    if isinstance(path, Settings):
+        path, settings = None, path
+    path = Path(path) if path is not None else default_catalogue_path(settings)
+    fix = f"edit {path} (the comments at its top explain every field)"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CampaignError(f"Cannot read the campaign catalogue {path}: {exc.strerror or exc}.",
+                            hint="set VALUEDESK_CAMPAIGN_CATALOGUE to an existing YAML file, or unset it "
+                                 "to use the packaged catalogue.") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CampaignError(f"Campaign catalogue {path} is not valid YAML: {exc}", hint=fix) from None
+    return parse_catalogue(raw, source=str(path))
+
+
+def parse_catalogue(raw: Any, *, source: str = "<catalogue>") -> Catalogue:
+    fix = f"edit {source}"
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("playbooks"), list) or not raw["playbooks"]:
+        raise CampaignError(f"Campaign catalogue {source} needs a non-empty 'playbooks:' list at the top level.",
+                            hint=fix, field="playbooks")
+    unknown = set(raw) - {"offer_window_days", "playbooks"}
+    if unknown:
+        raise CampaignError(f"Campaign catalogue {source} has unknown top-level keys {sorted(unknown)}.",
+                            hint="allowed: offer_window_days, playbooks", field=sorted(unknown)[0])
+    playbooks: list[Playbook] = []
+    for i, entry in enumerate(raw["playbooks"], start=1):
+        name = entry.get("name") if isinstance(entry, Mapping) else None
+        label = str(name) if name else f"#{i}"
+        if not isinstance(entry, Mapping):
+            raise CampaignError(f"Campaign catalogue {source}: playbook {label} is not a mapping of fields.",
+                                hint=fix, playbook=label)
+        try:
+            playbooks.append(Playbook.model_validate(entry))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = [str(p) for p in err["loc"]]
+            problem = (err.get("ctx") or {}).get("error")
+            if isinstance(problem, _Problem):
+                # Model-level checks report the playbook section; name the exact field instead.
+                loc = [p for p in loc if p not in (problem.field,)] + [problem.field]
+                reason = problem.reason
+            else:
+                reason = err["msg"]
+            field = ".".join(loc) or "(playbook)"
+            raise CampaignError(f"Campaign catalogue {source}: playbook '{label}', field '{field}': {reason}.",
+                                hint=fix, playbook=label, field=field) from None
+    seen: dict[str, Playbook] = {}
+    for p in playbooks:
+        if p.name in seen:
+            raise CampaignError(f"Campaign catalogue {source}: playbook '{p.name}' is defined twice.",
+                                hint="give each playbook a unique name", playbook=p.name, field="name")
+        for other in seen.values():
+            if other.goal == p.goal and other.eligibility == p.eligibility:
+                raise CampaignError(
+                    f"Campaign catalogue {source}: playbooks '{other.name}' and '{p.name}' overlap completely "
+                    f"(same goal '{p.goal}' and the same eligibility), so one of them can never be chosen on merit.",
+                    hint="narrow one playbook's eligibility or merge them", playbook=p.name, field="eligibility")
+        seen[p.name] = p
+    try:
+        window = int(raw.get("offer_window_days", 30))
+        return Catalogue(offer_window_days=window, playbooks=playbooks, source=source)
+    except (ValidationError, TypeError, ValueError) as exc:
+        raise CampaignError(f"Campaign catalogue {source}: field 'offer_window_days': must be a whole number "
+                            f"of days from 1 to 365 ({exc.__class__.__name__}).", hint=fix,
+                            field="offer_window_days") from None
+
+
+# ---------------------------------------------------------------------------------------- plan shapes
+class CampaignResult(BaseModel):
+    name: str
+    description: str
+    goal: str
+    channel: str
+    offer: Offer
+    offer_text: str
+    audience_size: int = Field(description="Customers to contact (the control group is not counted).")
+    eligible: int = Field(description="Customers in the audience this playbook could target with positive net value.")
+    customer_ids: list[str]
+    expected_values: list[float] = Field(description="Expected net value per customer, aligned with customer_ids.")
+    control_group_ids: list[str]
+    cost: float
+    expected_incremental_revenue: float
+    expected_net_value: float
+    roi: float | None = Field(description="expected_net_value / cost; None when the campaign costs nothing.")
+    uplift: float
+    uplift_source: str
+    contact_cost: float
+    assumptions: list[str]
+    measurement: str
+
+
+class CampaignPlan(BaseModel):
+    campaigns: list[CampaignResult]
+    total_cost: float
+    budget: float | None
+    expected_net_value: float
+    expected_incremental_revenue: float
+    audience_size: int = Field(description="Customers matching the filter before eligibility and budget.")
+    targeted: int
+    control_size: int
+    holdout_share: float
+    seed: int
+    goal: str | None
+    currency: str
+    catalogue: str
+    assumptions: list[str]
+    notes: list[str] = Field(default_factory=list)
+
+    _customers: pd.DataFrame | None = PrivateAttr(default=None)
+
+
+# ---------------------------------------------------------------------------------------- audience
+def _as_filter(filter: CustomerFilter | Mapping[str, Any] | None) -> CustomerFilter | None:
+    if filter is None or isinstance(filter, CustomerFilter):
+        return filter
+    unknown = sorted(set(filter) - set(CustomerFilter.model_fields))
+    if unknown:
+        # A silently ignored key would widen the audience to people the marketer meant to exclude.
+        raise CampaignError(f"Unknown audience filter field(s) {unknown}.",
+                            hint=_closest_hint(unknown[0], list(CustomerFilter.model_fields), "filter fields"),
+                            field=unknown[0])
+    try:
+        return CustomerFilter.model_validate(dict(filter))
+    except FilterError as exc:
+        raise CampaignError(str(exc), hint="use one of the valid names listed") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        inner = (err.get("ctx") or {}).get("error")
+        if isinstance(inner, FilterError):
+            raise CampaignError(str(inner), hint="use one of the valid names listed") from None
+        field = ".".join(str(p) for p in err["loc"]) or "filter"
+        raise CampaignError(f"Audience filter field '{field}': {err['msg']}.",
+                            hint=f"valid filter fields: {', '.join(CustomerFilter.model_fields)}",
+                            field=field) from None
+
+
+def _filter_steps(flt: CustomerFilter) -> list[tuple[str, Any]]:
+    """One (label, predicate) per active filter field, in the order a marketer reads them."""
+    steps: list[tuple[str, Any]] = []
+    for field, column in (("tiers", "tier"), ("lifecycle", "lifecycle"), ("segments", "rfm_segment")):
+        values = getattr(flt, field)
+        if values:
+            steps.append((f"{field} in {values}", lambda f, c=column, v=values: f[c].isin(v)))
+    if flt.countries:
+        wanted = {c.strip().lower() for c in flt.countries}
+        steps.append((f"countries in {flt.countries}",
+                      lambda f: f["country"].astype("string").str.lower().isin(wanted).fillna(False)))
+    for field, column, op in (("min_churn_risk", "churn_risk", "ge"), ("max_churn_risk", "churn_risk", "le"),
+                              ("min_value", "predicted_value", "ge"), ("max_value", "predicted_value", "le"),
+                              ("min_recency_days", "recency_days", "ge"), ("max_recency_days", "recency_days", "le")):
+        bound = getattr(flt, field)
+        if bound is not None:
+            steps.append((f"{field} {bound:g}", lambda f, c=column, o=op, b=bound: getattr(f[c], o)(b)))
+    return steps
+
+
+def select_audience(customers: pd.DataFrame, filter: CustomerFilter | Mapping[str, Any] | None) -> pd.DataFrame:
+    """Customers matching the filter; an empty result is an error that says which step emptied it."""
+    flt = _as_filter(filter)
+    if flt is None or flt.is_empty():
+        if customers.empty:
+            raise CampaignError("The customers table is empty, so there is nobody to target.",
+                                hint="run `valuedesk build` on a transaction file first")
+        return customers
+    frame = customers
+    trail = [f"{len(frame):,} customers"]
+    for label, predicate in _filter_steps(flt):
+        kept = frame[predicate(frame).to_numpy(dtype=bool)]
+        trail.append(f"{label}: {len(kept):,}")
+        if kept.empty:
+            raise CampaignError(
+                "The audience is empty: " + " -> ".join(trail) + f". The filter '{label}' removed everyone left.",
+                hint=_empty_hint(frame, label), field=label.split(" ")[0])
+        frame = kept
+    return frame
+
+
+def _empty_hint(frame: pd.DataFrame, label: str) -> str:
+    field = label.split(" ")[0]
+    column = {"tiers": "tier", "lifecycle": "lifecycle", "segments": "rfm_segment", "countries": "country"}.get(field)
+    if column and column in frame and len(frame):
+        counts = frame[column].astype("string").value_counts().head(6)
+        shown = ", ".join(f"{k} {v:,}" for k, v in counts.items())
+        return f"before that step the audience held: {shown}; widen '{field}' or drop an earlier filter"
+    return f"relax '{field}' or drop an earlier filter"
+
+
+# ---------------------------------------------------------------------------------------- expected value
+def _tier_thresholds(customers: pd.DataFrame) -> dict[str, float]:
+    """Lowest customer_value seen in each tier: what a customer must reach to be placed in it."""
+    present = customers.dropna(subset=["customer_value"]).groupby("tier", observed=True)["customer_value"].min()
+    return {str(k): float(v) for k, v in present.items()}
+
+
+def eligible_mask(playbook: Playbook, frame: pd.DataFrame, thresholds: Mapping[str, float]) -> np.ndarray:
+    rule = playbook.eligibility
+    keep = np.ones(len(frame), dtype=bool)
+    for values, column in ((rule.tiers, "tier"), (rule.lifecycle, "lifecycle"), (rule.segments, "rfm_segment")):
+        if values:
+            keep &= frame[column].isin(values).to_numpy(dtype=bool)
+    churn = frame["churn_risk"].to_numpy(dtype=float)
+    if rule.min_churn_risk is not None:
+        keep &= churn >= rule.min_churn_risk
+    if rule.max_churn_risk is not None:
+        keep &= churn <= rule.max_churn_risk
+    if rule.min_value is not None or rule.max_value is not None:
+        if rule.value_field not in frame:
+            raise CampaignError(f"Playbook '{playbook.name}' bounds '{rule.value_field}', which the customers "
+                                "table lacks.", hint="rebuild the customers table with `valuedesk build`",
+                                playbook=playbook.name, field="eligibility.value_field")
+        value = frame[rule.value_field].to_numpy(dtype=float)
+        if rule.min_value is not None:
+            keep &= value >= rule.min_value
+        if rule.max_value is not None:
+            keep &= value <= rule.max_value
+    if rule.max_gap_to_next_tier is not None:
+        next_tier = {TIERS[i + 1]: TIERS[i] for i in range(len(TIERS) - 1)}
+        target = frame["tier"].map(lambda t: thresholds.get(next_tier.get(str(t), ""), np.nan)).to_numpy(dtype=float)
+        value = frame["customer_value"].to_numpy(dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gap = (target - value) / target
+        keep &= np.isfinite(gap) & (gap > 0) & (gap <= rule.max_gap_to_next_tier)
+    return keep
+
+
+class CustomerEV(BaseModel):
+    """The expected-value arithmetic for one customer and one playbook, every term shown."""
+
+    p_order_anyway: float
+    p_redeem: float
+    value_gained: float
+    expected_incremental_revenue: float
+    offer_cost: float
+    contact_cost: float
+    cost: float
+    expected_net_value: float
+
+
+def expected_value(playbook: Playbook, *, churn_risk: Any, value_at_risk: Any, aov: Any,
+                   horizon_days: Any, offer_window_days: int) -> dict[str, np.ndarray]:
+    """Vectorised expected value of targeting customers with one playbook.
+
+    P(order in window anyway) treats ordering as a constant-rate process over the scoring horizon, so
+    1 - churn_risk ^ (window / horizon). Everyone who orders in the window redeems the offer.
+    """
+    churn = np.clip(np.asarray(churn_risk, dtype=float), 0.0, 1.0)
+    horizon = np.asarray(horizon_days, dtype=float)
+    aov = np.maximum(np.asarray(aov, dtype=float), 0.0)
+    p_anyway = 1.0 - np.power(churn, offer_window_days / horizon)
+    u = playbook.uplift
+    p_redeem = np.minimum(1.0, p_anyway + u)
+    offer = playbook.offer
+    per_redemption = offer.discount_pct / 100.0 * aov + offer.shipping_cost + offer.gift_cost
+    offer_cost = p_redeem * per_redemption
+    if playbook.goal in RETENTION_GOALS:
+        gained = np.maximum(np.asarray(value_at_risk, dtype=float), 0.0)
+    else:
+        gained = aov * playbook.incremental_orders
+    revenue = u * gained
+    cost = offer_cost + playbook.contact_cost
+    return {"p_order_anyway": p_anyway, "p_redeem": p_redeem, "value_gained": gained,
+            "expected_incremental_revenue": revenue, "offer_cost": offer_cost,
+            "contact_cost": np.full_like(revenue, playbook.contact_cost), "cost": cost,
+            "expected_net_value": revenue - cost}
+
+
+def explain_customer_ev(playbook: Playbook, customer: Mapping[str, Any], offer_window_days: int = 30) -> CustomerEV:
+    ev = expected_value(playbook, churn_risk=[customer["churn_risk"]], value_at_risk=[customer["value_at_risk"]],
+                        aov=[customer["aov"]], horizon_days=[customer.get("horizon_days", 180)],
+                        offer_window_days=offer_window_days)
+    return CustomerEV(**{k: float(v[0]) for k, v in ev.items()})
+
+
+def _assumptions(p: Playbook, cat: Catalogue, currency: str) -> list[str]:
+    value = ("value at risk (churn risk x value if retained) is the value gained when the campaign keeps a customer"
+             if p.goal in RETENTION_GOALS else
+             f"each incremental responder places {p.incremental_orders:g} extra order(s) at their average order value")
+    return [
+        f"uplift {p.uplift:.1%}: incremental probability of responding because of the campaign ({p.uplift_source.strip()})",
+        value,
+        f"offer: {p.offer.describe(currency)}, paid by everyone who orders within {cat.offer_window_days} days, "
+        "including customers who would have ordered anyway",
+        f"P(order within {cat.offer_window_days} days anyway) = 1 - churn_risk^({cat.offer_window_days}/horizon_days)",
+        f"contact cost {currency}{p.contact_cost:,.2f} per contacted customer ({p.channel})",
+        "values are revenue, not margin; control-group customers are not contacted and cost nothing",
+    ]
+
+
+def _measurement(p: Playbook, treated: int, control: int, p_base: float, window: int) -> str:
+    if control == 0:
+        return (f"No control group was reserved (holdout_share 0), so the lift of '{p.name}' cannot be measured "
+                "causally; rerun the plan with a holdout share above 0 to measure it.")
+    # Minimum detectable lift for a two-proportion test, alpha 0.05 two-sided, power 0.8.
+    pb = min(max(p_base, 0.01), 0.99)
+    mde = (1.959964 + 0.841621) * math.sqrt(pb * (1 - pb) * (1 / treated + 1 / control))
+    return (f"Contact the {treated:,} treated customers only; do not contact the {control:,} control customers. "
+            f"After {window} days compare the share who ordered and the revenue per customer between the two "
+            f"groups: lift = treated rate - control rate (assumed {p.uplift:.1%}), incremental revenue = "
+            f"(treated mean - control mean) x {treated:,}. With these group sizes a lift of about {mde:.1%} or "
+            "more is detectable (two-proportion test, 5% significance, 80% power); smaller true lifts need a "
+            "larger holdout.")
+
+
+# ---------------------------------------------------------------------------------------- planning
+def _check_budget(budget: float | None) -> float | None:
+    if budget is None:
+        return None
+    try:
+        value = float(budget)
+    except (TypeError, ValueError):
+        raise CampaignError(f"Budget '{budget}' is not a number.", hint="give the budget as a plain amount, "
+                            "e.g. 5000", field="budget") from None
+    if not math.isfinite(value) or value <= 0:
+        raise CampaignError(f"Budget must be a positive amount, got {budget}.",
+                            hint="give a budget above 0, or omit it to plan without a budget", field="budget")
+    if value > MAX_BUDGET:
+        raise CampaignError(f"Budget {value:,.0f} is implausibly large (over {MAX_BUDGET:,.0f}).",
+                            hint="check the units (the data's currency, not cents) or omit the budget to plan "
+                                 "without a limit", field="budget")
+    return value
+
+
+def _check_columns(customers: pd.DataFrame) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in customers]
+    if missing:
+        raise CampaignError(f"The customers table lacks the columns {missing} that campaign planning needs.",
+                            hint="build it with `valuedesk build` (it adds tiers, lifecycle, segments and value at risk)")
+
+
+def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: float | None = None,
+                   filter: CustomerFilter | Mapping[str, Any] | None = None, catalogue: Catalogue | str | Path | None = None,
+                   holdout_share: float | None = None, seed: int | None = None, *,
+                   playbooks: Sequence[str] | None = None, settings: Settings | None = None,
+                   filters: CustomerFilter | Mapping[str, Any] | None = None) -> CampaignPlan:
+    """Choose who gets which campaign to maximise expected net value, within an optional budget.
+
+    Each customer gets at most one campaign, only at positive expected net value. Without a budget every
+    eligible customer gets their best campaign; with one, customer-campaign pairs are taken greedily by
+    net value per unit cost until nothing else fits. A seeded random share of each campaign's chosen
+    customers is held out as a control group (not contacted, not costed) to measure the real lift.
+    """
+    settings = settings or get_settings()
+    holdout_share = settings.holdout_share if holdout_share is None else holdout_share
+    seed = settings.random_seed if seed is None else seed
+    if not 0 <= holdout_share < 1:
+        raise CampaignError(f"holdout_share must be at least 0 and below 1, got {holdout_share}.",
+                            hint="0.1 keeps a 10% control group", field="holdout_share")
+    budget = _check_budget(budget)
+    if isinstance(goal, Catalogue):
+        # Tolerate plan_campaigns(customers, catalogue, ...) as the tools layer calls it.
+        goal, catalogue = None, goal
+    filter = filters if filter is None else filter
+    cat = catalogue if isinstance(catalogue, Catalogue) else load_catalogue(catalogue, settings=settings)
+    names = [p.name for p in cat.playbooks]
+    if goal is not None:
+        norm = str(goal).strip().lower().replace("-", "_").replace(" ", "_")
+        norm = GOAL_ALIASES.get(norm, norm)
+        if norm in names:
+            # A playbook's own name as the goal: plan just that playbook.
+            playbooks, goal = [norm], None
+        elif norm not in GOALS:
+            raise CampaignError(f"Unknown campaign goal '{goal}'.",
+                                hint=_closest_hint(norm, list(GOALS) + names, "goals (or playbook names)"),
+                                field="goal")
+        else:
+            goal = norm
+    chosen = [p for p in cat.playbooks if goal is None or p.goal == goal]
+    if playbooks:
+        chosen = [cat.get(n) for n in playbooks if goal is None or cat.get(n).goal == goal]
+    if not chosen:
+        raise CampaignError(f"The catalogue has no playbook for goal '{goal}'.",
+                            hint="goals present: " + ", ".join(sorted({p.goal for p in cat.playbooks})), field="goal")
+    _check_columns(customers)
+    audience = select_audience(customers, filter)
+    currency = settings.currency_symbol
+    thresholds = _tier_thresholds(customers)
+    horizon = (audience["horizon_days"] if "horizon_days" in audience else pd.Series(settings.horizon_days,
+                                                                                      index=audience.index))
+    aov = audience["aov"].astype(float)
+    aov = aov.fillna(aov.median() if aov.notna().any() else 0.0)
+    churn = audience["churn_risk"].astype(float)
+    churn = churn.fillna(churn.median() if churn.notna().any() else 0.5)
+    ids = audience["customer_id"].astype(str).to_numpy()
+
+    # Candidate (customer, playbook) pairs with positive expected net value.
+    cand_c, cand_p, cand_net, cand_cost, cand_rev = [], [], [], [], []
+    eligible_counts: dict[str, int] = {}
+    per_playbook_ev: list[dict[str, np.ndarray]] = []
+    for j, p in enumerate(chosen):
+        mask = eligible_mask(p, audience, thresholds)
+        ev = expected_value(p, churn_risk=churn, value_at_risk=audience["value_at_risk"].fillna(0.0),
+                            aov=aov, horizon_days=horizon, offer_window_days=cat.offer_window_days)
+        per_playbook_ev.append(ev)
+        good = mask & (ev["expected_net_value"] > 0)
+        eligible_counts[p.name] = int(good.sum())
+        rows = np.flatnonzero(good)
+        cand_c.append(rows)
+        cand_p.append(np.full(len(rows), j))
+        cand_net.append(ev["expected_net_value"][rows])
+        cand_cost.append(ev["cost"][rows])
+        cand_rev.append(ev["expected_incremental_revenue"][rows])
+        eligible_counts[p.name + "/eligible"] = int(mask.sum())
+    c = np.concatenate(cand_c)
+    pj = np.concatenate(cand_p)
+    net = np.concatenate(cand_net)
+    cost = np.concatenate(cand_cost)
+    if len(c) == 0:
+        detail = "; ".join(f"{p.name}: {eligible_counts[p.name + '/eligible']:,} eligible, "
+                           f"{eligible_counts[p.name]:,} with positive net value" for p in chosen)
+        raise CampaignError(
+            f"No customer in the audience of {len(audience):,} is worth targeting: {detail}.",
+            hint="widen the filter, choose another goal, or revise the catalogue's uplift and costs")
+
+    assigned = np.full(len(audience), -1)
+    if budget is None:
+        # Best campaign per customer by net value.
+        order = np.lexsort((-cost, net))[::-1]
+        for k in order:
+            if assigned[c[k]] < 0:
+                assigned[c[k]] = pj[k]
+    else:
+        if cost.min() > budget:
+            raise CampaignError(
+                f"A budget of {currency}{budget:,.2f} cannot pay for a single worthwhile contact; the cheapest "
+                f"costs {currency}{cost.min():,.2f}.", hint=f"raise the budget to at least {currency}{cost.min():,.2f}",
+                field="budget")
+        ratio = net / np.maximum(cost, 1e-9)
+        order = np.lexsort((-net, -ratio))
+        remaining = budget
+        cheapest = cost.min()
+        cs, ps, costs = c[order].tolist(), pj[order].tolist(), cost[order].tolist()
+        for ci, pi, co in zip(cs, ps, costs):
+            if remaining < cheapest:
+                break
+            if assigned[ci] < 0 and co <= remaining:
+                assigned[ci] = pi
+                remaining -= co
+
+    rng = np.random.default_rng(seed)
+    results: list[CampaignResult] = []
+    for j, p in enumerate(chosen):
+        rows = np.flatnonzero(assigned == j)
+        if len(rows) == 0:
+            continue
+        rows = rows[np.argsort(ids[rows], kind="stable")]
+        n_control = int(round(holdout_share * len(rows)))
+        if holdout_share > 0 and len(rows) >= 2:
+            n_control = max(n_control, 1)
+        n_control = min(n_control, len(rows) - 1)
+        control_pos = np.zeros(len(rows), dtype=bool)
+        control_pos[rng.choice(len(rows), size=n_control, replace=False)] = True
+        treated, control = rows[~control_pos], rows[control_pos]
+        ev = per_playbook_ev[j]
+        t_net = ev["expected_net_value"][treated]
+        t_cost = float(ev["cost"][treated].sum())
+        t_rev = float(ev["expected_incremental_revenue"][treated].sum())
+        p_base = float(ev["p_order_anyway"][treated].mean())
+        order_t = np.argsort(-t_net, kind="stable")
+        results.append(CampaignResult(
+            name=p.name, description=p.description, goal=p.goal, channel=p.channel, offer=p.offer,
+            offer_text=p.offer.describe(currency), audience_size=len(treated), eligible=eligible_counts[p.name],
+            customer_ids=ids[treated][order_t].tolist(), expected_values=np.round(t_net[order_t], 2).tolist(),
+            control_group_ids=sorted(ids[control].tolist()), cost=round(t_cost, 2),
+            expected_incremental_revenue=round(t_rev, 2), expected_net_value=round(t_rev - t_cost, 2),
+            roi=round((t_rev - t_cost) / t_cost, 3) if t_cost > 0 else None, uplift=p.uplift,
+            uplift_source=p.uplift_source.strip(), contact_cost=p.contact_cost,
+            assumptions=_assumptions(p, cat, currency),
+            measurement=_measurement(p, len(treated), len(control), p_base, cat.offer_window_days)))
+    results.sort(key=lambda r: r.expected_net_value, reverse=True)
+    total_cost = round(sum(r.cost for r in results), 2)
+    notes = []
+    if budget is not None:
+        unfunded = int(((assigned < 0) & np.isin(np.arange(len(audience)), c)).sum())
+        if unfunded:
+            notes.append(f"{unfunded:,} customers with a positive-value campaign were left out by the budget.")
+    plan = CampaignPlan(
+        campaigns=results, total_cost=total_cost, budget=budget,
+        expected_net_value=round(sum(r.expected_net_value for r in results), 2),
+        expected_incremental_revenue=round(sum(r.expected_incremental_revenue for r in results), 2),
+        audience_size=len(audience), targeted=sum(r.audience_size for r in results),
+        control_size=sum(len(r.control_group_ids) for r in results), holdout_share=holdout_share, seed=seed,
+        goal=goal, currency=currency, catalogue=cat.source,
+        assumptions=[
+            "expected net value = uplift x value gained - expected offer cost - contact cost, per customer",
+            "each customer is offered at most one campaign; only positive expected net value is targeted",
+            ("budget allocated greedily by expected net value per unit cost" if budget is not None else
+             "no budget: each customer gets the campaign with the highest expected net value"),
+            f"control groups: a seeded random {holdout_share:.0%} of each campaign's chosen customers (seed {seed})",
+        ],
+        notes=notes)
+    plan._customers = customers
+    return plan
+
+
+# ---------------------------------------------------------------------------------------- export
+AUDIENCE_COLUMNS = ("customer_id", "tier", "campaign", "offer", "products", "expected_value")
+
+
+def _products_text(value: Any, sep: str) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, str):
+        return value
+    return sep.join(str(v) for v in value)
+
+
+def _tier_text(tier: Any) -> str:
+    return "" if tier is None or tier is pd.NA or (isinstance(tier, float) and math.isnan(tier)) else str(tier)
+
+
+_EXPORT_CHUNK = 10_000
+
+
+def _audience_rows(plan_or_customers: CampaignPlan | pd.DataFrame, customers: pd.DataFrame | None, *,
+                   products: Mapping[str, Sequence[str]] | None, include_control: bool, campaign: str | None,
+                   product_separator: str) -> Iterator[dict[str, Any]]:
+    if isinstance(plan_or_customers, CampaignPlan):
+        plan = plan_or_customers
+        frame = customers if customers is not None else plan._customers
+        lookup = None
+        if frame is not None:
+            cols = ["tier"] + (["suggested_products"] if "suggested_products" in frame else [])
+            lookup = frame.assign(customer_id=frame["customer_id"].astype(str)).set_index("customer_id")[cols]
+            lookup = lookup[~lookup.index.duplicated()]
+        for camp in plan.campaigns:
+            if campaign is not None and camp.name != campaign:
+                continue
+            groups = [(camp.customer_ids, camp.expected_values, camp.name, camp.offer_text)]
+            if include_control:
+                groups.append((camp.control_group_ids, [0.0] * len(camp.control_group_ids),
+                               f"{camp.name} (control)", ""))
+            for ids, values, name, offer in groups:
+                # Look customers up a chunk at a time so memory stays flat however large the audience.
+                for start in range(0, len(ids), _EXPORT_CHUNK):
+                    part = ids[start:start + _EXPORT_CHUNK]
+                    sub = lookup.reindex(part) if lookup is not None else None
+                    tiers = sub["tier"].tolist() if sub is not None else [None] * len(part)
+                    found = (sub["suggested_products"].tolist() if sub is not None and "suggested_products" in sub
+                             else [None] * len(part))
+                    for cid, value, tier, prods in zip(part, values[start:start + _EXPORT_CHUNK], tiers, found):
+                        if products is not None:
+                            prods = products.get(cid)
+                        yield {"customer_id": cid, "tier": _tier_text(tier), "campaign": name, "offer": offer,
+                               "products": _products_text(prods, product_separator),
+                               "expected_value": round(float(value), 2)}
+        return
+    frame = plan_or_customers
+    value_col = "predicted_value" if "predicted_value" in frame else None
+    for start in range(0, len(frame), _EXPORT_CHUNK):
+        for rec in frame.iloc[start:start + _EXPORT_CHUNK].to_dict("records"):
+            cid = str(rec["customer_id"])
+            prods = products.get(cid) if products is not None else rec.get("suggested_products")
+            value = rec.get(value_col) if value_col else None
+            yield {"customer_id": cid, "tier": _tier_text(rec.get("tier")), "campaign": "", "offer": "",
+                   "products": _products_text(prods, product_separator),
+                   "expected_value": round(float(value), 2) if value is not None and pd.notna(value) else ""}
+
+
+def audience_rows(plan_or_customers: CampaignPlan | pd.DataFrame, customers: pd.DataFrame | None = None, *,
+                  products: Mapping[str, Sequence[str]] | None = None, include_control: bool = False,
+                  campaign: str | None = None, product_separator: str = "; ") -> Iterator[dict[str, Any]]:
+    """One dict per exported customer (columns AUDIENCE_COLUMNS), produced lazily.
+
+    With a plan: the treated customers of each campaign (only ``campaign`` if given; with
+    ``include_control`` also the control group, as campaign '<name> (control)' with no offer). With a
+    customers frame: every row, no campaign, expected value = predicted value. Bad arguments fail here,
+    not at the first ``next()``.
+    """
+    if isinstance(plan_or_customers, CampaignPlan):
+        if campaign is not None and campaign not in {c.name for c in plan_or_customers.campaigns}:
+            raise CampaignError(f"The plan has no campaign '{campaign}'.",
+                                hint=_closest_hint(campaign, [c.name for c in plan_or_customers.campaigns],
+                                                   "campaigns in this plan"), field="campaign")
+    elif not isinstance(plan_or_customers, pd.DataFrame) or "customer_id" not in plan_or_customers:
+        raise CampaignError("Cannot export an audience without a customer_id column.",
+                            hint="pass a campaign plan or the customers table")
+    return _audience_rows(plan_or_customers, customers, products=products, include_control=include_control,
+                          campaign=campaign, product_separator=product_separator)
+
+
+def iter_audience_csv(rows: Iterable[Mapping[str, Any]], *, chunk_rows: int = 5_000) -> Iterator[str]:
+    """CSV text in chunks (header first) for streaming HTTP responses and downloads."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=AUDIENCE_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    n = 0
+    for row in rows:
+        writer.writerow(row)
+        n += 1
+        if n % chunk_rows == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def write_audience_csv(rows: Iterable[Mapping[str, Any]], path: str | Path) -> int:
+    """Stream rows to ``path`` atomically (temp file + os.replace); returns the number of data rows."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=AUDIENCE_COLUMNS, extrasaction="ignore", lineterminator="\n")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow(row)
+                count += 1
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count
+
+
+# ---------------------------------------------------------------------------------------- one customer
+def best_campaign_for(customer: Mapping[str, Any], catalogue: Catalogue | None = None,
+                      settings: Settings | None = None, *,
+                      thresholds: Mapping[str, float] | None = None) -> dict[str, Any] | None:
+    """The playbook with the highest positive expected net value for one customer (next best action).
+
+    ``thresholds`` (lowest customer_value per tier, from the whole table) is needed to judge "near the
+    next tier"; without it, playbooks with that rule are skipped rather than guessed.
+    """
+    settings = settings or get_settings()
+    cat = catalogue if isinstance(catalogue, Catalogue) else load_catalogue(catalogue, settings=settings)
+    missing = [c for c in REQUIRED_COLUMNS if c not in customer]
+    if missing:
+        return None
+    row = pd.DataFrame([dict(customer)])
+    if "horizon_days" not in row:
+        row["horizon_days"] = settings.horizon_days
+    best: tuple[float, Playbook] | None = None
+    for p in cat.playbooks:
+        if p.eligibility.max_gap_to_next_tier is not None and thresholds is None:
+            continue
+        if not eligible_mask(p, row, thresholds or {})[0]:
+            continue
+        aov = float(row["aov"].iloc[0]) if pd.notna(row["aov"].iloc[0]) else 0.0
+        ev = expected_value(p, churn_risk=row["churn_risk"].fillna(0.5), value_at_risk=row["value_at_risk"].fillna(0.0),
+                            aov=[aov], horizon_days=row["horizon_days"], offer_window_days=cat.offer_window_days)
+        net = float(ev["expected_net_value"][0])
+        if net > 0 and (best is None or net > best[0]):
+            best = (net, p)
+    if best is None:
+        return None
+    net, p = best
+    reason = (f"{p.description} Eligible as {customer.get('tier')} / {customer.get('lifecycle')} / "
+              f"{customer.get('rfm_segment')} with churn risk {float(customer['churn_risk']):.0%}; "
+              f"assumes {p.uplift:.0%} uplift.")
+    return {"campaign": p.name, "offer": p.offer.describe(settings.currency_symbol), "channel": p.channel,
+            "expected_net_value": round(net, 2), "reason": reason}

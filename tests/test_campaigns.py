@@ -1,0 +1,386 @@
+"""Campaign catalogue validation, expected value, budgeted planning, holdouts and audience export.
+
+The customers table comes from the real Online Retail log through the real cleaning
+(predictor.data.load_transactions) and the real tiering (predictor.tiers.apply_tiers). The scores it
+tiers are a stand-in (`_stand_in_scores`: last-180-day spend as the prediction, a recency-vs-cadence
+churn risk), because training the value model is too slow for a unit test; planning only needs the
+scores' columns, not their accuracy.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import itertools
+import math
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from predictor.campaigns import (AUDIENCE_COLUMNS, CampaignError, CampaignPlan, audience_rows, best_campaign_for,
+                                 eligible_mask, expected_value, explain_customer_ev, iter_audience_csv,
+                                 load_catalogue, parse_catalogue, plan_campaigns, write_audience_csv)
+from predictor.data import load_transactions
+from predictor.settings import SHARED_DATA, Settings
+from predictor.tiers import apply_tiers
+
+DATA = SHARED_DATA / "online_retail" / "online_retail.csv.gz"
+pytestmark = pytest.mark.skipif(not DATA.exists(), reason="real Online Retail data not available")
+REQUIRED_PLAYBOOKS = {"vip_retention": "retain", "win_back": "win_back", "reactivation": "reactivate",
+                      "cross_sell": "grow", "welcome_second_order": "grow", "loyalty_upgrade": "upgrade"}
+
+
+def _stand_in_scores(tx: pd.DataFrame, horizon_days: int = 180) -> pd.DataFrame:
+    lines = tx[~tx["is_outlier"]]
+    as_of = lines["timestamp"].max()
+    g = lines.groupby("customer_id", sort=True)
+    out = pd.DataFrame({"historical_value": g["amount"].sum(), "orders": g["order_id"].nunique(),
+                        "first_order": g["timestamp"].min(), "last_order": g["timestamp"].max(),
+                        "country": g["country"].first()})
+
+    def spend(days: int) -> pd.Series:
+        recent = lines[lines["timestamp"] > as_of - pd.Timedelta(days=days)]
+        return recent.groupby("customer_id")["amount"].sum().reindex(out.index).fillna(0.0)
+
+    out["revenue_12m"] = spend(365)
+    out["predicted_value"] = spend(horizon_days).clip(lower=0)
+    out["recency_days"] = (as_of - out["last_order"]).dt.total_seconds() / 86400
+    out["tenure_days"] = (as_of - out["first_order"]).dt.total_seconds() / 86400
+    out["mean_gap_days"] = (out["tenure_days"] / (out["orders"] - 1)).where(out["orders"] > 1)
+    gap = out["mean_gap_days"].fillna(out["mean_gap_days"].median())
+    # P(no order in the horizon) for a Poisson buyer whose rate fades the longer they stay away.
+    out["churn_risk"] = np.exp(-horizon_days / gap * np.exp(-out["recency_days"] / (3 * gap))).clip(0.01, 0.99)
+    out["aov"] = (out["historical_value"] / out["orders"]).clip(lower=0)
+    out["horizon_days"] = horizon_days
+    out["as_of"] = as_of
+    return out.reset_index()
+
+
+@pytest.fixture(scope="module")
+def customers() -> pd.DataFrame:
+    tx = load_transactions(DATA, "online_retail").transactions
+    table = apply_tiers(_stand_in_scores(tx))
+    table["suggested_products"] = [[f"P{i % 7}", f"P{i % 11}"] for i in range(len(table))]
+    return table
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    return load_catalogue()
+
+
+@pytest.fixture()
+def raw_catalogue(catalogue) -> dict:
+    return yaml.safe_load(Path(catalogue.source).read_text())
+
+
+# ------------------------------------------------------------------------------------------ catalogue
+def test_packaged_catalogue_has_the_playbooks(catalogue):
+    goals = {p.name: p.goal for p in catalogue.playbooks}
+    assert {k: goals.get(k) for k in REQUIRED_PLAYBOOKS} == REQUIRED_PLAYBOOKS
+    assert all(len(p.uplift_source) > 20 for p in catalogue.playbooks)
+
+
+def test_catalogue_path_comes_from_settings(tmp_path, raw_catalogue):
+    raw_catalogue["playbooks"] = raw_catalogue["playbooks"][:2]
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(raw_catalogue))
+    cat = load_catalogue(settings=Settings(campaign_catalogue=path))
+    assert [p.name for p in cat.playbooks] == ["vip_retention", "win_back"]
+    assert load_catalogue(Settings(campaign_catalogue=path)).source == str(path)
+
+
+def _edit(raw: dict, index: int, dotted: str, value) -> dict:
+    raw = copy.deepcopy(raw)
+    node = raw["playbooks"][index]
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    if value is _DELETE:
+        node.pop(leaf, None)
+    else:
+        node[leaf] = value
+    return raw
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize("index,dotted,value,field,reason", [
+    (1, "eligibility.tiers", ["Platinum", "Goldd"], "eligibility.tiers", "Did you mean 'Gold'"),
+    (1, "eligibility.lifecycle", ["churned"], "eligibility.lifecycle", "Valid lifecycle"),
+    (3, "eligibility.segments", ["Champs"], "eligibility.segments", "Champions"),
+    (1, "eligibility.tiers", [], "eligibility.tiers", "empty list"),
+    (1, "eligibility.tiers", ["Gold", "gold"], "eligibility.tiers", "more than once"),
+    (1, "eligibility.max_churn_risk", 0.2, "eligibility.min_churn_risk", "greater than max_churn_risk"),
+    (1, "eligibility.min_churn_risk", 1.5, "eligibility.min_churn_risk", "less than or equal to 1"),
+    (5, "eligibility.tiers", ["Platinum"], "eligibility.max_gap_to_next_tier", "no next tier"),
+    (1, "offer.discount_pct", 0, "offer.discount_pct", "needs a positive discount_pct"),
+    (0, "offer.gift_cost", 5, "offer.gift_cost", "is set but the offer type is 'early_access'"),
+    (1, "offer.type", "coupon", "offer.type", "discount"),
+    (1, "channel", "pigeon", "channel", "email"),
+    (1, "goal", "world_domination", "goal", "retain"),
+    (1, "uplift", 1.5, "uplift", "less than or equal to 1"),
+    (1, "uplift", 0, "uplift", "greater than 0"),
+    (1, "contact_cost", -1, "contact_cost", "greater than or equal to 0"),
+    (1, "uplift_source", _DELETE, "uplift_source", "Field required"),
+    (1, "budget_line", 3, "budget_line", "Extra inputs"),
+])
+def test_bad_catalogue_names_playbook_field_and_reason(raw_catalogue, index, dotted, value, field, reason):
+    bad = _edit(raw_catalogue, index, dotted, value)
+    name = bad["playbooks"][index]["name"]
+    with pytest.raises(CampaignError) as info:
+        parse_catalogue(bad, source="test.yaml")
+    err = info.value
+    assert (err.playbook, err.field) == (name, field)
+    assert f"playbook '{name}'" in str(err) and field in str(err) and reason in str(err)
+
+
+def test_duplicate_and_overlapping_playbooks_are_refused(raw_catalogue):
+    dup = copy.deepcopy(raw_catalogue)
+    dup["playbooks"].append(copy.deepcopy(dup["playbooks"][0]))
+    with pytest.raises(CampaignError, match="'vip_retention' is defined twice"):
+        parse_catalogue(dup)
+    twin = copy.deepcopy(raw_catalogue["playbooks"][1])
+    twin["name"] = "win_back_sms"
+    twin["channel"] = "sms"
+    overlap = copy.deepcopy(raw_catalogue)
+    overlap["playbooks"].append(twin)
+    with pytest.raises(CampaignError, match="'win_back' and 'win_back_sms' overlap completely") as info:
+        parse_catalogue(overlap)
+    assert info.value.field == "eligibility"
+
+
+def test_unreadable_catalogues(tmp_path):
+    with pytest.raises(CampaignError, match="Cannot read the campaign catalogue"):
+        load_catalogue(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("playbooks: [\n  - name: x\n")
+    with pytest.raises(CampaignError, match="not valid YAML"):
+        load_catalogue(broken)
+    broken.write_text("campaigns: []\n")
+    with pytest.raises(CampaignError, match="'playbooks:' list"):
+        load_catalogue(broken)
+
+
+# ------------------------------------------------------------------------------------------ expected value
+def test_expected_value_worked_example(catalogue):
+    win_back = catalogue.get("win_back")  # 15% discount, uplift 8%, email at 0.10
+    customer = {"churn_risk": 0.5, "value_at_risk": 200.0, "aov": 100.0, "horizon_days": 180}
+    ev = explain_customer_ev(win_back, customer, offer_window_days=30)
+    p_anyway = 1 - 0.5 ** (30 / 180)                   # 0.10910
+    p_redeem = p_anyway + 0.08                         # 0.18910
+    offer_cost = p_redeem * 0.15 * 100                 # 2.8365
+    assert ev.p_order_anyway == pytest.approx(0.109101, abs=1e-6)
+    assert ev.offer_cost == pytest.approx(offer_cost)
+    assert ev.expected_incremental_revenue == pytest.approx(0.08 * 200)
+    assert ev.cost == pytest.approx(offer_cost + 0.10)
+    assert ev.expected_net_value == pytest.approx(16.0 - 2.8365 - 0.10, abs=1e-3)
+
+    grow = catalogue.get("welcome_second_order")  # 10% discount, uplift 6%, one extra order
+    ev = explain_customer_ev(grow, customer, offer_window_days=30)
+    assert ev.value_gained == pytest.approx(100.0)  # an extra order at the average order value, not value at risk
+    assert ev.expected_incremental_revenue == pytest.approx(6.0)
+    assert ev.expected_net_value == pytest.approx(6.0 - (p_anyway + 0.06) * 10.0 - 0.10)
+
+
+def test_plan_json_shape_and_arithmetic(customers, catalogue):
+    plan = plan_campaigns(customers, catalogue=catalogue, holdout_share=0.1, seed=7)
+    data = plan.model_dump(mode="json")
+    for key in ("campaigns", "total_cost", "budget", "expected_net_value"):
+        assert key in data
+    for camp in data["campaigns"]:
+        for key in ("name", "audience_size", "customer_ids", "offer", "cost", "expected_incremental_revenue",
+                    "expected_net_value", "roi", "assumptions", "control_group_ids", "measurement"):
+            assert key in camp
+        assert camp["audience_size"] == len(camp["customer_ids"])
+        assert camp["expected_net_value"] == pytest.approx(camp["expected_incremental_revenue"] - camp["cost"], abs=0.02)
+        assert camp["roi"] == pytest.approx(camp["expected_net_value"] / camp["cost"], rel=1e-2)
+        assert min(camp["expected_values"]) > 0
+        assert "control" in camp["measurement"]
+    nets = [c["expected_net_value"] for c in data["campaigns"]]
+    assert nets == sorted(nets, reverse=True)
+    assert data["expected_net_value"] == pytest.approx(sum(nets), abs=0.05)
+    assert {c["name"] for c in data["campaigns"]} >= {"cross_sell", "welcome_second_order"}
+
+
+def test_without_budget_each_customer_gets_their_best_campaign(customers, catalogue):
+    plan = plan_campaigns(customers, catalogue=catalogue, holdout_share=0.0)
+    chosen = {cid: c.name for c in plan.campaigns for cid in c.customer_ids}
+    audience = customers.set_index(customers["customer_id"].astype(str))
+    thresholds = audience.groupby("tier")["customer_value"].min().to_dict()
+    best = pd.Series(-np.inf, index=audience.index)
+    best_name = pd.Series("", index=audience.index)
+    for p in catalogue.playbooks:
+        ev = expected_value(p, churn_risk=audience["churn_risk"], value_at_risk=audience["value_at_risk"],
+                            aov=audience["aov"], horizon_days=audience["horizon_days"], offer_window_days=30)
+        net = np.where(eligible_mask(p, audience, thresholds), ev["expected_net_value"], -np.inf)
+        better = net > best.to_numpy()
+        best[better], best_name[better] = net[better], p.name
+    expected = best_name[best > 0].to_dict()
+    assert chosen == expected
+
+
+# ------------------------------------------------------------------------------------------ budget
+@pytest.mark.parametrize("budget", [15.0, 300.0, 2500.0])
+def test_budget_never_exceeded_and_no_customer_twice(customers, catalogue, budget):
+    plan = plan_campaigns(customers, budget=budget, catalogue=catalogue, holdout_share=0.0)
+    assert 0 < plan.total_cost <= budget
+    ids = [cid for c in plan.campaigns for cid in c.customer_ids]
+    assert len(ids) == len(set(ids))
+
+
+def test_greedy_beats_random_allocation(customers, catalogue):
+    budget = 300.0
+    plan = plan_campaigns(customers, budget=budget, catalogue=catalogue, holdout_share=0.0)
+    # Random allocation over the same positive-value (customer, playbook) pairs, same budget, one each.
+    thresholds = customers.groupby("tier")["customer_value"].min().to_dict()
+    pairs = []
+    for p in catalogue.playbooks:
+        ev = expected_value(p, churn_risk=customers["churn_risk"], value_at_risk=customers["value_at_risk"],
+                            aov=customers["aov"], horizon_days=customers["horizon_days"], offer_window_days=30)
+        ok = eligible_mask(p, customers, thresholds) & (ev["expected_net_value"] > 0)
+        pairs += list(zip(np.flatnonzero(ok), ev["expected_net_value"][ok], ev["cost"][ok]))
+    rng = np.random.default_rng(0)
+    random_nets = []
+    for _ in range(20):
+        left, taken, total = budget, set(), 0.0
+        for k in rng.permutation(len(pairs)):
+            row, net, cost = pairs[k]
+            if row not in taken and cost <= left:
+                taken.add(row)
+                left -= cost
+                total += net
+        random_nets.append(total)
+    assert plan.expected_net_value > max(random_nets)
+
+
+@pytest.mark.parametrize("budget,match", [(0, "positive"), (-50, "positive"), (float("nan"), "positive"),
+                                          (5e9, "implausibly large"), ("lots", "not a number"),
+                                          (0.01, "cannot pay for a single")])
+def test_bad_budgets(customers, catalogue, budget, match):
+    with pytest.raises(CampaignError, match=match) as info:
+        plan_campaigns(customers, budget=budget, catalogue=catalogue)
+    assert info.value.field == "budget" and info.value.hint
+
+
+# ------------------------------------------------------------------------------------------ holdout
+def test_holdout_is_seeded_disjoint_and_sized(customers, catalogue):
+    a = plan_campaigns(customers, catalogue=catalogue, holdout_share=0.2, seed=3)
+    b = plan_campaigns(customers, catalogue=catalogue, holdout_share=0.2, seed=3)
+    c = plan_campaigns(customers, catalogue=catalogue, holdout_share=0.2, seed=4)
+    assert [x.control_group_ids for x in a.campaigns] == [x.control_group_ids for x in b.campaigns]
+    assert [x.control_group_ids for x in a.campaigns] != [x.control_group_ids for x in c.campaigns]
+    treated = [cid for x in a.campaigns for cid in x.customer_ids]
+    control = [cid for x in a.campaigns for cid in x.control_group_ids]
+    assert not set(treated) & set(control)
+    assert len(set(treated + control)) == len(treated) + len(control)
+    big = max(a.campaigns, key=lambda x: x.audience_size)
+    n = big.audience_size + len(big.control_group_ids)
+    assert len(big.control_group_ids) == round(0.2 * n)
+    # Same customers chosen with or without a holdout: the control is carved out of the chosen audience.
+    none = plan_campaigns(customers, catalogue=catalogue, holdout_share=0.0)
+    assert {x.name: set(x.customer_ids) for x in none.campaigns} == \
+           {x.name: set(x.customer_ids) | set(x.control_group_ids) for x in a.campaigns}
+    assert "cannot be measured" in none.campaigns[0].measurement
+
+
+# ------------------------------------------------------------------------------------------ audience filters
+def test_filter_restricts_the_audience(customers, catalogue):
+    plan = plan_campaigns(customers, filter={"tiers": ["gold", "Platinum"]}, catalogue=catalogue)
+    tiers = customers.set_index(customers["customer_id"].astype(str))["tier"]
+    ids = [cid for c in plan.campaigns for cid in c.customer_ids + c.control_group_ids]
+    assert ids and set(tiers[ids]) <= {"Gold", "Platinum"}
+    assert plan.audience_size == int(customers["tier"].isin(["Gold", "Platinum"]).sum())
+
+
+@pytest.mark.parametrize("flt,match", [({"segments": ["Champs"]}, "Did you mean 'Champions'"),
+                                       ({"tiers": ["Platnum"]}, "Did you mean 'Platinum'"),
+                                       ({"lifecycle": ["churned"]}, "Valid lifecycle stages: new, active"),
+                                       ({"colour": "red"}, "colour")])
+def test_unknown_filter_names(customers, catalogue, flt, match):
+    with pytest.raises(CampaignError, match=match):
+        plan_campaigns(customers, filter=flt, catalogue=catalogue)
+
+
+def test_empty_audience_says_which_filter_emptied_it(customers, catalogue):
+    platinum = customers[customers["tier"] == "Platinum"]
+    country = sorted(set(customers["country"].dropna()) - set(platinum["country"].dropna()))[0]
+    in_country = int((customers["country"] == country).sum())
+    with pytest.raises(CampaignError) as info:
+        plan_campaigns(customers, filter={"countries": [country], "tiers": ["Platinum"]}, catalogue=catalogue)
+    msg = str(info.value)
+    assert f"{len(customers):,} customers" in msg
+    assert f"tiers in ['Platinum']: {len(platinum):,}" in msg
+    assert f"countries in ['{country}']: 0" in msg
+    assert "removed everyone" in msg and info.value.hint
+    assert in_country > 0  # the country exists; only the combination is empty
+
+
+def test_goal_aliases_and_unknown_goals(customers, catalogue):
+    plan = plan_campaigns(customers, goal="cross-sell", catalogue=catalogue)
+    assert {c.goal for c in plan.campaigns} == {"grow"}
+    only = plan_campaigns(customers, goal="loyalty_upgrade", catalogue=catalogue)
+    assert [c.name for c in only.campaigns] == ["loyalty_upgrade"]
+    with pytest.raises(CampaignError, match="Unknown campaign goal 'retian'") as info:
+        plan_campaigns(customers, goal="retian", catalogue=catalogue)
+    assert "retain" in info.value.hint
+
+
+def test_nobody_worth_targeting_is_explained(customers, catalogue):
+    with pytest.raises(CampaignError, match=r"reactivation: \d+ eligible, 0 with positive net value|"
+                                            r"No customer in the audience"):
+        plan_campaigns(customers, goal="reactivate", filter={"lifecycle": ["new"]}, catalogue=catalogue)
+
+
+# ------------------------------------------------------------------------------------------ export
+def test_audience_csv_rows(customers, catalogue, tmp_path):
+    plan = plan_campaigns(customers, budget=500.0, catalogue=catalogue, holdout_share=0.1)
+    rows = audience_rows(plan)
+    assert isinstance(rows, types.GeneratorType)
+    path = tmp_path / "out" / "audience.csv"
+    n = write_audience_csv(rows, path)
+    assert n == plan.targeted
+    with path.open(newline="") as fh:
+        read = list(csv.DictReader(fh))
+    assert tuple(read[0]) == AUDIENCE_COLUMNS and len(read) == n
+    lookup = customers.set_index(customers["customer_id"].astype(str))
+    for row in read[:50]:
+        assert row["tier"] == lookup.loc[row["customer_id"], "tier"]
+        assert row["products"] == "; ".join(lookup.loc[row["customer_id"], "suggested_products"])
+    assert sum(float(r["expected_value"]) for r in read) == pytest.approx(plan.expected_net_value, abs=0.01 * n + 0.1)
+    control = {cid for c in plan.campaigns for cid in c.control_group_ids}
+    assert not control & {r["customer_id"] for r in read}
+    assert [p.name for p in tmp_path.joinpath("out").iterdir()] == ["audience.csv"]
+    text = "".join(iter_audience_csv(audience_rows(plan), chunk_rows=7))
+    assert text == path.read_text()
+
+
+def test_export_one_campaign_with_controls_and_plain_customers(customers, catalogue):
+    plan = plan_campaigns(customers, catalogue=catalogue, holdout_share=0.1)
+    name = plan.campaigns[0].name
+    rows = list(audience_rows(plan, customers, campaign=name, include_control=True))
+    assert {r["campaign"] for r in rows} == {name, f"{name} (control)"}
+    assert len(rows) == plan.campaigns[0].audience_size + len(plan.campaigns[0].control_group_ids)
+    with pytest.raises(CampaignError, match="no campaign 'nope'"):
+        audience_rows(plan, campaign="nope")
+    plain = audience_rows(customers)
+    first = list(itertools.islice(plain, 3))
+    assert [r["customer_id"] for r in first] == customers["customer_id"].astype(str).head(3).tolist()
+    assert first[0]["expected_value"] == round(float(customers["predicted_value"].iloc[0]), 2)
+
+
+def test_best_campaign_for_one_customer(customers, catalogue):
+    plan = plan_campaigns(customers, catalogue=catalogue, holdout_share=0.0)
+    thresholds = customers.groupby("tier")["customer_value"].min().to_dict()
+    camp = plan.campaigns[0]
+    row = customers[customers["customer_id"].astype(str) == camp.customer_ids[0]].iloc[0].to_dict()
+    choice = best_campaign_for(row, catalogue, thresholds=thresholds)
+    assert choice["campaign"] == camp.name
+    assert choice["expected_net_value"] == pytest.approx(camp.expected_values[0], abs=0.01)
+    assert math.isfinite(choice["expected_net_value"]) and choice["reason"]
