@@ -1,0 +1,202 @@
+"""Tool functions and registry on a customers table built from the real Online Retail data."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from _tools_data import tools_data_dir
+from predictor.filters import CustomerFilter
+from predictor.settings import Settings
+from tools.deps import ToolDeps
+from tools.registry import TOOLS, ToolRegistry
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return Settings(data_dir=tools_data_dir())
+
+
+@pytest.fixture(scope="module")
+def registry(settings) -> ToolRegistry:
+    return ToolRegistry(ToolDeps(settings))
+
+
+@pytest.fixture(scope="module")
+def customers(settings) -> pd.DataFrame:
+    return pd.read_parquet(settings.customers_path)
+
+
+def ok(registry: ToolRegistry, name: str, args: dict) -> dict:
+    res = registry.call(name, args)
+    assert res.ok, res.error
+    return res.result
+
+
+FILTERS = [
+    {},
+    {"tiers": ["gold", "Platinum"]},
+    {"lifecycle": ["at risk", "lapsing"], "min_churn_risk": 0.4},
+    {"segments": ["Champions", "At Risk"], "countries": ["germany", "France"]},
+    {"countries": ["United Kingdom"], "min_value": 100, "max_value": 5000},
+    {"max_churn_risk": 0.3, "min_recency_days": 10, "max_recency_days": 120},
+    {"tiers": ["Bronze"], "countries": ["Atlantis"]},
+]
+
+
+@pytest.mark.parametrize("flt", FILTERS)
+def test_fast_mask_matches_customer_filter(registry, customers, flt):
+    store = registry.deps.customers
+    expected = CustomerFilter(**flt).mask(customers).to_numpy()
+    got = store.mask(CustomerFilter(**flt))
+    got = np.ones(len(customers), bool) if got is None else got
+    assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("flt,sort_by", list(itertools.product(FILTERS[:5], ["value_at_risk", "churn_risk",
+                                                                               "historical_value"])))
+def test_find_customers_ranks_like_pandas(registry, customers, flt, sort_by):
+    result = ok(registry, "find_customers", {**flt, "sort_by": sort_by, "limit": 25})
+    selected = customers[CustomerFilter(**flt).mask(customers)]
+    assert result["total_matching"] == len(selected)
+    expected = selected.sort_values(sort_by, ascending=False, kind="stable").head(25)
+    assert [r["customer_id"] for r in result["customers"]] == expected["customer_id"].astype(str).tolist()
+    values = [r[sort_by] for r in result["customers"]]
+    assert values == sorted(values, reverse=True)
+
+
+def test_at_risk_top_customers_is_one_call_with_value_at_risk_default(registry, customers):
+    result = ok(registry, "find_customers", {"tiers": ["Platinum", "Gold"], "min_churn_risk": 0.5})
+    assert result["sort_by"] == "value_at_risk"
+    assert result["returned"] == min(20, result["total_matching"]) > 0
+    for row in result["customers"]:
+        assert row["tier"] in ("Platinum", "Gold") and row["churn_risk"] >= 0.5
+        assert row["customer_id"] in set(customers["customer_id"].astype(str))
+
+
+def test_find_customers_rejects_bad_arguments_as_data(registry):
+    res = registry.call("find_customers", {"tiers": ["Gld"]})
+    assert not res.ok and res.error.code == "invalid_arguments" and "Gold" in res.error.message
+    res = registry.call("find_customers", {"limit": 501, "colour": "red"})
+    assert not res.ok and res.error.code == "invalid_arguments"
+    assert {f["field"] for f in res.error.fields} == {"limit", "colour"}
+    res = registry.call("find_customers", {"min_churn_risk": 0.8, "max_churn_risk": 0.2})
+    assert not res.ok and res.error.code == "invalid_arguments"
+    res = registry.call("find_customers", ["not", "an", "object"])
+    assert not res.ok and res.error.code == "invalid_arguments"
+    res = registry.call("no_such_tool", {})
+    assert not res.ok and res.error.code == "unknown_tool" and "find_customers" in res.error.hint
+
+
+def test_get_customer_details_and_recent_orders_from_transactions(registry, settings, customers):
+    top = ok(registry, "find_customers", {"sort_by": "historical_value", "limit": 1})["customers"][0]
+    detail = ok(registry, "get_customer", {"customer_id": top["customer_id"]})
+    row = customers.set_index(customers["customer_id"].astype(str)).loc[top["customer_id"]]
+    assert detail["tier"] == row["tier"] and detail["segment"] == row["rfm_segment"]
+    assert detail["value_p10"] <= detail["predicted_value"] <= detail["value_p90"]
+    assert detail["drivers"] and all(isinstance(d, str) for d in detail["drivers"])
+    assert detail["suggested_products"] == list(row["suggested_products"])
+    tx = pd.read_parquet(settings.data_dir / "transactions.parquet")
+    tx = tx[tx["customer_id"].astype(str) == top["customer_id"]]
+    per_order = tx.groupby("order_id").agg(ts=("timestamp", "min"), amount=("amount", "sum"))
+    latest = per_order.sort_values("ts", ascending=False).head(5)
+    assert [o["order_id"] for o in detail["recent_orders"]] == latest.index.tolist()
+    assert [o["amount"] for o in detail["recent_orders"]] == pytest.approx(latest["amount"].round(2).tolist())
+
+
+def test_get_customer_unknown_id_is_not_found(registry):
+    res = registry.call("get_customer", {"customer_id": "does-not-exist"})
+    assert not res.ok and res.error.code == "not_found" and res.error.hint
+
+
+@pytest.mark.parametrize("group_by,column", [("tier", "tier"), ("segment", "rfm_segment"), ("country", "country")])
+def test_segment_summary_matches_pandas_groupby(registry, customers, group_by, column):
+    flt = {"min_churn_risk": 0.2}
+    result = ok(registry, "segment_summary", {**flt, "group_by": group_by})
+    selected = customers[CustomerFilter(**flt).mask(customers)]
+    expected = selected.groupby(column).agg(n=("customer_id", "size"), var=("value_at_risk", "sum"),
+                                            risk=("churn_risk", "mean"))
+    assert result["total_customers"] == len(selected)
+    got = {g["group"]: g for g in result["groups"]}
+    assert set(got) == set(expected.index)
+    for name, e in expected.iterrows():
+        assert got[name]["customers"] == e["n"]
+        assert got[name]["value_at_risk"] == pytest.approx(e["var"], abs=0.01)
+        assert got[name]["mean_churn_risk"] == pytest.approx(e["risk"], abs=1e-4)
+
+
+def test_export_audience_writes_csv_under_data_dir(registry, settings, customers):
+    flt = {"tiers": ["Gold"], "lifecycle": ["active", "at risk"]}
+    result = ok(registry, "export_audience", flt)
+    path = Path(result["path"])
+    assert path.parent == settings.data_dir / "exports" and path.exists()
+    csv = pd.read_csv(path, dtype={"customer_id": str})
+    assert len(csv) == result["rows"] == int(CustomerFilter(**flt).mask(customers).sum())
+    assert csv["customer_id"].tolist()[:5] == [r["customer_id"] for r in result["preview"]]
+    assert set(csv["tier"]) == {"Gold"} and list(csv.columns) == result["columns"]
+    assert not list(path.parent.glob(".tmp-*"))
+    res = registry.call("export_audience", {"countries": ["Atlantis"]})
+    assert not res.ok and res.error.code == "not_found"
+
+
+def _walk(schema, path="$"):
+    yield path, schema
+    if isinstance(schema, dict):
+        for k, v in schema.items():
+            yield from _walk(v, f"{path}.{k}")
+    elif isinstance(schema, list):
+        for i, v in enumerate(schema):
+            yield from _walk(v, f"{path}[{i}]")
+
+
+def test_openai_tools_follow_strict_mode_rules(registry):
+    tools = registry.openai_tools()
+    assert [t["function"]["name"] for t in tools] == [t.name for t in TOOLS]
+    for tool in tools:
+        fn = tool["function"]
+        assert tool["type"] == "function" and fn["strict"] is True and len(fn["description"]) > 40
+        for path, node in _walk(fn["parameters"]):
+            if isinstance(node, dict) and node.get("type") == "object":
+                assert node.get("additionalProperties") is False, path
+                assert sorted(node.get("required", [])) == sorted(node.get("properties", {})), path
+            if isinstance(node, dict):
+                assert "default" not in node, path
+        for name, prop in fn["parameters"]["properties"].items():
+            assert prop.get("description"), f"{fn['name']}.{name} undocumented"
+    names = {t["function"]["name"]: set(t["function"]["parameters"]["properties"]) for t in tools}
+    assert {"tiers", "lifecycle", "segments", "countries", "min_churn_risk", "max_churn_risk", "min_value",
+            "max_value", "sort_by", "limit"} <= names["find_customers"]
+    assert {"goal", "budget"} <= names["recommend_campaigns"]
+    assert names["get_customer"] >= {"customer_id"} and "orders" in names["score_customer"]
+    assert "group_by" in names["segment_summary"] and "query" in names["search_profiles"]
+
+
+def test_strict_style_nulls_mean_defaults(registry):
+    """A strict-mode model sends every argument, null where it has none: that must equal omitting them."""
+    params = next(t for t in registry.openai_tools() if t["function"]["name"] == "find_customers")
+    all_null = {k: None for k in params["function"]["parameters"]["properties"]}
+    assert ok(registry, "find_customers", all_null) == ok(registry, "find_customers", {})
+
+
+def test_cli_tool_prints_json(settings):
+    env = {"VALUEDESK_DATA_DIR": str(settings.data_dir), "PATH": "/usr/bin:/bin"}
+    exe = str(REPO / ".venv" / "bin" / "valuedesk")
+    out = subprocess.run([exe, "tool", "find_customers", '{"tiers": ["Gold"], "limit": 3}'],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["returned"] == 3 and all(r["tier"] == "Gold" for r in result["customers"])
+    out = subprocess.run([exe, "tool", "get_customer", '{"customer_id": "nope"}'], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert out.returncode == 2 and json.loads(out.stdout)["error"]["code"] == "not_found"
+    out = subprocess.run([exe, "tool", "--list"], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0 and len(json.loads(out.stdout)) == len(TOOLS)

@@ -1,0 +1,261 @@
+"""HTTP surface: thin FastAPI routes over the tool registry.
+
+One route per tool (`POST /v1/tools/{name}`) so the OpenAPI document carries each tool's real input
+and output schema; the body is validated once, by the registry, exactly as the CLI and MCP server do.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import secrets
+from collections.abc import Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from predictor.errors import ValueDeskError
+from predictor.settings import Settings
+from tools.models import ToolError
+from tools.registry import ToolRegistry, ToolSpec, get_registry
+
+log = logging.getLogger(__name__)
+
+STATUS = {
+    "invalid_arguments": 422, "unknown_tool": 404, "not_found": 404, "not_built": 503,
+    "index_unavailable": 503, "campaign_error": 422, "scoring_error": 422, "internal_error": 500,
+    "unauthorized": 401, "payload_too_large": 413, "method_not_allowed": 405, "bad_request": 400,
+}
+
+
+class ServeError(ValueDeskError):
+    """The server cannot start with these settings."""
+
+
+class ErrorBody(BaseModel):
+    error: ToolError
+
+
+def error_response(code: str, message: str, hint: str | None = None, status: int | None = None,
+                   fields: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message, "hint": hint}
+    if fields:
+        body["fields"] = fields
+    return JSONResponse({"error": body}, status_code=status or STATUS.get(code, 400), headers=headers)
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, settings: Settings) -> None:
+    """Refuse to expose the tools beyond this machine without an API key."""
+    if not is_loopback(host) and not settings.api_key:
+        raise ServeError(
+            f"Refusing to listen on {host} without an API key: anyone who can reach it could read every "
+            "customer. Set VALUEDESK_API_KEY (clients send 'Authorization: Bearer <key>'), or bind 127.0.0.1.")
+
+
+class BodyLimit:
+    """Pure ASGI middleware: reject bodies over `limit` bytes with 413, by Content-Length or while streaming."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.limit
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    return await self._reject(scope, receive, send)
+        seen = 0
+        started = False
+
+        async def counting_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._reject(scope, receive, send)
+
+    async def _reject(self, scope, receive, send):
+        response = error_response("payload_too_large", f"Request body larger than {self.limit} bytes.",
+                                  "Send fewer orders or a narrower request (VALUEDESK_MAX_BODY_BYTES sets the limit).")
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _openapi_with_tool_inputs(app: FastAPI, registry: ToolRegistry) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for spec in registry.tools.values():
+        model_schema = spec.args_model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in model_schema.pop("$defs", {}).items():
+            components.setdefault(name, sub)
+        components[spec.args_model.__name__] = model_schema
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(settings: Settings, extra_routers: Iterable[APIRouter] = (),
+               registry: ToolRegistry | None = None) -> FastAPI:
+    """The HTTP app. `extra_routers` (e.g. the agent's routes) are mounted behind the same key and limits."""
+    registry = registry or get_registry(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        try:  # load the customers table before the first request rather than during it
+            await run_in_threadpool(registry.deps.warm)
+        except ValueDeskError as exc:
+            log.warning("tools not ready: %s", exc)
+        yield
+
+    app = FastAPI(title="ValueDesk tools", version="1", lifespan=lifespan,
+                  description="Customer value, churn and campaign tools. Every route calls the same tool "
+                              "functions as the CLI, the MCP server and the agent.")
+    bearer = HTTPBearer(auto_error=False, description="Required when the server has VALUEDESK_API_KEY set.")
+
+    async def require_key(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        key = settings.api_key
+        if key and (credentials is None or credentials.scheme.lower() != "bearer"
+                    or not secrets.compare_digest(credentials.credentials.encode(), key.encode())):
+            raise StarletteHTTPException(401, "Missing or wrong API key.")
+
+    errors = {401: {"model": ErrorBody, "description": "Missing or wrong API key."},
+              404: {"model": ErrorBody, "description": "Unknown tool or customer."},
+              413: {"model": ErrorBody, "description": "Body too large."},
+              422: {"model": ErrorBody, "description": "Invalid arguments, with the field and reason."},
+              503: {"model": ErrorBody, "description": "Data, model or index not built or unavailable."}}
+
+    @app.get("/health", tags=["meta"])
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "built": settings.customers_path.exists(), "tools": registry.names()}
+
+    tool_list: list[dict[str, Any]] = []
+
+    @app.get("/v1/tools", tags=["tools"], dependencies=[Depends(require_key)], responses={401: errors[401]})
+    async def list_tools() -> dict[str, Any]:
+        """The tools as OpenAI function-tool JSON schemas (strict mode)."""
+        if not tool_list:
+            tool_list.extend(registry.openai_tools())
+        return {"tools": tool_list}
+
+    async def run_tool(spec: ToolSpec, request: Request) -> Response:
+        raw = await request.body()
+        try:
+            args = json.loads(raw) if raw.strip() else {}
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return error_response("invalid_arguments", f"The body is not valid JSON: {exc}.",
+                                  "Send a JSON object of arguments.", fields=[{"field": "(body)", "reason": str(exc)}])
+        if not isinstance(args, dict):
+            return error_response("invalid_arguments", "The body must be a JSON object of arguments.",
+                                  fields=[{"field": "(body)", "reason": "not an object"}])
+        if spec.fast:
+            # Milliseconds of numpy work: cheaper inline than a worker-thread hop.
+            result = registry.call(spec.name, args)
+        else:
+            result = await run_in_threadpool(registry.call, spec.name, args)
+        if result.ok:
+            return JSONResponse(result.result)
+        err = result.error
+        return error_response(err.code, err.message, err.hint, fields=err.fields)
+
+    def add_tool_route(spec: ToolSpec) -> None:
+        async def endpoint(request: Request) -> Response:
+            return await run_tool(spec, request)
+
+        app.add_api_route(
+            f"/v1/tools/{spec.name}", endpoint, methods=["POST"], name=spec.name, tags=["tools"],
+            summary=spec.description.split("\n")[0], description=spec.description,
+            response_model=spec.result_model, responses=errors, dependencies=[Depends(require_key)],
+            openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{spec.args_model.__name__}"}}}}})
+
+    for spec in registry.tools.values():
+        add_tool_route(spec)
+
+    @app.post("/v1/tools/{name}", include_in_schema=False, dependencies=[Depends(require_key)])
+    async def unknown_tool(name: str) -> Response:
+        return error_response("unknown_tool", f"There is no tool named '{name}'.",
+                              f"Available tools: {', '.join(registry.names())} (GET /v1/tools).")
+
+    for router in extra_routers:
+        app.include_router(router, dependencies=[Depends(require_key)])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            exc.status_code, "bad_request")
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return error_response(code, str(exc.detail), status=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
+        fields = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "(body)",
+                   "reason": str(e.get("msg", "invalid"))} for e in exc.errors()]
+        return error_response("invalid_arguments", "; ".join(f"{f['field']}: {f['reason']}" for f in fields),
+                              fields=fields)
+
+    @app.exception_handler(ValueDeskError)
+    async def domain_error(_request: Request, exc: ValueDeskError) -> Response:
+        return error_response("invalid_arguments", str(exc))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response("internal_error", "The server failed to answer this request.",
+                              "This is a bug; the server log has the details.")
+
+    app.openapi = lambda: _openapi_with_tool_inputs(app, registry)  # type: ignore[method-assign]
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app
+
+
+def serve(settings: Settings, host: str | None = None, port: int | None = None, *,
+          extra_routers: Iterable[APIRouter] = (), access_log: bool = False) -> None:
+    """Run the API with uvicorn (refusing a non-loopback host without an API key)."""
+    import uvicorn
+
+    host = host or settings.api_host
+    port = port or settings.api_port
+    check_bind(host, settings)
+    uvicorn.run(create_app(settings, extra_routers=extra_routers), host=host, port=port,
+                access_log=access_log, log_level="info")

@@ -1,0 +1,181 @@
+"""The one tool registry every surface calls: validation, dispatch, and errors turned into data."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from predictor.errors import ArtifactError, DataError, ValueDeskError
+from predictor.filters import FilterError
+from predictor.settings import Settings, get_settings
+from tools import functions as fn
+from tools import models as m
+from tools.deps import ToolDeps, ToolFailure
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    func: Callable[[Any, ToolDeps], BaseModel]
+    args_model: type[BaseModel]
+    result_model: type[BaseModel]
+    # Code for a predictor error this tool raises that is not one of the generic kinds.
+    error_code: str = "invalid_arguments"
+    # Cheap tools answer in milliseconds; servers may run them inline instead of in a worker thread.
+    fast: bool = False
+
+    @property
+    def description(self) -> str:
+        return inspect.cleandoc(self.func.__doc__ or "")
+
+
+TOOLS: tuple[ToolSpec, ...] = (
+    ToolSpec("find_customers", fn.find_customers, m.FindCustomersArgs, m.FindCustomersResult, fast=True),
+    ToolSpec("get_customer", fn.get_customer, m.GetCustomerArgs, m.CustomerDetail, fast=True),
+    ToolSpec("segment_summary", fn.segment_summary, m.SegmentSummaryArgs, m.SegmentSummaryResult, fast=True),
+    ToolSpec("search_profiles", fn.search_profiles, m.SearchProfilesArgs, m.SearchProfilesResult,
+             error_code="index_unavailable"),
+    ToolSpec("recommend_campaigns", fn.recommend_campaigns, m.CampaignArgs, m.RecommendCampaignsResult,
+             error_code="campaign_error"),
+    ToolSpec("export_audience", fn.export_audience, m.ExportAudienceArgs, m.ExportAudienceResult,
+             error_code="campaign_error"),
+    ToolSpec("score_customer", fn.score_customer, m.ScoreCustomerArgs, m.ScoreCustomerResult,
+             error_code="scoring_error"),
+    ToolSpec("model_report", fn.model_report, m.ModelReportArgs, m.ModelReportResult, fast=True),
+)
+
+HINTS = {
+    "invalid_arguments": "Check the argument names and values against the tool's schema (`valuedesk tool --list`).",
+    "not_built": "Run `valuedesk build` first.",
+    "index_unavailable": "Run `valuedesk build` to (re)build the profile index, or check VALUEDESK_CHROMA_URL.",
+    "campaign_error": "Check the campaign catalogue and the audience filter.",
+    "scoring_error": "Check the orders: ISO timestamps and numeric amounts.",
+}
+
+
+def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    return [{"field": ".".join(str(p) for p in e["loc"]) or "(body)", "reason": e["msg"]} for e in exc.errors()]
+
+
+def _strip_defaults(schema: Any) -> Any:
+    """Strict-mode function schemas take no `default` (every property is required and nullable instead)."""
+    if isinstance(schema, dict):
+        return {k: _strip_defaults(v) for k, v in schema.items() if k != "default"}
+    if isinstance(schema, list):
+        return [_strip_defaults(v) for v in schema]
+    return schema
+
+
+class ToolRegistry:
+    def __init__(self, deps: ToolDeps, tools: tuple[ToolSpec, ...] = TOOLS):
+        self.deps = deps
+        self.tools = {t.name: t for t in tools}
+
+    @property
+    def settings(self) -> Settings:
+        return self.deps.settings
+
+    def names(self) -> list[str]:
+        return list(self.tools)
+
+    def spec(self, name: str) -> ToolSpec | None:
+        return self.tools.get(name)
+
+    # ------------------------------------------------------------ schemas
+
+    def openai_tools(self) -> list[dict[str, Any]]:
+        """OpenAI function-tool definitions in strict mode (additionalProperties false, all required, nullable)."""
+        from openai import pydantic_function_tool
+
+        out = []
+        for spec in self.tools.values():
+            tool = pydantic_function_tool(spec.args_model, name=spec.name, description=spec.description)
+            tool = copy.deepcopy(dict(tool))
+            tool["function"] = dict(tool["function"])
+            tool["function"]["parameters"] = _strip_defaults(tool["function"]["parameters"])
+            out.append(tool)
+        return out
+
+    def input_schema(self, name: str) -> dict[str, Any]:
+        return self.tools[name].args_model.model_json_schema()
+
+    def output_schema(self, name: str) -> dict[str, Any]:
+        return self.tools[name].result_model.model_json_schema(mode="serialization")
+
+    # ------------------------------------------------------------ calls
+
+    def error(self, name: str, code: str, message: str, hint: str | None = None,
+              fields: list[dict[str, str]] | None = None, started: float | None = None) -> m.ToolResult:
+        err = m.ToolError(code=code, message=message, hint=hint if hint is not None else HINTS.get(code),
+                          fields=fields)
+        elapsed = None if started is None else round((time.perf_counter() - started) * 1000, 3)
+        return m.ToolResult(tool=name, ok=False, error=err, elapsed_ms=elapsed)
+
+    def call(self, name: str, raw_args: dict[str, Any] | BaseModel | None = None) -> m.ToolResult:
+        """Validate `raw_args`, run the tool, and return its result or a structured error. Never raises
+        a ValueDeskError; an unexpected exception becomes `internal_error` (logged with its traceback)."""
+        started = time.perf_counter()
+        spec = self.tools.get(name)
+        if spec is None:
+            return self.error(name, "unknown_tool", f"There is no tool named '{name}'.",
+                              f"Available tools: {', '.join(self.tools)}.", started=started)
+        try:
+            if isinstance(raw_args, spec.args_model):
+                args = raw_args
+            else:
+                if isinstance(raw_args, BaseModel):
+                    raw_args = raw_args.model_dump()
+                if raw_args is None:
+                    raw_args = {}
+                if not isinstance(raw_args, dict):
+                    return self.error(name, "invalid_arguments", "Arguments must be a JSON object.",
+                                      started=started)
+                args = spec.args_model.model_validate(raw_args)
+            result = spec.func(args, self.deps)
+        except ValidationError as exc:
+            fields = _field_errors(exc)
+            message = "; ".join(f"{f['field']}: {f['reason']}" for f in fields)
+            return self.error(name, "invalid_arguments", f"Invalid arguments for {name}: {message}",
+                              fields=fields, started=started)
+        except ToolFailure as exc:
+            return self.error(name, exc.code, exc.message, exc.hint, started=started)
+        except (FilterError, DataError) as exc:
+            return self.error(name, "invalid_arguments", str(exc), started=started)
+        except ArtifactError as exc:
+            return self.error(name, "not_built", str(exc), started=started)
+        except ValueDeskError as exc:
+            field = getattr(exc, "field", None)
+            return self.error(name, spec.error_code, str(getattr(exc, "message", None) or exc),
+                              getattr(exc, "hint", None), started=started,
+                              fields=[{"field": field, "reason": str(getattr(exc, "message", exc))}] if field else None)
+        except Exception:  # noqa: BLE001 - errors are data; the traceback stays in the server log
+            log.exception("tool %s failed", name)
+            return self.error(name, "internal_error", f"{name} failed unexpectedly.",
+                              "This is a bug; the server log has the details.", started=started)
+        payload = result.model_dump(mode="json")
+        return m.ToolResult(tool=name, ok=True, result=payload,
+                            elapsed_ms=round((time.perf_counter() - started) * 1000, 3))
+
+
+_registries: dict[int, ToolRegistry] = {}
+_lock = threading.Lock()
+
+
+def get_registry(settings: Settings | None = None) -> ToolRegistry:
+    """The process-wide registry for these settings (deps load lazily on first use)."""
+    settings = settings or get_settings()
+    with _lock:
+        reg = _registries.get(id(settings))
+        if reg is None:
+            reg = _registries[id(settings)] = ToolRegistry(ToolDeps(settings))
+        return reg
