@@ -1,0 +1,159 @@
+"""Saving and loading the model bundle: versioned folders, an atomically switched `current` link,
+and metadata checked on load so a mismatched bundle is refused with a clear message."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from sklearn.isotonic import IsotonicRegression
+
+from predictor.errors import ArtifactError
+from predictor.models import MODEL_FEATURES, CLVModel, TrainingConfig
+
+ARTIFACT_FORMAT = 1
+MODEL_FILES = {"value_model": "value.ubj", "churn_model": "churn.ubj", "interval_model": "interval.ubj",
+               "next_order_model": "next_order.ubj"}
+
+
+def write_json_atomic(path: Path, payload) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=2, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def library_versions() -> dict:
+    import lifetimes
+    import sklearn
+
+    return {"python": platform.python_version(), "xgboost": xgb.__version__, "scikit-learn": sklearn.__version__,
+            "pandas": pd.__version__, "numpy": np.__version__, "lifetimes": lifetimes.__version__}
+
+
+@dataclass
+class ModelBundle:
+    model: CLVModel
+    metadata: dict
+    path: Path
+
+
+def save_model(model: CLVModel, model_dir: Path, data_fingerprint: str, evaluation: dict | None = None) -> ModelBundle:
+    """Write a new version folder completely, then point `current` at it in one rename."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    version = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    staging = Path(tempfile.mkdtemp(dir=model_dir, prefix=f".{version}."))
+    try:
+        for attr, name in MODEL_FILES.items():
+            getattr(model, attr).save_model(staging / name)
+        bg = model.scoring_bg
+        metadata = {
+            "artifact_format": ARTIFACT_FORMAT,
+            "version": version,
+            "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "features": MODEL_FEATURES,
+            "training_window": model.training_window,
+            "data_range": model.data_range,
+            "data_fingerprint": data_fingerprint,
+            "library_versions": library_versions(),
+            "config": model.summary()["config"],
+            "params": model.params,
+            "blend_weight": model.blend_weight,
+            "metrics": model.validation_metrics,
+            "validation": model.validation,
+            "evaluation": evaluation,
+            "warnings": model.warnings,
+            "fit_seconds": model.fit_seconds,
+            "calibrator": {"x": model.calibrator.X_thresholds_.tolist(), "y": model.calibrator.y_thresholds_.tolist()},
+            "bgnbd_params": bg.bgf.params_.to_dict() if bg is not None else None,
+            "gamma_gamma_params": bg.ggf.params_.to_dict() if bg is not None else None,
+        }
+        write_json_atomic(staging / "metadata.json", metadata)
+        final = model_dir / version
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    link_tmp = model_dir / f".current.{version}"
+    link_tmp.symlink_to(version)
+    os.replace(link_tmp, model_dir / "current")
+    return ModelBundle(model=model, metadata=metadata, path=final)
+
+
+def load_model_bundle(settings) -> ModelBundle:
+    return load_model(settings.model_dir)
+
+
+def load_model(model_dir: Path) -> ModelBundle:
+    from lifetimes import BetaGeoFitter, GammaGammaFitter
+
+    from predictor.baselines import BGNBDGammaGamma
+
+    current = model_dir / "current"
+    meta_path = current / "metadata.json"
+    if not meta_path.exists():
+        raise ArtifactError(f"No trained model in {model_dir}; run `valuedesk score` (or `valuedesk build`) first.")
+    metadata = json.loads(meta_path.read_text())
+    if metadata.get("artifact_format") != ARTIFACT_FORMAT:
+        raise ArtifactError(f"Model in {current.resolve()} has artifact format {metadata.get('artifact_format')}, "
+                            f"this version reads format {ARTIFACT_FORMAT}; retrain with `valuedesk score`.")
+    if metadata.get("features") != MODEL_FEATURES:
+        raise ArtifactError(f"Model in {current.resolve()} was trained on a different feature list; "
+                            "retrain with `valuedesk score`.")
+    saved_major = str(metadata["library_versions"]["xgboost"]).split(".")[0]
+    if saved_major != xgb.__version__.split(".")[0]:
+        raise ArtifactError(f"Model was saved with xgboost {metadata['library_versions']['xgboost']}, this install has "
+                            f"{xgb.__version__}; retrain with `valuedesk score`.")
+    config_fields = {k: v for k, v in metadata["config"].items() if k in TrainingConfig.__dataclass_fields__}
+    model = CLVModel(TrainingConfig(**config_fields))
+    for attr, name in MODEL_FILES.items():
+        booster_cls = xgb.XGBClassifier if attr == "churn_model" else xgb.XGBRegressor
+        estimator = booster_cls()
+        estimator.load_model(current / name)
+        setattr(model, attr, estimator)
+    calibrator = IsotonicRegression(out_of_bounds="clip", y_min=0.005, y_max=0.995)
+    x, y = np.array(metadata["calibrator"]["x"]), np.array(metadata["calibrator"]["y"])
+    calibrator.fit(x, y)
+    model.calibrator = calibrator
+    model.blend_weight = metadata["blend_weight"]
+    model.params = metadata["params"]
+    model.training_window = metadata["training_window"]
+    model.data_range = metadata["data_range"]
+    model.validation_metrics = metadata["metrics"]
+    model.validation = metadata.get("validation")
+    model.warnings = metadata.get("warnings", [])
+    model.fit_seconds = metadata.get("fit_seconds", 0.0)
+    model.scoring_bg = None
+    if metadata.get("bgnbd_params"):
+        bg = BGNBDGammaGamma()
+        bg.bgf, bg.ggf = BetaGeoFitter(), GammaGammaFitter()
+        bg.bgf.params_ = pd.Series(metadata["bgnbd_params"])
+        bg.ggf.params_ = pd.Series(metadata["gamma_gamma_params"])
+        model.scoring_bg = bg
+    return ModelBundle(model=model, metadata=metadata, path=current.resolve())

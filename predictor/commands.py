@@ -1,0 +1,98 @@
+"""Predictor subcommands: `valuedesk evaluate`, `valuedesk score` (and `build`, registered by predictor.build)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from predictor.settings import get_settings
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, default=None,
+                        help="Transaction file (CSV, CSV.gz or Parquet). Default: the bundled Online Retail log.")
+    parser.add_argument("--schema", choices=["online_retail", "cdnow", "generic"], default=None,
+                        help="Adapter for the file's columns (default: online_retail, or the settings' default).")
+    parser.add_argument("--map", dest="column_map", default=None,
+                        help="Column map for other files, e.g. customer_id=household_id,order_id=basket_id,"
+                             "timestamp=transaction_timestamp,amount=sales_value")
+
+
+def load_from_args(args, settings):
+    from predictor.data import load_transactions, parse_column_map
+
+    schema = args.schema or settings.default_schema
+    path = args.data
+    if path is None and schema == settings.default_schema and schema != "cdnow":
+        path = settings.default_data
+    return load_transactions(path, schema, parse_column_map(args.column_map), settings)
+
+
+def run_evaluate(args) -> int:
+    from predictor.evaluation import evaluate, format_table
+    from predictor.features import day_start
+    from predictor.models import TrainingConfig
+    from predictor.scoring import history_from_transactions
+
+    settings = get_settings()
+    loaded = load_from_args(args, settings)
+    history = history_from_transactions(loaded.transactions)
+    config = TrainingConfig(horizon_days=args.horizon_days, n_jobs=settings.threads, random_seed=settings.random_seed)
+    report = evaluate(history, day_start(args.cutoff), args.horizon_days, config, source=loaded.source)
+    report["data_fingerprint"] = loaded.fingerprint
+    print(format_table(report))
+    if args.json:
+        from predictor.artifacts import write_json_atomic
+
+        write_json_atomic(Path(args.json), report)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def run_score(args) -> int:
+    from predictor.models import TrainingConfig
+    from predictor.scoring import score_customers
+
+    settings = get_settings()
+    if args.out:
+        settings = settings.model_copy(update={"data_dir": Path(args.out)})
+    started = time.perf_counter()
+    loaded = load_from_args(args, settings)
+    if not args.quiet:
+        print(loaded.report.to_table())
+    config = TrainingConfig(horizon_days=args.horizon_days or settings.horizon_days, n_jobs=settings.threads,
+                            random_seed=settings.random_seed)
+    scores, bundle = score_customers(loaded.transactions, settings, config, loaded.fingerprint)
+    print(f"scored {len(scores):,} customers in {time.perf_counter() - started:.1f} s "
+          f"(model {bundle.metadata['version']}, horizon {config.horizon_days} days) -> {settings.scores_path}")
+    for warning in bundle.metadata["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    if not args.quiet:
+        top = scores.nlargest(5, "predicted_value")[["customer_id", "predicted_value", "churn_risk"]]
+        print(top.to_string(index=False))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    evaluate = sub.add_parser("evaluate", help="Holdout evaluation of ValueDesk against BG/NBD+GG and last-period spend.")
+    add_data_arguments(evaluate)
+    evaluate.add_argument("--cutoff", required=True, help="Last day the models may see (YYYY-MM-DD).")
+    evaluate.add_argument("--horizon-days", type=int, default=180, help="Days after the cutoff to predict.")
+    evaluate.add_argument("--json", default=None, help="Also write the report as JSON to this path.")
+    evaluate.set_defaults(handler=run_evaluate)
+
+    score = sub.add_parser("score", help="Train on all history and score every customer into the data directory.")
+    add_data_arguments(score)
+    score.add_argument("--horizon-days", type=int, default=None, help="Prediction horizon (default from settings).")
+    score.add_argument("--out", default=None, help="Data directory to write to (default: VALUEDESK_DATA_DIR).")
+    score.add_argument("--quiet", action="store_true", help="Only print the summary line.")
+    score.set_defaults(handler=run_score)
+
+    try:
+        from predictor.build import register_build
+    except ImportError:  # the build step lands separately
+        return
+    register_build(sub)

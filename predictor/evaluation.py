@@ -1,0 +1,97 @@
+"""Honest holdout evaluation: ValueDesk's model against BG/NBD + Gamma-Gamma and last-period spend.
+
+Every model sees only orders on or before the cutoff; all are scored on the same population
+(customers with an order on or before the cutoff) against spend in the following horizon.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from predictor.baselines import BGNBDGammaGamma, LastPeriodSpend, rfm_summary
+from predictor.errors import EvaluationWindowError
+from predictor.features import CustomerHistory, compute_labels, day_start
+from predictor.metrics import churn_metrics, interval_coverage, value_metrics
+from predictor.models import CLVModel, TrainingConfig
+
+MODEL_NAMES = {"xgboost": "ValueDesk (XGBoost)", "bgnbd_gg": "BG/NBD + Gamma-Gamma", "last_period": "Last-period spend"}
+
+
+def check_window(history: CustomerHistory, cutoff, horizon_days: int, source: str = "the data") -> pd.Timestamp:
+    cutoff = day_start(cutoff)
+    start, end = history.start, history.end
+    if cutoff < start or cutoff >= end:
+        raise EvaluationWindowError(
+            f"Cutoff {cutoff.date()} is outside {source}, which runs from {start.date()} to {end.date()}; "
+            "expected a cutoff date inside that range.")
+    after = (end - cutoff) / pd.Timedelta(days=1)
+    if horizon_days > after:
+        raise EvaluationWindowError(
+            f"Horizon of {horizon_days} days after cutoff {cutoff.date()} runs past the end of {source} "
+            f"({end.date()}, {after:.0f} days later); expected --horizon-days <= {after:.0f} or an earlier cutoff.")
+    return cutoff
+
+
+def evaluate(history: CustomerHistory, cutoff, horizon_days: int, config: TrainingConfig | None = None,
+             source: str = "the data") -> dict:
+    cutoff = check_window(history, cutoff, horizon_days, source)
+    config = config or TrainingConfig(horizon_days=horizon_days)
+    config.horizon_days = horizon_days
+    known = history.before(cutoff)
+
+    summary = rfm_summary(known, cutoff)
+    population = summary.index
+    labels = compute_labels(history, cutoff, horizon_days, population)
+    actual = labels["spend"].to_numpy()
+    churned = ~labels["ordered"].to_numpy()
+    models: dict[str, dict] = {}
+
+    start = time.perf_counter()
+    clv = CLVModel(config).fit(known, cutoff)
+    fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    pred = clv.predict(known, cutoff).reindex(population)
+    predict_seconds = time.perf_counter() - start
+    models["xgboost"] = {**value_metrics(actual, pred["predicted_value"]),
+                         **churn_metrics(churned, pred["churn_risk"]),
+                         "fit_seconds": fit_seconds, "predict_seconds": predict_seconds,
+                         "interval_coverage_p10_p90": interval_coverage(actual, pred["value_p10"], pred["value_p90"]),
+                         "blend_weight": clv.blend_weight, "params": clv.params}
+
+    start = time.perf_counter()
+    bg = BGNBDGammaGamma(random_seed=config.random_seed).fit(summary)
+    fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    bg_pred = bg.predict(summary, horizon_days)
+    models["bgnbd_gg"] = {**value_metrics(actual, bg_pred["predicted_value"]),
+                          **churn_metrics(churned, bg_pred["churn_risk"]),
+                          "fit_seconds": fit_seconds, "predict_seconds": time.perf_counter() - start,
+                          "fitted_with": bg.fitted_with}
+
+    start = time.perf_counter()
+    last = LastPeriodSpend().predict(known, cutoff, horizon_days, population)
+    models["last_period"] = {**value_metrics(actual, last), **churn_metrics(churned, None),
+                             "fit_seconds": 0.0, "predict_seconds": time.perf_counter() - start}
+    return {"population": int(len(population)), "cutoff": str(cutoff.date()), "horizon_days": horizon_days,
+            "source": source, "warnings": clv.warnings, "training": clv.summary(), "models": models}
+
+
+def format_table(report: dict) -> str:
+    header = f"{'model':<24} {'Spearman':>8} {'norm.Gini':>9} {'top-10%':>8} {'MAE':>9} {'total err':>9} {'churn AUC':>9} {'Brier':>6} {'fit s':>7}"
+    lines = [f"Holdout: {report['population']:,} customers with an order on or before {report['cutoff']}, "
+             f"next {report['horizon_days']} days ({report['source']})", header, "-" * len(header)]
+    for key, metrics in report["models"].items():
+        total_err = (metrics["total_predicted"] / metrics["total_actual"] - 1) * 100 if metrics["total_actual"] else np.nan
+        auc = "-" if metrics["churn_auc"] is None else f"{metrics['churn_auc']:.3f}"
+        brier = "-" if metrics["brier"] is None else f"{metrics['brier']:.3f}"
+        lines.append(f"{MODEL_NAMES[key]:<24} {metrics['spearman']:>8.3f} {metrics['normalized_gini']:>9.3f} "
+                     f"{metrics['top_decile_capture']:>8.3f} {metrics['mae']:>9.1f} {total_err:>+8.1f}% "
+                     f"{auc:>9} {brier:>6} {metrics['fit_seconds']:>7.1f}")
+    xgb_metrics = report["models"]["xgboost"]
+    lines.append(f"P10-P90 interval coverage: {xgb_metrics['interval_coverage_p10_p90']:.1%}; "
+                 f"blend weight on the model vs last-period spend (chosen on validation): {xgb_metrics['blend_weight']:.1f}")
+    lines.extend(f"warning: {w}" for w in report.get("warnings", []))
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""Per-customer drivers from xgboost's own feature contributions (pred_contribs), in a marketer's words."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+# Features grouped into the ideas a marketer recognises; a group's contribution is the sum of its members'.
+DRIVER_GROUPS: dict[str, tuple[str, ...]] = {
+    "recent_spend": ("spend_30d", "spend_90d", "spend_180d", "trend_90d", "orders_90d", "last_period_value"),
+    "frequency": ("frequency", "orders_180d", "orders_365d", "bg_expected_orders"),
+    "recency": ("recency_days", "recency_over_gap", "last_gap_days", "bg_p_alive", "bg_churn_risk"),
+    "cadence": ("mean_gap_days", "gap_cv"),
+    "spend_level": ("monetary_total", "aov", "max_order_value", "bg_predicted_value", "spend_365d"),
+    "breadth": ("distinct_products", "distinct_categories", "top_category_share", "items_per_order"),
+    "tenure": ("tenure_days", "history_days"),
+    "cancellations": ("cancel_share",),
+    "season": ("spend_same_window_last_year",),
+}
+
+
+def _money(value: float, currency: str) -> str:
+    return f"{currency}{value:,.0f}"
+
+
+def _phrase(group: str, row: pd.Series, currency: str) -> str:
+    if group == "recent_spend":
+        trend = row.get("trend_90d")
+        rate = f", {trend:.1f}x their usual rate" if pd.notna(trend) and trend > 0 else ""
+        return f"spent {_money(row['spend_90d'], currency)} in the last 90 days{rate}"
+    if group == "frequency":
+        return f"{int(row['frequency'])} orders in {row['tenure_days'] / 30.4:.0f} months"
+    if group == "recency":
+        gap = row.get("mean_gap_days")
+        usual = f", {row['recency_days'] / gap:.1f}x their usual gap of {gap:.0f} days" if pd.notna(gap) and gap > 0 else ""
+        return f"last order {row['recency_days']:.0f} days ago{usual}"
+    if group == "cadence":
+        if pd.isna(row.get("mean_gap_days")):
+            return "only one purchase day so far, no buying rhythm yet"
+        regular = "regular" if pd.notna(row.get("gap_cv")) and row["gap_cv"] < 0.6 else "irregular"
+        return f"orders every {row['mean_gap_days']:.0f} days on average ({regular})"
+    if group == "spend_level":
+        return f"lifetime spend {_money(row['monetary_total'], currency)}, average order {_money(row['aov'], currency)}"
+    if group == "breadth":
+        if pd.isna(row.get("distinct_products")):
+            return f"{row.get('items_per_order', 0):.0f} items per order"
+        cats = "" if pd.isna(row.get("distinct_categories")) else f" across {int(row['distinct_categories'])} categories"
+        return f"buys {int(row['distinct_products'])} different products{cats}"
+    if group == "tenure":
+        return f"customer for {row['tenure_days'] / 30.4:.0f} months"
+    if group == "cancellations":
+        return f"cancelled {row['cancel_share']:.0%} of what they ordered"
+    if group == "season":
+        return f"spent {_money(row['spend_same_window_last_year'], currency)} in the same season last year"
+    raise KeyError(group)
+
+
+def group_contributions(booster: xgb.Booster, features: pd.DataFrame) -> pd.DataFrame:
+    """Contribution of each driver group to each customer's prediction (margin scale; bias dropped)."""
+    contribs = booster.predict(xgb.DMatrix(features), pred_contribs=True)[:, :-1]
+    columns = list(features.columns)
+    groups = {}
+    for group, members in DRIVER_GROUPS.items():
+        idx = [columns.index(m) for m in members if m in columns]
+        if idx:
+            groups[group] = contribs[:, idx].sum(axis=1)
+    return pd.DataFrame(groups, index=features.index)
+
+
+def drivers(booster: xgb.Booster, features: pd.DataFrame, top: int = 3, currency: str = "£") -> list[list[str]]:
+    """The `top` groups pushing each customer's predicted value most, with direction, in words."""
+    contributions = group_contributions(booster, features)
+    values = contributions.to_numpy()
+    names = contributions.columns.to_numpy()
+    order = np.argsort(-np.abs(values), axis=1)[:, :top]
+    out = []
+    for i, (_, row) in enumerate(features.iterrows()):
+        phrases = []
+        for j in order[i]:
+            effect = "raises" if values[i, j] > 0 else "lowers"
+            phrases.append(f"{_phrase(names[j], row, currency)} ({effect} predicted value)")
+        out.append(phrases)
+    return out

@@ -1,0 +1,273 @@
+"""XGBoost models of each customer's future value (with a P10-P90 interval), churn risk and next order.
+
+Training is honest: rows come from rolling cutoffs inside the history (every `cutoff_step_days`),
+hyperparameters and the blend with the last-period baseline are chosen on a validation cutoff whose
+label window does not overlap any training label, and the evaluation holdout is never seen.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from scipy.stats import spearmanr
+from sklearn.isotonic import IsotonicRegression
+from sklearn.metrics import log_loss
+
+from predictor.baselines import BGNBDGammaGamma, LastPeriodSpend, rfm_summary
+from predictor.errors import ValueDeskError
+from predictor.features import FEATURES, CustomerHistory, compute_features, compute_labels, day_start
+from predictor.metrics import normalized_gini
+
+BG_FEATURES = ["bg_expected_orders", "bg_p_alive", "bg_predicted_value", "bg_churn_risk", "last_period_value"]
+MODEL_FEATURES = FEATURES + BG_FEATURES
+
+
+class TrainingError(ValueDeskError):
+    """The history is too short or too sparse to train on."""
+
+
+@dataclass
+class TrainingConfig:
+    horizon_days: int = 180
+    cutoff_step_days: int = 14
+    min_history_days: int = 56
+    min_label_days: int = 28
+    max_cutoffs: int = 24
+    # Candidate (max_depth, n_estimators); shallow trees generalise across cutoffs best.
+    value_grid: tuple = ((2, 300), (3, 300), (4, 200))
+    churn_grid: tuple = ((2, 200), (3, 200), (4, 150))
+    learning_rate: float = 0.05
+    interval_estimators: int = 150
+    bg_fit_customers: int = 4000
+    n_jobs: int = 2
+    random_seed: int = 42
+    blend_grid: tuple = tuple(np.round(np.linspace(0, 1, 11), 2))
+
+    @classmethod
+    def fast(cls, horizon_days: int = 180) -> "TrainingConfig":
+        """A small configuration for tests: fewer cutoffs, rounds and grid points."""
+        return cls(horizon_days=horizon_days, cutoff_step_days=28, max_cutoffs=6,
+                   value_grid=((3, 120),), churn_grid=((3, 100),), interval_estimators=60,
+                   bg_fit_customers=1500, blend_grid=(0.0, 0.5, 0.8, 1.0))
+
+
+def training_cutoffs(start: pd.Timestamp, end: pd.Timestamp, config: TrainingConfig) -> list[tuple[pd.Timestamp, int]]:
+    """(cutoff, label_days) pairs whose label window ends on or before `end`, newest first."""
+    pairs = []
+    cutoff = end - pd.Timedelta(days=config.min_label_days)
+    while cutoff >= start + pd.Timedelta(days=config.min_history_days) and len(pairs) < config.max_cutoffs:
+        label_days = int(min(config.horizon_days, (end - cutoff) / pd.Timedelta(days=1)))
+        pairs.append((cutoff, label_days))
+        cutoff -= pd.Timedelta(days=config.cutoff_step_days)
+    return pairs
+
+
+def feature_frame(history: CustomerHistory, cutoff, label_days: int, config: TrainingConfig,
+                  bg: BGNBDGammaGamma | None = None) -> tuple[pd.DataFrame, BGNBDGammaGamma | None]:
+    """Behaviour features plus the baselines' own outputs refitted at this cutoff.
+
+    Pass a fitted `bg` to reuse population parameters (rescoring one customer cannot refit them)."""
+    features = compute_features(history, cutoff, label_days)
+    if features.empty:
+        return features.reindex(columns=MODEL_FEATURES + ["label_scale"]), bg
+    summary = rfm_summary(history, cutoff).reindex(features.index)
+    if bg is None:
+        bg = BGNBDGammaGamma(max_fit_customers=config.bg_fit_customers, random_seed=config.random_seed).fit(summary)
+    predicted = bg.predict(summary, label_days)
+    if label_days < config.horizon_days:
+        # How much of the horizon's purchasing a shorter label window sees, per customer, from the
+        # BG/NBD curve (purchase rates decay as customers drop out, so a linear scale-up overshoots).
+        full = bg.predict(summary, config.horizon_days)["expected_orders"]
+        ratio = (full / predicted["expected_orders"].where(predicted["expected_orders"] > 0)).fillna(1.0)
+        features["label_scale"] = ratio.clip(1.0, config.horizon_days / label_days)
+    else:
+        features["label_scale"] = 1.0
+    features["bg_expected_orders"] = predicted["expected_orders"]
+    features["bg_p_alive"] = predicted["p_alive"]
+    features["bg_predicted_value"] = predicted["predicted_value"]
+    features["bg_churn_risk"] = predicted["churn_risk"]
+    features["last_period_value"] = LastPeriodSpend().predict(history, cutoff, label_days, features.index)
+    return features[MODEL_FEATURES + ["label_scale"]], bg
+
+
+def label_scale(x: pd.DataFrame, label_days: int, config: TrainingConfig) -> np.ndarray:
+    return x["label_scale"].to_numpy(float)
+
+
+def stack_rows(history: CustomerHistory, pairs, config: TrainingConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Training rows from several cutoffs; the spend target is scaled to the full horizon."""
+    xs, ys = [], []
+    for cutoff, label_days in pairs:
+        x, _ = feature_frame(history, cutoff, label_days, config)
+        if x.empty:
+            continue
+        y = compute_labels(history, cutoff, label_days, x.index)
+        y["target"] = y["spend"] * label_scale(x, label_days, config)
+        y["label_days"] = label_days
+        y["cutoff"] = cutoff
+        xs.append(x.reset_index())
+        ys.append(y.reset_index(drop=True))
+    if not xs:
+        raise TrainingError("No training rows: the history is too short before the cutoff "
+                            f"(need at least {config.min_history_days + config.min_label_days} days).")
+    return pd.concat(xs, ignore_index=True), pd.concat(ys, ignore_index=True)
+
+
+def _value_model(depth: int, rounds: int, config: TrainingConfig) -> xgb.XGBRegressor:
+    # Tweedie suits spend: a point mass at zero (no order) plus a skewed positive part.
+    return xgb.XGBRegressor(objective="reg:tweedie", tweedie_variance_power=1.5, max_depth=depth,
+                            n_estimators=rounds, learning_rate=config.learning_rate, subsample=0.8,
+                            colsample_bytree=0.8, min_child_weight=5, tree_method="hist", max_bin=128,
+                            n_jobs=config.n_jobs, random_state=config.random_seed)
+
+
+def _churn_model(depth: int, rounds: int, config: TrainingConfig) -> xgb.XGBClassifier:
+    return xgb.XGBClassifier(objective="binary:logistic", max_depth=depth, n_estimators=rounds,
+                             learning_rate=config.learning_rate, subsample=0.8, colsample_bytree=0.8,
+                             min_child_weight=5, tree_method="hist", max_bin=128, n_jobs=config.n_jobs,
+                             random_state=config.random_seed)
+
+
+def _interval_model(config: TrainingConfig) -> xgb.XGBRegressor:
+    return xgb.XGBRegressor(objective="reg:quantileerror", quantile_alpha=np.array([0.1, 0.9]), max_depth=3,
+                            n_estimators=config.interval_estimators, learning_rate=0.08, tree_method="hist",
+                            max_bin=128, n_jobs=config.n_jobs, random_state=config.random_seed)
+
+
+def _next_order_model(config: TrainingConfig) -> xgb.XGBRegressor:
+    return xgb.XGBRegressor(objective="reg:squarederror", max_depth=3, n_estimators=100, learning_rate=0.08,
+                            tree_method="hist", max_bin=128, n_jobs=config.n_jobs, random_state=config.random_seed)
+
+
+def _rank_score(actual: np.ndarray, predicted: np.ndarray) -> float:
+    rho = spearmanr(predicted, actual).statistic if np.std(predicted) > 0 else 0.0
+    return float(np.nan_to_num(rho)) + normalized_gini(actual, predicted)
+
+
+@dataclass
+class CLVModel:
+    """fit(history, end) on everything known at `end`; predict(history, cutoff) for every customer."""
+
+    config: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def fit(self, history: CustomerHistory, end=None) -> "CLVModel":
+        started = time.perf_counter()
+        cfg = self.config
+        history = history.before(end) if end is not None else history
+        start, end = history.start, day_start(end if end is not None else history.end)
+        span = (end - start) / pd.Timedelta(days=1)
+
+        # Validation: the newest window, never overlapping the labels of the rows it judges.
+        val_days = int(min(cfg.horizon_days, max(cfg.min_label_days, round(0.35 * span))))
+        val_cutoff = end - pd.Timedelta(days=val_days)
+        train_pairs = training_cutoffs(start, val_cutoff, cfg)
+        if not train_pairs:
+            raise TrainingError(f"History from {start.date()} to {end.date()} ({span:.0f} days) is too short to "
+                                f"validate; need at least {cfg.min_history_days + 2 * cfg.min_label_days} days.")
+        x_tr, y_tr = stack_rows(history, train_pairs, cfg)
+        x_val, _ = feature_frame(history, val_cutoff, val_days, cfg)
+        y_val = compute_labels(history, val_cutoff, val_days, x_val.index)
+        y_val_target = y_val["spend"].to_numpy() * label_scale(x_val, val_days, cfg)
+        x_val = x_val.reset_index(drop=True)
+        last_val = x_val["last_period_value"].to_numpy() * (cfg.horizon_days / val_days)
+
+        self.validation = {"cutoff": str(val_cutoff.date()), "label_days": val_days, "rows": len(x_val)}
+        best = None
+        for depth, rounds in cfg.value_grid:
+            model = _value_model(depth, rounds, cfg).fit(x_tr[MODEL_FEATURES], y_tr["target"])
+            pred = model.predict(x_val[MODEL_FEATURES])
+            score = _rank_score(y_val_target, pred)
+            if best is None or score > best[0]:
+                best = (score, depth, rounds, pred)
+        _, v_depth, v_rounds, val_pred = best
+        # Seasonality the training labels never saw: blend with last-period spend, weight chosen on validation.
+        blend_scores = {w: _rank_score(y_val_target, w * val_pred + (1 - w) * last_val) for w in cfg.blend_grid}
+        self.blend_weight = float(max(blend_scores, key=blend_scores.get))
+        blended = self.blend_weight * val_pred + (1 - self.blend_weight) * last_val
+        self.total_scale = 1.0  # kept for artifact compatibility: totals are not rescaled
+
+        best = None
+        churn_val = ~y_val["ordered"].to_numpy()
+        for depth, rounds in cfg.churn_grid:
+            model = _churn_model(depth, rounds, cfg).fit(x_tr[MODEL_FEATURES], ~y_tr["ordered"])
+            prob = model.predict_proba(x_val[MODEL_FEATURES])[:, 1]
+            loss = log_loss(churn_val, np.clip(prob, 1e-6, 1 - 1e-6), labels=[False, True])
+            if best is None or loss < best[0]:
+                best = (loss, depth, rounds, prob)
+        _, c_depth, c_rounds, val_prob = best
+        # Isotonic calibration on the validation window (labels at the full horizon length when available).
+        self.calibrator = IsotonicRegression(out_of_bounds="clip", y_min=0.005, y_max=0.995).fit(val_prob, churn_val)
+        self.params = {"value": {"max_depth": v_depth, "n_estimators": v_rounds},
+                       "churn": {"max_depth": c_depth, "n_estimators": c_rounds}}
+        self.validation_metrics = {
+            "spearman": float(spearmanr(blended, y_val_target).statistic),
+            "normalized_gini": normalized_gini(y_val_target, blended),
+            "churn_log_loss": float(best[0]),
+            "blend_weight": self.blend_weight,
+        }
+
+        # Final models on every row whose labels end by `end`.
+        all_pairs = training_cutoffs(start, end, cfg)
+        x_all, y_all = stack_rows(history, all_pairs, cfg)
+        features = x_all[MODEL_FEATURES]
+        self.value_model = _value_model(v_depth, v_rounds, cfg).fit(features, y_all["target"])
+        self.churn_model = _churn_model(c_depth, c_rounds, cfg).fit(features, ~y_all["ordered"])
+        # The interval is learnt from rows whose label window is long enough to show the spread.
+        long_rows = (y_all["label_days"] >= 0.5 * cfg.horizon_days).to_numpy()
+        if long_rows.sum() < 200:
+            long_rows[:] = True
+        self.interval_model = _interval_model(cfg).fit(features[long_rows], np.log1p(y_all["target"][long_rows]))
+        ordered = y_all["ordered"].to_numpy()
+        self.next_order_model = _next_order_model(cfg).fit(features[ordered],
+                                                           np.log1p(y_all["days_to_next"][ordered]))
+        self.training_window = {
+            "first_cutoff": str(min(c for c, _ in all_pairs).date()),
+            "last_cutoff": str(max(c for c, _ in all_pairs).date()),
+            "cutoffs": len(all_pairs), "rows": int(len(x_all)),
+            "label_days": sorted({int(d) for _, d in all_pairs}),
+        }
+        self.data_range = {"start": str(start.date()), "end": str(end.date())}
+        self.warnings = []
+        if span < 365 + cfg.horizon_days:
+            self.warnings.append(
+                f"Only {span:.0f} days of history: no training label covers the same season a year earlier, so "
+                "seasonal peaks (e.g. Christmas) are learnt only through the blend with last-period spend "
+                f"(weight {1 - self.blend_weight:.1f}). Predictions for seasonal windows are less reliable.")
+        self.fit_seconds = time.perf_counter() - started
+        return self
+
+    def features_at(self, history: CustomerHistory, cutoff, bg: BGNBDGammaGamma | None = None) -> pd.DataFrame:
+        """Features at the full horizon; keeps the BG/NBD fit so single customers can be rescored later."""
+        features, self.scoring_bg = feature_frame(history, cutoff, self.config.horizon_days, self.config, bg)
+        return features
+
+    def predict_features(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Predictions for a feature frame at the full horizon (label_days == horizon)."""
+        x = features[MODEL_FEATURES]
+        model_value = self.value_model.predict(x)
+        value = self.blend_weight * model_value + (1 - self.blend_weight) * x["last_period_value"].to_numpy()
+        raw_churn = self.churn_model.predict_proba(x)[:, 1]
+        churn = self.calibrator.predict(raw_churn)
+        q = np.expm1(self.interval_model.predict(x)).clip(min=0)
+        p10, p90 = np.minimum(q[:, 0], q[:, 1]), np.maximum(q[:, 0], q[:, 1])
+        next_days = np.expm1(self.next_order_model.predict(x)).clip(min=1)
+        out = pd.DataFrame(index=features.index)
+        out["predicted_value"] = value
+        out["value_p10"] = np.minimum(p10, value)
+        out["value_p90"] = np.maximum(p90, value)
+        out["churn_risk"] = churn
+        out["next_order_days"] = next_days
+        return out
+
+    def predict(self, history: CustomerHistory, cutoff) -> pd.DataFrame:
+        return self.predict_features(self.features_at(history, cutoff))
+
+    def summary(self) -> dict:
+        return {"config": {k: v for k, v in asdict(self.config).items() if not isinstance(v, tuple)},
+                "params": self.params, "blend_weight": self.blend_weight, "validation": self.validation,
+                "validation_metrics": self.validation_metrics, "training_window": self.training_window,
+                "data_range": self.data_range, "warnings": self.warnings, "fit_seconds": self.fit_seconds}

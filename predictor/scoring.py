@@ -1,0 +1,141 @@
+"""Score every customer (train on all history, predict the next horizon) and rescore one customer
+from a saved model without retraining."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from predictor.artifacts import ModelBundle, load_model_bundle, save_model, write_parquet_atomic
+from predictor.errors import DataError
+from predictor.explain import drivers
+from predictor.features import CustomerHistory, day_start
+from predictor.models import CLVModel, TrainingConfig
+
+# A customer this likely to place no order in the horizon gets no expected next-order date.
+NO_NEXT_ORDER_ABOVE = 0.8
+
+
+def score_frame(model: CLVModel, history: CustomerHistory, as_of, currency: str = "£",
+                with_drivers: bool = True, bg=None) -> pd.DataFrame:
+    """The scores table (docs/CONTRACTS.md) for every customer with an order on or before `as_of`."""
+    as_of = day_start(as_of)
+    features = model.features_at(history, as_of, bg=bg)
+    pred = model.predict_features(features)
+    out = pd.DataFrame(index=features.index)
+    out["as_of"] = as_of
+    out["horizon_days"] = model.config.horizon_days
+    out = out.join(pred)
+    out["expected_next_order"] = (as_of + pd.to_timedelta(out["next_order_days"].round(), unit="D")).where(
+        out["churn_risk"] < NO_NEXT_ORDER_ABOVE)
+    orders = history.before(as_of).orders
+    purchases = orders.loc[~orders["is_cancellation"] & (orders["amount"] > 0)]
+    g = orders.groupby("customer_id", observed=True)
+    out["historical_value"] = g["amount"].sum().reindex(out.index).clip(lower=0)
+    recent = orders.loc[orders["timestamp"] >= as_of + pd.Timedelta(days=1) - pd.Timedelta(days=365)]
+    out["revenue_12m"] = recent.groupby("customer_id", observed=True)["amount"].sum().reindex(out.index).fillna(0).clip(lower=0)
+    pg = purchases.groupby("customer_id", observed=True)
+    out["orders"] = pg["order_id"].nunique().reindex(out.index).fillna(0).astype(int)
+    out["first_order"] = pg["timestamp"].min().reindex(out.index)
+    out["last_order"] = pg["timestamp"].max().reindex(out.index)
+    out["recency_days"] = features["recency_days"]
+    out["tenure_days"] = features["tenure_days"]
+    out["mean_gap_days"] = features["mean_gap_days"]
+    out["aov"] = features["aov"]
+    out["spend_90d"] = features["spend_90d"]
+    out["trend"] = features["trend_90d"]
+    out["country"] = _main_country(history, out.index)
+    out["drivers"] = drivers(model.value_model.get_booster(), features[model.value_model.feature_names_in_],
+                             currency=currency) if with_drivers else [[] for _ in range(len(out))]
+    for column in features.columns:
+        if column != "label_scale":
+            out[f"f_{column}"] = features[column]
+    out.index.name = "customer_id"
+    return out.reset_index()
+
+
+def _main_country(history: CustomerHistory, index: pd.Index) -> pd.Series:
+    lines = history.lines
+    if lines is None or "country" not in lines:
+        return pd.Series(pd.NA, index=index, dtype="string")
+    top = lines.dropna(subset=["country"]).groupby(["customer_id", "country"], observed=True).size()
+    if top.empty:
+        return pd.Series(pd.NA, index=index, dtype="string")
+    main = top.sort_values(ascending=False).reset_index().drop_duplicates("customer_id").set_index("customer_id")["country"]
+    return main.reindex(index).astype("string")
+
+
+def history_from_transactions(transactions: pd.DataFrame) -> CustomerHistory:
+    lines = transactions
+    if "country" in transactions and transactions["country"].notna().any():
+        history = CustomerHistory.from_lines(transactions)
+        keep = ~transactions["is_outlier"].astype(bool) if "is_outlier" in transactions else slice(None)
+        detail = lines.loc[keep, [c for c in ("customer_id", "timestamp", "amount", "product_id", "category", "country")
+                                  if c in lines]]
+        history.lines = detail.assign(customer_id=detail["customer_id"].astype("string"))
+        return history
+    return CustomerHistory.from_lines(transactions)
+
+
+def score_customers(transactions: pd.DataFrame, settings, config: TrainingConfig | None = None,
+                    data_fingerprint: str = "", evaluation: dict | None = None) -> tuple[pd.DataFrame, ModelBundle]:
+    """Train on all history, score everyone as of the last day in the data, save model and scores."""
+    history = history_from_transactions(transactions)
+    config = config or TrainingConfig(horizon_days=settings.horizon_days, n_jobs=settings.threads,
+                                      random_seed=settings.random_seed)
+    model = CLVModel(config).fit(history)
+    scores = score_frame(model, history, history.end, settings.currency_symbol)
+    bundle = save_model(model, settings.model_dir, data_fingerprint, evaluation)
+    scores["model_version"] = bundle.metadata["version"]
+    write_parquet_atomic(scores, settings.scores_path)
+    return scores, bundle
+
+
+class CustomerScorer:
+    """Rescore one customer after a new order with the saved model: no retraining, no population refit."""
+
+    REQUIRED = ("timestamp", "amount")
+
+    def __init__(self, bundle: ModelBundle, settings):
+        self.bundle = bundle
+        self.settings = settings
+        self.model = bundle.model
+        self.data_start = pd.Timestamp(bundle.metadata["data_range"]["start"])
+
+    @classmethod
+    def load(cls, settings) -> "CustomerScorer":
+        return cls(load_model_bundle(settings), settings)
+
+    def score_orders(self, orders: pd.DataFrame, customer_id: str = "new", as_of=None) -> dict:
+        missing = [c for c in self.REQUIRED if c not in orders]
+        if missing:
+            raise DataError(f"Orders are missing {', '.join(missing)}", column=missing[0],
+                            expected="each order with a timestamp and an amount")
+        if orders.empty:
+            raise DataError("No orders given", expected="at least one order with a timestamp and an amount")
+        frame = orders.copy()
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], errors="coerce")
+        bad = frame["timestamp"].isna()
+        if bad.any():
+            raise DataError("Unparseable order date", column="timestamp", row=int(np.flatnonzero(bad)[0]),
+                            expected="an ISO date such as 2011-11-30")
+        frame["amount"] = pd.to_numeric(frame["amount"], errors="coerce")
+        if frame["amount"].isna().any():
+            raise DataError("Unparseable order amount", column="amount",
+                            row=int(np.flatnonzero(frame["amount"].isna())[0]), expected="a number")
+        frame["customer_id"] = str(customer_id)
+        if "order_id" not in frame:
+            frame["order_id"] = [f"{customer_id}-{i}" for i in range(len(frame))]
+        frame["is_cancellation"] = frame["amount"] < 0
+        history = history_from_transactions(frame.sort_values("timestamp"))
+        history.data_start = min(self.data_start, day_start(frame["timestamp"].min()))
+        as_of = day_start(as_of) if as_of is not None else max(
+            pd.Timestamp(self.bundle.metadata["data_range"]["end"]), day_start(frame["timestamp"].max()))
+        started = time.perf_counter()
+        row = score_frame(self.model, history, as_of, self.settings.currency_symbol, bg=self.model.scoring_bg)
+        result = row.iloc[0].to_dict()
+        result["model_version"] = self.bundle.metadata["version"]
+        result["score_ms"] = (time.perf_counter() - started) * 1000
+        return result

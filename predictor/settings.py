@@ -1,0 +1,87 @@
+"""The one settings object: environment variables prefixed VALUEDESK_, read once per process."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VALUEDESK_", extra="ignore")
+
+    data_dir: Path = Field(REPO_ROOT / ".valuedesk", description="Where models, scores, profiles and the index live.")
+    default_data: Path = Field(SHARED_DATA / "online_retail" / "online_retail.csv.gz")
+    default_schema: str = "online_retail"
+    horizon_days: int = Field(180, ge=7, le=730)
+    currency_symbol: str = "£"
+    duckdb_memory_limit: str = "2GB"
+    threads: int = Field(2, ge=1)
+    random_seed: int = 42
+
+    # Data loading and cleaning (predictor/data.py)
+    outlier_robust_z: float = Field(8.0, gt=0, description="Flag purchase lines this many robust SDs above the median log line amount.")
+
+    # Tiering
+    tier_method: str = Field("quantile", pattern="^(quantile|amount)$")
+    tier_thresholds: str = "Platinum=0.01,Gold=0.05,Silver=0.20"
+    kmeans_clusters: str = "3-8"
+
+    # Profiles and index
+    embedding_model: str = "minilm"
+    chroma_url: str | None = None
+    chroma_timeout_s: float = 5.0
+
+    # Campaigns
+    campaign_catalogue: Path | None = None
+    holdout_share: float = Field(0.1, ge=0.0, lt=1.0)
+
+    # Serving
+    api_key: str | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    max_body_bytes: int = 1_000_000
+
+    # LLM
+    llm_backend: str = Field("offline", pattern="^(offline|openai|vllm)$")
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: str = "EMPTY"
+    llm_timeout_s: float = 60.0
+
+    # vLLM serving (agent.llm_server; the server runs in its own .venv-vllm)
+    vllm_model: str = Field("smollm2-135m", description="Key of agent.llm_model.MODELS, or a HF id / local model dir.")
+    vllm_host: str = "127.0.0.1"
+    vllm_port: int = 8001
+    vllm_python: Path = REPO_ROOT / ".venv-vllm" / "bin" / "python"
+    vllm_startup_timeout_s: float = Field(300.0, gt=0)
+    vllm_extra_args: str = Field("", description="Extra vLLM CLI arguments, shell-quoted.")
+    vllm_kvcache_gb: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE for the CPU backend.")
+    llm_tool_choice: str = Field("required", pattern="^(auto|required)$",
+                                 description="'required' on the first step for weak models, 'auto' for capable ones.")
+
+    @property
+    def model_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def scores_path(self) -> Path:
+        return self.data_dir / "scores.parquet"
+
+    @property
+    def customers_path(self) -> Path:
+        return self.data_dir / "customers.parquet"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "chroma"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
