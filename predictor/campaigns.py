@@ -602,11 +602,10 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
 
     assigned = np.full(len(audience), -1)
     if budget is None:
-        # Best campaign per customer by net value.
-        order = np.lexsort((-cost, net))[::-1]
-        for k in order:
-            if assigned[c[k]] < 0:
-                assigned[c[k]] = pj[k]
+        # Best campaign per customer: highest net value, the cheaper one on a tie.
+        order = np.lexsort((cost, -net, c))
+        first = np.unique(c[order], return_index=True)[1]
+        assigned[c[order][first]] = pj[order][first]
     else:
         if cost.min() > budget:
             raise CampaignError(

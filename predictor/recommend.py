@@ -78,12 +78,13 @@ class ProductRecommender:
     """Fit on transactions up to a cutoff; suggest ``k`` products per customer in batch."""
 
     def __init__(self, *, recent_days: int = 30, repeat_share: float = 0.1, min_buyers: int = 3,
-                 weights: RecommenderWeights | None = None, batch_size: int = 2048):
+                 neighbours: int = 300, weights: RecommenderWeights | None = None, batch_size: int = 2048):
         if not 0 < repeat_share <= 1:
             raise RecommendationError(f"repeat_share must be in (0, 1], got {repeat_share}")
         self.recent_days = recent_days
         self.repeat_share = repeat_share
         self.min_buyers = min_buyers
+        self.neighbours = neighbours
         self.weights = weights or RecommenderWeights()
         self.batch_size = batch_size
         self._fitted = False
@@ -118,15 +119,11 @@ class ProductRecommender:
         self.repeat_rate = pd.Series(repeat_rate, index=items)
         self._is_repeat = repeat_rate >= self.repeat_share
 
-        # Cosine over binary "bought it" vectors; log-damped counts would let wholesalers dominate.
-        binary = (counts > 0).astype(np.float32)
-        norms = np.sqrt(buyers.astype(np.float32))
-        norms[norms == 0] = 1.0
-        inv = sp.diags(1.0 / norms)
-        sim = (inv @ (binary.T @ binary) @ inv).tocsr()
-        sim.setdiag(0.0)
-        sim.eliminate_zeros()
-        self._sim = sim.astype(np.float32)
+        # Cosine over binary "bought it" vectors (counts would let wholesalers dominate), keeping each
+        # item's top `neighbours`: on Online Retail the full matrix is 60% dense, scoring with it is ~5x
+        # slower, and pruning to 300 cost 0.003 hit rate on the validation cutoff (2011-06-09).
+        binary = (counts > 0).astype(np.float32).tocsr()
+        self._sim = self._item_neighbours(binary, buyers)
 
         # Own history: orders of the item, decayed by how long ago the last one was (half-life 90 days).
         decay = np.power(0.5, days_since / 90.0)
@@ -170,6 +167,29 @@ class ProductRecommender:
         self.customers, self.items, self.categories = customers, items, cats
         self._fitted = True
         return self
+
+    def _item_neighbours(self, binary: sp.csr_matrix, buyers: np.ndarray) -> sp.csr_matrix:
+        n_i = binary.shape[1]
+        norms = np.sqrt(np.maximum(buyers, 1).astype(np.float32))
+        by_item = binary.T.tocsr()
+        keep = min(self.neighbours, n_i - 1)
+        rows, cols, vals = [], [], []
+        if keep > 0:
+            step = max(1, 2_000_000 // max(n_i, 1))
+            for start in range(0, n_i, step):
+                stop = min(start + step, n_i)
+                block = (by_item[start:stop] @ binary).toarray()
+                block /= norms[start:stop, None] * norms[None, :]
+                block[np.arange(stop - start), np.arange(start, stop)] = 0.0
+                top = np.argpartition(-block, keep - 1, axis=1)[:, :keep]
+                v = np.take_along_axis(block, top, axis=1)
+                ok = v > 0
+                rows.append(np.repeat(np.arange(start, stop), keep)[ok.ravel()])
+                cols.append(top[ok])
+                vals.append(v[ok])
+        cat = (lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt))
+        return sp.csr_matrix((cat(vals, np.float32), (cat(rows, np.int64), cat(cols, np.int64))),
+                             shape=(n_i, n_i), dtype=np.float32)
 
     # ------------------------------------------------------------------ scoring
     def _check(self) -> None:
