@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import difflib
 import io
+import itertools
 import math
 import os
 import tempfile
@@ -661,6 +662,10 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
         unfunded = int(((assigned < 0) & np.isin(np.arange(len(audience)), c)).sum())
         if unfunded:
             notes.append(f"{unfunded:,} customers with a positive-value campaign were left out by the budget.")
+        held = budget - total_cost
+        if holdout_share > 0 and held > 0.005 * budget:
+            notes.append(f"{currency}{held:,.2f} of the budget stays unspent because the control groups are "
+                         "chosen from the funded customers and are not contacted.")
     plan = CampaignPlan(
         campaigns=results, total_cost=total_cost, budget=budget,
         expected_net_value=round(sum(r.expected_net_value for r in results), 2),
@@ -769,17 +774,21 @@ def audience_rows(plan_or_customers: CampaignPlan | pd.DataFrame, customers: pd.
 def iter_audience_csv(rows: Iterable[Mapping[str, Any]], *, chunk_rows: int = 5_000) -> Iterator[str]:
     """CSV text in chunks (header first) for streaming HTTP responses and downloads."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=AUDIENCE_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    n = 0
-    for row in rows:
-        writer.writerow(row)
-        n += 1
-        if n % chunk_rows == 0:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(AUDIENCE_COLUMNS)
+    for chunk in _batched(rows, chunk_rows):
+        writer.writerows([row.get(c, "") for c in AUDIENCE_COLUMNS] for row in chunk)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    if buffer.tell():
+        yield buffer.getvalue()
+
+
+def _batched(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
+    it = iter(rows)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
 
 
 def write_audience_csv(rows: Iterable[Mapping[str, Any]], path: str | Path) -> int:
@@ -790,11 +799,11 @@ def write_audience_csv(rows: Iterable[Mapping[str, Any]], path: str | Path) -> i
     count = 0
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=AUDIENCE_COLUMNS, extrasaction="ignore", lineterminator="\n")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow(row)
-                count += 1
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(AUDIENCE_COLUMNS)
+            for chunk in _batched(rows, 5_000):
+                writer.writerows([row.get(c, "") for c in AUDIENCE_COLUMNS] for row in chunk)
+                count += len(chunk)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -333,9 +333,11 @@ def test_goal_aliases_and_unknown_goals(customers, catalogue):
 
 
 def test_nobody_worth_targeting_is_explained(customers, catalogue):
-    with pytest.raises(CampaignError, match=r"reactivation: \d+ eligible, 0 with positive net value|"
-                                            r"No customer in the audience"):
+    new = int((customers["lifecycle"] == "new").sum())
+    with pytest.raises(CampaignError, match=rf"No customer in the audience of {new:,} is worth targeting: "
+                                            r"reactivation: 0 eligible, 0 with positive net value") as info:
         plan_campaigns(customers, goal="reactivate", filter={"lifecycle": ["new"]}, catalogue=catalogue)
+    assert "widen the filter" in info.value.hint
 
 
 # ------------------------------------------------------------------------------------------ export
