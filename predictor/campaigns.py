@@ -362,7 +362,13 @@ def select_audience(customers: pd.DataFrame, filter: CustomerFilter | Mapping[st
                 "The audience is empty: " + " -> ".join(trail) + f". The filter '{label}' removed everyone left.",
                 hint=_empty_hint(frame, label), field=label.split(" ")[0])
         frame = kept
-    return frame
+    # The shared filter may grow fields this explanation does not know yet; apply it whole as well.
+    final = frame[flt.mask(frame).to_numpy(dtype=bool)]
+    if final.empty:
+        trail.append("remaining filter fields: 0")
+        raise CampaignError("The audience is empty: " + " -> ".join(trail) + ".",
+                            hint="relax the filter", field="filter")
+    return final
 
 
 def _empty_hint(frame: pd.DataFrame, label: str) -> str:
