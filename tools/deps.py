@@ -255,12 +255,17 @@ class ToolDeps:
         return scorer_class(self.bundle, self.settings)
 
     def _load_index(self) -> Any:
+        settings = self.settings
+        if not settings.chroma_url and not any((settings.data_dir / d).exists() for d in ("chroma", "chroma_columns")):
+            # Fail fast: opening the index loads an embedding model, which is wasted work with nothing to search.
+            raise ToolFailure("index_unavailable", f"No profile index in {settings.data_dir}.",
+                              "Run `valuedesk build` (it writes the profiles and indexes them).")
+        profile_index = _import("predictor.index", "ProfileIndex", "the profile index")
         try:
-            from predictor.index import ProfileIndex
-        except ImportError as exc:
-            raise ToolFailure("index_unavailable", f"The profile index is not available: {exc}.",
-                              "Install the index dependencies and run `valuedesk build`.") from exc
-        return ProfileIndex(self.settings)
+            return profile_index(settings)
+        except ValueDeskError as exc:
+            raise ToolFailure("index_unavailable", f"The profile index cannot be opened: {exc}",
+                              "Run `valuedesk build`, or check VALUEDESK_CHROMA_URL if the index runs as a server.") from exc
 
     def _load_catalogue(self) -> Any:
         load_catalogue = _import("predictor.campaigns", "load_catalogue", "the campaign catalogue")

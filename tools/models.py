@@ -7,11 +7,12 @@ the same call: a client may omit an argument or send null, and both mean "use th
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from predictor.filters import CustomerFilter
+from predictor.campaigns import GOALS
+from predictor.filters import LIFECYCLE_STAGES, RFM_SEGMENTS, TIERS, CustomerFilter
 
 SortKey = Literal["value_at_risk", "predicted_value", "historical_value", "churn_risk", "customer_value"]
 GroupKey = Literal["tier", "lifecycle", "segment", "country"]
@@ -24,10 +25,22 @@ class Args(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _names(allowed: tuple[str, ...]):
+    # Validation stays CustomerFilter's (case-insensitive, with "did you mean"); the schema lists the
+    # canonical names so strict-mode LLM decoding and API clients only produce valid ones.
+    return list[Annotated[str, WithJsonSchema({"type": "string", "enum": list(allowed)})]] | None
+
+
 class FilterArgs(CustomerFilter):
     """The shared customer filter (validated by predictor.filters.CustomerFilter) as tool arguments."""
 
     model_config = ConfigDict(extra="forbid")
+
+    tiers: _names(TIERS) = Field(None, description="Value tiers to include: Platinum, Gold, Silver, Bronze.")
+    lifecycle: _names(LIFECYCLE_STAGES) = Field(
+        None, description="Lifecycle stages to include: new, active, at risk, lapsing, lapsed.")
+    segments: _names(RFM_SEGMENTS) = Field(
+        None, description="RFM segments to include, e.g. ['Champions', 'At Risk', \"Can't Lose Them\"].")
 
     def customer_filter(self) -> CustomerFilter:
         return CustomerFilter(**{k: getattr(self, k) for k in CustomerFilter.model_fields})
@@ -43,6 +56,8 @@ class Out(BaseModel):
 ErrorCode = Literal[
     "invalid_arguments", "unknown_tool", "not_found", "not_built", "index_unavailable",
     "campaign_error", "scoring_error", "internal_error",
+    # Transport-level kinds the HTTP surface adds around a call.
+    "unauthorized", "payload_too_large", "method_not_allowed", "bad_request",
 ]
 
 
@@ -203,10 +218,13 @@ class SearchProfilesResult(Out):
 
 
 class CampaignArgs(FilterArgs):
-    goal: str | None = Field(
-        None, max_length=200,
-        description="What the marketer wants, e.g. 'retain', 'win back', 'reactivate', 'cross-sell', 'grow'. "
-                    "Optional; campaigns matching the goal rank first.")
+    # The planner also takes aliases ("win back", "cross-sell") and playbook names; the schema offers the
+    # canonical goals so strict-mode decoding picks one of them.
+    goal: Annotated[str, WithJsonSchema({"type": "string", "enum": list(GOALS)})] | None = Field(
+        None, max_length=100,
+        description="What the campaign should achieve: retain (keep valuable customers), win_back (at-risk "
+                    "high-value), reactivate (lapsed), grow (cross-sell, second order), upgrade (near the next "
+                    "tier). Omit to consider every playbook.")
     budget: float | None = Field(None, ge=0, le=1e9,
                                  description="Total spend limit in the data's currency; omit for no limit.")
 
