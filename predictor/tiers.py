@@ -1,0 +1,438 @@
+"""Value tiers, lifecycle stages, RFM segments, value at risk, K-Means clusters, tier transitions.
+
+Everything here works on the scores frame of docs/CONTRACTS.md (one row per customer) and
+adds columns; nothing re-reads transactions.
+
+Rules (README text)
+-------------------
+* customer_value = revenue_12m + predicted_value: what the customer brought in over the last
+  year plus what the model expects over the next horizon.
+* Tiers (default `quantile`): thresholds are cumulative top shares of customers ranked by
+  customer_value, "Platinum=0.01,Gold=0.05,Silver=0.20" = top 1% Platinum, next 4% Gold,
+  next 15% Silver, the rest Bronze. With `amount`, thresholds are minimum customer values
+  ("Platinum=10000,Gold=3000,Silver=1000"). A customer with no positive value is Bronze.
+* Lifecycle, from recency relative to the customer's own cadence (mean days between orders;
+  one-order customers get the population cadence, the median over repeat customers; at
+  least 7 days) and the model's churn risk. Churn risk is compared with the population's
+  own quantiles, because calibrated churn probabilities differ a lot between shops (on
+  Online Retail a customer gone for a year still has only ~0.5-0.65). First rule that applies:
+    new      one order, placed within the last 60 days;
+    active   recency <= 1.5 x cadence and churn risk below the population's 75th percentile;
+    lapsed   recency > 4 x cadence and churn risk at or above the population median;
+    lapsing  recency > 2.5 x cadence, or churn risk in the population's top 10%;
+    at risk  everything else (a little overdue, or the model doubts the next order).
+  Customers far overdue whom the model still expects back (seasonal buyers) stay "lapsing".
+* RFM: r, f, m scores 1..5 are percentile-rank quintiles of recency (recent = 5), orders and
+  historical value; ties share a score. Segments come from r and fm = round((f + m) / 2)
+  on the standard RFM grid (rows r = 5..1, columns fm = 1..5), see RFM_GRID.
+* value_if_retained: what the customer is expected to spend over the horizon if they do
+  order again. Since spend is 0 without an order, E[value] = P(order) x E[value | order],
+  so E[value | order] = predicted_value / (1 - churn_risk). Dividing by a small P(order)
+  amplifies model noise, so it is capped at the customer's own historical spend rate over
+  the horizon (historical_value per day since the first order, at least 30 days, times
+  horizon_days) or one average order, whichever is larger, and never below predicted_value.
+* value_at_risk = churn_risk x value_if_retained.
+* Top customers at risk are ranked by churn_risk x (historical_value + value_if_retained):
+  value to the business times the chance of losing it, never by predicted value alone (a
+  customer about to churn has a low predicted value, which is why they matter).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from predictor.errors import ValueDeskError
+
+TIER_ORDER = ["Platinum", "Gold", "Silver", "Bronze"]
+LIFECYCLE_STAGES = ["new", "active", "at risk", "lapsing", "lapsed"]
+RFM_SEGMENTS = ["Champions", "Loyal", "Potential Loyalist", "New", "Promising", "Need Attention",
+                "About to Sleep", "At Risk", "Can't Lose Them", "Hibernating", "Lost"]
+
+# Rows: r = 5 (most recent) .. 1; columns: fm = 1 .. 5. The widely used RFM map, with
+# "Lost" for the least recent, least valuable cell.
+RFM_GRID: dict[int, list[str]] = {
+    5: ["New", "Potential Loyalist", "Potential Loyalist", "Champions", "Champions"],
+    4: ["Promising", "Potential Loyalist", "Potential Loyalist", "Loyal", "Loyal"],
+    3: ["About to Sleep", "About to Sleep", "Need Attention", "Loyal", "Loyal"],
+    2: ["Hibernating", "Hibernating", "At Risk", "At Risk", "Can't Lose Them"],
+    1: ["Lost", "Hibernating", "At Risk", "At Risk", "Can't Lose Them"],
+}
+
+
+class TierConfigError(ValueDeskError):
+    """Tier thresholds that cannot be parsed or are not ordered."""
+
+
+class TierConfig(BaseModel):
+    """How customers are split into value tiers. Thresholds are ordered from the top tier down."""
+
+    method: Literal["quantile", "amount"] = "quantile"
+    thresholds: list[tuple[str, float]] = Field(
+        default_factory=lambda: [("Platinum", 0.01), ("Gold", 0.05), ("Silver", 0.20)])
+    base_tier: str = "Bronze"
+
+    @field_validator("thresholds")
+    @classmethod
+    def _non_empty(cls, v: list[tuple[str, float]]) -> list[tuple[str, float]]:
+        if not v:
+            raise ValueError("at least one tier threshold is needed, e.g. 'Platinum=0.01,Gold=0.05,Silver=0.20'")
+        return v
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TierConfig:
+        values = [t for _, t in self.thresholds]
+        names = [n for n, _ in self.thresholds] + [self.base_tier]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tier names must be unique, got {names}")
+        if self.method == "quantile":
+            if any(not 0 < v <= 1 for v in values) or any(b <= a for a, b in zip(values, values[1:])):
+                raise ValueError("quantile thresholds are cumulative top shares in (0, 1], increasing from the "
+                                 f"top tier down (e.g. Platinum=0.01,Gold=0.05,Silver=0.20); got {self.thresholds}")
+        elif any(v < 0 for v in values) or any(b >= a for a, b in zip(values, values[1:])):
+            raise ValueError("amount thresholds are minimum customer values, decreasing from the top tier down "
+                             f"(e.g. Platinum=10000,Gold=3000,Silver=1000); got {self.thresholds}")
+        return self
+
+    @property
+    def tiers(self) -> list[str]:
+        return [n for n, _ in self.thresholds] + [self.base_tier]
+
+    @classmethod
+    def parse(cls, method: str, text: str) -> TierConfig:
+        """From the settings strings: method 'quantile'|'amount', text 'Name=value,...' top tier first."""
+        pairs: list[tuple[str, float]] = []
+        for part in (p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            name, sep, value = part.partition("=")
+            try:
+                if not sep or not name.strip():
+                    raise ValueError
+                pairs.append((name.strip(), float(value)))
+            except ValueError:
+                raise TierConfigError(f"bad tier threshold '{part}' in '{text}': expected Name=number, "
+                                      "e.g. Platinum=0.01,Gold=0.05,Silver=0.20") from None
+        try:
+            return cls(method=method, thresholds=pairs)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise TierConfigError(f"invalid tier settings (VALUEDESK_TIER_METHOD / VALUEDESK_TIER_THRESHOLDS): "
+                                  f"{exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}") from None
+
+    @classmethod
+    def from_settings(cls, settings) -> TierConfig:
+        return cls.parse(settings.tier_method, settings.tier_thresholds)
+
+
+class LifecycleConfig(BaseModel):
+    new_window_days: float = 60.0
+    min_cadence_days: float = 7.0
+    active_ratio: float = 1.5
+    lapsing_ratio: float = 2.5
+    lapsed_ratio: float = 4.0
+    # Churn-risk thresholds as quantiles of the population's churn risk (see the module docstring).
+    active_churn_quantile: float = Field(0.75, gt=0, le=1)
+    lapsed_churn_quantile: float = Field(0.5, gt=0, le=1)
+    lapsing_churn_quantile: float = Field(0.9, gt=0, le=1)
+
+
+def customer_value(scores: pd.DataFrame) -> pd.Series:
+    return (scores["revenue_12m"].fillna(0.0) + scores["predicted_value"].fillna(0.0)).astype("float64")
+
+
+def assign_tiers(scores: pd.DataFrame, config: TierConfig | None = None) -> pd.Series:
+    """Tier per customer (index aligned with `scores`), from customer_value."""
+    config = config or TierConfig()
+    value = customer_value(scores)
+    tier = pd.Series(config.base_tier, index=scores.index, dtype="object")
+    if config.method == "quantile":
+        n = len(scores)
+        # Rank by value, ties broken by customer id so the split is the same on every run.
+        order = pd.DataFrame({"v": value.to_numpy(), "id": scores["customer_id"].astype(str).to_numpy()},
+                             index=scores.index).sort_values(["v", "id"], ascending=[False, True]).index
+        position = pd.Series(np.arange(n), index=order).reindex(scores.index)
+        for name, share in reversed(config.thresholds):
+            cutoff = math.floor(share * n + 0.5)
+            tier[position < cutoff] = name
+    else:
+        for name, amount in reversed(config.thresholds):
+            tier[value >= amount] = name
+    tier[value <= 0] = config.base_tier
+    return tier.astype(pd.CategoricalDtype(config.tiers, ordered=True)).astype("string")
+
+
+def population_cadence(scores: pd.DataFrame, min_days: float = 7.0) -> float:
+    gaps = scores.loc[scores["orders"] >= 2, "mean_gap_days"].dropna()
+    return max(float(gaps.median()) if len(gaps) else 30.0, min_days)
+
+
+def cadence_days(scores: pd.DataFrame, config: LifecycleConfig | None = None) -> pd.Series:
+    """Each customer's own mean gap between orders; the population's for one-order customers."""
+    config = config or LifecycleConfig()
+    pop = population_cadence(scores, config.min_cadence_days)
+    own = scores["mean_gap_days"].where(scores["orders"] >= 2)
+    return own.fillna(pop).clip(lower=config.min_cadence_days).astype("float64")
+
+
+def churn_thresholds(scores: pd.DataFrame, config: LifecycleConfig | None = None) -> dict[str, float]:
+    """The churn-risk levels the lifecycle rules use, from the population's quantiles."""
+    config = config or LifecycleConfig()
+    churn = scores["churn_risk"].astype("float64")
+    return {"active_below": float(churn.quantile(config.active_churn_quantile)),
+            "lapsed_from": float(churn.quantile(config.lapsed_churn_quantile)),
+            "lapsing_from": float(churn.quantile(config.lapsing_churn_quantile))}
+
+
+def assign_lifecycle(scores: pd.DataFrame, config: LifecycleConfig | None = None) -> pd.Series:
+    """Lifecycle stage per customer by the rules in the module docstring."""
+    config = config or LifecycleConfig()
+    ratio = scores["recency_days"].astype("float64") / cadence_days(scores, config)
+    churn = scores["churn_risk"].astype("float64")
+    t = churn_thresholds(scores, config)
+    conditions = [
+        (scores["orders"] <= 1) & (scores["recency_days"] <= config.new_window_days),
+        (ratio <= config.active_ratio) & (churn < t["active_below"]),
+        (ratio > config.lapsed_ratio) & (churn >= t["lapsed_from"]),
+        (ratio > config.lapsing_ratio) | (churn >= t["lapsing_from"]),
+    ]
+    stage = np.select(conditions, ["new", "active", "lapsed", "lapsing"], default="at risk")
+    return pd.Series(stage, index=scores.index, dtype="string")
+
+
+def _quintile(values: pd.Series, higher_is_better: bool = True) -> pd.Series:
+    pct = values.astype("float64").rank(pct=True, method="average", ascending=higher_is_better)
+    return np.ceil(pct * 5).clip(1, 5).fillna(1).astype("int64")
+
+
+def rfm_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """r_score, f_score, m_score (1..5) and rfm_segment."""
+    r = _quintile(scores["recency_days"], higher_is_better=False)
+    f = _quintile(scores["orders"])
+    m = _quintile(scores["historical_value"])
+    fm = np.floor((f + m) / 2 + 0.5).astype("int64")
+    segment = [RFM_GRID[int(ri)][int(fi) - 1] for ri, fi in zip(r, fm)]
+    return pd.DataFrame({"r_score": r, "f_score": f, "m_score": m,
+                         "rfm_segment": pd.Series(segment, index=scores.index, dtype="string")},
+                        index=scores.index)
+
+
+def value_if_retained(scores: pd.DataFrame, min_p_order: float = 0.02) -> pd.Series:
+    """Expected spend over the horizon if the customer orders again (see module docstring)."""
+    predicted = scores["predicted_value"].astype("float64").clip(lower=0)
+    p_order = (1.0 - scores["churn_risk"].astype("float64")).clip(lower=min_p_order)
+    conditional = predicted / p_order
+    horizon = scores["horizon_days"].astype("float64")
+    active_days = scores["tenure_days"].astype("float64").clip(lower=30.0)
+    run_rate = scores["historical_value"].astype("float64").clip(lower=0) / active_days * horizon
+    cap = np.maximum(np.maximum(run_rate, scores["aov"].astype("float64").clip(lower=0)), predicted)
+    return np.minimum(conditional, cap).fillna(0.0).astype("float64")
+
+
+def add_value_at_risk(scores: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame(index=scores.index)
+    out["value_if_retained"] = value_if_retained(scores)
+    out["value_at_risk"] = scores["churn_risk"].astype("float64") * out["value_if_retained"]
+    return out
+
+
+def at_risk_priority(customers: pd.DataFrame) -> pd.Series:
+    """churn_risk x (historical_value + value_if_retained): value to the business times risk."""
+    base = customers["historical_value"].astype("float64").clip(lower=0) + customers["value_if_retained"]
+    return customers["churn_risk"].astype("float64") * base
+
+
+def top_at_risk(customers: pd.DataFrame, n: int = 20, min_churn_risk: float | None = None,
+                exclude_lifecycle: tuple[str, ...] = ("lapsed",)) -> pd.DataFrame:
+    """The n customers most worth saving: high value to the business and likely to churn.
+
+    Candidates: churn risk >= `min_churn_risk` when given; otherwise customers whose lifecycle
+    is "at risk" or "lapsing", or whose churn risk is in the population's top quarter.
+    Lapsed customers are left out by default (already gone: a win-back, not a retention case).
+    Ranked by at_risk_priority = churn_risk x (historical_value + value_if_retained).
+    """
+    churn = customers["churn_risk"].astype("float64")
+    if min_churn_risk is not None:
+        keep = churn >= min_churn_risk
+    else:
+        keep = churn >= churn.quantile(0.75)
+        if "lifecycle" in customers:
+            keep |= customers["lifecycle"].isin(["at risk", "lapsing"])
+    frame = customers.loc[keep]
+    if exclude_lifecycle and "lifecycle" in frame:
+        frame = frame.loc[~frame["lifecycle"].isin(exclude_lifecycle)]
+    frame = frame.assign(at_risk_priority=at_risk_priority(frame))
+    return frame.sort_values(["at_risk_priority", "customer_id"], ascending=[False, True]).head(n)
+
+
+def apply_tiers(scores: pd.DataFrame, config: TierConfig | None = None,
+                lifecycle: LifecycleConfig | None = None) -> pd.DataFrame:
+    """Scores plus tier, lifecycle, RFM, customer_value, value_if_retained, value_at_risk."""
+    out = scores.copy()
+    out["customer_value"] = customer_value(scores)
+    out["tier"] = assign_tiers(scores, config)
+    out["lifecycle"] = assign_lifecycle(scores, lifecycle)
+    out = out.join(rfm_scores(scores)).join(add_value_at_risk(scores))
+    return out
+
+
+# --------------------------------------------------------------------------- K-Means
+
+KMEANS_FEATURES = ["recency_days", "orders", "historical_value", "aov", "tenure_days", "cadence_days", "trend"]
+
+
+class KMeansResult(BaseModel):
+    model_config = {"arbitrary_types_allowed": True}
+
+    k: int
+    silhouette: float
+    silhouette_by_k: dict[int, float]
+    labels: pd.Series  # int cluster per customer, aligned with the input frame
+    clusters: list[dict]  # per cluster: size, medians of the behaviour features, a short name
+
+
+def parse_k_range(text: str) -> range:
+    lo, _, hi = text.partition("-")
+    try:
+        a, b = int(lo), int(hi or lo)
+    except ValueError:
+        raise TierConfigError(f"bad K-Means range '{text}': expected 'min-max', e.g. 3-8") from None
+    if a < 2 or b < a:
+        raise TierConfigError(f"bad K-Means range '{text}': need 2 <= min <= max")
+    return range(a, b + 1)
+
+
+def _behaviour_matrix(frame: pd.DataFrame) -> pd.DataFrame:
+    feats = pd.DataFrame(index=frame.index)
+    feats["recency_days"] = np.log1p(frame["recency_days"].astype("float64").clip(lower=0))
+    feats["orders"] = np.log1p(frame["orders"].astype("float64"))
+    feats["historical_value"] = np.log1p(frame["historical_value"].astype("float64").clip(lower=0))
+    feats["aov"] = np.log1p(frame["aov"].astype("float64").clip(lower=0))
+    feats["tenure_days"] = np.log1p(frame["tenure_days"].astype("float64").clip(lower=0))
+    feats["cadence_days"] = np.log1p(cadence_days(frame))
+    feats["trend"] = np.log1p(frame["trend"].astype("float64").clip(lower=0, upper=10).fillna(1.0))
+    return feats
+
+
+def _cluster_name(med: pd.Series, pop: pd.Series) -> str:
+    parts = []
+    parts.append("recent" if med["recency_days"] <= pop["recency_days"] else "lapsed")
+    parts.append("frequent" if med["orders"] > pop["orders"] else "occasional")
+    parts.append("high-spend" if med["historical_value"] > pop["historical_value"] else "low-spend")
+    return ", ".join(parts)
+
+
+def kmeans_segments(frame: pd.DataFrame, k_range: range | str = range(3, 9), seed: int = 42,
+                    sample_size: int = 3000, threads: int = 1) -> KMeansResult:
+    """K-Means on standardised (log) behaviour features, k chosen by the best silhouette score.
+
+    Silhouette is computed on a seeded sample of at most `sample_size` customers (it is
+    quadratic in the number of points).
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    ks = parse_k_range(k_range) if isinstance(k_range, str) else k_range
+    if len(frame) <= max(ks):
+        raise TierConfigError(f"K-Means needs more customers than clusters: {len(frame)} customers, k up to {max(ks)}")
+    feats = _behaviour_matrix(frame)
+    x = StandardScaler().fit_transform(feats.to_numpy())
+    best: tuple[float, int, np.ndarray] | None = None
+    by_k: dict[int, float] = {}
+    for k in ks:
+        # Unlimited BLAS/OpenMP threads on a small shared machine make this 100x slower, not faster.
+        with threadpool_limits(limits=threads):
+            labels = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(x)
+            score = float(silhouette_score(x, labels, sample_size=min(sample_size, len(x)), random_state=seed))
+        by_k[k] = round(score, 4)
+        if best is None or score > best[0]:
+            best = (score, k, labels)
+    assert best is not None
+    score, k, labels = best
+    # Renumber clusters by median historical value (0 = most valuable) so ids are stable to read.
+    raw = pd.Series(labels, index=frame.index)
+    rank = frame["historical_value"].groupby(raw).median().sort_values(ascending=False)
+    relabel = {old: new for new, old in enumerate(rank.index)}
+    labels_s = raw.map(relabel).astype("int64")
+    cols = ["recency_days", "orders", "historical_value", "aov"]
+    pop = frame[cols].median()
+    clusters = []
+    for c, grp in frame[cols].groupby(labels_s):
+        med = grp.median()
+        clusters.append({"cluster": int(c), "size": int(len(grp)), "name": _cluster_name(med, pop),
+                         **{f"median_{col}": round(float(med[col]), 2) for col in cols}})
+    return KMeansResult(k=k, silhouette=round(score, 4), silhouette_by_k=by_k, labels=labels_s, clusters=clusters)
+
+
+# --------------------------------------------------------------------------- transitions
+
+_REASON_INPUTS = [("revenue_12m", "12-month revenue"), ("predicted_value", "predicted value"),
+                  ("orders", "orders"), ("recency_days", "days since last order"), ("churn_risk", "churn risk")]
+
+
+def _money(x: float) -> str:
+    return f"{'+' if x >= 0 else '-'}{abs(x):,.0f}"
+
+
+def tier_transitions(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """Customers whose tier changed between two customer tables, with the reason.
+
+    Both frames need customer_id, tier, customer_value, revenue_12m, predicted_value; orders,
+    recency_days and churn_risk are used when present. Customers only in `new` appear with
+    old_tier NA ("new customer"); customers only in `old` with new_tier NA ("removed").
+    The reason names the inputs that changed most: customer_value = revenue_12m +
+    predicted_value, so its change splits exactly into those two; when neither changed the
+    move came from other customers shifting the quantile thresholds.
+    """
+    tier_rank = {t: i for i, t in enumerate(TIER_ORDER)}
+    cols = ["customer_id", "tier", "customer_value"] + [c for c, _ in _REASON_INPUTS]
+    a = old[[c for c in cols if c in old]].set_index("customer_id")
+    b = new[[c for c in cols if c in new]].set_index("customer_id")
+    joined = a.merge(b, how="outer", left_index=True, right_index=True, suffixes=("_old", "_new"))
+    tier_old = joined["tier_old"].astype("string")
+    tier_new = joined["tier_new"].astype("string")
+    moved = (tier_old != tier_new).fillna(True) & ~(tier_old.isna() & tier_new.isna())
+    rows = []
+    for cid, r in joined.loc[moved].iterrows():
+        to, tn = r["tier_old"], r["tier_new"]
+        if pd.isna(to):
+            direction, reason = "new", "new customer"
+        elif pd.isna(tn):
+            direction, reason = "removed", "no longer in the data"
+        else:
+            direction = "up" if tier_rank.get(tn, 99) < tier_rank.get(to, 99) else "down"
+            reason = _reason(r)
+        rows.append({"customer_id": cid, "old_tier": to, "new_tier": tn, "direction": direction,
+                     "old_value": r.get("customer_value_old"), "new_value": r.get("customer_value_new"),
+                     "reason": reason})
+    out = pd.DataFrame(rows, columns=["customer_id", "old_tier", "new_tier", "direction", "old_value",
+                                      "new_value", "reason"])
+    return out.astype({"customer_id": "string", "old_tier": "string", "new_tier": "string",
+                       "direction": "string", "old_value": "float64", "new_value": "float64",
+                       "reason": "string"}).sort_values("customer_id").reset_index(drop=True)
+
+
+def _reason(r: pd.Series) -> str:
+    money = []
+    for col, label in _REASON_INPUTS[:2]:
+        if f"{col}_old" in r and f"{col}_new" in r:
+            d = float(r[f"{col}_new"] or 0) - float(r[f"{col}_old"] or 0)
+            if abs(d) >= 0.5:
+                money.append((abs(d), f"{label} {_money(d)}"))
+    money.sort(reverse=True)
+    parts = [text for _, text in money]
+    if "orders_old" in r and "orders_new" in r and r["orders_new"] != r["orders_old"]:
+        d = int(r["orders_new"]) - int(r["orders_old"])
+        parts.append(f"{d:+d} orders")
+    if "churn_risk_old" in r and "churn_risk_new" in r:
+        d = float(r["churn_risk_new"]) - float(r["churn_risk_old"])
+        if abs(d) >= 0.05:
+            parts.append(f"churn risk {r['churn_risk_old']:.0%} -> {r['churn_risk_new']:.0%}")
+    if not money:
+        parts.insert(0, "value unchanged; tier thresholds moved as other customers' values changed")
+    return "; ".join(parts)
