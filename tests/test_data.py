@@ -482,3 +482,33 @@ def test_cdnow_malformed_line(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     err = _bad(path, "cdnow")
     assert err.row == 10 and err.column == "date"
+
+
+def test_line_with_an_extra_field_is_reported_by_line(tmp_path):
+    with gzip.open(FIXTURE, "rt", newline="") as fh:
+        lines = fh.read().splitlines()
+    lines[41] += ",surplus"
+    path = tmp_path / "ragged.csv"
+    path.write_text("\n".join(lines) + "\n")
+    err = _bad(path)
+    assert err.row == 42 and "same number of fields" in err.expected
+
+
+def test_duplicate_header_names(raw, tmp_path):
+    path = tmp_path / "dupes.csv"
+    raw.rename(columns={"Country": "Description"}).to_csv(path, index=False)
+    err = _bad(path)
+    assert err.column == "Description" and err.row == 1
+
+
+def test_latin1_semicolon_file_loads(raw, tmp_path):
+    """Spreadsheet exports: ';'-separated, Latin-1 (the £ sign), comma-free numbers."""
+    df = raw.head(400).copy()
+    plain = (df["CustomerID"] != "") & (df["UnitPrice"].astype(float) > 0) & df["StockCode"].str.match(r"^\d{5}$") \
+        & ~df["InvoiceNo"].str.startswith("C")
+    df.loc[plain[plain].index[0], "Description"] = "GIFT VOUCHER £20"
+    path = tmp_path / "export.csv"
+    df.to_csv(path, index=False, sep=";", encoding="latin-1")
+    res = load(path)
+    assert res.report.rows_read == 400
+    assert (res.transactions["product_name"] == "GIFT VOUCHER £20").sum() == 1
