@@ -1,10 +1,11 @@
 """Campaign catalogue validation, expected value, budgeted planning, holdouts and audience export.
 
 The customers table comes from the real Online Retail log through the real cleaning
-(predictor.data.load_transactions) and the real tiering (predictor.tiers.apply_tiers). The scores it
-tiers are a stand-in (`_stand_in_scores`: last-180-day spend as the prediction, a recency-vs-cadence
-churn risk), because training the value model is too slow for a unit test; planning only needs the
-scores' columns, not their accuracy.
+(predictor.data.load_transactions) and the real tiering (predictor.tiers.apply_tiers). For most tests
+the scores it tiers are a stand-in (`_stand_in_scores`: last-180-day spend as the prediction, a
+recency-vs-cadence churn risk), because training the value model on every customer takes minutes and
+planning needs the scores' columns, not their accuracy. `test_plan_on_real_model_scores` runs the real
+model (fast config) on a sample of customers to check the planner against the real scores table.
 """
 
 from __future__ import annotations
@@ -62,9 +63,13 @@ def _stand_in_scores(tx: pd.DataFrame, horizon_days: int = 180) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def customers() -> pd.DataFrame:
-    tx = load_transactions(DATA, "online_retail").transactions
-    table = apply_tiers(_stand_in_scores(tx))
+def transactions() -> pd.DataFrame:
+    return load_transactions(DATA, "online_retail").transactions
+
+
+@pytest.fixture(scope="module")
+def customers(transactions) -> pd.DataFrame:
+    table = apply_tiers(_stand_in_scores(transactions))
     table["suggested_products"] = [[f"P{i % 7}", f"P{i % 11}"] for i in range(len(table))]
     return table
 
@@ -386,3 +391,24 @@ def test_best_campaign_for_one_customer(customers, catalogue):
     assert choice["campaign"] == camp.name
     assert choice["expected_net_value"] == pytest.approx(camp.expected_values[0], abs=0.01)
     assert math.isfinite(choice["expected_net_value"]) and choice["reason"]
+
+
+def test_plan_on_real_model_scores(transactions):
+    """End to end on the real scoring model (fast config, a seeded sample of customers to keep it short)."""
+    from predictor.models import CLVModel, TrainingConfig
+    from predictor.scoring import history_from_transactions, score_frame
+
+    tx = transactions
+    sample = pd.Series(tx["customer_id"].unique()).sample(600, random_state=0)
+    history = history_from_transactions(tx[tx["customer_id"].isin(sample)])
+    model = CLVModel(TrainingConfig.fast()).fit(history)
+    scores = score_frame(model, history, history.end, with_drivers=False)
+    table = apply_tiers(scores if "customer_id" in scores else scores.reset_index())
+    plan = plan_campaigns(table, budget=200.0, holdout_share=0.1, seed=1)
+    assert 0 < plan.total_cost <= 200.0
+    treated = [cid for c in plan.campaigns for cid in c.customer_ids]
+    control = [cid for c in plan.campaigns for cid in c.control_group_ids]
+    assert len(set(treated + control)) == len(treated) + len(control)
+    assert set(treated) <= set(table["customer_id"].astype(str))
+    rows = list(audience_rows(plan))
+    assert len(rows) == plan.targeted and all(r["tier"] in {"Platinum", "Gold", "Silver", "Bronze"} for r in rows)
