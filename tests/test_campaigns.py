@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import io
 import itertools
 import math
 import types
@@ -23,7 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from predictor.campaigns import (AUDIENCE_COLUMNS, CampaignError, CampaignPlan, audience_rows, best_campaign_for,
+from predictor.campaigns import (AUDIENCE_COLUMNS, CampaignError, audience_rows, best_campaign_for,
                                  eligible_mask, expected_value, explain_customer_ev, iter_audience_csv,
                                  load_catalogue, parse_catalogue, plan_campaigns, write_audience_csv)
 from predictor.data import load_transactions
