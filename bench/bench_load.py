@@ -6,7 +6,12 @@ Each variant runs in its own fresh interpreter, so peak RSS (ru_maxrss) is that 
 * duckdb-256MB  - the same with VALUEDESK_DUCKDB_MEMORY_LIMIT=256MB (what streaming buys)
 * pandas        - a plain pandas read_csv + the same cleaning rules, the usual baseline
 
-    .venv/bin/python bench/bench_load.py [--data PATH] [--json OUT]
+With --scale N it then repeats the comparison on the file copied N times (each copy with its own
+customer and invoice numbers, written to bench/out/), which shows how each approach grows with the
+input: pandas holds every raw line as Python strings, DuckDB streams the file and holds only what
+survives cleaning.
+
+    .venv/bin/python bench/bench_load.py [--data PATH] [--scale N] [--json OUT]
 """
 
 from __future__ import annotations
@@ -87,33 +92,67 @@ def run(code: str, data: str, env_extra: dict[str, str] | None = None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def make_scaled(data: str, n: int) -> Path:
+    """The Online Retail file n times over, copy k with customer ids + k*100000 and invoices
+    prefixed k-, so no copy duplicates another."""
+    import duckdb
+
+    out = ROOT / "bench" / "out" / f"online_retail_x{n}.csv"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.csv")
+    src = data.replace("'", "''")
+    duckdb.execute(f"""
+        COPY (SELECT
+            CASE WHEN k = 0 THEN InvoiceNo WHEN InvoiceNo[1] IN ('C', 'A') THEN InvoiceNo[1] || k || '-' || InvoiceNo[2:]
+                 ELSE k || '-' || InvoiceNo END AS InvoiceNo,
+            StockCode, Description, Quantity, InvoiceDate, UnitPrice,
+            CAST(CAST(CAST(CustomerID AS DOUBLE) AS BIGINT) + k * 100000 AS VARCHAR) || '.0' AS CustomerID, Country
+          FROM read_csv('{src}', header=true, all_varchar=true), range({n}) r(k))
+        TO '{str(tmp).replace("'", "''")}' (HEADER, DELIMITER ',')""")
+    os.replace(tmp, out)
+    return out
+
+
+def compare(data: str) -> dict:
+    results = {
+        "duckdb": run(CHILD_DUCKDB, data),
+        "duckdb-256MB": run(CHILD_DUCKDB, data, {"VALUEDESK_DUCKDB_MEMORY_LIMIT": "256MB"}),
+        "pandas": run(CHILD_PANDAS, data),
+    }
+    print(f"\ndata: {data} ({Path(data).stat().st_size / 2**20:.1f} MiB on disk)")
+    print(f"{'variant':<14}{'wall s':>8}{'peak RSS MB':>13}{'rows kept':>11}{'customers':>11}{'net amount':>16}{'outliers':>10}")
+    for name, r in results.items():
+        print(f"{name:<14}{r['wall_s']:>8.2f}{r['peak_rss_mb']:>13.0f}{r['rows']:>11,}{r['customers']:>11,}"
+              f"{r['amount']:>16,.2f}{r['outliers']:>10,}")
+    d, p = results["duckdb"], results["pandas"]
+    ratio = {"rss_duckdb_over_pandas": d["peak_rss_mb"] / p["peak_rss_mb"],
+             "rss_duckdb256_over_pandas": results["duckdb-256MB"]["peak_rss_mb"] / p["peak_rss_mb"],
+             "time_duckdb_over_pandas": d["wall_s"] / p["wall_s"]}
+    print(f"duckdb / pandas: peak RSS x{ratio['rss_duckdb_over_pandas']:.2f} "
+          f"(256MB limit: x{ratio['rss_duckdb256_over_pandas']:.2f}), wall time x{ratio['time_duckdb_over_pandas']:.2f}")
+    return {"data": data, "results": results, "ratio": ratio}
+
+
 def main(argv: list[str] | None = None) -> int:
     from predictor.settings import get_settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(get_settings().default_data))
+    parser.add_argument("--scale", type=int, default=1, help="also run on the file copied N times")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)
     if not Path(args.data).exists():
         raise SystemExit(f"error: data file not found: {args.data}")
 
-    results = {
-        "duckdb": run(CHILD_DUCKDB, args.data),
-        "duckdb-256MB": run(CHILD_DUCKDB, args.data, {"VALUEDESK_DUCKDB_MEMORY_LIMIT": "256MB"}),
-        "pandas": run(CHILD_PANDAS, args.data),
-    }
-    print(f"data: {args.data} ({Path(args.data).stat().st_size / 2**20:.1f} MiB on disk)")
-    print(f"{'variant':<14}{'wall s':>8}{'peak RSS MB':>13}{'rows kept':>11}{'customers':>11}{'net amount':>15}{'outliers':>10}")
-    for name, r in results.items():
-        print(f"{name:<14}{r['wall_s']:>8.2f}{r['peak_rss_mb']:>13.0f}{r['rows']:>11,}{r['customers']:>11,}"
-              f"{r['amount']:>15,.2f}{r['outliers']:>10,}")
-    d, p = results["duckdb"], results["pandas"]
-    ratio = {"rss_duckdb_over_pandas": d["peak_rss_mb"] / p["peak_rss_mb"], "time_duckdb_over_pandas": d["wall_s"] / p["wall_s"]}
-    print(f"duckdb / pandas: peak RSS x{ratio['rss_duckdb_over_pandas']:.2f}, wall time x{ratio['time_duckdb_over_pandas']:.2f}")
+    runs = [compare(args.data)]
+    if args.scale > 1:
+        runs.append(compare(str(make_scaled(args.data, args.scale))))
     if args.json:
         target = Path(args.json)
         tmp = target.with_suffix(target.suffix + ".tmp")
-        tmp.write_text(json.dumps({"data": args.data, "results": results, "ratio": ratio}, indent=2))
+        tmp.write_text(json.dumps(runs, indent=2))
         os.replace(tmp, target)
     return 0
 

@@ -18,7 +18,11 @@ Cleaning rules, in the order they are applied (each rule sees what the previous 
                             product: the part with nothing left to cancel is removed (a wholly
                             unmatched cancellation is dropped, a partly matched one is capped at
                             what was bought and not yet cancelled).
-6. extreme outliers       - flagged (`is_outlier`), never dropped; see `_OUTLIER_SQL`.
+6. extreme outliers       - flagged (`is_outlier`), never dropped: purchase lines far above the
+                            robust spread of line amounts, and later cancellations of the same
+                            product by the same customer (see `_Reader.clean`).
+
+Every rule's rows and money are in the `CleaningReport`; `report.to_table()` prints them.
 """
 
 from __future__ import annotations
@@ -588,8 +592,9 @@ class _Reader:
         # under a "Manual" code; the next largest line is 7,145. On CDNOW it is about 18,000
         # against a largest line of 1,286. It uses the whole file, so it is the one figure that
         # looks ahead in time; being a median and MAD, later lines barely move it.
-        # A cancellation netted against a flagged purchase of the same product is flagged too, so
-        # a model that skips flagged lines skips both halves, never a lone refund.
+        # A cancellation of the same product by the same customer at or after a flagged purchase
+        # is flagged too, so a model that skips flagged lines skips both halves, never a lone
+        # refund.
         stats = con.execute("""SELECT median(ln(amount)), 1.4826 * mad(ln(amount)) FROM netted
                                WHERE NOT is_cancellation AND NOT unmatched AND amount > 0""").fetchall()[0]
         threshold = None
@@ -655,7 +660,8 @@ class _Reader:
                        rows_flagged=canc[0], amount_flagged=float(canc[1])),
             RuleResult(name="extreme_outliers", action="flagged",
                        description=f"purchase lines more than {z:g} robust SDs above the median log line amount, "
-                                   "and the cancellations netted against them; is_outlier=True, not dropped",
+                                   "and later cancellations of that product by that customer; is_outlier=True, "
+                                   "not dropped",
                        rows_flagged=outl[0], amount_flagged=float(outl[1])),
         ]
         return CleaningReport(
@@ -706,6 +712,8 @@ def load_transactions(path: str | os.PathLike[str] | None, schema: str = "online
         raise DataError("the cdnow schema has fixed columns and takes no column map",
                         expected="schema='generic' to map columns")
     if path is None:
+        if schema == "generic":
+            raise DataError("no file given", expected="the path of a CSV or Parquet transaction file")
         path = cdnow_path() if schema == "cdnow" else settings.default_data
     p = Path(path).expanduser()
     if not p.exists():
@@ -722,10 +730,11 @@ def load_transactions(path: str | os.PathLike[str] | None, schema: str = "online
         else:
             reader.resolve_mapping()
         reader.stage()
-        report, df = reader.clean(float(getattr(settings, "outlier_robust_z", 8.0)))
+        report, df = reader.clean(settings.outlier_robust_z)
     if df.empty:
-        raise DataError("no transactions left after cleaning:\n" + report.to_table(), path=str(p),
-                        expected="lines with a customer id, a product and a positive price")
+        why = ", ".join(f"{r.rows_removed:,} by {r.name}" for r in report.rules if r.rows_removed)
+        raise DataError(f"no transactions left after cleaning ({report.rows_read:,} read; removed {why})",
+                        path=str(p), expected="lines with a customer id, a product and a positive price")
     return LoadResult(transactions=df, report=report, fingerprint=source_fingerprint(p), source=str(p))
 
 

@@ -425,10 +425,28 @@ def test_empty_file_and_header_only_file(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
     assert "empty" in str(_bad(empty))
+    empty_gz = tmp_path / "empty.csv.gz"
+    with gzip.open(empty_gz, "wb"):
+        pass
+    assert "no header row" in str(_bad(empty_gz))
     header = tmp_path / "header.csv"
     header.write_text(",".join(RAW_COLUMNS) + "\n")
     err = _bad(header)
     assert "no transactions" in str(err) and err.path == str(header.resolve())
+
+
+def test_nothing_left_after_cleaning(raw, tmp_path):
+    path = tmp_path / "anonymous.csv"
+    anon = raw[raw["CustomerID"] == ""]
+    anon.to_csv(path, index=False)
+    err = _bad(path)
+    assert "no transactions left" in str(err) and "missing_customer" in str(err)
+    assert f"{len(anon):,} read" in str(err)
+
+
+def test_generic_needs_a_path():
+    with pytest.raises(DataError, match="no file given"):
+        load(None, "generic")
 
 
 def test_missing_required_columns(raw, tmp_path):
