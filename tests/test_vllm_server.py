@@ -1,0 +1,174 @@
+"""vLLM serving: launcher behaviour (no vLLM needed) and the real server over the wire."""
+
+from __future__ import annotations
+
+import json
+import stat
+import sys
+import time
+from pathlib import Path
+from typing import Literal
+
+import jinja2
+import pytest
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.llm_server import PROMPTS_DIR, LLMServer, LLMServerError
+from predictor.settings import Settings
+from vllm_fixture import requires_vllm, vllm_server  # noqa: F401  (session fixture)
+
+
+# -- a tool schema shaped like the project's typed tools --------------------------------------
+class FindCustomersArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tier: Literal["Platinum", "Gold", "Silver", "Bronze"] = Field(description="Customer value tier")
+    country: str = Field(description="Country name, e.g. Germany")
+    limit: int = Field(description="How many customers to return")
+
+
+def find_customers_tool() -> dict:
+    schema = FindCustomersArgs.model_json_schema()
+    schema.pop("title", None)
+    return {
+        "type": "function",
+        "function": {
+            "name": "find_customers",
+            "description": "List customers of a value tier in a country, highest predicted value first.",
+            "parameters": schema,
+            "strict": True,
+        },
+    }
+
+
+# -- launcher, without vLLM --------------------------------------------------------------------
+def _fake_python(tmp_path: Path, body: str) -> Path:
+    script = tmp_path / "fake-python"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return script
+
+
+def _settings(tmp_path: Path, **kw) -> Settings:
+    base = dict(data_dir=tmp_path / "data", vllm_model="org/some-model", vllm_port=1, vllm_startup_timeout_s=20)
+    return Settings(**{**base, **kw})
+
+
+def test_missing_interpreter_says_how_to_fix(tmp_path):
+    server = LLMServer(_settings(tmp_path, vllm_python=tmp_path / "nope" / "python"))
+    with pytest.raises(LLMServerError, match="setup_vllm.sh"):
+        server.start()
+
+
+def test_server_dying_at_startup_reports_log_tail(tmp_path):
+    fake = _fake_python(tmp_path, 'echo "engine failed: out of memory"; exit 3')
+    server = LLMServer(_settings(tmp_path, vllm_python=fake), port=_unused_port())
+    with pytest.raises(LLMServerError) as err:
+        server.start()
+    assert "code 3" in str(err.value) and "out of memory" in str(err.value)
+    assert server.process is None
+
+
+def test_startup_timeout_kills_the_process(tmp_path):
+    pidfile = tmp_path / "pid"
+    fake = _fake_python(tmp_path, f'echo $$ > {pidfile}; exec sleep 60')
+    server = LLMServer(_settings(tmp_path, vllm_python=fake, vllm_startup_timeout_s=2), port=_unused_port())
+    started = time.monotonic()
+    with pytest.raises(LLMServerError, match="did not answer /health within 2 s"):
+        server.start()
+    assert time.monotonic() - started < 15
+    pid = int(pidfile.read_text())
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def test_command_carries_tool_calling_flags_per_model(tmp_path):
+    fake = _fake_python(tmp_path, "exit 0")
+    tiny = LLMServer(_settings(tmp_path, vllm_python=fake, vllm_model="smollm2-135m",
+                               vllm_extra_args="--max-num-seqs 4"))
+    cmd = tiny.command("/models/smol")
+    assert cmd[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert cmd[cmd.index("--tool-call-parser") + 1] == "hermes"
+    assert "--enable-auto-tool-choice" in cmd
+    assert Path(cmd[cmd.index("--chat-template") + 1]).is_file()
+    assert cmd[cmd.index("--served-model-name") + 1] == "smollm2-135m"
+    assert cmd[-2:] == ["--max-num-seqs", "4"]
+
+    qwen = LLMServer(_settings(tmp_path, vllm_python=fake, vllm_model="qwen3-8b")).command("Qwen/Qwen3-8B")
+    assert qwen[qwen.index("--reasoning-parser") + 1] == "qwen3"
+    assert json.loads(qwen[qwen.index("--default-chat-template-kwargs") + 1]) == {"enable_thinking": False}
+    llama = LLMServer(_settings(tmp_path, vllm_python=fake, vllm_model="llama-3.1-8b")).command("x")
+    assert llama[llama.index("--tool-call-parser") + 1] == "llama3_json"
+
+
+def test_hermes_template_renders_tools_calls_and_results():
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(PROMPTS_DIR))
+    prompt = env.get_template("hermes_tool_template.jinja").render(
+        messages=[
+            {"role": "system", "content": "You help marketers."},
+            {"role": "user", "content": "Top gold customers in Germany?"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "c1", "type": "function",
+                 "function": {"name": "find_customers", "arguments": '{"tier": "Gold", "country": "Germany", "limit": 3}'}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": '[{"customer_id": "12345"}]'},
+        ],
+        tools=[find_customers_tool()], add_generation_prompt=True)
+    system = prompt.split("<|im_end|>")[0]
+    assert system.startswith("<|im_start|>system\nYou help marketers.") and '"name": "find_customers"' in system
+    assert '<tool_call>\n{"name": "find_customers", "arguments": {"tier": "Gold", "country": "Germany", "limit": 3}}\n</tool_call>' in prompt
+    assert '<|im_start|>user\n<tool_response>\n[{"customer_id": "12345"}]\n</tool_response><|im_end|>' in prompt
+    assert prompt.endswith("<|im_start|>assistant\n")
+    assert prompt.count("You help marketers.") == 1
+
+
+def _unused_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# -- the real server ---------------------------------------------------------------------------
+@requires_vllm
+def test_real_server_lists_the_served_model(vllm_server):
+    import openai
+
+    client = openai.OpenAI(base_url=vllm_server.base_url, api_key="EMPTY", timeout=120)
+    assert vllm_server.model in [m.id for m in client.models.list().data]
+
+
+@requires_vllm
+def test_real_server_tool_call_round_trip(vllm_server):
+    """Wire path: a strict tool schema + tool_choice=required gives a parsed, schema-valid call;
+    feeding the tool result back gives a text answer."""
+    import openai
+
+    client = openai.OpenAI(base_url=vllm_server.base_url, api_key="EMPTY", timeout=300)
+    tools = [find_customers_tool()]
+    messages = [
+        {"role": "system", "content": "You are a marketing assistant. Use the tools to answer."},
+        {"role": "user", "content": "Show me 5 Gold customers in Germany."},
+    ]
+    first = client.chat.completions.create(
+        model=vllm_server.model, messages=messages, tools=tools, tool_choice="required",
+        max_tokens=128, temperature=0)
+    msg = first.choices[0].message
+    assert msg.tool_calls, f"no tool call parsed; content={msg.content!r}"
+    call = msg.tool_calls[0]
+    assert call.function.name == "find_customers"
+    args = FindCustomersArgs.model_validate_json(call.function.arguments)  # schema-valid, no extras
+
+    result = json.dumps([{"customer_id": "12583", "tier": args.tier, "country": args.country,
+                          "predicted_value": 1520.5}])
+    messages += [
+        {"role": "assistant", "content": msg.content,
+         "tool_calls": [{"id": call.id, "type": "function",
+                         "function": {"name": call.function.name, "arguments": call.function.arguments}}]},
+        {"role": "tool", "tool_call_id": call.id, "content": result},
+    ]
+    second = client.chat.completions.create(
+        model=vllm_server.model, messages=messages, tools=tools, tool_choice="none",
+        max_tokens=64, temperature=0)
+    answer = second.choices[0].message
+    assert not answer.tool_calls
+    assert isinstance(answer.content, str) and answer.content.strip()
+    assert second.usage.prompt_tokens > first.usage.prompt_tokens  # the tool result reached the model
