@@ -241,11 +241,17 @@ class _Reader:
 
     def __enter__(self) -> _Reader:
         self.tmp = tempfile.mkdtemp(prefix="valuedesk-duckdb-")
-        self.con = duckdb.connect(config={
-            "memory_limit": self.settings.duckdb_memory_limit,
-            "threads": int(self.settings.threads),
-            "temp_directory": self.tmp,
-        })
+        try:
+            self.con = duckdb.connect(config={
+                "memory_limit": self.settings.duckdb_memory_limit,
+                "threads": int(self.settings.threads),
+                "temp_directory": self.tmp,
+            })
+        except duckdb.Error as exc:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise DataError(f"cannot start the loader with memory limit '{self.settings.duckdb_memory_limit}' "
+                            f"and {self.settings.threads} threads: {str(exc).splitlines()[0]}",
+                            expected="VALUEDESK_DUCKDB_MEMORY_LIMIT like 2GB or 512MB") from exc
         self.con.execute("SET enable_progress_bar = false")
         # Nothing relies on row order until a bad line must be found by number (see
         # _raise_first_bad); without it DuckDB streams the file with less buffering.

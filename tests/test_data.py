@@ -530,3 +530,19 @@ def test_latin1_semicolon_file_loads(raw, tmp_path):
     res = load(path)
     assert res.report.rows_read == 400
     assert (res.transactions["product_name"] == "GIFT VOUCHER £20").sum() == 1
+
+
+def test_memory_limit_setting_is_applied(tmp_path):
+    with pytest.raises(DataError, match="memory limit"):
+        load_transactions(FIXTURE, "online_retail", settings=Settings(threads=1, duckdb_memory_limit="lots"))
+    small = load_transactions(FIXTURE, "online_retail", settings=Settings(threads=1, duckdb_memory_limit="64MB"))
+    assert small.report.rows_kept > 0
+
+
+def test_parquet_bad_value_is_reported_by_row(raw, tmp_path):
+    df = _renamed(raw).astype({"sales_value": str})
+    df.loc[6, "sales_value"] = "n/a"
+    path = tmp_path / "log.parquet"
+    df.to_parquet(path, index=False)
+    err = _bad(path, "generic", parse_column_map(GENERIC_MAP))
+    assert (err.row, err.column) == (7, "sales_value") and "'n/a'" in str(err)
