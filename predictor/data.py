@@ -703,8 +703,9 @@ def load_transactions(path: str | os.PathLike[str] | None, schema: str = "online
     `schema` is "online_retail", "cdnow" or "generic"; `column_map` ({canonical field: source
     column}, see `parse_column_map`) renames columns for any schema. `path=None` loads the
     bundled data for that schema (settings.default_data, or CDNOW from lifetimes).
-    Row numbers in errors are file line numbers for text files (the header is line 1) and
-    1-based row numbers for Parquet. Raises DataError for any bad input; writes nothing.
+    Row numbers in errors are file line numbers for text files (the header is line 1; a quoted
+    field spanning lines shifts them) and 1-based row numbers for Parquet. Raises DataError for
+    any bad input; writes nothing (DuckDB's spill directory is private and removed).
     """
     settings = settings or get_settings()
     if schema not in SCHEMA_NAMES:
