@@ -200,3 +200,37 @@ def test_cli_tool_prints_json(settings):
     assert out.returncode == 2 and json.loads(out.stdout)["error"]["code"] == "not_found"
     out = subprocess.run([exe, "tool", "--list"], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0 and len(json.loads(out.stdout)) == len(TOOLS)
+
+
+def test_next_best_action_matches_the_planners_per_customer_choice(registry, customers):
+    """The whole-table precompute must pick what predictor.campaigns.best_campaign_for picks."""
+    from predictor.campaigns import best_campaign_for
+
+    deps = registry.deps
+    store = deps.customers
+    sample = customers.sample(60, random_state=3)
+    with_action = 0
+    for _, row in sample.iterrows():
+        expected = best_campaign_for(row.to_dict(), deps.catalogue, deps.settings, thresholds=store.tier_floors())
+        got = ok(registry, "get_customer", {"customer_id": str(row["customer_id"])})["next_best_action"]
+        if expected is None:
+            assert got is None
+            continue
+        with_action += 1
+        assert got["campaign"] == expected["campaign"] and got["offer"] == expected["offer"]
+        assert got["expected_net_value"] == pytest.approx(expected["expected_net_value"], abs=0.01)
+        assert got["reason"] == expected["reason"]
+    assert with_action > 0
+
+
+def test_recommend_campaigns_and_campaign_export(registry, settings):
+    plan = ok(registry, "recommend_campaigns", {"tiers": ["Gold", "Platinum"], "budget": 300})
+    assert plan["budget"] == 300 and plan["total_cost"] <= 300 and plan["campaigns"]
+    ids = [i for c in plan["campaigns"] for i in c["customer_ids"]]
+    assert len(ids) == len(set(ids))  # nobody gets two campaigns
+    exported = ok(registry, "export_audience", {"tiers": ["Gold", "Platinum"], "budget": 300})
+    csv = pd.read_csv(exported["path"], dtype={"customer_id": str})
+    assert set(csv["campaign"]) == {c["name"] for c in plan["campaigns"]}
+    assert len(csv) == sum(c["audience_size"] for c in plan["campaigns"]) == exported["rows"]
+    res = registry.call("recommend_campaigns", {"countries": ["Atlantis"]})
+    assert not res.ok and res.error.code == "campaign_error" and res.error.hint

@@ -153,11 +153,14 @@ def create_app(settings: Settings, extra_routers: Iterable[APIRouter] = (),
                               "functions as the CLI, the MCP server and the agent.")
     bearer = HTTPBearer(auto_error=False, description="Required when the server has VALUEDESK_API_KEY set.")
 
-    async def require_key(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    async def check_key(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
         key = settings.api_key
         if key and (credentials is None or credentials.scheme.lower() != "bearer"
                     or not secrets.compare_digest(credentials.credentials.encode(), key.encode())):
             raise StarletteHTTPException(401, "Missing or wrong API key.")
+
+    # Without a key there is nothing to check; skipping the dependency saves its cost on every call.
+    guarded = [Depends(check_key)] if settings.api_key else []
 
     errors = {401: {"model": ErrorBody, "description": "Missing or wrong API key."},
               404: {"model": ErrorBody, "description": "Unknown tool or customer."},
@@ -171,7 +174,7 @@ def create_app(settings: Settings, extra_routers: Iterable[APIRouter] = (),
 
     tool_list: list[dict[str, Any]] = []
 
-    @app.get("/v1/tools", tags=["tools"], dependencies=[Depends(require_key)], responses={401: errors[401]})
+    @app.get("/v1/tools", tags=["tools"], dependencies=guarded, responses={401: errors[401]})
     async def list_tools() -> dict[str, Any]:
         """The tools as OpenAI function-tool JSON schemas (strict mode)."""
         if not tool_list:
@@ -190,12 +193,11 @@ def create_app(settings: Settings, extra_routers: Iterable[APIRouter] = (),
                                   fields=[{"field": "(body)", "reason": "not an object"}])
         if spec.fast:
             # Milliseconds of numpy work: cheaper inline than a worker-thread hop.
-            result = registry.call(spec.name, args)
+            result, err = registry.run(spec.name, args)
         else:
-            result = await run_in_threadpool(registry.call, spec.name, args)
-        if result.ok:
-            return JSONResponse(result.result)
-        err = result.error
+            result, err = await run_in_threadpool(registry.run, spec.name, args)
+        if err is None:
+            return Response(result.__pydantic_serializer__.to_json(result), media_type="application/json")
         return error_response(err.code, err.message, err.hint, fields=err.fields)
 
     def add_tool_route(spec: ToolSpec) -> None:
@@ -205,20 +207,20 @@ def create_app(settings: Settings, extra_routers: Iterable[APIRouter] = (),
         app.add_api_route(
             f"/v1/tools/{spec.name}", endpoint, methods=["POST"], name=spec.name, tags=["tools"],
             summary=spec.description.split("\n")[0], description=spec.description,
-            response_model=spec.result_model, responses=errors, dependencies=[Depends(require_key)],
+            response_model=spec.result_model, responses=errors, dependencies=guarded,
             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{spec.args_model.__name__}"}}}}})
 
     for spec in registry.tools.values():
         add_tool_route(spec)
 
-    @app.post("/v1/tools/{name}", include_in_schema=False, dependencies=[Depends(require_key)])
+    @app.post("/v1/tools/{name}", include_in_schema=False, dependencies=guarded)
     async def unknown_tool(name: str) -> Response:
         return error_response("unknown_tool", f"There is no tool named '{name}'.",
                               f"Available tools: {', '.join(registry.names())} (GET /v1/tools).")
 
     for router in extra_routers:
-        app.include_router(router, dependencies=[Depends(require_key)])
+        app.include_router(router, dependencies=guarded)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
@@ -249,13 +251,31 @@ def create_app(settings: Settings, extra_routers: Iterable[APIRouter] = (),
     return app
 
 
+def app_from_env() -> FastAPI:
+    """App factory for multi-process serving: each uvicorn worker builds its app from the environment."""
+    from predictor.settings import get_settings
+
+    return create_app(get_settings())
+
+
 def serve(settings: Settings, host: str | None = None, port: int | None = None, *,
-          extra_routers: Iterable[APIRouter] = (), access_log: bool = False) -> None:
-    """Run the API with uvicorn (refusing a non-loopback host without an API key)."""
+          extra_routers: Iterable[APIRouter] = (), access_log: bool = False, workers: int = 1,
+          app_factory: str = "tools.api:app_from_env") -> None:
+    """Run the API with uvicorn (refusing a non-loopback host without an API key).
+
+    With `workers` > 1, uvicorn starts that many processes, each calling `app_factory` (an import
+    string, so the workers can build it); each loads its own copy of the customers table.
+    """
     import uvicorn
 
     host = host or settings.api_host
     port = port or settings.api_port
     check_bind(host, settings)
-    uvicorn.run(create_app(settings, extra_routers=extra_routers), host=host, port=port,
-                access_log=access_log, log_level="info")
+    if workers > 1:
+        # Loading a large customers table can keep a worker from answering the supervisor's ping for
+        # seconds; the default 5 s would kill and restart it in a loop.
+        uvicorn.run(app_factory, factory=True, host=host, port=port, workers=workers, access_log=access_log,
+                    log_level="info", timeout_worker_healthcheck=120)
+    else:
+        uvicorn.run(create_app(settings, extra_routers=extra_routers), host=host, port=port,
+                    access_log=access_log, log_level="info")

@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     api.add_argument("--host", default=None, help="Interface to bind (default VALUEDESK_API_HOST, 127.0.0.1).")
     api.add_argument("--port", type=int, default=None, help="Port (default VALUEDESK_API_PORT, 8000).")
     api.add_argument("--access-log", action="store_true", help="Log every request.")
+    api.add_argument("--workers", type=int, default=1,
+                     help="Server processes (each holds its own copy of the customers table).")
     api.set_defaults(handler=_api)
 
     mcp = sub.add_parser("mcp", help="Serve the tools as an MCP server (stdio or streamable HTTP).")
@@ -60,7 +62,10 @@ def _api(args: argparse.Namespace) -> int:
     from predictor.settings import get_settings
     from tools.api import serve
 
-    serve(get_settings(), args.host, args.port, access_log=args.access_log)
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    serve(get_settings(), args.host, args.port, access_log=args.access_log, workers=args.workers)
     return 0
 
 

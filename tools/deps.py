@@ -7,6 +7,7 @@ is a handful of numpy passes instead of a pandas sort per request.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ import pandas as pd
 from predictor.errors import ValueDeskError
 from predictor.filters import CustomerFilter
 from predictor.settings import Settings
+
+
+log = logging.getLogger(__name__)
 
 
 class ToolFailure(ValueDeskError):
@@ -58,6 +62,7 @@ class CustomerStore:
             raise ToolFailure("not_built", "The customers table has duplicate customer ids.",
                               "Rebuild it with `valuedesk build`.")
         self._codes: dict[str, tuple[np.ndarray, dict[str, int]]] = {}
+        self._members: dict[tuple[str, int], np.ndarray] = {}
         for field, column in CATEGORICAL_FILTERS:
             cat = pd.Categorical(frame[column].astype("string"))
             self._codes[field] = (cat.codes, {name: i for i, name in enumerate(cat.categories)})
@@ -73,9 +78,25 @@ class CustomerStore:
         self.orders = {key: np.argsort(-np.nan_to_num(self.numbers[key], nan=-np.inf), kind="stable")
                        for key in SORT_KEYS}
 
+    def tier_floors(self) -> dict[str, float]:
+        """Lowest customer_value in each tier: what a customer must reach to be placed in it."""
+        floors = getattr(self, "_tier_floors", None)
+        if floors is None:
+            codes, lookup = self._codes["tiers"]
+            values = self.numbers["customer_value"]
+            floors = {}
+            for name, code in lookup.items():
+                members = values[(codes == code) & ~np.isnan(values)]
+                if len(members):
+                    floors[name] = float(members.min())
+            self._tier_floors = floors
+        return floors
+
     def position(self, customer_id: str) -> int | None:
-        loc = self._position.get_indexer([str(customer_id)])[0]
-        return None if loc < 0 else int(loc)
+        try:
+            return int(self._position.get_loc(str(customer_id)))
+        except KeyError:
+            return None
 
     def mask(self, flt: CustomerFilter) -> np.ndarray | None:
         """Same selection as `CustomerFilter.mask(frame)`, on precomputed codes; None means everyone."""
@@ -89,19 +110,28 @@ class CustomerStore:
             wanted = getattr(flt, field)
             if not wanted:
                 continue
-            codes, lookup = self._codes[field]
-            names = [w.strip().lower() for w in wanted] if field == "countries" else wanted
-            allowed = np.zeros(len(lookup) + 1, dtype=bool)  # last slot: code -1 (missing) stays False
-            for name in names:
-                if name in lookup:
-                    allowed[lookup[name]] = True
-            both(allowed[codes])
+            lookup = self._codes[field][1]
+            names = {w.strip().lower() for w in wanted} if field == "countries" else set(wanted)
+            members = [self._member(field, lookup[name]) for name in names if name in lookup]
+            if not members:
+                both(np.zeros(self.n, dtype=bool))
+                continue
+            chosen = members[0] if len(members) == 1 else np.logical_or.reduce(members)
+            both(chosen)
         for field, column, op in RANGE_FILTERS:
             bound = getattr(flt, field)
             if bound is not None:
                 values = self.numbers[column]
                 both(values >= bound if op == "ge" else values <= bound)
         return keep
+
+    def _member(self, field: str, code: int) -> np.ndarray:
+        """Boolean membership of one category, cached: OR-ing a few of these beats a gather over codes."""
+        key = (field, code)
+        hit = self._members.get(key)
+        if hit is None:
+            hit = self._members[key] = self._codes[field][0] == code
+        return hit
 
     def top(self, flt: CustomerFilter, sort_by: str, limit: int | None) -> tuple[np.ndarray, int]:
         """Row positions of the best `limit` customers by `sort_by` among those passing the filter."""
@@ -126,6 +156,51 @@ class CustomerStore:
         return order[keep[order]], total
 
 
+class NextBestActions:
+    """Every customer's best campaign playbook, computed for the whole table at once.
+
+    Uses the planner's own eligibility and expected-value functions and the same rule as
+    `predictor.campaigns.best_campaign_for` (highest positive expected net value, first playbook on
+    ties), which takes ~40 ms per customer; this makes get_customer's next best action a lookup.
+    """
+
+    def __init__(self, store: CustomerStore, catalogue: Any, settings: Settings):
+        from predictor.campaigns import eligible_mask, expected_value
+
+        frame = store.frame
+        self.store, self.catalogue, self.currency = store, catalogue, settings.currency_symbol
+        horizon = (frame["horizon_days"].to_numpy(dtype=float, na_value=settings.horizon_days)
+                   if "horizon_days" in frame else np.full(store.n, float(settings.horizon_days)))
+        churn = frame["churn_risk"].to_numpy(dtype=float, na_value=np.nan)
+        churn = np.where(np.isnan(churn), 0.5, churn)
+        at_risk = np.nan_to_num(frame["value_at_risk"].to_numpy(dtype=float, na_value=np.nan))
+        aov = np.nan_to_num(frame["aov"].to_numpy(dtype=float, na_value=np.nan)) if "aov" in frame else np.zeros(store.n)
+        thresholds = store.tier_floors()
+        self.best = np.full(store.n, -1, dtype=np.int16)
+        self.net = np.zeros(store.n)
+        for k, playbook in enumerate(catalogue.playbooks):
+            eligible = eligible_mask(playbook, frame, thresholds)
+            net = expected_value(playbook, churn_risk=churn, value_at_risk=at_risk, aov=aov, horizon_days=horizon,
+                                 offer_window_days=catalogue.offer_window_days)["expected_net_value"]
+            better = eligible & (net > self.net)  # strictly: must be positive, and earlier playbooks win ties
+            self.best[better] = k
+            self.net[better] = net[better]
+
+    def for_position(self, pos: int) -> dict[str, Any] | None:
+        k = int(self.best[pos])
+        if k < 0:
+            return None
+        p = self.catalogue.playbooks[k]
+        labels = self.store.labels
+        tier, stage, segment = (labels[k].categories[labels[k].codes[pos]] if labels[k].codes[pos] >= 0 else None
+                                for k in ("tier", "lifecycle", "segment"))
+        risk = float(self.store.numbers["churn_risk"][pos])
+        reason = (f"{p.description} Eligible as {tier} / {stage} / {segment} with churn risk {risk:.0%}; "
+                  f"assumes {p.uplift:.0%} uplift.")
+        return {"campaign": p.name, "offer": p.offer.describe(self.currency), "channel": p.channel,
+                "expected_net_value": round(float(self.net[pos]), 2), "reason": reason}
+
+
 class TransactionStore:
     """Cleaned order lines, positioned by customer for recent-order lookups."""
 
@@ -133,21 +208,36 @@ class TransactionStore:
 
     def __init__(self, frame: pd.DataFrame):
         frame = frame[[c for c in self.COLUMNS if c in frame.columns]].copy()
-        frame["customer_id"] = frame["customer_id"].astype(str)
-        if not (frame["customer_id"].is_monotonic_increasing):
+        frame["customer_id"] = frame["customer_id"].astype("string")
+        # Contiguous runs per customer are all a lookup needs; sort only when the file is not grouped.
+        codes, uniques = pd.factorize(frame["customer_id"])
+        if len(codes) and (np.diff(codes) < 0).any():
             frame = frame.sort_values(["customer_id", "timestamp"], kind="stable")
+            codes, uniques = pd.factorize(frame["customer_id"])
         frame = frame.reset_index(drop=True)
-        ids = frame["customer_id"].to_numpy()
-        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], dtype=int)
-        self._customers = pd.Index(ids[starts])
-        self._bounds = np.r_[starts, len(ids)]
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if len(codes) else np.array([], dtype=int)
+        self._customers = pd.Index(uniques[codes[starts]] if len(codes) else uniques)
+        self._bounds = np.r_[starts, len(codes)]
         self.frame = frame
+        # Plain arrays: slicing them per request costs microseconds, a DataFrame slice far more.
+        self.order_id = (frame["order_id"] if "order_id" in frame else frame["timestamp"]).astype(str).to_numpy(
+            dtype=object)
+        self.timestamp = frame["timestamp"].to_numpy(dtype="datetime64[ns]")
+        self.amount = frame["amount"].to_numpy(dtype=float, na_value=0.0)
+        self.product_name = (frame["product_name"].astype("string").to_numpy(dtype=object, na_value=None)
+                             if "product_name" in frame else np.full(len(frame), None, dtype=object))
+
+    def span(self, customer_id: str) -> tuple[int, int]:
+        """Row range [start, stop) of this customer's lines (empty when unknown)."""
+        try:
+            loc = int(self._customers.get_loc(str(customer_id)))
+        except KeyError:
+            return 0, 0
+        return int(self._bounds[loc]), int(self._bounds[loc + 1])
 
     def lines(self, customer_id: str) -> pd.DataFrame:
-        loc = self._customers.get_indexer([str(customer_id)])[0]
-        if loc < 0:
-            return self.frame.iloc[0:0]
-        return self.frame.iloc[self._bounds[loc]:self._bounds[loc + 1]]
+        start, stop = self.span(customer_id)
+        return self.frame.iloc[start:stop]
 
 
 @dataclass
@@ -176,6 +266,7 @@ class ToolDeps:
             "scorer": _Slot(self._load_scorer),
             "index": _Slot(self._load_index),
             "catalogue": _Slot(self._load_catalogue),
+            "next_best_actions": _Slot(lambda: NextBestActions(self.customers, self.catalogue, self.settings)),
         }
         given = {"customers": customers, "transactions": transactions, "scorer": scorer, "index": index,
                  "catalogue": catalogue, "bundle": bundle}
@@ -220,10 +311,18 @@ class ToolDeps:
     def catalogue(self) -> Any:
         return self._get("catalogue")
 
+    @property
+    def next_best_actions(self) -> NextBestActions:
+        return self._get("next_best_actions")
+
     def warm(self) -> None:
         """Load what every request needs up front, so the first caller does not pay for it."""
         self.customers
         self.transactions
+        try:
+            self.next_best_actions
+        except ValueDeskError as exc:  # get_customer reports it per call; the rest still serves
+            log.warning("next best actions unavailable: %s", exc)
 
     # ------------------------------------------------------------ loaders
 

@@ -87,25 +87,60 @@ def jsonable(value: Any) -> Any:
 
 
 class RowReader:
-    """Builds output rows from column arrays, so a 20-row answer never copies the 1M-row table."""
+    """Builds output rows column by column from typed arrays: a 500-row answer converts 17 slices, not
+    8,500 cells, and never copies the 1M-row table."""
 
     def __init__(self, store: CustomerStore):
         frame = store.frame
-        self._columns = {c: frame[c].to_numpy() for c in {**ROW_FIELDS, **DETAIL_FIELDS} if c in frame.columns}
+        self._columns: dict[str, tuple[str, np.ndarray]] = {}
+        for column in {**ROW_FIELDS, **DETAIL_FIELDS}:
+            if column not in frame.columns:
+                continue
+            series = frame[column]
+            if pd.api.types.is_datetime64_any_dtype(series):
+                self._columns[column] = ("date", series.to_numpy(dtype="datetime64[ns]"))
+            elif column not in LIST_FIELDS and (pd.api.types.is_string_dtype(series)
+                                                or isinstance(series.dtype, pd.CategoricalDtype)):
+                values = series.astype("string")
+                self._columns[column] = ("str", values.to_numpy(dtype=object, na_value=None))
+            elif pd.api.types.is_bool_dtype(series) or pd.api.types.is_object_dtype(series):
+                self._columns[column] = ("any", series.to_numpy(dtype=object))
+            elif pd.api.types.is_numeric_dtype(series):
+                self._columns[column] = ("num", series.to_numpy(dtype=float, na_value=np.nan))
+            else:
+                self._columns[column] = ("any", series.to_numpy(dtype=object))
+
+    @staticmethod
+    def _convert(kind: str, values: np.ndarray, name: str) -> list[Any]:
+        if kind == "num":
+            finite = np.isfinite(values)
+            if name in INT_FIELDS:
+                out = values.astype(np.int64, copy=False) if finite.all() else np.where(finite, values, 0).astype(np.int64)
+                return [v if ok else None for v, ok in zip(out.tolist(), finite.tolist())]
+            rounded = np.round(values, 4).tolist()
+            return rounded if finite.all() else [v if ok else None for v, ok in zip(rounded, finite.tolist())]
+        if kind == "str":
+            return values.tolist()
+        if kind == "date":
+            text = np.datetime_as_string(values, unit="D").tolist()
+            return [None if t == "NaT" else t for t in text]
+        out = [jsonable(v) for v in values]
+        if name in LIST_FIELDS:
+            return [[str(x) for x in v] if isinstance(v, list) else [] for v in out]
+        return [v if v is None or isinstance(v, (str, int, float, bool, list, dict)) else str(v) for v in out]
+
+    def rows(self, idx: np.ndarray | list[int], fields: dict[str, str]) -> list[dict[str, Any]]:
+        idx = np.asarray(idx, dtype=np.int64)
+        names, columns = [], []
+        for column, name in fields.items():
+            entry = self._columns.get(column)
+            if entry is not None:
+                names.append(name)
+                columns.append(self._convert(entry[0], entry[1][idx], name))
+        return [dict(zip(names, values)) for values in zip(*columns)] if columns else [{} for _ in idx]
 
     def get(self, i: int, fields: dict[str, str]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for column, name in fields.items():
-            arr = self._columns.get(column)
-            if arr is None:
-                continue
-            value = jsonable(arr[i])
-            if name in LIST_FIELDS:
-                value = [str(v) for v in value] if isinstance(value, list) else []
-            elif name in INT_FIELDS and value is not None:
-                value = int(value)
-            out[name] = value
-        return out
+        return self.rows([i], fields)[0]
 
 
 def _reader(deps: ToolDeps) -> RowReader:
@@ -121,10 +156,16 @@ def _row(deps: ToolDeps, i: int) -> dict[str, Any]:
 
 
 def _horizon(deps: ToolDeps) -> int | None:
-    frame = deps.customers.frame
-    if "horizon_days" in frame.columns and len(frame):
-        return jsonable(frame["horizon_days"].iloc[0])
-    return deps.settings.horizon_days
+    store = deps.customers
+    horizon = getattr(store, "_horizon", None)
+    if horizon is None:
+        frame = store.frame
+        if "horizon_days" in frame.columns and len(frame) and pd.notna(frame["horizon_days"].iloc[0]):
+            horizon = int(frame["horizon_days"].iloc[0])
+        else:
+            horizon = deps.settings.horizon_days
+        store._horizon = horizon
+    return horizon
 
 
 # ---------------------------------------------------------------- find_customers
@@ -142,9 +183,11 @@ def find_customers(args: FindCustomersArgs, deps: ToolDeps) -> FindCustomersResu
     store = deps.customers
     sort_by = args.sort_by or "value_at_risk"
     idx, total = store.top(args.customer_filter(), sort_by, args.limit or DEFAULT_LIMIT)
-    rows = [CustomerRow.model_construct(**_row(deps, int(i))) for i in idx]
-    return FindCustomersResult(total_matching=total, returned=len(rows), sort_by=sort_by,
-                               currency=deps.settings.currency_symbol, horizon_days=_horizon(deps), customers=rows)
+    rows = _reader(deps).rows(idx, ROW_FIELDS)
+    # Validated in one pydantic-core pass (faster than constructing each row model in Python).
+    return FindCustomersResult.model_validate({
+        "total_matching": total, "returned": len(rows), "sort_by": sort_by, "currency": deps.settings.currency_symbol,
+        "horizon_days": _horizon(deps), "customers": rows})
 
 
 # ---------------------------------------------------------------- get_customer
@@ -154,37 +197,38 @@ def _recent_orders(deps: ToolDeps, customer_id: str, n: int) -> list[OrderSummar
     store = deps.transactions
     if store is None or n == 0:
         return []
-    lines = store.lines(customer_id)
-    if lines.empty:
+    start, stop = store.span(customer_id)
+    if start == stop:
         return []
-    order_ids = lines["order_id"].astype(str) if "order_id" in lines else lines["timestamp"].astype(str)
-    grouped = lines.assign(_order=order_ids.to_numpy()).groupby("_order", sort=False)
-    summary = grouped.agg(date=("timestamp", "min"), amount=("amount", "sum"), lines=("amount", "size"))
-    summary = summary.sort_values("date", ascending=False).head(n)
-    names = {}
-    if "product_name" in lines:
-        for oid, grp in grouped["product_name"]:
-            if oid in summary.index:
-                names[oid] = [str(p) for p in grp.dropna().unique()[:3]]
-    return [OrderSummary(order_id=str(oid), date=jsonable(r.date), amount=round(float(r.amount), 2),
-                         lines=int(r.lines), products=names.get(oid, []))
-            for oid, r in summary.iterrows()]
+    # A customer has tens of lines: plain Python over array slices beats a pandas groupby by ~100x.
+    stamps, amounts = store.timestamp[start:stop], store.amount[start:stop]
+    order_ids, names = store.order_id[start:stop], store.product_name[start:stop]
+    orders: dict[str, list] = {}
+    for oid, ts, amount, name in zip(order_ids, stamps, amounts, names):
+        entry = orders.get(oid)
+        if entry is None:
+            entry = orders[oid] = [ts, 0.0, 0, []]
+        entry[0] = min(entry[0], ts)
+        entry[1] += amount
+        entry[2] += 1
+        if isinstance(name, str) and len(entry[3]) < 3 and name not in entry[3]:
+            entry[3].append(name)
+    latest = sorted(orders.items(), key=lambda kv: kv[1][0], reverse=True)[:n]
+    return [OrderSummary(order_id=oid, date=str(np.datetime_as_string(ts, unit="D")), amount=round(total, 2),
+                         lines=count, products=products) for oid, (ts, total, count, products) in latest]
 
 
 def _next_best_action(deps: ToolDeps, pos: int) -> tuple[NextBestAction | None, str | None]:
     """The catalogue playbook with the best expected net value for this customer, or why there is none."""
-    from predictor.campaigns import best_campaign_for
-
-    store = deps.customers
     try:
-        choice = best_campaign_for(store.frame.iloc[pos].to_dict(), deps.catalogue, deps.settings,
-                                   thresholds=_tier_floors(store))
+        table = deps.next_best_actions
     except ValueDeskError as exc:  # a broken catalogue must not hide the customer's numbers
         log.warning("next best action unavailable: %s", exc)
         return None, f"No next best action: {getattr(exc, 'message', exc)}"
-    if not choice:
+    choice = table.for_position(pos)
+    if choice is None:
         return None, "No campaign in the catalogue has a positive expected net value for this customer."
-    return NextBestAction.model_validate({k: jsonable(v) for k, v in choice.items()}), None
+    return NextBestAction.model_validate(choice), None
 
 
 def get_customer(args: GetCustomerArgs, deps: ToolDeps) -> CustomerDetail:
@@ -359,25 +403,10 @@ def export_audience(args: ExportAudienceArgs, deps: ToolDeps) -> ExportAudienceR
 # ---------------------------------------------------------------- score_customer
 
 
-def _tier_floors(store: CustomerStore) -> dict[str, float]:
-    """Lowest customer_value in each tier: what a customer must reach to be placed in it."""
-    floors = getattr(store, "_tier_floors", None)
-    if floors is None:
-        values = store.numbers["customer_value"]
-        floors = {}
-        for name, code in store._codes["tiers"][1].items():
-            members = values[store._codes["tiers"][0] == code]
-            members = members[~np.isnan(members)]
-            if len(members):
-                floors[name] = float(members.min())
-        store._tier_floors = floors
-    return floors
-
-
 def _tier_for(store: CustomerStore, value: float | None) -> str | None:
     if value is None:
         return None
-    floors = _tier_floors(store)
+    floors = store.tier_floors()
     for tier in TIERS[:-1]:
         if tier in floors and value >= floors[tier]:
             return tier

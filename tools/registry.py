@@ -115,20 +115,27 @@ class ToolRegistry:
     # ------------------------------------------------------------ calls
 
     def error(self, name: str, code: str, message: str, hint: str | None = None,
-              fields: list[dict[str, str]] | None = None, started: float | None = None) -> m.ToolResult:
-        err = m.ToolError(code=code, message=message, hint=hint if hint is not None else HINTS.get(code),
-                          fields=fields)
-        elapsed = None if started is None else round((time.perf_counter() - started) * 1000, 3)
-        return m.ToolResult(tool=name, ok=False, error=err, elapsed_ms=elapsed)
+              fields: list[dict[str, str]] | None = None) -> m.ToolError:
+        return m.ToolError(code=code, message=message, hint=hint if hint is not None else HINTS.get(code),
+                           fields=fields)
 
     def call(self, name: str, raw_args: dict[str, Any] | BaseModel | None = None) -> m.ToolResult:
         """Validate `raw_args`, run the tool, and return its result or a structured error. Never raises
         a ValueDeskError; an unexpected exception becomes `internal_error` (logged with its traceback)."""
         started = time.perf_counter()
+        result, error = self.run(name, raw_args)
+        elapsed = round((time.perf_counter() - started) * 1000, 3)
+        if error is not None:
+            return m.ToolResult(tool=name, ok=False, error=error, elapsed_ms=elapsed)
+        return m.ToolResult(tool=name, ok=True, result=result.model_dump(mode="json"), elapsed_ms=elapsed)
+
+    def run(self, name: str, raw_args: dict[str, Any] | BaseModel | None = None
+            ) -> tuple[BaseModel | None, m.ToolError | None]:
+        """Like `call`, but hands back the typed result model (servers serialise it straight to JSON bytes)."""
         spec = self.tools.get(name)
         if spec is None:
-            return self.error(name, "unknown_tool", f"There is no tool named '{name}'.",
-                              f"Available tools: {', '.join(self.tools)}.", started=started)
+            return None, self.error(name, "unknown_tool", f"There is no tool named '{name}'.",
+                                    f"Available tools: {', '.join(self.tools)}.")
         try:
             if isinstance(raw_args, spec.args_model):
                 args = raw_args
@@ -138,33 +145,29 @@ class ToolRegistry:
                 if raw_args is None:
                     raw_args = {}
                 if not isinstance(raw_args, dict):
-                    return self.error(name, "invalid_arguments", "Arguments must be a JSON object.",
-                                      started=started)
+                    return None, self.error(name, "invalid_arguments", "Arguments must be a JSON object.")
                 args = spec.args_model.model_validate(raw_args)
-            result = spec.func(args, self.deps)
+            return spec.func(args, self.deps), None
         except ValidationError as exc:
             fields = _field_errors(exc)
             message = "; ".join(f"{f['field']}: {f['reason']}" for f in fields)
-            return self.error(name, "invalid_arguments", f"Invalid arguments for {name}: {message}",
-                              fields=fields, started=started)
+            return None, self.error(name, "invalid_arguments", f"Invalid arguments for {name}: {message}",
+                                    fields=fields)
         except ToolFailure as exc:
-            return self.error(name, exc.code, exc.message, exc.hint, started=started)
+            return None, self.error(name, exc.code, exc.message, exc.hint)
         except (FilterError, DataError) as exc:
-            return self.error(name, "invalid_arguments", str(exc), started=started)
+            return None, self.error(name, "invalid_arguments", str(exc))
         except ArtifactError as exc:
-            return self.error(name, "not_built", str(exc), started=started)
+            return None, self.error(name, "not_built", str(exc))
         except ValueDeskError as exc:
             field = getattr(exc, "field", None)
-            return self.error(name, spec.error_code, str(getattr(exc, "message", None) or exc),
-                              getattr(exc, "hint", None), started=started,
-                              fields=[{"field": field, "reason": str(getattr(exc, "message", exc))}] if field else None)
+            message = str(getattr(exc, "message", None) or exc)
+            return None, self.error(name, spec.error_code, message, getattr(exc, "hint", None),
+                                    fields=[{"field": field, "reason": message}] if field else None)
         except Exception:  # noqa: BLE001 - errors are data; the traceback stays in the server log
             log.exception("tool %s failed", name)
-            return self.error(name, "internal_error", f"{name} failed unexpectedly.",
-                              "This is a bug; the server log has the details.", started=started)
-        payload = result.model_dump(mode="json")
-        return m.ToolResult(tool=name, ok=True, result=payload,
-                            elapsed_ms=round((time.perf_counter() - started) * 1000, 3))
+            return None, self.error(name, "internal_error", f"{name} failed unexpectedly.",
+                                    "This is a bug; the server log has the details.")
 
 
 _registries: dict[int, ToolRegistry] = {}
