@@ -31,17 +31,28 @@ def load_from_args(args, settings):
     return load_transactions(path, schema, parse_column_map(args.column_map), settings)
 
 
+def parse_cutoff(text: str):
+    import pandas as pd
+
+    from predictor.errors import EvaluationWindowError
+
+    try:
+        return pd.Timestamp(text).normalize()
+    except ValueError:
+        raise EvaluationWindowError(f"--cutoff '{text}' is not a date; expected YYYY-MM-DD, e.g. 2011-06-09") from None
+
+
 def run_evaluate(args) -> int:
     from predictor.evaluation import evaluate, format_table
-    from predictor.features import day_start
     from predictor.models import TrainingConfig
     from predictor.scoring import history_from_transactions
 
     settings = get_settings()
+    cutoff = parse_cutoff(args.cutoff)
     loaded = load_from_args(args, settings)
     history = history_from_transactions(loaded.transactions)
-    config = TrainingConfig(horizon_days=args.horizon_days, n_jobs=settings.threads, random_seed=settings.random_seed)
-    report = evaluate(history, day_start(args.cutoff), args.horizon_days, config, source=loaded.source)
+    config = TrainingConfig.from_settings(settings, args.horizon_days)
+    report = evaluate(history, cutoff, args.horizon_days, config, source=loaded.source)
     report["data_fingerprint"] = loaded.fingerprint
     print(format_table(report))
     if args.json:
@@ -63,8 +74,7 @@ def run_score(args) -> int:
     loaded = load_from_args(args, settings)
     if not args.quiet:
         print(loaded.report.to_table())
-    config = TrainingConfig(horizon_days=args.horizon_days or settings.horizon_days, n_jobs=settings.threads,
-                            random_seed=settings.random_seed)
+    config = TrainingConfig.from_settings(settings, args.horizon_days)
     scores, bundle = score_customers(loaded.transactions, settings, config, loaded.fingerprint)
     print(f"scored {len(scores):,} customers in {time.perf_counter() - started:.1f} s "
           f"(model {bundle.metadata['version']}, horizon {config.horizon_days} days) -> {settings.scores_path}")

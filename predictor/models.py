@@ -48,6 +48,13 @@ class TrainingConfig:
     blend_grid: tuple = tuple(np.round(np.linspace(0, 1, 11), 2))
 
     @classmethod
+    def from_settings(cls, settings, horizon_days: int | None = None) -> "TrainingConfig":
+        horizon = horizon_days or settings.horizon_days
+        config = cls.fast(horizon) if settings.training_profile == "fast" else cls(horizon_days=horizon)
+        config.n_jobs, config.random_seed = settings.threads, settings.random_seed
+        return config
+
+    @classmethod
     def fast(cls, horizon_days: int = 180) -> "TrainingConfig":
         """A small configuration for tests: fewer cutoffs, rounds and grid points."""
         return cls(horizon_days=horizon_days, cutoff_step_days=28, max_cutoffs=6,

@@ -83,8 +83,7 @@ def score_customers(transactions: pd.DataFrame, settings, config: TrainingConfig
                     data_fingerprint: str = "", evaluation: dict | None = None) -> tuple[pd.DataFrame, ModelBundle]:
     """Train on all history, score everyone as of the last day in the data, save model and scores."""
     history = history_from_transactions(transactions)
-    config = config or TrainingConfig(horizon_days=settings.horizon_days, n_jobs=settings.threads,
-                                      random_seed=settings.random_seed)
+    config = config or TrainingConfig.from_settings(settings)
     model = CLVModel(config).fit(history)
     scores = score_frame(model, history, history.end, settings.currency_symbol)
     bundle = save_model(model, settings.model_dir, data_fingerprint, evaluation)

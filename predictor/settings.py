@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     default_data: Path = Field(SHARED_DATA / "online_retail" / "online_retail.csv.gz")
     default_schema: str = "online_retail"
     horizon_days: int = Field(180, ge=7, le=730)
+    # "fast" trains on fewer cutoffs and a one-point grid: for quick looks and tests, not for reported figures.
+    training_profile: str = Field("full", pattern="^(full|fast)$")
     currency_symbol: str = "£"
     duckdb_memory_limit: str = "2GB"
     threads: int = Field(2, ge=1)
@@ -64,6 +66,16 @@ class Settings(BaseSettings):
     vllm_kvcache_gb: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE for the CPU backend.")
     llm_tool_choice: str = Field("required", pattern="^(auto|required)$",
                                  description="'required' on the first step for weak models, 'auto' for capable ones.")
+
+    # Agent (agent/: LangChain agent, offline planner, sessions)
+    agent_tools: str = Field("", description="Comma-separated tool names the LLM sees; empty means all tools.")
+    agent_max_steps: int = Field(6, ge=1, le=20, description="Model calls per question before the agent stops.")
+    agent_history_turns: int = Field(6, ge=1, description="Past question/answer turns sent to the LLM.")
+    agent_max_tool_chars: int = Field(12000, ge=500, description="Tool output size sent to the LLM; lists are shortened to fit.")
+    agent_few_shot: bool = Field(True, description="Send prompts/examples.yaml to the LLM as example turns.")
+    agent_grounding_retries: int = Field(1, ge=0, le=3, description="Times the LLM is asked to fix unverified numbers.")
+    llm_max_tokens: int = Field(1024, ge=16)
+    llm_temperature: float = Field(0.0, ge=0.0, le=2.0)
 
     @property
     def model_dir(self) -> Path:

@@ -1,0 +1,58 @@
+"""Shared fixtures: real data loaded once per session, a scored data directory, and isolation of
+every test from the user's own data directory."""
+
+from __future__ import annotations
+
+import pytest
+
+from predictor.settings import Settings, get_settings
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path_factory, monkeypatch):
+    """No test may write into the repo's .valuedesk: each one gets its own default data dir."""
+    monkeypatch.setenv("VALUEDESK_DATA_DIR", str(tmp_path_factory.mktemp("data_dir")))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def online_retail():
+    """The full UCI Online Retail log, loaded and cleaned (LoadResult)."""
+    from predictor.data import load_transactions
+
+    return load_transactions(None, "online_retail", settings=Settings())
+
+
+@pytest.fixture(scope="session")
+def cdnow():
+    from predictor.data import load_transactions
+
+    return load_transactions(None, "cdnow", settings=Settings())
+
+
+@pytest.fixture(scope="session")
+def cdnow_history(cdnow):
+    from predictor.scoring import history_from_transactions
+
+    return history_from_transactions(cdnow.transactions)
+
+
+@pytest.fixture(scope="session")
+def online_retail_history(online_retail):
+    from predictor.scoring import history_from_transactions
+
+    return history_from_transactions(online_retail.transactions)
+
+
+@pytest.fixture(scope="session")
+def scored_settings(tmp_path_factory, online_retail):
+    """A data directory holding a model and scores for every Online Retail customer (small config)."""
+    from predictor.models import TrainingConfig
+    from predictor.scoring import score_customers
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("scored"))
+    config = TrainingConfig.fast(settings.horizon_days)
+    scores, bundle = score_customers(online_retail.transactions, settings, config, online_retail.fingerprint)
+    return settings

@@ -1,0 +1,69 @@
+"""`valuedesk evaluate` and `valuedesk score` as a user runs them, including every bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FIXTURE = Path(__file__).parent / "fixtures" / "online_retail_sample.csv.gz"
+VALUEDESK = [sys.executable, "-m", "predictor.cli"]
+
+
+def run(*args, env_dir: Path):
+    import os
+
+    env = {**os.environ, "VALUEDESK_DATA_DIR": str(env_dir), "VALUEDESK_TRAINING_PROFILE": "fast"}
+    return subprocess.run([*VALUEDESK, *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_evaluate_prints_the_table_and_writes_the_json_contract(tmp_path):
+    out = tmp_path / "report.json"
+    result = run("evaluate", "--data", str(FIXTURE), "--schema", "online_retail", "--cutoff", "2011-06-09",
+                 "--horizon-days", "120", "--json", str(out), env_dir=tmp_path / "d")
+    assert result.returncode == 0, result.stderr
+    assert "BG/NBD + Gamma-Gamma" in result.stdout and "Last-period spend" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["population"] > 100
+    assert set(report["models"]) == {"xgboost", "bgnbd_gg", "last_period"}
+    for metrics in report["models"].values():
+        assert {"spearman", "normalized_gini", "top_decile_capture", "mae", "total_predicted", "total_actual",
+                "churn_auc", "brier", "fit_seconds", "predict_seconds"} <= set(metrics)
+
+
+def test_score_writes_scores_and_model(tmp_path):
+    data_dir = tmp_path / "d"
+    result = run("score", "--data", str(FIXTURE), "--horizon-days", "90", "--quiet", env_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    assert (data_dir / "scores.parquet").exists()
+    assert (data_dir / "models" / "current" / "metadata.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--cutoff", "2009-01-01"], "outside"),
+    (["--cutoff", "2011-11-01", "--horizon-days", "90"], "Horizon of 90 days"),
+    (["--cutoff", "2011-13-45"], "cutoff"),
+])
+def test_evaluate_window_errors_are_specific(tmp_path, args, message):
+    result = run("evaluate", "--data", str(FIXTURE), *args, env_dir=tmp_path / "d")
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_data_fails_cleanly_and_leaves_no_artifact(tmp_path):
+    data_dir = tmp_path / "d"
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    for args, message in ((["--data", str(empty)], "empty"),
+                          (["--data", str(tmp_path / "missing.csv")], "not found"),
+                          (["--data", str(FIXTURE), "--schema", "generic", "--map", "customer_id=nope"], "nope")):
+        result = run("score", *args, env_dir=data_dir)
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (data_dir / "scores.parquet").exists()
+    assert not (data_dir / "models").exists() or not any((data_dir / "models").iterdir())
