@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
 
 def _serve_llm(args: argparse.Namespace) -> int:
@@ -16,6 +18,46 @@ def _serve_llm(args: argparse.Namespace) -> int:
     return serve_forever(settings, port=args.port)
 
 
+def _chat(args: argparse.Namespace) -> int:
+    from agent.service import get_agent_service
+    from predictor.settings import get_settings
+
+    service = get_agent_service(get_settings())
+    if args.json:
+        reply = service.chat(args.question, args.session)
+        print(json.dumps(reply.model_dump(mode="json"), indent=2, ensure_ascii=False))
+        return 0 if reply.kind != "error" else 2
+    info = service.backend_info()
+    if info["backend"] == "offline":
+        print("(offline mode: no LLM is answering; the planner maps your question to tools)", file=sys.stderr)
+    answer = None
+    for event in service.stream(args.question, args.session):
+        if event.type == "tool_start":
+            print(f"-> {event.data['name']} {json.dumps(event.data['arguments'], ensure_ascii=False)}", file=sys.stderr)
+        elif event.type == "tool_end":
+            status = f"error {event.data['error']['code']}" if event.data.get("error") else "ok"
+            print(f"<- {event.data['name']} {status} ({event.data['duration_ms']:.0f} ms)", file=sys.stderr)
+        elif event.type == "answer":
+            answer = event.data
+        elif event.type == "error":
+            print(f"error: {event.data['message']}", file=sys.stderr)
+            return 2
+    print(answer["answer"])
+    if answer.get("unverified"):
+        print(f"(unverified: {', '.join(answer['unverified'])})", file=sys.stderr)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from agent.api import agent_router
+    from predictor.settings import get_settings
+    from tools.api import serve
+
+    settings = get_settings()
+    serve(settings, args.host, args.port, extra_routers=[agent_router(settings)], access_log=args.access_log)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this layer's subcommands."""
     serve = sub.add_parser(
@@ -26,3 +68,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--model", help="model key (smollm2-135m, qwen3-8b, qwen2.5-7b, llama-3.1-8b) or HF id")
     serve.add_argument("--port", type=int, help="port (default VALUEDESK_VLLM_PORT)")
     serve.set_defaults(handler=_serve_llm)
+
+    chat = sub.add_parser("chat", help="ask the agent one question (VALUEDESK_LLM_BACKEND: offline, vllm, openai)",
+                          description="Answer one question with tool calls; --session keeps a conversation going.")
+    chat.add_argument("question")
+    chat.add_argument("--session", default="default", help="conversation id (memory persists in the data dir)")
+    chat.add_argument("--json", action="store_true", help="print the answer and the tool trace as JSON")
+    chat.set_defaults(handler=_chat)
+
+    agent_api = sub.add_parser("agent-api", help="serve the tools and the agent (/v1/agent/chat, /v1/chat/completions)")
+    agent_api.add_argument("--host", default=None)
+    agent_api.add_argument("--port", type=int, default=None)
+    agent_api.add_argument("--access-log", action="store_true")
+    agent_api.set_defaults(handler=_serve)

@@ -1,0 +1,1020 @@
+"""The offline planner: the `offline` backend, answering with no LLM, no GPU and no network.
+
+A question becomes tool calls in three steps:
+
+1. normalise: lower case, typo repair against the vocabulary the planner knows (rapidfuzz), number
+   words to digits ("top fifty" -> 50, "two thousand pounds" -> 2000, "£1.5k" -> 1500);
+2. intent: nearest example utterances (prompts/intents.yaml, embedded once with all-MiniLM-L6-v2 and
+   cached) combined with keyword rules, plus guards for out-of-scope, write/delete and data-leaving
+   requests (refused) and vague requests (a clarifying question);
+3. slots: tiers, lifecycle stages, RFM segments, countries (from the data's own list, with aliases
+   and demonyms), limits, money amounts, churn thresholds, recency windows ("last quarter", "six
+   months"), ranking, grouping, campaign goal, customer ids, order histories to score; and
+   follow-ups ("them", "only the gold ones", "the first one", "make that fifty") reuse the previous
+   turn's call.
+
+Answers are written from templates over the tool results, so every number in them is grounded.
+The planner runs inside the same LangChain agent graph as an LLM (`PlannerChatModel`), so memory,
+streaming, tool traces and the grounding check are shared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import ConfigDict
+
+from predictor.filters import LIFECYCLE_STAGES, RFM_SEGMENTS, TIERS
+from predictor.settings import REPO_ROOT, Settings
+
+log = logging.getLogger(__name__)
+
+INTENTS_PATH = REPO_ROOT / "prompts" / "intents.yaml"
+TOOL_OF = {"find_customers": "find_customers", "segment_summary": "segment_summary", "get_customer": "get_customer",
+           "search_profiles": "search_profiles", "recommend_campaigns": "recommend_campaigns",
+           "export_audience": "export_audience", "score_customer": "score_customer", "model_report": "model_report"}
+FILTER_KEYS = ("tiers", "lifecycle", "segments", "countries", "min_churn_risk", "max_churn_risk", "min_value",
+               "max_value", "min_recency_days", "max_recency_days")
+
+# ---------------------------------------------------------------- numbers in words
+
+UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
+                                    "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
+TENS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
+SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000, "grand": 1000}
+NUMBER_WORD = re.compile(
+    r"\b(?:(?:a|an|one)\s+)?(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|"
+    r"fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|"
+    r"thousand|million|grand|dozen|half)(?:[\s-]+(?:and\s+)?(?:one|two|three|four|five|six|seven|eight|nine|ten|"
+    r"eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|"
+    r"seventy|eighty|ninety|hundred|thousand|million|grand))*\b")
+
+
+def words_to_number(text: str) -> float | None:
+    words = [w for w in re.split(r"[\s-]+", text.lower()) if w and w != "and"]
+    if words and words[0] in ("a", "an"):
+        words[0] = "one"
+    if words == ["dozen"] or words == ["one", "dozen"]:
+        return 12
+    if words == ["half"]:
+        return None
+    total, current, seen = 0.0, 0.0, False
+    for w in words:
+        if w in UNITS:
+            current += UNITS[w]
+        elif w in TENS:
+            current += TENS[w]
+        elif w == "hundred":
+            current = (current or 1) * 100
+        elif w in ("thousand", "million", "grand"):
+            total += (current or 1) * SCALES[w]
+            current = 0
+        else:
+            return None
+        seen = True
+    return total + current if seen else None
+
+
+def numbers_to_digits(text: str) -> str:
+    def repl(m: re.Match) -> str:
+        value = words_to_number(m.group(0))
+        if value is None:
+            return m.group(0)
+        return str(int(value)) if value == int(value) else str(value)
+
+    text = NUMBER_WORD.sub(repl, text)
+    # "1.5k", "2k", "3 grand", "2m" -> plain numbers (money and counts alike)
+    text = re.sub(r"(\d+(?:\.\d+)?)\s?(k|grand)\b", lambda m: _fmt(float(m.group(1)) * 1000), text)
+    text = re.sub(r"(\d+(?:\.\d+)?)\s?(m|mn|million)\b", lambda m: _fmt(float(m.group(1)) * 1e6), text)
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
+    return text
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if v == int(v) else str(v)
+
+
+# ---------------------------------------------------------------- vocabulary
+
+COUNTRY_ALIASES = {
+    "uk": "United Kingdom", "u.k.": "United Kingdom", "britain": "United Kingdom", "great britain": "United Kingdom",
+    "british": "United Kingdom", "england": "United Kingdom", "english": "United Kingdom", "scotland": "United Kingdom",
+    "wales": "United Kingdom", "german": "Germany", "germans": "Germany", "french": "France", "spanish": "Spain",
+    "dutch": "Netherlands", "holland": "Netherlands", "irish": "EIRE", "ireland": "EIRE", "eire": "EIRE",
+    "usa": "USA", "america": "USA", "american": "USA", "united states": "USA", "swiss": "Switzerland",
+    "belgian": "Belgium", "portuguese": "Portugal", "italian": "Italy", "australian": "Australia",
+    "norwegian": "Norway", "swedish": "Sweden", "danish": "Denmark", "finnish": "Finland", "japanese": "Japan",
+    "austrian": "Austria", "polish": "Poland", "greek": "Greece", "cypriot": "Cyprus", "icelandic": "Iceland",
+    "canadian": "Canada", "brazilian": "Brazil", "israeli": "Israel", "lebanese": "Lebanon", "maltese": "Malta",
+    "czech": "Czech Republic", "uae": "United Arab Emirates", "emirati": "United Arab Emirates",
+    "saudi": "Saudi Arabia", "singaporean": "Singapore", "lithuanian": "Lithuania", "south africa": "RSA",
+    "south african": "RSA", "bahraini": "Bahrain", "hong kong": "Hong Kong",
+}
+TIER_WORDS = {t.lower(): t for t in TIERS}
+SEGMENT_PATTERNS = [
+    (r"champions?", "Champions"), (r"potential loyalists?", "Potential Loyalist"), (r"loyal(?! ?ists?)", "Loyal"),
+    (r"promising", "Promising"), (r"needs? (?:of )?attention", "Need Attention"), (r"about to sleep", "About to Sleep"),
+    (r"can'?t lose(?: them)?|cannot lose(?: them)?|can not lose(?: them)?", "Can't Lose Them"),
+    (r"hibernating", "Hibernating"), (r"\blost\b", "Lost"),
+    (r"at risk segment|segment at risk|rfm at risk|\"at risk\" segment", "At Risk"),
+    (r"new segment|segment new", "New"),
+]
+GOALS = [
+    (r"win ?-?back|winback|win them back|win back|losing|we'?re losing|re-?engage", "win_back"),
+    (r"reactivat|re-?activat|wake up|buy again|come back|bring back|dormant", "reactivate"),
+    (r"upgrade|move up|push .* up|next tier|up to gold|up to platinum", "upgrade"),
+    (r"cross-?sell|upsell|up-?sell|second (?:order|purchase)|grow|buy more|order again", "grow"),
+    (r"retain|retention|keep|loyal(?:ty)? program|happy|hold on", "retain"),
+]
+SORTS = [
+    (r"most likely to (?:churn|leave|go)|highest churn|riskiest|biggest risk (?:of|for)|most big risk|"
+     r"churn (?:risk|probability)(?: first| order| descending)?\b(?! (?:over|above|under|below|of|is|more|less|>|<))",
+     "churn_risk"),
+    (r"value at risk|at stake|money at risk|revenue at risk", "value_at_risk"),
+    (r"customer value|total value|overall value", "customer_value"),
+    (r"predicted (?:value|spend)|future (?:value|spend)|expected (?:value|spend)|will spend|forecast|"
+     r"most valuable|more valuable|valuable first|highest value|high value|spend the most next", "predicted_value"),
+    (r"historical|lifetime|whole history|all[- ]time|spent the most|biggest spenders|total spend|so far", "historical_value"),
+]
+GROUPS = [(r"countr(?:y|ies)|nation|market", "country"), (r"lifecycle|stage", "lifecycle"),
+          (r"segment|rfm", "segment"), (r"tier", "tier")]
+
+DOMAIN = re.compile(
+    r"customer|client|buyer|shopper|people|tier|platinum|gold|silver|bronze|churn|segment|campaign|budget|export|"
+    r"csv|model|lapsed|lapsing|champion|order|spend|revenue|value|score|risk|audience|cohort|promo|offer|"
+    r"retention|win.?back|reactivat|profile|\bbuy|bought|purchas")
+REFERENCE = re.compile(r"\b(them|they|those|these|that list|that audience|that|the same|same ones|ones|"
+                       r"this list|this audience|instead|only|also|just)\b|^(and|but|what about|how about|now|ok|so)\b")
+STRONG_REFERENCE = re.compile(r"\b(of them|them|those ones|these ones|they|the same ones|that list|that audience|"
+                              r"as before|the usual|we discussed|like last time|same like)\b")
+ORDINALS = {"first": 0, "top": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3, "4th": 3,
+            "fifth": 4, "5th": 4, "last": -1, "bottom": -1}
+MONTHS = {m: i + 1 for i, m in enumerate(
+    "january february march april may june july august september october november december".split())}
+MONTHS.update({m[:3]: i for m, i in list(MONTHS.items())})
+MONTHS["sept"] = 9
+
+EXFIL_VERB = re.compile(r"\b(send|sent|email|e-mail|mail|upload|post|forward|share|transfer|push|sync|ftp|"
+                        r"publish|leak|give .* to)\b")
+ADDRESS = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+|\b(?:https?|ftp|sftp|s3|gs)://\S+|\bwww\.\S+|webhook|dropbox|"
+                     r"google drive|pastebin|slack")
+INJECTION = re.compile(r"ignore (?:all |any |your |the )?(?:previous|prior|above|earlier)? ?(?:instructions|rules|prompts?)|"
+                       r"system override|admin mode|developer mode|jailbreak|\bdan\b|no rules|"
+                       r"</?(?:user|system|assistant)>|you must now|as the assistant you|reveal .*(?:key|secret|password)|"
+                       r"(?:print|show|reveal|repeat) (?:me )?(?:your|the) (?:system )?(?:prompt|instructions)")
+WRITE = re.compile(r"\b(delete|remove|erase|drop|wipe|purge|set|change|update|modify|overwrite|edit|insert|"
+                   r"add)\b.{0,60}\b(database|system|record|records|data|customers?|churn|risk|score|value|table)\b")
+PII = re.compile(r"\b(home address(?:es)?|addresses|phone numbers?|telephone|e-?mail addresses|emails of|"
+                 r"date of birth|passport|credit card|bank details|social security|personal details)\b")
+FABRICATE = re.compile(r"\b(make up|invent|fabricate|guess|pretend|fake)\b")
+
+
+# ---------------------------------------------------------------- plan
+
+
+@dataclass
+class Plan:
+    intent: str
+    kind: str = "answer"  # answer | clarify | refuse
+    calls: list[dict[str, Any]] = field(default_factory=list)  # [{"name", "args"}]
+    text: str = ""  # clarify/refuse/help text, or a note added to the answer
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Plan":
+        return cls(**{k: d[k] for k in ("intent", "kind", "calls", "text", "note") if k in d})
+
+
+class IntentModel:
+    """Nearest-example intent scores from the embedded example utterances (cached on disk)."""
+
+    def __init__(self, settings: Settings, path: Path = INTENTS_PATH, embedder: Any = None):
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        self.labels: list[str] = []
+        self.examples: list[str] = []
+        for intent, examples in raw.items():
+            for ex in examples:
+                self.labels.append(intent)
+                self.examples.append(str(ex))
+        self.intents = list(raw)
+        self.vocab = {w for ex in self.examples for w in re.findall(r"[a-z']+", ex.lower())}
+        self._embedder = embedder
+        self._settings = settings
+        self._vectors: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from predictor.embeddings import get_embedder
+
+            self._embedder = get_embedder(self._settings.embedding_model, self._settings.data_dir / "embeddings")
+        return self._embedder
+
+    def vectors(self) -> np.ndarray:
+        if self._vectors is None:
+            with self._lock:
+                if self._vectors is None:
+                    self._vectors = self._load_or_embed()
+        return self._vectors
+
+    def _load_or_embed(self) -> np.ndarray:
+        emb = self.embedder
+        digest = hashlib.sha1(("\n".join(self.examples) + emb.name + str(emb.dim)).encode()).hexdigest()[:16]
+        cache = self._settings.data_dir / "embeddings" / f"intents-{digest}.npy"
+        if cache.exists():
+            try:
+                return np.load(cache)
+            except (OSError, ValueError):
+                pass
+        vectors = np.asarray(emb.embed(self.examples), dtype=np.float32)
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".{uuid.uuid4().hex}.tmp.npy")
+            np.save(tmp, vectors)
+            tmp.replace(cache)
+        except OSError as exc:  # a read-only data dir only costs the re-embedding next time
+            log.warning("could not cache intent embeddings: %s", exc)
+        return vectors
+
+    def scores(self, text: str) -> dict[str, float]:
+        vec = np.asarray(self.embedder.embed([text]), dtype=np.float32)[0]
+        sims = self.vectors() @ vec
+        out: dict[str, float] = {}
+        for label, s in zip(self.labels, sims.tolist()):
+            if s > out.get(label, -1.0):
+                out[label] = s
+        return out
+
+
+class Planner:
+    """Question -> Plan, and Plan + tool results -> answer text."""
+
+    def __init__(self, settings: Settings, registry: Any = None, *, intent_model: IntentModel | None = None):
+        self.settings = settings
+        self.registry = registry
+        self.intents = intent_model or IntentModel(settings)
+        self._countries: list[str] | None = None
+        self._as_of: datetime | None = None
+        self._vocab: list[str] | None = None
+
+    # ------------------------------------------------------------ data facts
+
+    def countries(self) -> list[str]:
+        if self._countries is None:
+            names: list[str] = []
+            try:
+                frame = self.registry.deps.customers.frame
+                names = sorted({str(c) for c in frame["country"].dropna().unique()})
+            except Exception as exc:  # noqa: BLE001 - no table: country slots fall back to aliases only
+                log.info("no country list: %s", exc)
+            self._countries = names
+        return self._countries
+
+    def as_of(self) -> datetime | None:
+        if self._as_of is None:
+            try:
+                frame = self.registry.deps.customers.frame
+                column = "as_of" if "as_of" in frame else "last_order"
+                self._as_of = pd_max(frame[column])
+            except Exception:  # noqa: BLE001
+                self._as_of = None
+        return self._as_of
+
+    def vocab(self) -> list[str]:
+        if self._vocab is None:
+            words = set(self.intents.vocab)
+            for c in self.countries():
+                words.update(c.lower().split())
+            words.update(COUNTRY_ALIASES)
+            words.update(w for s in RFM_SEGMENTS for w in s.lower().replace("'", "").split())
+            words.update(t.lower() for t in TIERS)
+            words.update(w for s in LIFECYCLE_STAGES for w in s.split())
+            words.update("customers customer clients client csv export download campaign budget churn risk value "
+                         "valuable predicted segment segments country countries lifecycle tier tiers lapsed lapsing "
+                         "reactivate retention recommend offer spend revenue orders ordered bought purchased "
+                         "platinum model accuracy quarter month months weeks days year highest lowest most show list "
+                         "which where what when why who about should candles candle lanterns children toys "
+                         "christmas decorations france germany belgium switzerland netherlands".split())
+            self._vocab = sorted(w for w in words if len(w) >= 3)
+        return self._vocab
+
+    # ------------------------------------------------------------ normalise
+
+    def normalise(self, text: str) -> str:
+        from rapidfuzz import fuzz, process
+
+        text = text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
+        low = text.lower()
+        vocab = self.vocab()
+        known = set(vocab)
+
+        def fix(m: re.Match) -> str:
+            word = m.group(0)
+            if len(word) < 4 or word in known or word in COMMON:
+                return word
+            hit = process.extractOne(word, vocab, scorer=fuzz.ratio, score_cutoff=80)
+            return hit[0] if hit else word
+
+        low = re.sub(r"[a-z]+", fix, low)
+        return numbers_to_digits(low)
+
+    # ------------------------------------------------------------ plan
+
+    def plan(self, message: str, history: list[dict[str, Any]]) -> Plan:
+        """`history`: earlier turns' plans and results, newest last ({"plan": Plan dict, "results": [...]})."""
+        raw = message.strip()
+        quoted = " ".join(re.findall(r"['\"]([^'\"]{3,})['\"]", raw))
+        # Instructions hidden in the question (fake system tags, "ignore previous ...") are not obeyed;
+        # the legitimate request around them is still answered.
+        clean, injected = _strip_injection(raw, quoted)
+        text = self.normalise(clean)
+        previous = history[-1] if history else None
+
+        refusal = self._refusal(raw, clean, text, injected)
+        if refusal is not None:
+            return refusal
+
+        scores = self.intents.scores(text) if text.strip() else {}
+        intent, confidence = self._intent(text, scores, previous)
+        slots = self._slots(text, raw, quoted)
+        follow = previous is not None and _is_follow_up(text, slots, previous)
+
+        if intent == "out_of_scope":
+            return Plan("out_of_scope", "refuse", text=OUT_OF_SCOPE)
+        if intent in ("help", "greeting"):
+            return Plan(intent, "answer", text=HELP if intent == "help" else GREETING)
+
+        # Pronoun/ordinal references to the previous answer.
+        ordinal = _ordinal_ref(text)
+        if ordinal is not None and previous and not slots.get("customer_id"):
+            cid = _customer_at(previous, ordinal)
+            if cid:
+                return Plan("get_customer", calls=[{"name": "get_customer", "args": {"customer_id": cid}}])
+        if follow and previous:
+            merged = self._follow_up(text, slots, intent, confidence, previous)
+            if merged is not None:
+                return merged
+        if _needs_previous(text) and (not slots_filled(slots) or STRONG_REFERENCE.search(text)):
+            return Plan(intent, "clarify", text=CLARIFY_REFERENCE)
+
+        if confidence < 0.32 or not (DOMAIN.search(text) or slots_filled(slots) or slots.get("customer_id")):
+            return Plan(intent, "clarify", text=CLARIFY_VAGUE)
+        return self._build(intent, slots, text, injected)
+
+    def _refusal(self, raw: str, clean: str, text: str, injected: bool) -> Plan | None:
+        low = raw.lower()
+        leak = ADDRESS.search(low) and EXFIL_VERB.search(low)
+        if leak:
+            # "Do X. Also send it to evil@..." still does X; a request that is only about sending is refused.
+            rest = self.normalise(_drop_sentences(clean, lambda s: bool(ADDRESS.search(s.lower()))))
+            if not rest.strip() or not DOMAIN.search(rest):
+                return Plan("exfiltrate", "refuse", text=REFUSE_SEND)
+        if WRITE.search(text) and not re.search(r"\b(export|csv|file|download|show|list|find)\b", text):
+            return Plan("write", "refuse", text=REFUSE_WRITE)
+        if PII.search(text):
+            return Plan("pii", "refuse", text=REFUSE_PII)
+        if FABRICATE.search(text) and re.search(r"revenue|numbers?|figures?|data|sales|value", text):
+            return Plan("fabricate", "refuse", text=REFUSE_FABRICATE)
+        if injected and not DOMAIN.search(text):
+            return Plan("injection", "refuse", text=REFUSE_INJECTION)
+        return None
+
+    def _intent(self, text: str, scores: dict[str, float], previous: dict | None) -> tuple[str, float]:
+        s = dict(scores)
+        boost = {k: 0.0 for k in s}
+
+        def add(intent: str, value: float) -> None:
+            boost[intent] = boost.get(intent, 0.0) + value
+
+        has_id = bool(_customer_id(text, self))
+        if re.search(r"\b(export|csv|download|spreadsheet|excel|file|mailchimp|mailing list)\b", text):
+            add("export_audience", 0.45)
+        if re.search(r"\b(campaign|campaigns|promotion|promo|budget|discount|voucher|coupon|win ?back|winback|"
+                     r"reactivat\w*|marketing spend|offers?)\b", text) and not has_id:
+            add("recommend_campaigns", 0.3)
+        if re.search(r"\b(£|\$|€)?\d+ (?:pounds|quid|euros|dollars)\b|£\d", text) and re.search(
+                r"\b(spend|have|budget|cost|afford)\b", text):
+            add("recommend_campaigns", 0.15)
+        if re.search(r"\b(model|accura\w*|trained|training|baseline|bg/?nbd|auc|gini|brier|metrics?|reliable|"
+                     r"benchmark|warnings?)\b", text):
+            add("model_report", 0.35)
+        if re.search(r"\b(how many|number of|count|breakdown|break down|distribution|distributed|split|"
+                     r"overview|summar\w*|per|each|share|proportion|percentage|across|compare)\b", text):
+            add("segment_summary", 0.25)
+        if re.search(r"\b(by|per|across|each|over) (?:the )?(tier|tiers|country|countries|segment|segments|"
+                     r"lifecycle|stage|stages|rfm)\b", text):
+            add("segment_summary", 0.2)
+        if has_id:
+            add("get_customer", 0.45)
+        if re.search(r"\b(score|new customer|prospect|new client|new buyer|someone (?:bought|ordered))\b", text) \
+                and not has_id:
+            add("score_customer", 0.3 if _orders(text) else 0.15)
+            if _orders(text):
+                add("score_customer", 0.3)
+        if re.search(r"\b(who|customers?|clients?|people|shoppers?|buyers?)\b.{0,30}\b(buy|buys|buying|bought|"
+                     r"purchas\w*|love|loves|like|likes|into|collect\w*|interested)\b|\bprofiles?\b|\bmentions?\b|"
+                     r"\bbuyers of\b|\bsearch\b", text) and not _behaviour_phrase(text):
+            add("search_profiles", 0.3)
+        if re.search(r"\b(who|which|list|show|top|find|give|display|rank)\b", text) and re.search(
+                r"\b(customers?|clients?|ones|accounts?|shoppers?)\b", text):
+            add("find_customers", 0.12)
+        if re.search(r"\b(what can you|help me use|what do you do|capabilities)\b|^help\b", text):
+            add("help", 0.3)
+        if DOMAIN.search(text):
+            add("out_of_scope", -0.3)
+        for k, v in boost.items():
+            s[k] = s.get(k, 0.0) + v
+        if not s:
+            return "out_of_scope", 0.0
+        best = max(s, key=s.get)
+        return best, s[best]
+
+    # ------------------------------------------------------------ slots
+
+    def _slots(self, text: str, raw: str, quoted: str) -> dict[str, Any]:
+        slots: dict[str, Any] = {}
+        tiers = [TIER_WORDS[w] for w in re.findall(r"\b(platinum|gold|silver|bronze)\b", text)]
+        upgrade_to = re.search(r"\b(?:up )?(?:to|into) (gold|platinum|silver)\b", text)
+        if upgrade_to and len(tiers) > 1:
+            tiers = [t for t in tiers if t.lower() != upgrade_to.group(1)]
+        if tiers:
+            slots["tiers"] = list(dict.fromkeys(tiers))
+        elif re.search(r"\b(top|best|vip|most valuable|high[- ]value|valuable|key) (customers|clients|accounts)\b",
+                       text) and not re.search(r"\btop \d+\b", text) and re.search(r"\brisk|churn|losing|lose\b", text):
+            slots["tiers"] = ["Platinum", "Gold"]
+
+        lifecycle = []
+        if re.search(r"\bnew (customers?|clients?|buyers?|ones)\b|\bnewly\b|first[- ]time", text) and \
+                not re.search(r"\bnew (customer|client|buyer)\b.{0,40}\b(ordered|bought|order of|spent|score)\b", text):
+            lifecycle.append("new")
+        if re.search(r"\bactive\b", text) and not re.search(r"\binactive\b", text):
+            lifecycle.append("active")
+        if re.search(r"\blapsing\b", text):
+            lifecycle.append("lapsing")
+        if re.search(r"\b(lapsed|inactive|churned|dormant)\b", text):
+            lifecycle.append("lapsed")
+        if re.search(r"\bat[- ]risk (stage|lifecycle)|(stage|lifecycle) (is )?at[- ]risk|in the at[- ]risk", text):
+            lifecycle.append("at risk")
+        if lifecycle:
+            slots["lifecycle"] = list(dict.fromkeys(lifecycle))
+
+        segments = []
+        for pattern, name in SEGMENT_PATTERNS:
+            if re.search(pattern, text):
+                if name == "Loyal" and re.search(r"loyalty|loyal (customers?|clients?) (?:happy|program)", text):
+                    continue
+                segments.append(name)
+        if segments:
+            slots["segments"] = list(dict.fromkeys(segments))
+
+        countries = self._countries_in(text, raw)
+        if countries:
+            slots["countries"] = countries
+
+        # churn thresholds
+        m = re.search(r"(?:churn|risk|leav\w*)[^.?!]{0,40}?\b(over|above|more than|greater than|at least|>=?|"
+                      r"exceeding|higher than|under|below|less than|lower than|at most|<=?)\s*(\d+(?:\.\d+)?)\s*(%|percent)?",
+                      text)
+        if m:
+            value = float(m.group(2))
+            value = value / 100 if (m.group(3) or value > 1) else value
+            if 0 <= value <= 1:
+                key = "min_churn_risk" if m.group(1) in ("over", "above", "more than", "greater than", "at least",
+                                                         ">", ">=", "exceeding", "higher than") else "max_churn_risk"
+                slots[key] = value
+        elif re.search(r"\b(low|little|no real) (churn )?risk\b|unlikely to (churn|leave)", text):
+            slots["max_churn_risk"] = 0.3
+
+        # money: value bands and budget
+        money = r"(?:£|\$|€)?\s?(\d+(?:\.\d+)?)\s?(?:pounds|quid|gbp|euros?|dollars)?"
+        band = re.search(r"between " + money + r" and " + money, text)
+        value_ctx = r"(?:spend|value|worth|predicted|expected)"
+        if band and re.search(value_ctx, text):
+            slots["min_value"], slots["max_value"] = float(band.group(1)), float(band.group(2))
+        else:
+            m = re.search(value_ctx + r"[^.?!]{0,30}?\b(over|above|more than|at least|greater than|under|below|"
+                          r"less than|at most)\s*" + money, text)
+            if m and not re.search(r"churn|risk", text[max(0, m.start() - 5):m.end()]):
+                key = "min_value" if m.group(1) in ("over", "above", "more than", "at least", "greater than") else "max_value"
+                slots[key] = float(m.group(2))
+        budget = (re.search(r"budget (?:of |is |=|:)?\s*(?:£|\$|€)?\s?(\d+(?:\.\d+)?)", text)
+                  or re.search(r"(?:£|\$|€)\s?(\d+(?:\.\d+)?)\s*(?:of )?(?:marketing |promo )?budget", text)
+                  or re.search(r"\b(\d+(?:\.\d+)?)\s?(?:pounds|quid|gbp|euros?|dollars)\b", text)
+                  or re.search(r"(?:with|have|spend|for|of|got|use)\s(?:only |just |about )?(?:£|\$|€)\s?(\d+(?:\.\d+)?)", text)
+                  or re.search(r"(?:£|\$|€)\s?(\d+(?:\.\d+)?)", text))
+        if budget and not ("min_value" in slots or "max_value" in slots):
+            slots["budget"] = float(budget.group(1))
+
+        # recency
+        unit_days = {"day": 1, "days": 1, "week": 7, "weeks": 7, "month": 30, "months": 30, "year": 365, "years": 365,
+                     "quarter": 90, "quarters": 90}
+        negative = re.search(r"\b(haven'?t|have not|hasn'?t|has not|not|no|didn'?t|without|stopped|silent|quiet)\b"
+                             r"[^.?!]{0,40}\b(in|for|since|over)\b[^.?!]{0,12}?(?:the )?(?:last |past )?"
+                             r"(\d+)?\s?(days?|weeks?|months?|years?|quarters?)\b", text)
+        positive = re.search(r"\b(ordered|bought|purchased|active|shopped|order|ordering|buying|placed)\b[^.?!]{0,30}?"
+                             r"\b(in|within|during|over) (?:the )?(?:last|past|previous) (\d+)?\s?(days?|weeks?|months?|years?|quarters?)\b",
+                             text)
+        if negative:
+            n = int(negative.group(3) or 1)
+            slots["min_recency_days"] = float(n * unit_days[negative.group(4)])
+        elif positive:
+            n = int(positive.group(3) or 1)
+            slots["max_recency_days"] = float(n * unit_days[positive.group(4)])
+        since = re.search(r"\bsince (\d{4}-\d{2}-\d{2}|\d{1,2} [a-z]+ \d{4}|[a-z]+ \d{4})", text)
+        if since and self.as_of() is not None and "min_recency_days" not in slots and "max_recency_days" not in slots:
+            day = _parse_date(since.group(1))
+            if day is not None:
+                days = float(max(0, (self.as_of() - day).days))
+                key = "min_recency_days" if re.search(r"\b(haven'?t|not|no|hasn'?t|didn'?t)\b", text) else "max_recency_days"
+                slots[key] = days
+
+        # ranking, grouping, limit
+        for pattern, key in SORTS:
+            if re.search(pattern, text):
+                slots["sort_by"] = key
+                break
+        for pattern, key in GROUPS:
+            if re.search(r"\b(by|per|across|each|for every|split|breakdown|overview|between|over|into|fall)\b[^.?!]{0,25}\b"
+                         + pattern, text) or re.search(r"\b" + pattern + r"\w* (overview|breakdown|split|summary)", text):
+                slots["group_by"] = key
+                break
+        lim = (re.search(r"\b(?:top|first|best|bottom|show|list|give me|display|find|get|the|next)\s(?:me\s)?(?:the\s)?"
+                         r"(\d{1,4})\b(?!\s?(?:%|percent|days?|weeks?|months?|years?|pounds|quid))", text)
+               or re.search(r"\b(\d{1,4})\s(?:\w+\s){0,2}(?:customers|clients|accounts|people|ones|shoppers|buyers|rows)\b",
+                            text)
+               or re.search(r"\bmake (?:it|that) (\d{1,4})\b", text))
+        if lim and not re.search(r"£\s?" + lim.group(1) + r"\b", text):
+            value = int(lim.group(1))
+            if 1 <= value <= 500 and not _is_customer_id_token(lim.group(1), self):
+                slots["limit"] = value
+
+        for pattern, goal in GOALS:
+            if re.search(pattern, text):
+                slots["goal"] = goal
+                break
+
+        cid = _customer_id(text, self)
+        if cid:
+            slots["customer_id"] = cid
+        orders = _orders(text)
+        if orders:
+            slots["orders"] = orders
+        slots["query"] = _search_query(text, quoted)
+        return slots
+
+    def _countries_in(self, text: str, raw: str) -> list[str]:
+        from rapidfuzz import fuzz, process
+
+        known = self.countries()
+        lower = {c.lower(): c for c in known}
+        found: list[str] = []
+        for name, canonical in sorted({**{k: v for k, v in COUNTRY_ALIASES.items()}, **lower}.items(),
+                                      key=lambda kv: -len(kv[0])):
+            if known and canonical not in known:
+                continue
+            if re.search(r"(?<![\w.])" + re.escape(name) + r"(?![\w])", text):
+                if name == "us":
+                    continue
+                found.append(canonical)
+        if re.search(r"(?<![a-z])(US|U\.S\.)(?![a-z])", raw) and (not known or "USA" in known):
+            found.append("USA")
+        if not found and known:
+            # typos the vocabulary pass missed ("frnace"): fuzzy match words after "in/from/of"
+            for word in re.findall(r"\b(?:in|from|of|for)\s+(?:the\s+)?([a-z]{4,})\b", text):
+                hit = process.extractOne(word, list(lower), scorer=fuzz.ratio, score_cutoff=80)
+                if hit:
+                    found.append(lower[hit[0]])
+        out = list(dict.fromkeys(found))
+        if re.search(r"\b(outside|except|excluding|other than|non[- ])\s?(?:the\s)?", text) and out and known:
+            excluded = set(out)
+            return [c for c in known if c not in excluded and c not in ("Unspecified",)]
+        return out
+
+    # ------------------------------------------------------------ follow-ups
+
+    def _follow_up(self, text: str, slots: dict, intent: str, confidence: float, previous: dict) -> Plan | None:
+        prev = Plan.from_dict(previous["plan"])
+        if prev.kind != "answer" or not prev.calls:
+            return None
+        prev_call = prev.calls[0]
+        prev_args = dict(prev_call["args"])
+        explicit = _explicit_intent(text)
+        # "and what about 17850?" after a customer lookup
+        if slots.get("customer_id") and explicit in (None, "get_customer"):
+            return Plan("get_customer", calls=[{"name": "get_customer", "args": {"customer_id": slots["customer_id"]}}])
+        target = explicit or prev.intent
+        if target == "get_customer" and not slots.get("customer_id"):
+            return None
+        args = {k: v for k, v in prev_args.items() if k in FILTER_KEYS}
+        new_filter = {k: slots[k] for k in FILTER_KEYS if k in slots}
+        if re.search(r"\binstead\b|\bwhat about\b|\bhow about\b", text):
+            args.update(new_filter)
+        else:
+            for k, v in new_filter.items():
+                args[k] = v
+        if target == prev.intent:
+            # keep the previous call's own options (goal, budget, sort, grouping, query) unless restated
+            for k, v in prev_args.items():
+                if k not in FILTER_KEYS:
+                    args.setdefault(k, v)
+        elif target == "export_audience" and prev.intent == "recommend_campaigns":
+            for k in ("goal", "budget"):
+                if k in prev_args:
+                    args[k] = prev_args[k]
+            args["source"] = "campaigns"
+        for k in ("limit", "sort_by", "group_by", "goal", "budget"):
+            if k in slots:
+                args[k] = slots[k]
+        if target == "search_profiles" and slots.get("query") and explicit == "search_profiles":
+            args["query"] = slots["query"]
+        return Plan(target, calls=[{"name": target, "args": _args_for(target, args)}])
+
+    # ------------------------------------------------------------ build
+
+    def _build(self, intent: str, slots: dict, text: str, injected: bool) -> Plan:
+        note = NOTE_INJECTION if injected else ""
+        if intent == "get_customer":
+            if not slots.get("customer_id"):
+                return Plan(intent, "clarify", text=CLARIFY_CUSTOMER)
+            return Plan(intent, calls=[{"name": "get_customer", "args": {"customer_id": slots["customer_id"]}}],
+                        note=note)
+        if intent == "score_customer":
+            if not slots.get("orders"):
+                return Plan(intent, "clarify", text=CLARIFY_ORDERS)
+            return Plan(intent, calls=[{"name": "score_customer", "args": {"orders": slots["orders"]}}], note=note)
+        if intent == "model_report":
+            return Plan(intent, calls=[{"name": "model_report", "args": {}}], note=note)
+        if intent == "search_profiles" and not slots.get("query"):
+            intent = "find_customers"
+        args = {k: slots[k] for k in FILTER_KEYS if k in slots}
+        for k in ("limit", "sort_by", "group_by", "goal", "budget", "query"):
+            if k in slots and slots[k] is not None:
+                args[k] = slots[k]
+        if intent == "find_customers" and not args:
+            if not re.search(r"\b(customers?|clients?|accounts?|shoppers?|buyers?)\b", text):
+                return Plan(intent, "clarify", text=CLARIFY_VAGUE)
+        return Plan(intent, calls=[{"name": intent, "args": _args_for(intent, args)}], note=note)
+
+    # ------------------------------------------------------------ answers
+
+    def answer(self, plan: Plan, traces: list[dict[str, Any]]) -> tuple[str, str]:
+        """(answer text, kind) from the tool results."""
+        parts, kind = [], "answer"
+        for trace in traces:
+            if trace.get("error"):
+                err = trace["error"]
+                parts.append(f"I could not get that from {trace['name']}: {err.get('message')}"
+                             + (f" {err.get('hint')}" if err.get("hint") else ""))
+                if err.get("code") not in ("not_found", "invalid_arguments"):
+                    kind = "error"
+                continue
+            render = getattr(templates, trace["name"], None)
+            parts.append(render(trace["result"], trace.get("arguments") or {}, self.settings) if render
+                         else json.dumps(trace["result"])[:2000])
+        if plan.note:
+            parts.append(plan.note)
+        return "\n\n".join(parts), kind
+
+
+# ---------------------------------------------------------------- helpers
+
+COMMON = set("what which where when show give list with from that this them they those these have about much many "
+             "more most only also just into over under than like love find tell need want please would could "
+             "should there their your ours does doing done make made each every next last first year years".split())
+
+
+def pd_max(series) -> datetime | None:
+    import pandas as pd
+
+    value = pd.to_datetime(series, errors="coerce").max()
+    return None if pd.isna(value) else value.to_pydatetime()
+
+
+def slots_filled(slots: dict) -> bool:
+    return any(k in slots for k in (*FILTER_KEYS, "limit", "sort_by", "group_by", "goal", "budget", "orders"))
+
+
+def _strip_injection(raw: str, quoted: str) -> tuple[str, bool]:
+    text = raw
+    if quoted:
+        for q in re.findall(r"['\"]([^'\"]{3,})['\"]", raw):
+            text = text.replace(q, " ")  # quoted text is a search phrase, not an instruction
+    text = re.sub(r"</?(user|system|assistant)>.*", " ", text, flags=re.I | re.S)
+    injected = bool(INJECTION.search(text.lower()))
+    if injected:
+        text = _drop_sentences(text, lambda s: bool(INJECTION.search(s.lower())))
+    if ADDRESS.search(text.lower()) and EXFIL_VERB.search(text.lower()):
+        kept = _drop_sentences(text, lambda s: bool(ADDRESS.search(s.lower())))
+        if kept.strip():
+            injected = True
+            text = kept
+    return (text if text.strip() else ""), injected or raw != text and "<" in raw
+
+
+def _drop_sentences(text: str, bad) -> str:
+    parts = re.split(r"(?<=[.!?;:])\s+|\s+(?=p\.?s\.?\b)|\bsystem override\b", text, flags=re.I)
+    return " ".join(p for p in parts if p and not bad(p)).strip()
+
+
+def _explicit_intent(text: str) -> str | None:
+    if re.search(r"\b(export|csv|download|spreadsheet|excel|file)\b", text):
+        return "export_audience"
+    if re.search(r"\b(campaign|campaigns|promotion|promo|budget|reactivat\w*|win ?back|cost)\b", text):
+        return "recommend_campaigns"
+    if re.search(r"\b(how many|breakdown|break down|split|summar\w*|overview|distribution)\b", text) or re.search(
+            r"\bby (tier|country|segment|lifecycle|stage)\b", text):
+        return "segment_summary"
+    if re.search(r"\b(show|list|who|which)\b", text) and re.search(r"\b(customers?|clients?|ones)\b", text):
+        return "find_customers"
+    return None
+
+
+def _is_follow_up(text: str, slots: dict, previous: dict) -> bool:
+    if REFERENCE.search(text):
+        return True
+    words = re.findall(r"[a-z']+", text)
+    # Short fragments ("in France?", "gold only", "by country instead") refine the last question.
+    return len(words) <= 5 and (slots_filled(slots) or bool(slots.get("customer_id")))
+
+
+def _needs_previous(text: str) -> bool:
+    return bool(re.search(r"\b(them|they|those|these|it|that one|the same|same like|as before|the usual|"
+                          r"we discussed|like last time)\b", text))
+
+
+def _ordinal_ref(text: str) -> int | None:
+    m = re.search(r"\b(?:the )?(first|second|third|fourth|fifth|1st|2nd|3rd|4th|5th|last|top|bottom) "
+                  r"(?:one|customer|client|guy|person|account|of them|on the list)\b", text)
+    if m:
+        return ORDINALS[m.group(1)]
+    m = re.search(r"\bnumber (\d{1,2})\b", text)
+    return int(m.group(1)) - 1 if m else None
+
+
+def _customer_at(previous: dict, index: int) -> str | None:
+    for result in previous.get("results") or []:
+        if not isinstance(result, dict):
+            continue
+        rows = result.get("customers") or result.get("hits") or []
+        if rows and -len(rows) <= index < len(rows):
+            return str(rows[index].get("customer_id"))
+    return None
+
+
+def _is_customer_id_token(token: str, planner: Planner) -> bool:
+    try:
+        store = planner.registry.deps.customers
+    except Exception:  # noqa: BLE001
+        return False
+    return len(token) >= 4 and store.position(token) is not None
+
+
+def _customer_id(text: str, planner: Planner) -> str | None:
+    m = re.search(r"\b(?:customer|client|cust|account|id|user|buyer|shopper)\s*(?:id|number|no\.?)?\s*[#:]?\s*"
+                  r"([A-Za-z]?\d{3,12})\b", text) or re.search(r"#\s?(\d{3,12})\b", text)
+    if m:
+        return m.group(1).upper() if m.group(1)[0].isalpha() else m.group(1)
+    for token in re.findall(r"(?<![£$€\d.,])\b(\d{4,8})\b(?!\s?(?:%|pounds|quid|days|weeks|months|years)|[.,]\d)", text):
+        if _is_customer_id_token(token, planner):
+            return token
+    m = re.search(r"\babout (\d{5,8})\b", text)
+    return m.group(1) if m else None
+
+
+def _parse_date(text: str) -> datetime | None:
+    text = text.strip().lower().rstrip(".,")
+    try:
+        return datetime.fromisoformat(text[:10])
+    except ValueError:
+        pass
+    m = re.match(r"(\d{1,2})(?:st|nd|rd|th)? (?:of )?([a-z]+),? (\d{4})", text) or None
+    if m and m.group(2)[:4].rstrip() in MONTHS or (m and m.group(2)[:3] in MONTHS):
+        month = MONTHS.get(m.group(2)) or MONTHS.get(m.group(2)[:3])
+        try:
+            return datetime(int(m.group(3)), month, int(m.group(1)))
+        except ValueError:
+            return None
+    m = re.match(r"([a-z]+) (\d{1,2})(?:st|nd|rd|th)?,? (\d{4})", text)
+    if m and (m.group(1) in MONTHS or m.group(1)[:3] in MONTHS):
+        try:
+            return datetime(int(m.group(3)), MONTHS.get(m.group(1)) or MONTHS[m.group(1)[:3]], int(m.group(2)))
+        except ValueError:
+            return None
+    m = re.match(r"([a-z]+) (\d{4})", text)
+    if m and (m.group(1) in MONTHS or m.group(1)[:3] in MONTHS):
+        return datetime(int(m.group(2)), MONTHS.get(m.group(1)) or MONTHS[m.group(1)[:3]], 1)
+    return None
+
+
+DATE_TEXT = (r"(\d{4}-\d{2}-\d{2}|\d{1,2}(?:st|nd|rd|th)? (?:of )?[a-z]{3,9},? \d{4}|"
+             r"(?:january|february|march|april|may|june|july|august|september|october|november|december|"
+             r"jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec) \d{1,2}(?:st|nd|rd|th)?,? \d{4})")
+
+
+def _orders(text: str) -> list[dict[str, Any]]:
+    """Amount/date pairs written in the question ("£120 on 3 march 2011", "one order of £450 on 2011-11-20")."""
+    out = []
+    pattern = (r"(?:£|\$|€)\s?(\d+(?:\.\d+)?)[^.;£$€]{0,30}?\b(?:on|dated|at)?\s?" + DATE_TEXT
+               + r"|" + DATE_TEXT + r"[^.;£$€]{0,20}?(?:£|\$|€)\s?(\d+(?:\.\d+)?)")
+    for m in re.finditer(pattern, text):
+        amount = m.group(1) or m.group(4)
+        date = m.group(2) or m.group(3)
+        day = _parse_date(date)
+        if amount and day:
+            out.append({"timestamp": day.date().isoformat(), "amount": float(amount)})
+    return out
+
+
+def _behaviour_phrase(text: str) -> bool:
+    """'customers who haven't bought in six months' is a recency filter, not a product search."""
+    return bool(re.search(r"\b(bought|buy|ordered|purchased)\b\s*(anything|something|from us|again|in the|"
+                          r"within|recently|lately|for|since|\d)", text)) or bool(
+        re.search(r"\b(haven'?t|hasn'?t|not|didn'?t|never)\b[^.?!]{0,15}\b(bought|buy|ordered|purchased)\b", text))
+
+
+STOP = set("find show me list give the a an of for to in on at who whom which that is are were was be customers "
+           "customer clients client people shoppers buyers buyer those these ones search profiles profile whose "
+           "mention mentions mentioning buy buys buying bought purchase purchases purchasing purchased love loves like "
+           "likes into interested collect collects collecting are is our my we us and or please with many things "
+           "stuff type sort kind lot lots usually often really all any some wholesale-type wholesale".split())
+
+
+def _search_query(text: str, quoted: str) -> str | None:
+    if quoted:
+        return quoted[:500]
+    m = re.search(r"\b(?:buy|buys|buying|bought|purchas\w*|love|loves|like|likes|into|collect\w*|interested in|"
+                  r"mentions?|buyers of|shopping for|search(?: for)?)\b(.+)", text)
+    if not m:
+        return None
+    rest = re.split(r"[,;?!]|\b(in|from) (?=[a-z]+\s*$)", m.group(1))[0]
+    words = [w for w in re.findall(r"[a-z][a-z'-]*", rest) if w not in STOP]
+    tail = [w for w in words if w not in COUNTRY_ALIASES and w not in ("france", "germany", "lapsing", "lapsed")]
+    query = " ".join(tail).strip()
+    return query or None
+
+
+def _args_for(tool: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Keep only the arguments this tool takes."""
+    allowed = set(FILTER_KEYS)
+    extra = {"find_customers": {"sort_by", "limit"}, "segment_summary": {"group_by"},
+             "search_profiles": {"query", "limit"}, "recommend_campaigns": {"goal", "budget"},
+             "export_audience": {"goal", "budget", "source", "sort_by", "max_rows", "campaign"}}.get(tool, set())
+    out = {k: v for k, v in args.items() if k in allowed | extra and v is not None}
+    if tool == "export_audience" and "limit" in args and "max_rows" not in out:
+        out["max_rows"] = args["limit"]
+    if tool == "search_profiles" and "query" not in out:
+        out["query"] = "customers"
+    if tool == "get_customer":
+        return {"customer_id": args.get("customer_id")}
+    return out
+
+
+# ---------------------------------------------------------------- canned texts (no figures in them)
+
+HELP = ("I answer questions about your customers from the scored data, with no LLM (offline mode). For example: "
+        "'Who are my at-risk top customers?', 'Break down customers by tier', 'Tell me about customer <id>', "
+        "'Find customers who buy tea sets', 'Plan a win-back campaign with a budget of two thousand pounds', "
+        "'Export the lapsed customers to CSV', 'How accurate is the model?'.")
+GREETING = "Hello! Ask me about your customers' value, churn risk, segments or campaigns."
+OUT_OF_SCOPE = ("Sorry, that is outside what I can help with: I answer questions about your customers' value, "
+                "churn risk, segments, campaigns and the model behind them.")
+REFUSE_SEND = ("I can't send customer data to outside addresses, services or people. I can export an audience "
+               "as a CSV file in the data directory, which you can download and share yourself.")
+REFUSE_WRITE = ("I can't change or delete customer data: I only read the scored data and plan campaigns. "
+                "Scores change when you rebuild from new transactions with `valuedesk build`.")
+REFUSE_PII = ("I don't have (and won't provide) personal contact details such as addresses or phone numbers; "
+              "I can list or export customer ids with their value, tier and segment.")
+REFUSE_FABRICATE = "I can't make up figures: every number I give comes from the scored data and the model."
+REFUSE_INJECTION = ("I can't do that: I follow only ValueDesk's own rules, and I don't reveal my instructions or "
+                    "any keys. Ask me about your customers, segments, campaigns or the model.")
+NOTE_INJECTION = ("(I ignored instructions in your message to send data elsewhere or change my rules: ValueDesk "
+                  "only writes local files for you to download.)")
+CLARIFY_VAGUE = ("Could you say a bit more about what you need? For example: which customers (a tier such as Gold, "
+                 "a segment such as Champions, a country, lapsed or at-risk customers), and whether you want a list, "
+                 "a breakdown, a campaign plan or a CSV export.")
+CLARIFY_REFERENCE = ("Which customers or result do you mean? I have nothing earlier in this conversation to refer to; "
+                     "please name the customers (e.g. Gold customers in Germany) or the customer id.")
+CLARIFY_CUSTOMER = ("Which customer? Please give me their customer id (you can find ids by asking for a list, "
+                    "e.g. 'top customers in France'). I can't look customers up by name.")
+CLARIFY_ORDERS = ("To score a new customer I need their order history: the amount and date of each order, "
+                  "e.g. '£120 on 3 March 2011 and £80 on 10 April 2011'.")
+
+
+# ---------------------------------------------------------------- the LangChain wrapper
+
+
+class PlannerChatModel(BaseChatModel):
+    """The planner as a chat model: emits tool calls on the first step of a turn and the templated
+    answer once the tool results are in."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    planner: Any
+    model_name: str = "valuedesk-planner"
+
+    @property
+    def _llm_type(self) -> str:
+        return "valuedesk-planner"
+
+    def bind_tools(self, tools, *, tool_choice=None, **kwargs):  # noqa: ARG002 - the plan decides the tools
+        return self
+
+    def _respond(self, messages: list[BaseMessage]) -> AIMessage:
+        from agent.graph import current_turn
+
+        human, turn = current_turn(messages)
+        message = human.content if human is not None and isinstance(human.content, str) else ""
+        planned = next((m for m in turn if isinstance(m, AIMessage) and m.additional_kwargs.get("valuedesk_plan")),
+                       None)
+        if planned is None:
+            plan = self.planner.plan(message, _history(messages[: messages.index(human)] if human else []))
+            if plan.calls:
+                calls = [{"name": c["name"], "args": c["args"], "id": f"call_{uuid.uuid4().hex[:12]}",
+                          "type": "tool_call"} for c in plan.calls]
+                return AIMessage("", tool_calls=calls, additional_kwargs={"valuedesk_plan": plan.to_dict()})
+            return AIMessage(plan.text, additional_kwargs={"valuedesk_plan": plan.to_dict(), "valuedesk_kind": plan.kind,
+                                                           "valuedesk_results": []})
+        plan = Plan.from_dict(planned.additional_kwargs["valuedesk_plan"])
+        traces = [m.artifact for m in turn if isinstance(m, ToolMessage) and isinstance(m.artifact, dict)]
+        text, kind = self.planner.answer(plan, traces)
+        results = [t.get("result") for t in traces if t.get("result") is not None]
+        return AIMessage(text, additional_kwargs={"valuedesk_plan": plan.to_dict(), "valuedesk_kind": kind,
+                                                  "valuedesk_results": _slim(results)})
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        return ChatResult(generations=[ChatGeneration(message=self._respond(messages))])
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs) -> Iterator[ChatGenerationChunk]:
+        message = self._respond(messages)
+        if message.tool_calls:
+            chunks = [{"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
+                      for i, c in enumerate(message.tool_calls)]
+            yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=chunks,
+                                                             additional_kwargs=message.additional_kwargs))
+            return
+        pieces = re.findall(r"\S+\s*|\s+", message.content) or [""]
+        for i, piece in enumerate(pieces):
+            chunk = AIMessageChunk(content=piece, additional_kwargs=message.additional_kwargs if i == 0 else {})
+            if run_manager:
+                run_manager.on_llm_new_token(piece, chunk=ChatGenerationChunk(message=chunk))
+            yield ChatGenerationChunk(message=chunk)
+
+
+def _slim(results: list[Any]) -> list[Any]:
+    """What a follow-up needs from this turn's results (customer ids in order), not the whole payload."""
+    out = []
+    for r in results:
+        if isinstance(r, dict):
+            rows = r.get("customers") or r.get("hits")
+            if rows:
+                out.append({"customers": [{"customer_id": row.get("customer_id")} for row in rows[:50]]})
+    return out
+
+
+def _history(messages: list[BaseMessage]) -> list[dict[str, Any]]:
+    out = []
+    for m in messages:
+        if isinstance(m, AIMessage) and not m.tool_calls and m.additional_kwargs.get("valuedesk_plan"):
+            out.append({"plan": m.additional_kwargs["valuedesk_plan"],
+                        "results": m.additional_kwargs.get("valuedesk_results") or []})
+    return out
+
+
+# ---------------------------------------------------------------- process-wide planner
+
+_planners: dict[tuple[int, int], Planner] = {}
+_planners_lock = threading.Lock()
+
+
+def get_planner(settings: Settings, registry: Any = None) -> Planner:
+    if registry is None:
+        from tools.registry import get_registry
+
+        registry = get_registry(settings)
+    key = (id(settings), id(registry))
+    with _planners_lock:
+        planner = _planners.get(key)
+        if planner is None:
+            planner = _planners[key] = Planner(settings, registry)
+        return planner
+
+
+from agent import templates  # noqa: E402  (templates import nothing from here; kept last for readability)
