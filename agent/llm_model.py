@@ -71,7 +71,7 @@ MODELS: dict[str, ModelSpec] = {
         # torch.compile warm-up costs 3-5 min on 2 shared cores and its cache is keyed by the model
         # path (a fresh CI clone recompiles); eager starts in ~1-2 min at a similar decode speed.
         extra_args=("--enforce-eager",),
-        gpu_memory_note="CPU only: ~4.8 GB RSS with a 1 GiB KV cache",
+        gpu_memory_note="CPU only: ~3.8 GB RSS with a 1 GiB KV cache",
     ),
     # Production default on one GPU.
     "qwen3-8b": ModelSpec(

@@ -13,8 +13,10 @@ so OpenAI-style `tools=[...]` requests come back with parsed `tool_calls`. Model
   with `prompts/hermes_tool_template.jinja` (its own template ignores tools) and the `hermes`
   parser. Too weak to decide to call a tool with tool_choice="auto": use
   `VALUEDESK_LLM_TOOL_CHOICE=required` (the default), with which it emits schema-valid calls when
-  the tool schema has `"strict": true`. On 2 CPU cores: ~1.5 min to install, ~85 s to start,
-  ~4.8 GB RSS, tens of tokens/s (see bench/bench_llm.py).
+  the tool schema has `"strict": true`. Served with --enforce-eager (torch.compile's warm-up
+  costs minutes on 2 cores). On this 2-core box: install 1.5 min (warm pip cache, idle) to 9 min
+  (no cache, busy); start ~85 s idle / ~150 s busy; ~3.8 GB RSS; ~50 tok/s decode idle, ~6 tok/s
+  with the cores 8x oversubscribed (bench/bench_llm.py).
 - `qwen3-8b` (production default on one GPU): `Qwen/Qwen3-8B`, `--tool-call-parser hermes
   --reasoning-parser qwen3`, thinking off by default (`--default-chat-template-kwargs
   '{"enable_thinking": false}'`) for latency. ~16.4 GB of bf16 weights: fits a 24 GB GPU with

@@ -31,9 +31,14 @@ DATA_DIR="${DATA_DIR:-${VALUEDESK_DATA_DIR:-$ROOT/.valuedesk}}"
 MODEL_DIR="$DATA_DIR/llm/$MODEL"
 
 pip_q() {
-    # pip warns once per package about the offline extra index; keep the log readable.
-    "$PY" -m pip install -q "$@" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
-    return "${PIPESTATUS[0]}"
+    # pip warns once per package about the offline extra index; keep the log readable, but
+    # show everything (and fail) when pip fails.
+    local log rc=0
+    log="$(mktemp)"
+    "$PY" -m pip install -q "$@" >"$log" 2>&1 || rc=$?
+    grep -v "is ignored: it is neither a file nor a directory" "$log" >&2 || true
+    rm -f "$log"
+    return "$rc"
 }
 
 start=$(date +%s)

@@ -80,6 +80,23 @@ def test_startup_timeout_kills_the_process(tmp_path):
     assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
 
 
+def test_failed_model_conversion_is_reported(tmp_path):
+    fake = _fake_python(tmp_path, 'echo "ModelConversionError: package missing" >&2; exit 2')
+    server = LLMServer(_settings(tmp_path, vllm_python=fake, vllm_model="smollm2-135m"))
+    with pytest.raises(LLMServerError, match="converting smollm2-135m .* failed:\n.*package missing"):
+        server.ensure_model()
+
+
+def test_serve_llm_command_prints_actionable_error(tmp_path, monkeypatch, capsys):
+    from predictor.cli import main
+    from predictor.settings import get_settings
+
+    monkeypatch.setenv("VALUEDESK_VLLM_PYTHON", str(tmp_path / "missing" / "python"))
+    get_settings.cache_clear()
+    assert main(["serve-llm", "--model", "org/some-model", "--port", str(_unused_port())]) == 2
+    assert "setup_vllm.sh" in capsys.readouterr().err
+
+
 def test_command_carries_tool_calling_flags_per_model(tmp_path):
     fake = _fake_python(tmp_path, "exit 0")
     tiny = LLMServer(_settings(tmp_path, vllm_python=fake, vllm_model="smollm2-135m",

@@ -52,10 +52,15 @@ def _require() -> None:
 
 
 _reason = vllm_unavailable_reason()
-requires_vllm = pytest.mark.skipif(
+_skip_without_vllm = pytest.mark.skipif(
     _reason is not None and os.environ.get("VALUEDESK_REQUIRE_VLLM") != "1"
     and not os.environ.get("VALUEDESK_TEST_VLLM_BASE_URL"),
     reason=_reason or "")
+
+
+def requires_vllm(test):
+    """Skip without .venv-vllm; allow for the server's startup inside the test's timeout."""
+    return _skip_without_vllm(pytest.mark.timeout(1200)(test))
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,8 @@ def vllm_server(tmp_path_factory) -> VLLMEndpoint:
         yield VLLMEndpoint(base_url=external.rstrip("/"), model=served_model_name(settings), server=None)
         return
     _require()
+    # Startup took 85 s idle and ~150 s with the 2 cores 8x oversubscribed; allow for worse.
+    settings = settings.model_copy(update={"vllm_startup_timeout_s": max(settings.vllm_startup_timeout_s, 600.0)})
     server = LLMServer(settings, port=_free_port(), log_path=tmp_path_factory.mktemp("vllm") / "vllm.log")
     server.start()
     try:
