@@ -724,7 +724,8 @@ def score_turn(expect: TurnExpect, user: str, answer: str, kind: str, calls: lis
     answer_problems = _check_answer(expect, answer, turns_calls)
     evidence = Evidence().add(user)
     for c in calls:
-        evidence.add(c.result).add(c.arguments)
+        # A tool's error message is its output too ("the audience of 26 has 0 eligible").
+        evidence.add(c.result).add(c.arguments).add(c.error)
     ground = groundedness(answer, evidence)
     if expect.require_grounded and ground.ungrounded:
         answer_problems.append(f"figures not in the tool output: {ground.ungrounded[:6]}")
