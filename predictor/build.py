@@ -23,7 +23,8 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from predictor.categories import apply_categories, build_category_map, categories_path
+from predictor.categories import (CategoryResult, apply_categories, build_category_map, categories_path,
+                                  category_report, load_category_map)
 from predictor.errors import ValueDeskError
 from predictor.profiles import build_profiles, customer_products
 from predictor.settings import Settings, get_settings
@@ -263,17 +264,15 @@ def sync_index(profiles: pd.DataFrame, settings: Settings, *, rebuild: bool, pro
     Returns a one-line description for the build report.
     """
     try:
-        from predictor.index import ProfileIndex  # type: ignore[import-not-found]
-    except ImportError:
-        # TODO(index helper): predictor/index.py (ProfileIndex) is being written in parallel; until it
-        # lands the build writes profiles.parquet and skips indexing.
-        return "skipped (predictor.index is not available yet)"
+        from predictor.index import ProfileIndex
+    except ImportError as exc:  # chromadb or the embedding model missing from this install
+        return f"skipped (the profile index cannot load: {exc})"
     index = ProfileIndex(settings)
-    if rebuild and hasattr(index, "rebuild"):
-        result = index.rebuild(profiles, progress=progress)
-    else:
-        result = index.sync(profiles, progress=progress)
-    return str(result.summary() if hasattr(result, "summary") else result)
+    try:
+        result = index.rebuild(profiles, progress=progress) if rebuild else index.sync(profiles, progress=progress)
+    finally:
+        index.close()
+    return result.summary()
 
 
 def _diff(old: pd.DataFrame | None, new: pd.DataFrame) -> ChangeSummary:
@@ -356,8 +355,14 @@ def build(settings: Settings | None = None, data_path: str | os.PathLike[str] | 
                         for p in (settings.customers_path, profiles_path(settings)))):
             return _unchanged(settings, previous, timer, bar, with_index, rebuild_index, progress)
         with timer.step("categories"):
-            cat = build_category_map(tx)
-            tx = apply_categories(tx, cat.mapping)
+            saved_map = load_category_map(settings.data_dir) if tx_reused else None
+            if saved_map is not None:
+                # The cached log already carries the derived categories; re-deriving from it would
+                # mislabel them all as source categories.
+                cat = CategoryResult(mapping=saved_map, report=category_report(tx, saved_map))
+            else:
+                cat = build_category_map(tx)
+                tx = apply_categories(tx, cat.mapping)
         with timer.step("tiers"):
             customers = apply_tiers(scores, tier_config)
             kmeans = None

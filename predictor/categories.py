@@ -131,7 +131,7 @@ class CategoryReport(BaseModel):
     """How well the category mapping covers the log's revenue."""
 
     products: int
-    categories: int
+    categories: int  # named categories in use ("Other" and fees not counted)
     from_source: int  # products whose category came from the source data
     from_rules: int  # products categorised by the keyword rules (not "Other")
     revenue_coverage: float  # share of positive product revenue (fees excluded) not in "Other"
@@ -184,21 +184,29 @@ def build_category_map(transactions: pd.DataFrame) -> CategoryResult:
     mapping.loc[missing, "source"] = "rules"
     mapping = mapping.reset_index().astype("string")
 
-    revenue = frame[frame["amount"] > 0].groupby("product_id")["amount"].sum()
+    return CategoryResult(mapping=mapping, report=category_report(transactions, mapping))
+
+
+def category_report(transactions: pd.DataFrame, mapping: pd.DataFrame) -> CategoryReport:
+    """Coverage of a mapping over a log: products, sources, and the share of revenue it names."""
+    if mapping.empty:
+        return CategoryReport(products=0, categories=0, from_source=0, from_rules=0, revenue_coverage=0.0,
+                              revenue_by_category={})
+    tx = transactions[transactions["product_id"].notna() & (transactions["amount"] > 0)]
+    revenue = tx.groupby(tx["product_id"].astype("string"))["amount"].sum()
     by_cat = (mapping.set_index("product_id")["category"].to_frame().join(revenue.rename("revenue"))
               .fillna({"revenue": 0.0}).groupby("category")["revenue"].sum())
     product_revenue = by_cat.drop(labels=[FEES], errors="ignore")
     total = float(product_revenue.sum())
     covered = float(product_revenue.drop(labels=[OTHER], errors="ignore").sum())
-    report = CategoryReport(
+    return CategoryReport(
         products=len(mapping),
-        categories=int(mapping["category"].nunique()),
+        categories=int(mapping.loc[~mapping["category"].isin([OTHER, FEES]), "category"].nunique()),
         from_source=int((mapping["source"] == "source").sum()),
         from_rules=int(((mapping["source"] == "rules") & (mapping["category"] != OTHER)).sum()),
         revenue_coverage=round(covered / total, 4) if total > 0 else 0.0,
         revenue_by_category={k: round(float(v), 2) for k, v in by_cat.sort_values(ascending=False).items()},
     )
-    return CategoryResult(mapping=mapping, report=report)
 
 
 def apply_categories(transactions: pd.DataFrame, mapping: pd.DataFrame) -> pd.DataFrame:

@@ -116,7 +116,7 @@ def _as_list(value: object) -> list:
 def profile_text(row: Mapping, currency: str = "£") -> str:
     """The profile of one customers-table row, in plain sentences."""
     cid = clean_text(row["customer_id"], 40)
-    country = clean_text(row.get("country"), 60) or "unknown country"
+    country = clean_text(row.get("country"), 60)
     orders = int(_num(row.get("orders")))
     tenure = _num(row.get("tenure_days"))
     recency = _num(row.get("recency_days"))
@@ -124,7 +124,7 @@ def profile_text(row: Mapping, currency: str = "£") -> str:
     last_s = pd.Timestamp(last).date().isoformat() if last is not None and not pd.isna(last) else "unknown"
     horizon = int(_num(row.get("horizon_days"), 180))
     parts = [
-        f"Customer {cid} from {country}.",
+        f"Customer {cid} from {country}." if country else f"Customer {cid}.",
         f"{clean_text(row.get('tier'))} tier, RFM segment {clean_text(row.get('rfm_segment'))}, "
         f"lifecycle stage {clean_text(row.get('lifecycle'))}.",
         f"Customer for {_days(tenure)} with {orders} order{'s' if orders != 1 else ''}; "

@@ -131,3 +131,31 @@ def test_bad_tier_settings_fail_before_anything_runs(tmp_path):
     with pytest.raises(TierConfigError, match="increasing"):
         build(settings, data_path=sample_csv(), schema="online_retail", with_index=False, progress=False)
     assert not settings.customers_path.exists()
+
+
+def test_build_indexes_profiles_and_resyncs_only_changes(built):
+    """The Chroma index follows the build: a full index first, then only changed profiles re-embedded.
+
+    The model-free hashing embedder keeps this fast; the MiniLM embedder has its own tests.
+    """
+    pytest.importorskip("chromadb")
+    from predictor.index import ProfileIndex
+
+    settings = built[0].model_copy(update={"embedding_model": "hashing-384"})
+    report = build(settings, data_path=sample_csv(), schema="online_retail", progress=False)
+    assert f"{report.customers} profiles" in report.index and f"{report.customers} added" in report.index
+    again = build(settings, data_path=sample_csv(), schema="online_retail", progress=False)
+    assert again.no_changes
+    assert "0 added, 0 re-embedded" in again.index and f"{again.customers} unchanged" in again.index
+    # New tier thresholds change the profiles of the customers who move: only those are re-embedded.
+    moved = build(settings.model_copy(update={"tier_thresholds": "Platinum=0.02,Gold=0.06,Silver=0.2"}),
+                  data_path=sample_csv(), schema="online_retail", progress=False)
+    assert 0 < moved.changes.changed < moved.customers / 10
+    assert f"{moved.changes.changed} re-embedded" in moved.index
+    index = ProfileIndex(settings)
+    try:
+        assert index.count() == report.customers
+        hits = index.search("Christmas decorations", {"tier": ["Platinum", "Gold"]}, limit=3)
+        assert hits and all(h.metadata["tier"] in {"Platinum", "Gold"} for h in hits)
+    finally:
+        index.close()

@@ -109,3 +109,21 @@ def test_content_hash_is_stable_and_tracks_changes(data, profiles):
     assert content_hash(text, meta) == profiles.iloc[1]["content_hash"]
     assert content_hash(text, {**meta, "tier": "Gold" if meta["tier"] != "Gold" else "Silver"}) != \
         profiles.iloc[1]["content_hash"]
+
+
+def test_logs_without_products_or_countries_still_profile(data):
+    """CDNOW has no products, categories or countries: no favourites, no empty phrases."""
+    from predictor.data import load_transactions
+
+    cdnow = load_transactions(None, "cdnow").transactions
+    mapping = build_category_map(cdnow)
+    assert mapping.mapping.empty and mapping.report.products == 0
+    products = customer_products(cdnow)
+    assert len(products) == cdnow["customer_id"].nunique()
+    assert products["top_categories"].map(len).eq(0).all() and products["top_products"].map(len).eq(0).all()
+    row = data[1].iloc[0].to_dict()
+    row.update(country=pd.NA, top_categories=[], top_products=[])
+    text = profile_text(row)
+    assert text.startswith(f"Customer {row['customer_id']}. ")
+    assert "Favourite" not in text and "from" not in text.split(".")[0]
+    assert profile_metadata(row)["country"] == "Unknown"
