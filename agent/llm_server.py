@@ -249,6 +249,9 @@ class LLMServer:
 def serve_forever(settings: Settings, port: int | None = None) -> int:
     """`valuedesk serve-llm`: start, report, and keep the server up until Ctrl-C."""
     server = LLMServer(settings, port=port)
+    # A service manager stops us with SIGTERM; turn it into an exception so `finally` stops vLLM
+    # (it runs in its own session and would otherwise outlive us).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     print(f"starting vLLM ({server.model_name}) on {server.base_url}; log: {server.log_path}", file=sys.stderr)
     server.start()
     print(f"vLLM ready in {server.startup_seconds:.0f} s: base_url={server.base_url} model={server.model_name}")

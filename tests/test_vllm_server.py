@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 import sys
 import time
@@ -95,6 +96,77 @@ def test_serve_llm_command_prints_actionable_error(tmp_path, monkeypatch, capsys
     get_settings.cache_clear()
     assert main(["serve-llm", "--model", "org/some-model", "--port", str(_unused_port())]) == 2
     assert "setup_vllm.sh" in capsys.readouterr().err
+
+
+FAKE_VLLM = """#!{python}
+# Stands in for vLLM: answers /health on --port and keeps a child alive, like the engine core.
+import http.server, os, subprocess, sys
+port = int(sys.argv[sys.argv.index("--port") + 1])
+child = subprocess.Popen(["sleep", "300"])
+open(os.environ["FAKE_PIDS"], "w").write(f"{{os.getpid()}} {{child.pid}}")
+
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/health" else 404)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+
+http.server.HTTPServer(("127.0.0.1", port), Health).serve_forever()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except FileNotFoundError:
+        return False
+
+
+def _fake_vllm(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    script = tmp_path / "fake-vllm-python"
+    script.write_text(FAKE_VLLM.format(python=sys.executable))
+    script.chmod(0o755)
+    pids = tmp_path / "pids"
+    monkeypatch.setenv("FAKE_PIDS", str(pids))
+    return script, pids
+
+
+def test_start_waits_for_health_and_stop_ends_the_process_group(tmp_path, monkeypatch):
+    fake, pids = _fake_vllm(tmp_path, monkeypatch)
+    with LLMServer(_settings(tmp_path, vllm_python=fake), port=_unused_port()) as server:
+        assert server.is_healthy() and server.startup_seconds < 20
+        assert server.base_url.endswith("/v1")
+        parent, child = map(int, pids.read_text().split())
+        assert _alive(parent) and _alive(child)
+    deadline = time.monotonic() + 10
+    while (_alive(parent) or _alive(child)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(parent) and not _alive(child)
+
+
+def test_serve_llm_stops_vllm_on_sigterm(tmp_path, monkeypatch):
+    import signal
+    import subprocess
+
+    fake, pids = _fake_vllm(tmp_path, monkeypatch)
+    env = {**os.environ, "VALUEDESK_VLLM_PYTHON": str(fake), "VALUEDESK_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "predictor.cli", "serve-llm", "--model", "org/some-model",
+         "--port", str(_unused_port())], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        ready = proc.stdout.readline()
+        assert "vLLM ready" in ready, proc.stderr.read() if proc.poll() is not None else ready
+        parent, child = map(int, pids.read_text().split())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + 10
+    while (_alive(parent) or _alive(child)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(parent) and not _alive(child)
 
 
 def test_command_carries_tool_calling_flags_per_model(tmp_path):
