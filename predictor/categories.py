@@ -8,10 +8,12 @@ set from the names with ordered keyword rules: each product is matched against t
 below from top to bottom, and the first rule with a word in the name wins. The order
 resolves names that fit two rules: "CHRISTMAS" items are seasonal whatever they are,
 "T-LIGHT HOLDER" is lighting rather than decor, "LUNCH BAG" is a bag rather than kitchen.
-The keywords came from reading the words that carry the most revenue in Online Retail,
-so the rules cover most of the money (the build reports the share it covers; about 90%
-on the full file); everything else is "Other". Postage, fees and manual adjustments go to
-"Postage & fees" and are never shown as a customer's favourite products.
+The keywords came from reading the words that carry the most revenue in Online Retail and
+the names left in "Other", so on that file 13 named categories cover 99.7% of product
+revenue (3,659 products; "Other" holds the last 0.3%). That figure is in-sample: another
+shop's names need their own keywords, and every build reports the share its categories
+cover so a low figure shows. Postage, fees and manual adjustments go to "Postage & fees"
+and are never shown as a customer's favourite products.
 Rules rather than clustering name embeddings: the rules are readable, editable, stable
 between builds (a customer's favourite category doesn't change because a cluster shifted)
 and need no model. When the source has its own `category` column, that wins and the rules
