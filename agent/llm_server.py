@@ -70,12 +70,12 @@ def served_model_name(settings: Settings) -> str:
 class LLMServer:
     """One vLLM server process. Use as a context manager or call start()/stop()."""
 
-    def __init__(self, settings: Settings, *, port: int | None = None, log_path: Path | None = None):
+    def __init__(self, settings: Settings, *, port: int | None = None, log_path: Path | str | None = None):
         self.settings = settings
         self.spec = model_spec(settings)
         self.host = settings.vllm_host
         self.port = port or settings.vllm_port
-        self.log_path = log_path or settings.data_dir / "llm" / f"vllm-{self.spec.name}-{self.port}.log"
+        self.log_path = Path(log_path) if log_path else settings.data_dir / "llm" / f"vllm-{self.spec.name}-{self.port}.log"
         self.process: subprocess.Popen | None = None
         self.startup_seconds: float | None = None
 

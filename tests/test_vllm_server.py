@@ -261,3 +261,20 @@ def test_real_server_tool_call_round_trip(vllm_server):
     assert not answer.tool_calls
     assert isinstance(answer.content, str) and answer.content.strip()
     assert second.usage.prompt_tokens > first.usage.prompt_tokens  # the tool result reached the model
+
+
+@requires_vllm
+def test_real_server_streams_tool_call_deltas(vllm_server):
+    """The UI streams: with stream=True the call arrives as deltas that join into valid arguments."""
+    import openai
+
+    client = openai.OpenAI(base_url=vllm_server.base_url, api_key="EMPTY", timeout=300)
+    stream = client.chat.completions.create(
+        model=vllm_server.model, messages=[{"role": "user", "content": "Show me 5 Gold customers in Germany."}],
+        tools=[find_customers_tool()], tool_choice="required", max_tokens=128, temperature=0, stream=True)
+    deltas = [tc for chunk in stream if chunk.choices for tc in (chunk.choices[0].delta.tool_calls or [])]
+    assert deltas, "no tool-call deltas streamed"
+    names = {tc.function.name for tc in deltas if tc.function and tc.function.name}
+    assert names == {"find_customers"}
+    arguments = "".join(tc.function.arguments or "" for tc in deltas if tc.function and tc.index == 0)
+    FindCustomersArgs.model_validate_json(arguments)
