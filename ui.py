@@ -34,6 +34,7 @@ EXAMPLES = (
     "who are my at-risk top customers?",
     "why is customer 14911 flagged?",
     "plan a win-back campaign for lapsed gold customers with a £2,000 budget",
+    "plan campaigns for my Gold and Platinum customers with a £2,000 budget",
     "how are my customers spread across tiers?",
     "export the at-risk Platinum customers as a CSV",
     "how good is the model?",
@@ -163,7 +164,7 @@ class Turn:
         meta.update(status="done", duration=round(seconds, 3))
         if error:
             meta["title"] = f"Tool: {name} (failed)"
-            meta["log"] = str(_as_dict(error).get("code") or "error") if not isinstance(error, str) else "error"
+            meta["log"] = str(_as_dict(error).get("code") or "error")
             content += "\n\n**Error:** " + _error_text(error)
         else:
             meta["log"] = _result_summary(name, result)
@@ -540,7 +541,7 @@ def build_app(service: Any = None, settings: Any = None):
                                                   elem_id="vd-scatter-plot", visible=False)
                     campaign_plot = gr.BarPlot(x="measure", y="amount", color="campaign",
                                                label="Campaign expected value vs cost", y_title="Amount",
-                                               x_title="",
+                                               x_title="", sort=["Cost", "Expected revenue", "Expected net value"],
                                                elem_id="vd-campaign-plot", visible=False)
             with gr.Tab("Campaigns", id="campaigns"):
                 campaign_table = gr.Dataframe(elem_id="vd-campaigns", label="Campaign plan", interactive=False,
@@ -580,23 +581,57 @@ def launch(demo, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **kwargs):
 def missing_artifacts(settings: Any, with_index: bool = True) -> list[str]:
     """What a first run still has to build: scores, customer tables, and (with a local index) the index."""
     missing = [p.name for p in (settings.scores_path, settings.customers_path) if not Path(p).exists()]
-    if with_index and not settings.chroma_url and not Path(settings.index_dir).exists():
-        missing.append(Path(settings.index_dir).name + "/")
+    if with_index and not settings.chroma_url:
+        from predictor.build import read_build_info
+
+        # The last build says whether it indexed; a chroma/ folder alone may be a build cut short.
+        status = str((read_build_info(settings).get("last_check") or {}).get("index") or "")
+        if not Path(settings.index_dir).exists() or not status or status.startswith(("not updated", "skipped")):
+            missing.append(Path(settings.index_dir).name + "/")
     return missing
 
 
 def ensure_built(settings: Any, with_index: bool = True, progress: bool = True) -> Any:
-    """Build the data directory from the configured data when something is missing; None when complete."""
+    """Build the data directory from the configured data when something is missing; None when complete.
+
+    A missing index alone does not stop the UI: when indexing fails, it says so and the app runs
+    without profile search (the search tool then reports the index as unavailable).
+    """
     missing = missing_artifacts(settings, with_index)
     if not missing:
         return None
     from predictor.build import build
+    from predictor.errors import ValueDeskError
 
     print(f"First run: {', '.join(missing)} missing under {settings.data_dir}; building from "
           f"{settings.default_data} (a few minutes; later runs start in seconds).", flush=True)
-    report = build(settings, with_index=with_index, progress=progress)
+    index_only = missing == [Path(settings.index_dir).name + "/"]
+    try:
+        report = build(settings, with_index=with_index, progress=progress)
+    except ValueDeskError as exc:
+        if not index_only:
+            raise
+        print(f"warning: the profile index could not be built ({exc}); starting without profile search.",
+              file=sys.stderr, flush=True)
+        return None
     print(report.summary(), flush=True)
     return report
+
+
+def warm(service: Any) -> None:
+    """Load the customer tables and the agent in the background, so the first question does not wait."""
+    def run() -> None:
+        try:
+            registry = getattr(service, "registry", None)
+            if registry is not None and hasattr(registry, "deps"):
+                registry.deps.warm()
+            getattr(service, "graph", None)
+        except Exception as exc:  # noqa: BLE001 - the first question reports whatever is really wrong
+            log.info("warm-up incomplete: %s", exc)
+
+    import threading
+
+    threading.Thread(target=run, name="valuedesk-warm", daemon=True).start()
 
 
 # --------------------------------------------------------------------------- command line
@@ -616,7 +651,11 @@ def _run(args: argparse.Namespace) -> int:
     settings = get_settings()
     if not args.no_build:
         ensure_built(settings, with_index=not args.no_index)
-    demo = build_app(settings=settings)
+    from agent.service import get_agent_service
+
+    service = get_agent_service(settings)
+    demo = build_app(service=service, settings=settings)
+    warm(service)
     print(f"ValueDesk UI on http://{args.host}:{args.port}", flush=True)
     launch(demo, args.host, args.port)
     return 0

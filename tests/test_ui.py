@@ -229,6 +229,36 @@ def test_example_export_offers_the_agents_csv(page, customers):
     assert f"{rows_in_label:,}" in chat_text(page) or str(rows_in_label) in chat_text(page)
 
 
+def test_campaign_example_shows_the_plan_chart_and_its_audience_csv(page, customers):
+    page.get_by_role("button", name="plan campaigns for my Gold and Platinum customers with a £2,000 budget").click()
+    wait_for_step(page, "recommend_campaigns")
+    page.wait_for_selector("#vd-campaigns [role=gridcell]", timeout=ANSWER_TIMEOUT_MS)
+    wait_idle(page)
+    shot(page, "campaign_plan")
+
+    headers, rows = table(page, "vd-campaigns")
+    assert {"name", "audience_size", "cost", "expected_net_value"} <= set(headers)
+    names = [r[headers.index("name")] for r in rows]
+    sizes = [int(r[headers.index("audience_size")]) for r in rows]
+    costs = [float(r[headers.index("cost")]) for r in rows]
+    assert names and sum(costs) <= 2000 + 1e-6
+    answer = chat_text(page).split("Tool: recommend_campaigns", 1)[1]
+    assert all(name in answer for name in names)
+
+    page.get_by_role("tab", name="Charts").click()
+    page.wait_for_selector("#vd-campaign-plot canvas, #vd-campaign-plot svg", state="visible")
+    shot(page, "campaign_chart")
+
+    # The plan's audience exports through export_audience: one row per targeted customer, controls left out.
+    page.click("#vd-export")
+    page.wait_for_selector("#vd-download", state="visible")
+    exported = download(page)
+    assert len(exported) == sum(sizes)
+    assert {r["campaign"] for r in exported} == {n for n, k in zip(names, sizes) if k > 0}
+    ids = [r["customer_id"] for r in exported]
+    assert set(customers.loc[ids, "tier"]) <= {"Platinum", "Gold"}
+
+
 def test_tool_error_is_a_friendly_message_and_the_session_keeps_working(page):
     ask(page, "why is customer 99999999 flagged?")
     wait_for_step(page, "get_customer")
