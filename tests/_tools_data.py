@@ -1,15 +1,17 @@
-"""Data for the tools-layer tests.
+"""Data for the tools-layer tests and the API load benchmark.
 
-`crude_data_dir` writes a customers table and cleaned transactions from the real Online Retail file
-with simple rules (last-period spend as the "prediction", recency-based churn risk). It exists only so
-the tools layer can be tested before `valuedesk build` (predictor.build) is available, and for the
-1M-customer load benchmark's structure; the numbers it writes are placeholders, never accuracy claims.
+`tools_data_dir` is a real `valuedesk build` (see below). `crude_data_dir` writes a customers table and
+cleaned transactions from the real Online Retail file with simple rules (last-period spend as the "prediction", recency-based churn risk). It served the tools
+tests before `valuedesk build` existed and remains the benchmark's `--source crude` for machines
+without a build; the numbers it writes are placeholders, never accuracy claims.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
+import shutil
 import socket
 import tempfile
 import threading
@@ -21,7 +23,7 @@ import pandas as pd
 
 from predictor.filters import LIFECYCLE_STAGES, RFM_SEGMENTS
 from predictor.recommend import name_category
-from predictor.settings import SHARED_DATA
+from predictor.settings import SHARED_DATA, Settings
 
 ONLINE_RETAIL = SHARED_DATA / "online_retail" / "online_retail.csv.gz"
 
@@ -108,11 +110,33 @@ def crude_data_dir(data_dir: Path, nrows: int | None = None) -> Path:
     return data_dir
 
 
+# The tools tests run on a real `valuedesk build` of one customer in four from the real Online Retail
+# file, with the small model configuration and the model-free hashing embedder for the profile index
+# (a real Chroma index; MiniLM would add minutes of embedding to every test run).
+TEST_ENV = {"VALUEDESK_EMBEDDING_MODEL": "hashing", "VALUEDESK_THREADS": "1"}
+
+
+def tools_settings(**overrides) -> Settings:
+    return Settings(data_dir=tools_data_dir(), embedding_model="hashing", threads=1, **overrides)
+
+
+def tools_env() -> dict[str, str]:
+    """Environment for subprocesses (CLI, MCP server) that must open the same data directory."""
+    return {"VALUEDESK_DATA_DIR": str(tools_data_dir()), **TEST_ENV}
+
+
 @functools.lru_cache(maxsize=None)
 def tools_data_dir() -> Path:
-    """One built data directory per test process, shared by the tools-layer test modules."""
+    """One real build per test process, shared by the tools-layer test modules."""
+    from _tiers_data import fast_config, sample_csv
+    from predictor.build import build
+
     data_dir = Path(tempfile.mkdtemp(prefix="vd-tools-"))
-    return crude_data_dir(data_dir, nrows=200_000)
+    atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
+    settings = Settings(data_dir=data_dir, embedding_model="hashing", threads=1)
+    build(settings, data_path=sample_csv(), schema="online_retail", with_index=True, progress=False,
+          training_config=fast_config(settings))
+    return data_dir
 
 
 def free_port() -> int:

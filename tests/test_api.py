@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from _tools_data import serve_in_thread, tools_data_dir
+from _tools_data import serve_in_thread, tools_settings
 from predictor.settings import Settings
 from tools import functions
 from tools.api import ServeError, check_bind, create_app
@@ -17,7 +17,7 @@ KEY = "test-key-7f3a"
 
 @pytest.fixture(scope="module")
 def base_url():
-    settings = Settings(data_dir=tools_data_dir())
+    settings = tools_settings()
     app = create_app(settings, registry=ToolRegistry(ToolDeps(settings)))
     with serve_in_thread(app) as url:
         yield url
@@ -25,7 +25,7 @@ def base_url():
 
 @pytest.fixture(scope="module")
 def keyed_url():
-    settings = Settings(data_dir=tools_data_dir(), api_key=KEY, max_body_bytes=4096)
+    settings = tools_settings(api_key=KEY, max_body_bytes=4096)
     app = create_app(settings, registry=ToolRegistry(ToolDeps(settings)))
     with serve_in_thread(app) as url:
         yield url

@@ -11,9 +11,8 @@ import pytest
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
 
-from _tools_data import serve_in_thread, tools_data_dir
+from _tools_data import serve_in_thread, tools_env, tools_settings
 from predictor.filters import CustomerFilter
-from predictor.settings import Settings
 from tools.deps import ToolDeps
 from tools.mcp_server import create_server
 from tools.registry import TOOLS, ToolRegistry
@@ -50,12 +49,12 @@ async def _exercise(client: Client, customers: pd.DataFrame) -> None:
 
 @pytest.fixture(scope="module")
 def customers() -> pd.DataFrame:
-    return pd.read_parquet(Settings(data_dir=tools_data_dir()).customers_path)
+    return pd.read_parquet(tools_settings().customers_path)
 
 
 def test_stdio_server_spawned_from_cli(customers):
     params = StdioServerParameters(command=SERVER_COMMAND, args=["mcp"],
-                                   env={"VALUEDESK_DATA_DIR": str(tools_data_dir())}, cwd=str(REPO))
+                                   env=tools_env(), cwd=str(REPO))
 
     async def run() -> None:
         async with Client(params, read_timeout_seconds=120) as client:
@@ -65,7 +64,7 @@ def test_stdio_server_spawned_from_cli(customers):
 
 
 def test_streamable_http_server(customers):
-    settings = Settings(data_dir=tools_data_dir())
+    settings = tools_settings()
     app = create_server(settings, ToolRegistry(ToolDeps(settings))).streamable_http_app(host="127.0.0.1")
     with serve_in_thread(app) as url:
         async def run() -> None:

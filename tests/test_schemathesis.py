@@ -16,8 +16,7 @@ from hypothesis import HealthCheck, given, settings
 
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from _tools_data import serve_in_thread, tools_data_dir
-from predictor.settings import Settings
+from _tools_data import serve_in_thread, tools_settings
 from tools.api import create_app
 from tools.deps import ToolDeps
 from tools.registry import ToolRegistry
@@ -27,7 +26,7 @@ KEY = "fuzz-key"
 
 @pytest.fixture(scope="module")
 def api():
-    app_settings = Settings(data_dir=tools_data_dir(), api_key=KEY)
+    app_settings = tools_settings(api_key=KEY)
     app = create_app(app_settings, registry=ToolRegistry(ToolDeps(app_settings)))
     with serve_in_thread(app) as url:
         yield url, schemathesis.openapi.from_url(f"{url}/openapi.json")

@@ -413,6 +413,9 @@ def _tier_for(store: CustomerStore, value: float | None) -> str | None:
     return TIERS[-1]
 
 
+EARLIEST_ORDER, LATEST_ORDER = pd.Timestamp("1970-01-01"), pd.Timestamp("2100-01-01")
+
+
 def score_customer(args: ScoreCustomerArgs, deps: ToolDeps) -> ScoreCustomerResult:
     """Score an order history sent in the request (a new customer, or an existing one with new orders)
     with the trained model, without retraining: predicted value over the horizon with a P10-P90
@@ -426,6 +429,10 @@ def score_customer(args: ScoreCustomerArgs, deps: ToolDeps) -> ScoreCustomerResu
     except (ValueError, TypeError) as exc:
         raise ToolFailure("invalid_arguments", f"Unparseable date in orders or as_of: {exc}.",
                           "Use ISO 8601 dates such as 2011-05-17 or 2011-05-17T10:30:00.") from exc
+    stamps = list(orders["timestamp"]) + ([as_of] if as_of is not None else [])
+    if any(pd.isna(t) or not EARLIEST_ORDER <= t <= LATEST_ORDER for t in stamps):
+        raise ToolFailure("invalid_arguments", "An order date or as_of is missing or outside 1970-2100.",
+                          "Use real ISO 8601 dates such as 2011-05-17.")
     orders = orders.dropna(axis=1, how="all")
     customer_id = args.customer_id or "new"
     scores = deps.scorer.score_orders(orders, customer_id=customer_id, as_of=as_of)
@@ -460,11 +467,15 @@ def model_report(args: ModelReportArgs, deps: ToolDeps) -> ModelReportResult:
         scored = deps.customers.n
     except ToolFailure:
         scored = None
-    horizon = (meta.get("training_window") or {}).get("label_days")
+    horizon = meta.get("horizon_days", (meta.get("training_window") or {}).get("label_days"))
+    try:
+        horizon = int(float(horizon)) if horizon is not None else None
+    except (TypeError, ValueError):
+        horizon = None
     return ModelReportResult(
         version=jsonable(meta.get("version")), trained_at=str(meta["trained_at"]) if meta.get("trained_at") else None,
         training_window=jsonable(meta.get("training_window")), data_range=jsonable(meta.get("data_range")),
-        horizon_days=jsonable(horizon), metrics=jsonable(meta.get("metrics")),
+        horizon_days=horizon, metrics=jsonable(meta.get("metrics")),
         evaluation=jsonable(meta.get("evaluation")), warnings=[str(w) for w in meta.get("warnings") or []],
         features=len(meta.get("features") or []), customers_scored=scored)
 

@@ -147,12 +147,16 @@ class ToolRegistry:
                 if not isinstance(raw_args, dict):
                     return None, self.error(name, "invalid_arguments", "Arguments must be a JSON object.")
                 args = spec.args_model.model_validate(raw_args)
-            return spec.func(args, self.deps), None
         except ValidationError as exc:
             fields = _field_errors(exc)
             message = "; ".join(f"{f['field']}: {f['reason']}" for f in fields)
             return None, self.error(name, "invalid_arguments", f"Invalid arguments for {name}: {message}",
                                     fields=fields)
+        except FilterError as exc:
+            return None, self.error(name, "invalid_arguments", str(exc))
+        try:
+            # A ValidationError from here on is the tool's own output failing its model: a bug, not bad input.
+            return spec.func(args, self.deps), None
         except ToolFailure as exc:
             return None, self.error(name, exc.code, exc.message, exc.hint)
         except (FilterError, DataError) as exc:
