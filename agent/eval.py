@@ -637,6 +637,9 @@ class TurnResult(BaseModel):
     agent_unverified: list[str] = Field(default_factory=list)
     latency_ms: float = 0.0
     completion_tokens: int | None = None
+    # "usage": reported by the backend (every generated token); "tokenize": the answer text counted
+    # with the model's tokenizer (tool-call tokens not included).
+    tokens_source: str | None = None
     error: str | None = None
     passed: bool = False
 
@@ -759,7 +762,29 @@ def _completion_tokens(reply: Any) -> int | None:
     return None
 
 
-def run_case(service: ChatService, case: Case, run_id: str) -> CaseResult:
+TokenCounter = Callable[[str], "int | None"]
+
+
+def vllm_token_counter(base_url: str, model: str | None, timeout_s: float = 10.0) -> TokenCounter:
+    """Counts an answer's tokens with the served model's own tokenizer (vLLM's POST /tokenize), for
+    backends whose replies carry no usage figures. Returns None for a text it could not count."""
+    import httpx
+
+    root = base_url.rstrip("/").removesuffix("/v1")
+    client = httpx.Client(timeout=timeout_s)
+
+    def count(text: str) -> int | None:
+        try:
+            resp = client.post(f"{root}/tokenize", json={"model": model, "prompt": text, "add_special_tokens": False})
+            resp.raise_for_status()
+            return int(resp.json()["count"])
+        except (httpx.HTTPError, KeyError, TypeError, ValueError):
+            return None
+
+    return count
+
+
+def run_case(service: ChatService, case: Case, run_id: str, token_counter: TokenCounter | None = None) -> CaseResult:
     session = f"eval-{run_id}-{case.id}"
     reset = getattr(service, "reset", None)
     if callable(reset):
@@ -785,6 +810,11 @@ def run_case(service: ChatService, case: Case, run_id: str) -> CaseResult:
         result.turn, result.latency_ms, result.error = i, latency, error
         result.agent_unverified = unverified
         result.completion_tokens = _completion_tokens(reply)
+        if result.completion_tokens is not None:
+            result.tokens_source = "usage"
+        elif token_counter is not None and reply is not None and answer:
+            result.completion_tokens = token_counter(answer)
+            result.tokens_source = "tokenize" if result.completion_tokens is not None else None
         if error:
             result.passed = False
         results.append(result)
@@ -842,6 +872,7 @@ def summarise(results: list[CaseResult], *, backend: str, model: str | None,
         "latency_p50_ms": _percentile([t.latency_ms for t in turns], 50),
         "latency_p95_ms": _percentile([t.latency_ms for t in turns], 95),
         "tokens_per_answer": round(sum(tokens) / len(tokens), 1) if tokens else None,
+        "tokens_source": ",".join(sorted({t.tokens_source for t in turns if t.tokens_source})) or None,
         "errors": sum(t.error is not None for t in turns),
         "by_tag": {tag: {"turns": len(ts), "tool_selection_accuracy": _ratio(sum(t.tool_selection_ok for t in ts), len(ts)),
                          "passed": _ratio(sum(t.passed for t in ts), len(ts))}
@@ -851,11 +882,12 @@ def summarise(results: list[CaseResult], *, backend: str, model: str | None,
 
 
 def run_eval(service: ChatService, cases: list[Case], *, backend: str, model: str | None = None,
-             queries: str | None = None, progress: Callable[[CaseResult], None] | None = None) -> dict[str, Any]:
+             queries: str | None = None, progress: Callable[[CaseResult], None] | None = None,
+             token_counter: TokenCounter | None = None) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:8]
     results = []
     for case in cases:
-        result = run_case(service, case, run_id)
+        result = run_case(service, case, run_id, token_counter)
         results.append(result)
         if progress:
             progress(result)
@@ -877,6 +909,7 @@ HEADLINE = [
     ("latency_p50_ms", "latency p50 (ms)", "{:,.0f}"),
     ("latency_p95_ms", "latency p95 (ms)", "{:,.0f}"),
     ("tokens_per_answer", "tokens per answer", "{:,.0f}"),
+    ("tokens_source", "tokens counted by", "{}"),
     ("errors", "errors", "{}"),
 ]
 
@@ -1013,14 +1046,14 @@ def service_for(backend: str, base_url: str | None = None, model: str | None = N
     return get_agent_service(settings)
 
 
-def _model_name(service: Any, fallback: str | None) -> str | None:
+def _backend_info(service: Any) -> dict[str, Any]:
     info = getattr(service, "backend_info", None)
     if callable(info):
         try:
-            return info().get("model") or fallback
-        except Exception:  # noqa: BLE001 - the report still has the requested name
-            return fallback
-    return fallback
+            return dict(info())
+        except Exception:  # noqa: BLE001 - the report still has the requested names
+            return {}
+    return {}
 
 
 def _run_cli(args: argparse.Namespace) -> int:
@@ -1041,8 +1074,13 @@ def _run_cli(args: argparse.Namespace) -> int:
     def progress(result: CaseResult) -> None:
         print(f"{'ok  ' if result.passed else 'FAIL'} {result.id}", file=sys.stderr, flush=True)
 
-    report = run_eval(service, cases, backend=args.backend, model=_model_name(service, args.model),
-                      queries=str(args.queries), progress=None if args.quiet else progress)
+    info = _backend_info(service)
+    model = info.get("model") or args.model
+    counter = None
+    if args.backend == "vllm" and (info.get("base_url") or args.base_url):
+        counter = vllm_token_counter(info.get("base_url") or args.base_url, model)
+    report = run_eval(service, cases, backend=args.backend, model=model, queries=str(args.queries),
+                      progress=None if args.quiet else progress, token_counter=counter)
     write_json(report, args.json)
     text = markdown_report(report)
     if args.markdown:

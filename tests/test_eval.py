@@ -31,6 +31,7 @@ from agent.eval import (
     run_eval,
     score_turn,
     select_cases,
+    vllm_token_counter,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -392,6 +393,22 @@ def test_run_eval_metrics_sessions_and_report(tmp_path):
     assert "| multi | pass | FAIL |" in side
 
 
+def test_tokens_fall_back_to_the_counter_without_usage(tmp_path):
+    path = tmp_path / "cases.yaml"
+    path.write_text(yaml.safe_dump({"cases": [CASES_YAML["cases"][1]]}))
+
+    class NoUsage(ScriptedService):
+        def chat(self, message, session_id="default"):
+            reply = super().chat(message, session_id)
+            reply.usage = None
+            return reply
+
+    offline = run_eval(NoUsage(SCRIPT), load_cases(path), backend="offline")
+    assert offline["tokens_per_answer"] is None and offline["tokens_source"] is None
+    counted = run_eval(NoUsage(SCRIPT), load_cases(path), backend="vllm", token_counter=lambda text: len(text))
+    assert counted["tokens_per_answer"] == len(SCRIPT["weather?"][0]) and counted["tokens_source"] == "tokenize"
+
+
 def test_gates():
     gates = parse_gates("tool_selection=0.95,arguments=0.9,groundedness=1")
     report = {"tool_selection_accuracy": 0.96, "argument_accuracy": 0.85, "groundedness": None}
@@ -441,8 +458,9 @@ def _built_settings(tmp_path_factory):
     from predictor.build import build
 
     settings = make_settings(tmp_path_factory.mktemp("eval_data"))
+    # Product suggestions and clusters do not change which tools a question needs; skipping them saves minutes.
     build(settings, data_path=sample_csv(), schema="online_retail", with_index=True, progress=False,
-          training_config=fast_config(settings))
+          with_suggestions=False, with_clusters=False, training_config=fast_config(settings))
     return settings
 
 
@@ -460,6 +478,8 @@ def _write_output(name: str, report: dict) -> Path:
     return path
 
 
+# The data build (model, tables, MiniLM index) takes a few CPU minutes; more on a shared machine.
+@pytest.mark.timeout(2400)
 def test_ci_gate_offline_planner_full_query_file(built_settings):
     """CI GATE: the offline planner over the whole query file must reach tool selection >= 95%,
     arguments >= 90% and groundedness 100%. Skipped only when agent.service cannot be imported."""
@@ -477,6 +497,7 @@ from vllm_fixture import requires_vllm, vllm_server  # noqa: E402,F401  (session
 
 
 @requires_vllm
+@pytest.mark.timeout(2400)
 def test_vllm_smoke_subset_reports_accuracy(built_settings, vllm_server):
     """REPORT ONLY (not a gate): the real vLLM CPU model on the smoke subset; prints and saves its scores."""
     from agent.service import AgentService
@@ -486,10 +507,12 @@ def test_vllm_smoke_subset_reports_accuracy(built_settings, vllm_server):
     cases = select_cases(load_cases(DEFAULT_QUERIES), tags=["smoke"],
                          limit=int(os.environ.get("VALUEDESK_EVAL_VLLM_CASES", "8")))
     report = run_eval(AgentService(settings), cases, backend="vllm", model=vllm_server.model,
-                      queries=str(DEFAULT_QUERIES))
+                      queries=str(DEFAULT_QUERIES),
+                      token_counter=vllm_token_counter(vllm_server.base_url, vllm_server.model))
     path = _write_output("eval_vllm_smoke.json", report)
     print(f"\nvLLM {vllm_server.model} on {report['cases']} smoke cases: tool selection "
           f"{report['tool_selection_accuracy']}, arguments {report['argument_accuracy']}, groundedness "
-          f"{report['groundedness']}, p50 {report['latency_p50_ms']} ms ({path})")
+          f"{report['groundedness']}, p50 {report['latency_p50_ms']} ms, {report['tokens_per_answer']} tokens "
+          f"per answer ({path})")
     # Only the harness itself is asserted: every turn was replayed and scored.
     assert report["turns"] == sum(len(c.turns) for c in cases)
