@@ -490,9 +490,9 @@ def build_app(service: Any = None, settings: Any = None):
             envelope = registry.call("export_audience", args)
         except Exception as exc:  # noqa: BLE001 - the registry returns errors as data; this is a last guard
             log.exception("export_audience failed")
-            return gr.update(visible=False), gr.update(), friendly(friendly_exception(exc))
+            return gr.update(visible=False), gr.update(), f"The export did not work: {friendly_exception(exc)}."
         if not envelope.ok:
-            return gr.update(visible=False), gr.update(), friendly(_error_text(envelope.error))
+            return gr.update(visible=False), gr.update(), f"The export did not work: {_error_text(envelope.error)}"
         result = envelope.result or {}
         note = f"Audience file: {Path(result['path']).name}, {result['rows']:,} rows (written by export_audience)."
         return (gr.update(value=result["path"], visible=True, label=f"Download audience CSV ({result['rows']:,} rows)"),
@@ -618,14 +618,24 @@ def ensure_built(settings: Any, with_index: bool = True, progress: bool = True) 
     return report
 
 
+WARM_SESSION = "valuedesk-ui-warm-up"
+
+
 def warm(service: Any) -> None:
-    """Load the customer tables and the agent in the background, so the first question does not wait."""
+    """Load the customer tables and the agent in the background, so the first question does not wait.
+
+    With the offline planner, one local question also loads its intent embeddings (exported once per
+    data directory); an LLM backend is not asked anything.
+    """
     def run() -> None:
         try:
             registry = getattr(service, "registry", None)
             if registry is not None and hasattr(registry, "deps"):
                 registry.deps.warm()
             getattr(service, "graph", None)
+            if (service.backend_info() or {}).get("backend") == "offline":
+                service.chat("how are my customers spread across tiers?", WARM_SESSION)
+                service.reset(WARM_SESSION)
         except Exception as exc:  # noqa: BLE001 - the first question reports whatever is really wrong
             log.info("warm-up incomplete: %s", exc)
 

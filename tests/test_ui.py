@@ -359,3 +359,12 @@ def test_first_run_builds_only_what_is_missing(built_settings, monkeypatch):
 
     monkeypatch.setattr(predictor.build, "build", lambda *a, **k: pytest.fail("built although nothing was missing"))
     assert ui.ensure_built(built_settings, with_index=False) is None
+
+
+def test_ui_subcommand_registers_with_the_cli():
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="valuedesk")
+    ui.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["ui", "--port", "7999", "--no-index"])
+    assert args.handler is ui._run and args.port == 7999 and args.host == "127.0.0.1" and args.no_index
