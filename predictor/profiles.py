@@ -145,8 +145,10 @@ def profile_text(row: Mapping, currency: str = "£") -> str:
     prods = [quote_name(p) for p in _as_list(row.get("top_products"))]
     if prods:
         parts.append("Favourite products: " + ", ".join(prods) + ".")
+    churn = _num(row.get("churn_risk"))
+    churn_s = "under 1%" if churn < 0.005 else f"{churn:.0%}"
     parts.append(
-        f"Churn risk {_num(row.get('churn_risk')):.0%} over the next {horizon} days; predicted value "
+        f"Churn risk {churn_s} over the next {horizon} days; predicted value "
         f"{_money(_num(row.get('predicted_value')), currency)} "
         f"(P10-P90 {_money(_num(row.get('value_p10')), currency)} to {_money(_num(row.get('value_p90')), currency)}); "
         f"value at risk {_money(_num(row.get('value_at_risk')), currency)}.")

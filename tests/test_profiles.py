@@ -54,7 +54,8 @@ def test_profile_text_reads_like_a_customer_summary(data, profiles):
     assert f"{repeat['tier']} tier" in text and f"RFM segment {repeat['rfm_segment']}" in text
     assert f"lifecycle stage {repeat['lifecycle']}" in text
     assert f"{int(repeat['orders'])} orders" in text
-    assert f"Churn risk {repeat['churn_risk']:.0%}" in text
+    churn = "under 1%" if repeat["churn_risk"] < 0.005 else f"{repeat['churn_risk']:.0%}"
+    assert f"Churn risk {churn} over the next {int(repeat['horizon_days'])} days" in text
     assert "Orders every" in text and "Spending trend" in text
     # Favourite category and product are the customer's own biggest spends, product names quoted.
     mine = tx[(tx["customer_id"] == repeat["customer_id"]) & ~tx["is_outlier"]]
