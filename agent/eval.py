@@ -807,7 +807,9 @@ def run_case(service: ChatService, case: Case, run_id: str, token_counter: Token
             kind = getattr(reply, "kind", "answer") or "answer"
             unverified = list(getattr(reply, "unverified", None) or [])
         result = score_turn(turn.expect, turn.user, answer, kind, calls, before)
-        result.turn, result.latency_ms, result.error = i, latency, error
+        # An "error" reply (LLM unreachable, context overflow, ...) is a failed turn with its message kept.
+        result.turn, result.latency_ms = i, latency
+        result.error = error or (f"agent error: {answer[:300]}" if kind == "error" else None)
         result.agent_unverified = unverified
         result.completion_tokens = _completion_tokens(reply)
         if result.completion_tokens is not None:
@@ -815,7 +817,7 @@ def run_case(service: ChatService, case: Case, run_id: str, token_counter: Token
         elif token_counter is not None and reply is not None and answer:
             result.completion_tokens = token_counter(answer)
             result.tokens_source = "tokenize" if result.completion_tokens is not None else None
-        if error:
+        if result.error:
             result.passed = False
         results.append(result)
         before.append(calls)
@@ -991,6 +993,7 @@ def _write_atomic(path: str | Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; reports are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

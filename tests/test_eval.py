@@ -409,6 +409,16 @@ def test_tokens_fall_back_to_the_counter_without_usage(tmp_path):
     assert counted["tokens_per_answer"] == len(SCRIPT["weather?"][0]) and counted["tokens_source"] == "tokenize"
 
 
+def test_agent_error_replies_count_as_errors(tmp_path):
+    path = tmp_path / "cases.yaml"
+    path.write_text(yaml.safe_dump({"cases": [CASES_YAML["cases"][1]]}))
+    script = {"weather?": ("The agent failed unexpectedly (context length exceeded).", "error", [])}
+    report = run_eval(ScriptedService(script), load_cases(path), backend="vllm")
+    turn = report["results"][0]["turns"][0]
+    assert report["errors"] == 1 and turn["error"].startswith("agent error: The agent failed")
+    assert report["refusal_accuracy"] == 0.0 and report["cases_passed"] == 0
+
+
 def test_gates():
     gates = parse_gates("tool_selection=0.95,arguments=0.9,groundedness=1")
     report = {"tool_selection_accuracy": 0.96, "argument_accuracy": 0.85, "groundedness": None}
