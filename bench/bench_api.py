@@ -135,7 +135,7 @@ def in_process(data_dir: Path, find_bodies: list[dict], ids: list[str], calls: i
 
     registry = ToolRegistry(ToolDeps(Settings(data_dir=data_dir)))
     t = time.perf_counter()
-    registry.deps.warm()
+    registry.warm()
     load_s = time.perf_counter() - t
     rng = np.random.default_rng(seed)
     out = {"load_s": round(load_s, 2)}
@@ -220,7 +220,7 @@ def main() -> int:
             lua_script(script, tool, bodies, None)
             subprocess.run(["wrk", "-t1", "-c4", "-d3s", "-s", str(script), url], capture_output=True, check=True)
             run = subprocess.run(["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s",
-                                  "--latency", "-s", str(script), url], capture_output=True, text=True, check=True)
+                                  "--latency", "--timeout", "10s", "-s", str(script), url], capture_output=True, text=True, check=True)
             results[tool] = parse_wrk(run.stdout)
             results[tool]["wrk_output"] = run.stdout
             print(run.stdout)

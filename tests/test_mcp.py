@@ -72,3 +72,22 @@ def test_streamable_http_server(customers):
                 await _exercise(client, customers)
 
         asyncio.run(asyncio.wait_for(run(), timeout=120))
+
+
+def test_streamable_http_requires_the_api_key_when_set():
+    import httpx
+
+    from tools.mcp_server import _require_key
+
+    settings = tools_settings(api_key="mcp-key")
+    app = create_server(settings, ToolRegistry(ToolDeps(settings))).streamable_http_app(host="127.0.0.1")
+    with serve_in_thread(_require_key(app, settings.api_key)) as url:
+        r = httpx.post(f"{url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, timeout=10)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+
+        async def run() -> None:
+            async with Client(f"{url}/mcp", read_timeout_seconds=60) as client:
+                assert len((await client.list_tools()).tools) == len(TOOLS)
+
+        with pytest.raises(Exception):
+            asyncio.run(asyncio.wait_for(run(), timeout=60))

@@ -143,7 +143,7 @@ def create_app(settings: Settings, extra_routers: Iterable[APIRouter] = (),
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         try:  # load the customers table before the first request rather than during it
-            await run_in_threadpool(registry.deps.warm)
+            await run_in_threadpool(registry.warm)
         except ValueDeskError as exc:
             log.warning("tools not ready: %s", exc)
         yield

@@ -104,7 +104,12 @@ class CustomerStore:
 
         def both(m: np.ndarray) -> None:
             nonlocal keep
-            keep = m if keep is None else keep & m
+            if keep is None:
+                keep = m
+            elif keep is m or any(keep is c for c in self._members.values()):
+                keep = keep & m  # never write into a cached membership array
+            else:
+                np.logical_and(keep, m, out=keep)
 
         for field, _ in (*CATEGORICAL_FILTERS, ("countries", "country")):
             wanted = getattr(flt, field)

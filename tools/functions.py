@@ -151,6 +151,14 @@ def _reader(deps: ToolDeps) -> RowReader:
     return reader
 
 
+def prepare(deps: ToolDeps) -> None:
+    """Build the per-process caches the fast tools use, so no request pays for them."""
+    deps.warm()
+    _reader(deps)
+    _horizon(deps)
+    deps.customers.tier_floors()
+
+
 def _row(deps: ToolDeps, i: int) -> dict[str, Any]:
     return _reader(deps).get(i, ROW_FIELDS)
 

@@ -85,6 +85,10 @@ class ToolRegistry:
     def settings(self) -> Settings:
         return self.deps.settings
 
+    def warm(self) -> None:
+        """Load the data and build the caches the tools share (servers call this before taking traffic)."""
+        fn.prepare(self.deps)
+
     def names(self) -> list[str]:
         return list(self.tools)
 
