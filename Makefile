@@ -3,23 +3,31 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench clean
+.PHONY: setup setup-vllm setup-browser run test bench clean
 
 $(SETUP_STAMP): pyproject.toml
 	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	# The CPU torch build first: an unpinned resolve would pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(SETUP_STAMP)
 
 setup: $(SETUP_STAMP)
 
+# vLLM's CPU build has its own venv (it pins its own stack); idempotent, ~0 s once done.
+setup-vllm: setup
+	bash scripts/setup_vllm.sh
+
+# Debian's chromium for the real-browser UI tests; idempotent.
+setup-browser:
+	bash scripts/setup_browser.sh
+
 run: setup
-	$(VENV)/bin/valuedesk build
 	$(VENV)/bin/valuedesk ui
 
-test: setup
-	$(PY) -m pytest -q
+test: setup setup-vllm setup-browser
+	VALUEDESK_REQUIRE_VLLM=1 $(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) .valuedesk
+	rm -rf $(VENV) .venv-vllm .valuedesk

@@ -20,7 +20,7 @@ from sklearn.isotonic import IsotonicRegression
 from predictor.errors import ArtifactError
 from predictor.models import MODEL_FEATURES, CLVModel, TrainingConfig
 
-ARTIFACT_FORMAT = 1
+ARTIFACT_FORMAT = 2
 MODEL_FILES = {"value_model": "value.ubj", "churn_model": "churn.ubj", "interval_model": "interval.ubj",
                "next_order_model": "next_order.ubj"}
 
@@ -85,6 +85,7 @@ def save_model(model: CLVModel, model_dir: Path, data_fingerprint: str, evaluati
             "config": model.summary()["config"],
             "params": model.params,
             "blend_weight": model.blend_weight,
+            "last_period_scale": model.last_period_scale,
             "metrics": model.validation_metrics,
             "validation": model.validation,
             "evaluation": evaluation,
@@ -142,6 +143,7 @@ def load_model(model_dir: Path) -> ModelBundle:
     calibrator.fit(x, y)
     model.calibrator = calibrator
     model.blend_weight = metadata["blend_weight"]
+    model.last_period_scale = metadata["last_period_scale"]
     model.params = metadata["params"]
     model.training_window = metadata["training_window"]
     model.data_range = metadata["data_range"]
