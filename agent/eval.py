@@ -729,7 +729,8 @@ def score_turn(expect: TurnExpect, user: str, answer: str, kind: str, calls: lis
     for c in calls:
         # A tool's error message is its output too ("the audience of 26 has 0 eligible").
         evidence.add(c.result).add(c.arguments).add(c.error)
-    ground = groundedness(answer, evidence)
+    # An error message is not an answer: its figures would only blur the measure (errors are counted apart).
+    ground = groundedness(answer, evidence) if kind != "error" else Grounding(figures=0, grounded=0, ungrounded=[])
     if expect.require_grounded and ground.ungrounded:
         answer_problems.append(f"figures not in the tool output: {ground.ungrounded[:6]}")
     answer_ok = not answer_problems
