@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from agent.eval import register_eval
+
 
 def _serve_llm(args: argparse.Namespace) -> int:
     # Imported here so `valuedesk --help` stays fast and never touches the LLM stack.
@@ -81,3 +83,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     agent_api.add_argument("--port", type=int, default=None)
     agent_api.add_argument("--access-log", action="store_true")
     agent_api.set_defaults(handler=_serve)
+
+    register_eval(sub)
