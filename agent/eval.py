@@ -282,13 +282,14 @@ def parse_ref(ref: str) -> tuple[str, list]:
 
 def _unwrap(annotation: Any) -> tuple[Any, bool]:
     """(inner type, is_list) of an annotation, Optional and Annotated removed."""
+    import types
     import typing
 
     while True:
         origin = typing.get_origin(annotation)
         if origin is typing.Annotated:
             annotation = typing.get_args(annotation)[0]
-        elif origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        elif origin in (typing.Union, types.UnionType):
             args = [a for a in typing.get_args(annotation) if a is not type(None)]
             if len(args) != 1:
                 return annotation, False
