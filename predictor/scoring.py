@@ -120,6 +120,10 @@ class CustomerScorer:
         if bad.any():
             raise DataError("Unparseable order date", column="timestamp", row=int(np.flatnonzero(bad)[0]),
                             expected="an ISO date such as 2011-11-30")
+        out_of_range = (frame["timestamp"] < pd.Timestamp("1970-01-01")) | (frame["timestamp"] > pd.Timestamp("2100-01-01"))
+        if out_of_range.any():
+            raise DataError("Order date out of range", column="timestamp", row=int(np.flatnonzero(out_of_range)[0]),
+                            expected="a date between 1970 and 2100")
         frame["amount"] = pd.to_numeric(frame["amount"], errors="coerce")
         if frame["amount"].isna().any():
             raise DataError("Unparseable order amount", column="amount",

@@ -101,5 +101,7 @@ def test_rescoring_bad_orders_names_the_problem(scored_settings):
         scorer.score_orders(pd.DataFrame({"timestamp": ["2011-01-01", "not a date"], "amount": [1.0, 2.0]}))
     with pytest.raises(DataError, match="amount"):
         scorer.score_orders(pd.DataFrame({"timestamp": ["2011-01-01"]}))
+    with pytest.raises(DataError, match="out of range"):
+        scorer.score_orders(pd.DataFrame({"timestamp": ["0000"], "amount": [0.0]}))
     with pytest.raises(DataError, match="No orders"):
         scorer.score_orders(pd.DataFrame({"timestamp": [], "amount": []}))
