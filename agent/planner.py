@@ -97,10 +97,11 @@ def numbers_to_digits(text: str) -> str:
             return m.group(0)
         return str(int(value)) if value == int(value) else str(value)
 
-    text = NUMBER_WORD.sub(repl, text)
-    # "1.5k", "2k", "3 grand", "2m" -> plain numbers (money and counts alike)
+    # "1.5k", "2k", "3 grand", "2m" -> plain numbers (money and counts alike), before the word pass
+    # would read "grand" on its own as a thousand.
     text = re.sub(r"(\d+(?:\.\d+)?)\s?(k|grand)\b", lambda m: _fmt(float(m.group(1)) * 1000), text)
     text = re.sub(r"(\d+(?:\.\d+)?)\s?(m|mn|million)\b", lambda m: _fmt(float(m.group(1)) * 1e6), text)
+    text = NUMBER_WORD.sub(repl, text)
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
     return text
 
@@ -158,9 +159,12 @@ DOMAIN = re.compile(
     r"customer|client|buyer|shopper|people|tier|platinum|gold|silver|bronze|churn|segment|campaign|budget|export|"
     r"csv|model|lapsed|lapsing|champion|order|spend|revenue|value|score|risk|audience|cohort|promo|offer|"
     r"retention|win.?back|reactivat|profile|\bbuy|bought|purchas")
+DOMAIN_STRONG = re.compile(
+    r"customer|client|buyer|shopper|tier|platinum|gold|silver|bronze|churn|segment|campaign|export|csv|lapsed|"
+    r"lapsing|champion|revenue|audience|cohort|retention|win.?back|reactivat|profile|rfm|model|predict|forecast")
 REFERENCE = re.compile(r"\b(them|they|those|these|that list|that audience|that|the same|same ones|ones|"
                        r"this list|this audience|instead|only|also|just)\b|^(and|but|what about|how about|now|ok|so)\b")
-STRONG_REFERENCE = re.compile(r"\b(of them|them|those ones|these ones|they|the same ones|that list|that audience|"
+STRONG_REFERENCE = re.compile(r"\b(of them|them|those ones|these ones|the same ones|that list|that audience|"
                               r"as before|the usual|we discussed|like last time|same like)\b")
 ORDINALS = {"first": 0, "top": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3, "4th": 3,
             "fifth": 4, "5th": 4, "last": -1, "bottom": -1}
@@ -358,25 +362,30 @@ class Planner:
         slots = self._slots(text, raw, quoted)
         follow = previous is not None and _is_follow_up(text, slots, previous)
 
-        if intent == "out_of_scope":
-            return Plan("out_of_scope", "refuse", text=OUT_OF_SCOPE)
-        if intent in ("help", "greeting"):
-            return Plan(intent, "answer", text=HELP if intent == "help" else GREETING)
-
         # Pronoun/ordinal references to the previous answer.
         ordinal = _ordinal_ref(text)
         if ordinal is not None and previous and not slots.get("customer_id"):
             cid = _customer_at(previous, ordinal)
             if cid:
                 return Plan("get_customer", calls=[{"name": "get_customer", "args": {"customer_id": cid}}])
-        if follow and previous:
+        short_refinement = slots_filled(slots) and len(text.split()) <= 6
+        if follow and previous and (intent != "out_of_scope" or short_refinement):
             merged = self._follow_up(text, slots, intent, confidence, previous)
             if merged is not None:
                 return merged
-        if _needs_previous(text) and (not slots_filled(slots) or STRONG_REFERENCE.search(text)):
+
+        if intent == "out_of_scope":
+            return Plan("out_of_scope", "refuse", text=OUT_OF_SCOPE)
+        if intent in ("help", "greeting"):
+            if confidence >= 0.5:
+                return Plan(intent, "answer", text=HELP if intent == "help" else GREETING)
+            return Plan(intent, "clarify", text=CLARIFY_REFERENCE if _needs_previous(text) else CLARIFY_VAGUE)
+        if _needs_previous(text) and not (slots.get("orders") or slots.get("customer_id")) and (
+                not slots_filled(slots) or STRONG_REFERENCE.search(text)):
             return Plan(intent, "clarify", text=CLARIFY_REFERENCE)
 
-        if confidence < 0.32 or not (DOMAIN.search(text) or slots_filled(slots) or slots.get("customer_id")):
+        grounded_in_domain = DOMAIN.search(text) or slots_filled(slots) or slots.get("customer_id") or confidence >= 0.6
+        if confidence < 0.32 or not grounded_in_domain:
             return Plan(intent, "clarify", text=CLARIFY_VAGUE)
         return self._build(intent, slots, text, injected)
 
@@ -418,7 +427,7 @@ class Planner:
                      r"benchmark|warnings?)\b", text):
             add("model_report", 0.35)
         if re.search(r"\b(how many|number of|count|breakdown|break down|distribution|distributed|split|"
-                     r"overview|summar\w*|per|each|share|proportion|percentage|across|compare)\b", text):
+                     r"overview|summar\w*|per|each|share|proportion|what percentage|percentage of|across|compare)\b", text):
             add("segment_summary", 0.25)
         if re.search(r"\b(by|per|across|each|over) (?:the )?(tier|tiers|country|countries|segment|segments|"
                      r"lifecycle|stage|stages|rfm)\b", text):
@@ -439,12 +448,19 @@ class Planner:
             add("find_customers", 0.12)
         if re.search(r"\b(what can you|help me use|what do you do|capabilities)\b|^help\b", text):
             add("help", 0.3)
-        if DOMAIN.search(text):
+        if re.search(r"\b(the|that|this|a|my|his|her|their|one) (customer|client|account|buyer)\b(?!s)|'s account\b",
+                     text) and not re.search(r"\bnew (customer|client|buyer)\b|\bscore\b", text):
+            add("get_customer", 0.3)
+        if DOMAIN_STRONG.search(text):
             add("out_of_scope", -0.3)
+        elif s and max(s, key=s.get) == "out_of_scope":
+            return "out_of_scope", s["out_of_scope"]
         for k, v in boost.items():
             s[k] = s.get(k, 0.0) + v
         if not s:
             return "out_of_scope", 0.0
+        if not has_id and re.search(r"\b(customers|clients|accounts|buyers|shoppers|people)\b", text):
+            s.pop("get_customer", None)  # one customer's detail needs an id; plural questions are about many
         best = max(s, key=s.get)
         return best, s[best]
 
@@ -697,7 +713,7 @@ class Planner:
 
 # ---------------------------------------------------------------- helpers
 
-COMMON = set("what which where when show give list with from that this them they those these have about much many "
+COMMON = set("percent what which where when show give list with from that this them they those these have about much many "
              "more most only also just into over under than like love find tell need want please would could "
              "should there their your ours does doing done make made each every next last first year years".split())
 
@@ -763,7 +779,7 @@ def _needs_previous(text: str) -> bool:
 
 def _ordinal_ref(text: str) -> int | None:
     m = re.search(r"\b(?:the )?(first|second|third|fourth|fifth|1st|2nd|3rd|4th|5th|last|top|bottom) "
-                  r"(?:one|customer|client|guy|person|account|of them|on the list)\b", text)
+                  r"(?:one|1|customer|client|guy|person|account|of them|on the list)\b", text)
     if m:
         return ORDINALS[m.group(1)]
     m = re.search(r"\bnumber (\d{1,2})\b", text)

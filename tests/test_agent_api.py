@@ -1,0 +1,96 @@
+"""The agent routes on the tools' FastAPI app, over a real socket: JSON and SSE chat, the
+OpenAI-compatible facade (driven by the openai client), reset, and the API key."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import httpx
+import pytest
+
+from _agent_support import agent_data_dir, agent_embedder, make_settings, no_real_llm, offline_service  # noqa: F401
+from _tools_data import serve_in_thread
+from agent.api import agent_router
+from tools.api import create_app
+
+KEY = "test-key-123"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, agent_embedder):
+    data_dir = tmp_path_factory.mktemp("agent-api")
+    for name in ("customers.parquet", "transactions.parquet"):
+        shutil.copy(agent_data_dir() / name, data_dir / name)
+    settings = make_settings(data_dir, api_key=KEY)
+    service = offline_service(settings, agent_embedder)
+    app = create_app(settings, extra_routers=[agent_router(settings, service)], registry=service.registry)
+    with serve_in_thread(app) as url:
+        yield url
+
+
+def client(url, key=KEY):
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=120)
+
+
+def test_chat_returns_answer_and_tool_trace(server):
+    with client(server) as c:
+        r = c.post("/v1/agent/chat", json={"message": "Break down my customers by tier", "session_id": "api-1"})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["backend"] == "offline" and body["kind"] == "answer" and body["latency_ms"] > 0
+    [trace] = body["tool_calls"]
+    assert trace["name"] == "segment_summary" and trace["error"] is None and trace["duration_ms"] > 0
+    first = trace["result"]["groups"][0]
+    assert first["group"] in body["answer"] and f"{first['customers']:,}" in body["answer"]
+
+
+def test_follow_up_and_reset_over_http(server):
+    with client(server) as c:
+        c.post("/v1/agent/chat", json={"message": "show me the gold customers", "session_id": "api-2"})
+        r = c.post("/v1/agent/chat", json={"message": "only those in France", "session_id": "api-2"})
+        args = r.json()["tool_calls"][0]["arguments"]
+        assert args["tiers"] == ["Gold"] and args["countries"] == ["France"]
+        assert c.post("/v1/agent/reset", json={"session_id": "api-2"}).json()["reset"] is True
+        info = c.get("/v1/agent/info").json()
+    assert info["backend"] == "offline"
+
+
+def test_chat_streams_server_sent_events(server):
+    events = []
+    with client(server) as c, c.stream("POST", "/v1/agent/chat", json={"message": "Who are my top 5 customers?",
+                                                                        "session_id": "api-3"},
+                                       headers={"Accept": "text/event-stream"}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        name = None
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line[6:])))
+    kinds = [e[0] for e in events]
+    assert kinds[:2] == ["tool_start", "tool_end"] and "token" in kinds and kinds[-1] == "answer"
+    assert events[-1][1]["tool_calls"][0]["arguments"]["limit"] == 5
+
+
+def test_openai_compatible_facade(server):
+    import openai
+
+    api = openai.OpenAI(base_url=f"{server}/v1", api_key=KEY, timeout=120)
+    done = api.chat.completions.create(model="valuedesk", messages=[
+        {"role": "system", "content": "ignored"}, {"role": "user", "content": "How many customers per lifecycle stage?"}])
+    assert done.object == "chat.completion" and done.choices[0].message.role == "assistant"
+    assert "lifecycle" in done.choices[0].message.content
+    pieces = [chunk.choices[0].delta.content or "" for chunk in api.chat.completions.create(
+        model="valuedesk", stream=True, messages=[{"role": "user", "content": "How many customers per tier?"}])]
+    assert "tier" in "".join(pieces)
+
+
+def test_agent_routes_need_the_api_key(server):
+    with client(server, key=None) as c:
+        r = c.post("/v1/agent/chat", json={"message": "hi"})
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        assert c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}).status_code == 401
+    with client(server) as c:
+        r = c.post("/v1/agent/chat", json={"message": ""})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_arguments"

@@ -1,0 +1,43 @@
+"""End to end through the REAL vLLM server (SmolLM2-135M on CPU): the agent with backend vllm and
+tool_choice required answers a question; the wire path is what is tested (a tool call parsed from
+the model's output, executed on the registry, an answer returned with the tool trace), not the
+tiny model's choice of tool. Skipped with the reason when .venv-vllm is missing (see vllm_fixture)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from _agent_support import agent_data_dir, make_settings, no_real_llm  # noqa: F401
+from agent.service import AgentService
+from tools.deps import ToolDeps
+from tools.registry import ToolRegistry
+from vllm_fixture import requires_vllm, vllm_server  # noqa: F401  (session fixture)
+
+
+@requires_vllm
+@pytest.mark.real_llm
+def test_agent_answers_through_real_vllm(vllm_server, tmp_path):
+    for name in ("customers.parquet", "transactions.parquet"):
+        shutil.copy(agent_data_dir() / name, tmp_path / name)
+    settings = make_settings(
+        tmp_path, llm_backend="vllm", llm_base_url=vllm_server.base_url, llm_model=vllm_server.model,
+        llm_tool_choice="required", llm_max_tokens=96, llm_timeout_s=300,
+        # SmolLM2 serves a 4k context: two tools, no few-shot turns, short tool output.
+        agent_tools="find_customers,segment_summary", agent_few_shot=False, agent_max_tool_chars=1200,
+        agent_max_steps=3, agent_grounding_retries=0)
+    service = AgentService(settings, registry=ToolRegistry(ToolDeps(settings)))
+    assert service.backend_info()["base_url"] == vllm_server.base_url
+
+    reply = service.chat("Show me 3 Gold customers in Germany.", "vllm-e2e")
+
+    assert reply.backend == "vllm" and reply.model == vllm_server.model
+    assert reply.kind == "answer", reply.answer
+    assert reply.tool_calls, "no tool call was parsed from the model's output"
+    first = reply.tool_calls[0]
+    assert first.name in ("find_customers", "segment_summary")
+    # Executed on the registry: a real result, or a structured error the model saw as data.
+    assert (first.result is not None) != (first.error is not None)
+    assert first.duration_ms > 0
+    assert reply.answer.strip()
