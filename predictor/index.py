@@ -19,6 +19,11 @@ Filtered search (why there is a column store beside Chroma)
     * many candidates: unfiltered HNSW search in Chroma, over-fetching by 1/selectivity, and
       post-filtering the ids with the mask; widened up to ``ann_max`` and otherwise finished exactly.
 
+    Measured by bench/bench_index.py on the shared 2-core machine (load ~15, so absolute times
+    are several times an idle machine's): at 10k profiles, p95 50-105 ms for filtered queries
+    against 156-372 ms for plain Chroma ``where`` in the same run (1.5-6x); at 1M, a cold mask
+    costs 2-13 ms p50, and a 2.7%-selective filter + exact ranking 116 ms p50 (memory-bound gather).
+
     The column store is a cache of what Chroma holds: it carries the collection's ``generation``
     (bumped before every write), and when they disagree (a crash mid-sync, another machine wrote
     to the server) it is rebuilt from Chroma.
@@ -40,6 +45,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -304,13 +310,19 @@ class _Columns:
         self.embeddings = embeddings
         self.frame = frame
         self._codes: dict[str, tuple[np.ndarray, list[str]]] = {}
+        # Marketers repeat a filter while rephrasing the query (and pages re-ask it): masks of the
+        # last few filters are kept (1 byte per profile each).
+        self._mask_cache: "OrderedDict[tuple[Condition, ...], np.ndarray]" = OrderedDict()
+        self._mask_lock = threading.Lock()
         self._numbers: dict[str, np.ndarray] = {}
         for name, (column, kind) in FILTER_FIELDS.items():
             if column not in frame:
                 continue
             if kind == "category":
                 cat = pd.Categorical(frame[column].astype("string"))
-                self._codes[name] = (cat.codes.astype(np.int32), [str(c) for c in cat.categories])
+                # Shifted by one so a missing value (-1) becomes 0 and indexes a lookup table.
+                dtype = np.int16 if len(cat.categories) < 32_000 else np.int32
+                self._codes[name] = ((cat.codes + 1).astype(dtype), [str(c) for c in cat.categories])
             elif kind == "number":
                 self._numbers[name] = pd.to_numeric(frame[column], errors="coerce").to_numpy(np.float64)
             else:
@@ -323,6 +335,21 @@ class _Columns:
         return self._codes[field_name][1] if field_name in self._codes else []
 
     def mask(self, conditions: list[Condition]) -> np.ndarray:
+        key = tuple(conditions)
+        with self._mask_lock:
+            hit = self._mask_cache.get(key)
+            if hit is not None:
+                self._mask_cache.move_to_end(key)
+                return hit
+        keep = self._compute_mask(conditions)
+        keep.flags.writeable = False
+        with self._mask_lock:
+            self._mask_cache[key] = keep
+            while len(self._mask_cache) > 16:
+                self._mask_cache.popitem(last=False)
+        return keep
+
+    def _compute_mask(self, conditions: list[Condition]) -> np.ndarray:
         keep = np.ones(len(self), dtype=bool)
         for c in conditions:
             column, kind = FILTER_FIELDS[c.field]
@@ -342,8 +369,13 @@ class _Columns:
                                           f"{', '.join(sorted(cats)[:50])}.")
                     if hit is not None:
                         wanted.append(hit)
-                sel = np.isin(codes, np.asarray(wanted, dtype=np.int32))
-                keep &= sel if c.op == "in" else ~sel & (codes >= 0)
+                # A lookup table indexed by code is one pass over the column (np.isin sorts).
+                table = np.zeros(len(cats) + 1, dtype=bool)
+                table[np.asarray(wanted, dtype=np.int64) + 1] = True
+                if c.op == "not in":
+                    table = ~table
+                    table[0] = False  # a missing value is in no set and in no complement
+                keep &= table[codes]
             else:
                 if c.field not in self._numbers:
                     raise FilterError(f"Filter '{c.field}' is not available: the indexed profiles have no "
@@ -541,7 +573,8 @@ class ProfileIndex:
 
     def __init__(self, data_dir: Path | str | Settings | None = None, chroma_url: str | None = None,
                  embedder: Embedder | str | None = None, timeout_s: float | None = None, *,
-                 verify: bool = False, exact_max: int = 40_000, ann_max: int = 4_000, overfetch: float = 2.0,
+                 verify: bool = False, exact_max: int | None = None, ann_max: int = 4_000,
+                 overfetch: float | None = None,
                  write_batch: int = 2_000, namespace: str = "valuedesk"):
         """`verify=True` refuses a model mismatch at open; otherwise search/sync refuse it on use and
         only `rebuild` (the fix) proceeds. A Settings object may stand in for `data_dir`."""
@@ -557,7 +590,9 @@ class ProfileIndex:
         if embedder is None or isinstance(embedder, str):
             embedder = get_embedder(embedder, self.data_dir / "embeddings")
         self.embedder: Embedder = embedder
-        self.exact_max, self.ann_max, self.overfetch = exact_max, ann_max, overfetch
+        self.exact_max = settings.index_exact_max if exact_max is None else exact_max
+        self.overfetch = settings.index_overfetch if overfetch is None else overfetch
+        self.ann_max = ann_max
         self.write_batch = write_batch
         # Several indexes (tests, tenants) can share one Chroma server under distinct namespaces.
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{1,40}", namespace):
@@ -809,8 +844,20 @@ class ProfileIndex:
                                    dim=int(self.embedder.dim), generation=1)
             if previous is not None:
                 self._discard(previous.name, previous.collection)
+            self._drop_leftovers(keep=name)
         return SyncReport(mode="full", collection=name, total=n, added=n, embedded=0 if embeddings is not None else n,
                           seconds=time.perf_counter() - started)
+
+    def _drop_leftovers(self, keep: str) -> None:
+        """Collections of rebuilds killed outright (no chance to clean up) are dropped by the next one."""
+        with contextlib.suppress(Exception):
+            for col in self._client.list_collections():
+                if col.name.startswith(self.prefix) and col.name != keep:
+                    self._discard(col.name, None)
+        if self.columns_root.exists():
+            for path in self.columns_root.iterdir():
+                if path.name.startswith(self.prefix) and path.name != keep:
+                    shutil.rmtree(path, ignore_errors=True)
 
     def _discard(self, name: str, collection) -> None:
         """Best effort: a leftover collection wastes space but is never served."""
@@ -983,7 +1030,7 @@ class ProfileIndex:
         if len(positions) == 0:
             return positions, np.zeros(0, dtype=np.float32)
         positions = np.sort(positions)  # sequential reads from the memory map
-        scores = cols.embeddings[positions] @ vector
+        scores = np.take(cols.embeddings, positions, axis=0) @ vector  # take: faster gather than fancy indexing
         if len(scores) > limit:
             top = np.argpartition(-scores, limit - 1)[:limit]
             positions, scores = positions[top], scores[top]

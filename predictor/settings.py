@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     embedding_model: str = "minilm"
     chroma_url: str | None = None
     chroma_timeout_s: float = 5.0
+    # Profile index search plans (index helper): filters matching at most this many profiles are
+    # ranked exactly over the column store; larger ones use HNSW with over-fetch + post-filter.
+    index_exact_max: int = Field(40_000, ge=0)
+    index_overfetch: float = Field(2.0, ge=1.0)
 
     # Campaigns
     campaign_catalogue: Path | None = None

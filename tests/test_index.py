@@ -115,6 +115,7 @@ QUERIES = ["buys vintage tea sets and cake stands", "christmas decorations and l
 def test_filtered_search_matches_brute_force_and_chroma_where(make_index, embedder, profiles, exact_max):
     idx = make_index(exact_max=exact_max)
     idx.rebuild(profiles)
+    recalls: list[float] = []
     for filters, expected_mask in FILTER_CASES:
         keep = expected_mask(profiles)
         assert keep.sum() > 0, filters  # a case that selects nobody would test nothing
@@ -122,15 +123,24 @@ def test_filtered_search_matches_brute_force_and_chroma_where(make_index, embedd
             hits = idx.search(query, filters, limit=5)
             want = brute_force(embedder, profiles, query, keep, 5)
             got = [h.customer_id for h in hits]
-            assert got == want, (filters, query, idx.last_plan)
             assert all(keep[profiles["customer_id"] == h.customer_id].all() for h in hits)
             assert all(a.score >= b.score for a, b in zip(hits, hits[1:]))
-            # Plain Chroma with the equivalent `where` agrees on the set (its order is ANN order).
+            assert len(got) == min(5, int(keep.sum()))
             plain = idx._active.collection.query(query_embeddings=embedder.embed([query]), n_results=5,
                                                  where=to_chroma_where(parse_filters(filters)))
-            assert set(plain["ids"][0]) == set(got), filters
+            if idx.last_plan == "exact":
+                assert got == want, (filters, query)
+                # Plain Chroma with the equivalent `where` finds the same set (it searches exhaustively
+                # at this size; its order is its own).
+                assert set(plain["ids"][0]) == set(got), filters
+            else:
+                # HNSW is approximate: the over-fetch plan must still find nearly all true top hits.
+                recalls.append(len(set(got) & set(want)) / len(want))
         if exact_max == 0 and keep.sum() > 5:
             assert idx.last_plan.startswith(("ann", "exact-fallback")), idx.last_plan
+    assert (len(recalls) > 0) == (exact_max == 0)
+    if recalls:
+        assert np.mean(recalls) >= 0.9, recalls
 
 
 def test_hits_carry_snippet_and_metadata(make_index, profiles):
@@ -328,8 +338,12 @@ def test_successful_rebuild_switches_and_drops_old(make_index, profiles):
     idx = make_index()
     idx.rebuild(profiles)
     old = idx.collection_name
+    # What a rebuild killed with SIGKILL leaves behind: a half-written collection nobody serves.
+    orphan = idx.prefix + "killed-rebuild"
+    idx._client.create_collection(orphan, embedding_function=None)
+    assert make_index().collection_name == old
     idx.rebuild(profiles.head(100))
-    assert idx.collection_name != old and old not in _collections(idx)
+    assert idx.collection_name != old and old not in _collections(idx) and orphan not in _collections(idx)
     assert not (idx.columns_root / old).exists()
     assert make_index().count() == 100
 
