@@ -260,10 +260,12 @@ class CLVModel:
 
     def predict_features(self, features: pd.DataFrame) -> pd.DataFrame:
         """Predictions for a feature frame at the full horizon (label_days == horizon)."""
-        x = features[MODEL_FEATURES]
+        # A plain float array skips xgboost's per-call pandas conversion (most of a one-row rescore).
+        x_frame = features[MODEL_FEATURES]
+        x = x_frame.to_numpy(dtype=np.float32)
         model_value = self.value_model.predict(x)
         value = (self.blend_weight * model_value
-                 + (1 - self.blend_weight) * self.last_period_scale * x["last_period_value"].to_numpy())
+                 + (1 - self.blend_weight) * self.last_period_scale * x_frame["last_period_value"].to_numpy())
         raw_churn = self.churn_model.predict_proba(x)[:, 1]
         churn = self.calibrator.predict(raw_churn)
         q = np.expm1(self.interval_model.predict(x)).clip(min=0)

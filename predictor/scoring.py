@@ -49,9 +49,7 @@ def score_frame(model: CLVModel, history: CustomerHistory, as_of, currency: str 
     out["country"] = _main_country(history, out.index)
     out["drivers"] = drivers(model.value_model.get_booster(), features[model.value_model.feature_names_in_],
                              currency=currency) if with_drivers else [[] for _ in range(len(out))]
-    for column in features.columns:
-        if column != "label_scale":
-            out[f"f_{column}"] = features[column]
+    out = pd.concat([out, features.drop(columns="label_scale").add_prefix("f_")], axis=1)
     out.index.name = "customer_id"
     return out.reset_index()
 
@@ -102,6 +100,10 @@ class CustomerScorer:
         self.settings = settings
         self.model = bundle.model
         self.data_start = pd.Timestamp(bundle.metadata["data_range"]["start"])
+        # One row at a time: a thread pool costs more than it saves and stalls on a busy machine.
+        for estimator in (self.model.value_model, self.model.churn_model, self.model.interval_model,
+                          self.model.next_order_model):
+            estimator.set_params(n_jobs=1)
 
     @classmethod
     def load(cls, settings) -> "CustomerScorer":
