@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from predictor.baselines import BGNBDGammaGamma, rfm_summary  # noqa: E402
 from predictor.data import load_transactions  # noqa: E402
+from predictor.artifacts import load_model  # noqa: E402
 from predictor.features import CustomerHistory  # noqa: E402
 from predictor.models import TrainingConfig  # noqa: E402
 from predictor.scoring import CustomerScorer, history_from_transactions, score_customers  # noqa: E402
@@ -54,6 +55,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="Reuse a saved model (a data dir's models/ folder) instead of training one.")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -62,12 +65,19 @@ def main() -> None:
         started = time.perf_counter()
         # Orders only, like the synthetic population below (no product lines at 1M scale).
         tx = loaded.transactions.drop(columns=["product_id", "product_name", "category", "country"])
-        _, bundle = score_customers(tx, settings, TrainingConfig(horizon_days=180), loaded.fingerprint)
-        print(f"trained on real Online Retail ({tx['customer_id'].nunique():,} customers) in "
-              f"{time.perf_counter() - started:.1f} s")
+        if args.model_dir:
+            bundle = load_model(args.model_dir)
+            print(f"loaded model {bundle.metadata['version']} from {args.model_dir}")
+        else:
+            _, bundle = score_customers(tx, settings, TrainingConfig(horizon_days=180), loaded.fingerprint)
+            print(f"trained on real Online Retail ({tx['customer_id'].nunique():,} customers) in "
+                  f"{time.perf_counter() - started:.1f} s")
         model = bundle.model
         real = history_from_transactions(tx).orders
 
+        if args.customers == 0:
+            time_rescoring(bundle, settings, tx)
+            return
         synthetic = bootstrap_orders(real, args.customers, args.seed)
         history = CustomerHistory(orders=synthetic, lines=None, data_start=pd.Timestamp(bundle.metadata["data_range"]["start"]))
         as_of = history.end
@@ -94,18 +104,22 @@ def main() -> None:
               f"({len(summary) / theirs:,.0f} customers/s), fitted with {bg.fitted_with}")
         print(f"ratio (lifetimes time / ValueDesk time): {theirs / ours:.2f}x")
 
-        scorer = CustomerScorer(bundle, settings)
-        own = tx[tx["customer_id"] == "12347"]
-        scorer.score_orders(own, customer_id="12347")  # warm-up
-        timings = []
-        for day in range(20):
-            new_order = pd.DataFrame({"order_id": [f"N{day}"], "timestamp": [pd.Timestamp("2011-12-09") - pd.Timedelta(days=day)],
-                                      "amount": [250.0], "quantity": [10.0], "is_cancellation": [False]})
-            started = time.perf_counter()
-            scorer.score_orders(pd.concat([own, new_order], ignore_index=True), customer_id="12347")
-            timings.append((time.perf_counter() - started) * 1000)
-        print(f"rescore one customer after a new order: median {np.median(timings):.1f} ms, "
-              f"p95 {np.percentile(timings, 95):.1f} ms (20 runs, saved model, no retraining)")
+        time_rescoring(bundle, settings, tx)
+
+
+def time_rescoring(bundle, settings, tx) -> None:
+    scorer = CustomerScorer(bundle, settings)
+    own = tx[tx["customer_id"] == "12347"]
+    scorer.score_orders(own, customer_id="12347")  # warm-up
+    timings = []
+    for day in range(20):
+        new_order = pd.DataFrame({"order_id": [f"N{day}"], "timestamp": [pd.Timestamp("2011-12-09") - pd.Timedelta(days=day)],
+                                  "amount": [250.0], "quantity": [10.0], "is_cancellation": [False]})
+        started = time.perf_counter()
+        scorer.score_orders(pd.concat([own, new_order], ignore_index=True), customer_id="12347")
+        timings.append((time.perf_counter() - started) * 1000)
+    print(f"rescore one customer after a new order: median {np.median(timings):.1f} ms, "
+          f"p95 {np.percentile(timings, 95):.1f} ms (20 runs, saved model, no retraining)")
 
 
 if __name__ == "__main__":
