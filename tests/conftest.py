@@ -56,3 +56,8 @@ def scored_settings(tmp_path_factory, online_retail):
     config = TrainingConfig.fast(settings.horizon_days)
     scores, bundle = score_customers(online_retail.transactions, settings, config, online_retail.fingerprint)
     return settings
+
+
+# The real vLLM server is started once per test session and shared by every module that uses it
+# (a fixture imported into several modules would start one server per module).
+from vllm_fixture import vllm_server  # noqa: E402,F401

@@ -13,7 +13,7 @@ from _agent_support import agent_data_dir, make_settings, no_real_llm  # noqa: F
 from agent.service import AgentService
 from tools.deps import ToolDeps
 from tools.registry import ToolRegistry
-from vllm_fixture import requires_vllm, vllm_server  # noqa: F401  (session fixture)
+from vllm_fixture import requires_vllm
 
 
 @requires_vllm

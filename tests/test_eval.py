@@ -503,7 +503,7 @@ def test_ci_gate_offline_planner_full_query_file(built_settings):
     assert not failures, f"{failures}; failed turns in {path.with_suffix('.md')}"
 
 
-from vllm_fixture import requires_vllm, vllm_server  # noqa: E402,F401  (session fixture)
+from vllm_fixture import requires_vllm  # noqa: E402
 
 
 @requires_vllm

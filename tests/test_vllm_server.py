@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.llm_server import PROMPTS_DIR, LLMServer, LLMServerError
 from predictor.settings import Settings
-from vllm_fixture import requires_vllm, vllm_server  # noqa: F401  (session fixture)
+from vllm_fixture import requires_vllm
 
 
 # -- a tool schema shaped like the project's typed tools --------------------------------------
