@@ -20,6 +20,7 @@ streaming, tool traces and the grounding check are shared.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -318,6 +319,7 @@ class Planner:
                          "platinum model accuracy quarter month months weeks days year highest lowest most show list "
                          "which where what when why who about should candles candle lanterns children toys "
                          "christmas decorations france germany belgium switzerland netherlands".split())
+            words.update(m for m in MONTHS if len(m) > 3)
             self._vocab = sorted(w for w in words if len(w) >= 3)
         return self._vocab
 
@@ -330,15 +332,20 @@ class Planner:
         low = text.lower()
         vocab = self.vocab()
         known = set(vocab)
+        english = english_words()
 
         def fix(m: re.Match) -> str:
             word = m.group(0)
-            if len(word) < 4 or word in known or word in COMMON:
+            # Only words that are neither ours nor English are typos ("custmers", "frnace"); a real
+            # word ("spent", "march") is never "corrected" into a nearby one.
+            if len(word) < 4 or "'" in word or word in known or word in COMMON or word in english:
                 return word
-            hit = process.extractOne(word, vocab, scorer=fuzz.ratio, score_cutoff=80)
+            hit = process.extractOne(word, vocab, scorer=fuzz.ratio, score_cutoff=75)
             return hit[0] if hit else word
 
-        low = re.sub(r"[a-z]+", fix, low)
+        low = re.sub(r"[a-z]+(?:'[a-z]+)?", fix, low)
+        # "who by candles" is a frequent misspelling of "buy" that no word list catches.
+        low = re.sub(r"\b(who|that|which|customers|clients|people)\s+by\b", r"\1 buy", low)
         return numbers_to_digits(low)
 
     # ------------------------------------------------------------ plan
@@ -346,7 +353,10 @@ class Planner:
     def plan(self, message: str, history: list[dict[str, Any]]) -> Plan:
         """`history`: earlier turns' plans and results, newest last ({"plan": Plan dict, "results": [...]})."""
         raw = message.strip()
-        quoted = " ".join(re.findall(r"['\"]([^'\"]{3,})['\"]", raw))
+        quoted = " ".join(re.findall(r"(?<![a-z])['\"]([^'\"]{3,})['\"]", raw, flags=re.I))
+        if quoted and not re.search(r"\b(mention\w*|profiles?|search\w*|contain\w*|say|says|saying|about|"
+                                    r"buy\w*|bought|like|likes|love\w*|into)\b", raw.lower()):
+            raw, quoted = re.sub(r"(?<![a-z])['\"]([^'\"]{3,})['\"]", r"\1", raw, flags=re.I), ""
         # Instructions hidden in the question (fake system tags, "ignore previous ...") are not obeyed;
         # the legitimate request around them is still answered.
         clean, injected = _strip_injection(raw, quoted)
@@ -358,8 +368,8 @@ class Planner:
             return refusal
 
         scores = self.intents.scores(text) if text.strip() else {}
-        intent, confidence = self._intent(text, scores, previous)
         slots = self._slots(text, raw, quoted)
+        intent, confidence = self._intent(text, scores, slots)
         follow = previous is not None and _is_follow_up(text, slots, previous)
 
         # Pronoun/ordinal references to the previous answer.
@@ -374,15 +384,19 @@ class Planner:
             if merged is not None:
                 return merged
 
+        unresolved = _needs_previous(text) and not (slots.get("orders") or slots.get("customer_id"))
+        if unresolved and not previous and (not slots_filled(slots) or _dangling_reference(text)) and not (
+                confidence >= 0.55 and DOMAIN_STRONG.search(text) and not STRONG_REFERENCE.search(text)) and not (
+                intent == "out_of_scope" and confidence >= 0.6):
+            return Plan(intent, "clarify", text=CLARIFY_REFERENCE)
         if intent == "out_of_scope":
+            if confidence < 0.42 and re.search(r"\b(show|list|give|find|get|ones|those|these|them|it|same)\b", text):
+                return Plan(intent, "clarify", text=CLARIFY_VAGUE)
             return Plan("out_of_scope", "refuse", text=OUT_OF_SCOPE)
         if intent in ("help", "greeting"):
             if confidence >= 0.5:
                 return Plan(intent, "answer", text=HELP if intent == "help" else GREETING)
             return Plan(intent, "clarify", text=CLARIFY_REFERENCE if _needs_previous(text) else CLARIFY_VAGUE)
-        if _needs_previous(text) and not (slots.get("orders") or slots.get("customer_id")) and (
-                not slots_filled(slots) or STRONG_REFERENCE.search(text)):
-            return Plan(intent, "clarify", text=CLARIFY_REFERENCE)
 
         grounded_in_domain = DOMAIN.search(text) or slots_filled(slots) or slots.get("customer_id") or confidence >= 0.6
         if confidence < 0.32 or not grounded_in_domain:
@@ -407,7 +421,7 @@ class Planner:
             return Plan("injection", "refuse", text=REFUSE_INJECTION)
         return None
 
-    def _intent(self, text: str, scores: dict[str, float], previous: dict | None) -> tuple[str, float]:
+    def _intent(self, text: str, scores: dict[str, float], slots: dict[str, Any]) -> tuple[str, float]:
         s = dict(scores)
         boost = {k: 0.0 for k in s}
 
@@ -420,8 +434,10 @@ class Planner:
         if re.search(r"\b(campaign|campaigns|promotion|promo|budget|discount|voucher|coupon|win ?back|winback|"
                      r"reactivat\w*|marketing spend|offers?)\b", text) and not has_id:
             add("recommend_campaigns", 0.3)
+        value_filter = re.search(r"(?:spend|value|worth|predicted|expected)[^.?!]{0,30}?\b(over|above|more than|"
+                                 r"at least|greater than|under|below|less than|at most|between)\b", text)
         if re.search(r"\b(£|\$|€)?\d+ (?:pounds|quid|euros|dollars)\b|£\d", text) and re.search(
-                r"\b(spend|have|budget|cost|afford)\b", text):
+                r"\b(spend|have|budget|cost|afford)\b", text) and not value_filter:
             add("recommend_campaigns", 0.15)
         if re.search(r"\b(model|accura\w*|trained|training|baseline|bg/?nbd|auc|gini|brier|metrics?|reliable|"
                      r"benchmark|warnings?)\b", text):
@@ -434,6 +450,9 @@ class Planner:
             add("segment_summary", 0.2)
         if has_id:
             add("get_customer", 0.45)
+        if re.search(r"\b(score|rate|predict|estimate)\b[^.?!]{0,20}\b(this|a|the|my|that) (new )?(customer|client|"
+                     r"prospect|buyer)\b(?!s)", text) and not has_id:
+            add("score_customer", 0.45)
         if re.search(r"\b(score|new customer|prospect|new client|new buyer|someone (?:bought|ordered))\b", text) \
                 and not has_id:
             add("score_customer", 0.3 if _orders(text) else 0.15)
@@ -443,9 +462,26 @@ class Planner:
                      r"purchas\w*|love|loves|like|likes|into|collect\w*|interested)\b|\bprofiles?\b|\bmentions?\b|"
                      r"\bbuyers of\b|\bsearch\b", text) and not _behaviour_phrase(text):
             add("search_profiles", 0.3)
-        if re.search(r"\b(who|which|list|show|top|find|give|display|rank)\b", text) and re.search(
-                r"\b(customers?|clients?|ones|accounts?|shoppers?)\b", text):
+        if re.search(r"\b(who|which|list|show|top|find|give|display|rank)\b", text) and (re.search(
+                r"\b(customers?|clients?|ones|accounts?|shoppers?)\b", text) or any(k in slots for k in FILTER_KEYS)):
             add("find_customers", 0.12)
+        if slots.get("sort_by") or slots.get("limit"):
+            add("find_customers", 0.12)  # a ranking or a count of rows is a list
+        if (slots.get("budget") or re.search(r"win ?-?back|winback|reactivat|retention|retain|cross-?sell|"
+                                             r"up-?sell|upgrade", text)) and not has_id and not re.search(
+                r"\b(export|csv|download|spreadsheet|excel|file)\b", text):
+            add("recommend_campaigns", 0.2)  # a budget or a campaign goal is campaign talk
+        orders = slots.get("orders")
+        if orders and not has_id:
+            add("score_customer", 0.5)
+            s.pop("get_customer", None)
+        elif not re.search(r"\b(score|prospect|new (customer|client|buyer)|someone)\b", text):
+            s.pop("score_customer", None)  # scoring needs an order history or an explicit ask
+        if re.search(r"\b(write|compose|draft)\b.{0,25}\b(poem|song|story|essay|joke|limerick|haiku|code|program|"
+                     r"script)\b|\b(weather|recipe|translate|joke|share price|stock price|capital of|football|"
+                     r"world cup|medicine|doctor|vat|tax return|flight|hotel|pain|headache|sick|symptoms?|"
+                     r"diet|holiday|movie|film|song|lyrics|politics|election)\b", text):
+            add("out_of_scope", 0.4)
         if re.search(r"\b(what can you|help me use|what do you do|capabilities)\b|^help\b", text):
             add("help", 0.3)
         if re.search(r"\b(the|that|this|a|my|his|her|their|one) (customer|client|account|buyer)\b(?!s)|'s account\b",
@@ -454,7 +490,7 @@ class Planner:
         if DOMAIN_STRONG.search(text):
             add("out_of_scope", -0.3)
         elif s and max(s, key=s.get) == "out_of_scope":
-            return "out_of_scope", s["out_of_scope"]
+            return "out_of_scope", s["out_of_scope"] + boost.get("out_of_scope", 0.0)
         for k, v in boost.items():
             s[k] = s.get(k, 0.0) + v
         if not s:
@@ -685,6 +721,13 @@ class Planner:
         for k in ("limit", "sort_by", "group_by", "goal", "budget", "query"):
             if k in slots and slots[k] is not None:
                 args[k] = slots[k]
+        if intent == "segment_summary" and args.get("group_by") and re.search(
+                r"\b(share|proportion|percentage|what part|fraction|how many of)\b", text):
+            # "what share of German customers is lapsed, by lifecycle": the grouping answers the share;
+            # filtering on the same dimension would make it 100%.
+            dim = {"tier": "tiers", "lifecycle": "lifecycle", "segment": "segments"}.get(args["group_by"])
+            if dim and len(args.get(dim) or []) == 1:
+                args.pop(dim)
         if intent == "find_customers" and not args:
             if not re.search(r"\b(customers?|clients?|accounts?|shoppers?|buyers?)\b", text):
                 return Plan(intent, "clarify", text=CLARIFY_VAGUE)
@@ -700,7 +743,7 @@ class Planner:
                 err = trace["error"]
                 parts.append(f"I could not get that from {trace['name']}: {err.get('message')}"
                              + (f" {err.get('hint')}" if err.get("hint") else ""))
-                if err.get("code") not in ("not_found", "invalid_arguments"):
+                if err.get("code") in ("not_built", "index_unavailable", "internal_error"):
                     kind = "error"
                 continue
             render = getattr(templates, trace["name"], None)
@@ -716,6 +759,18 @@ class Planner:
 COMMON = set("percent what which where when show give list with from that this them they those these have about much many "
              "more most only also just into over under than like love find tell need want please would could "
              "should there their your ours does doing done make made each every next last first year years".split())
+
+
+@functools.lru_cache(maxsize=1)
+def english_words() -> frozenset[str]:
+    """Whole words of the embedding model's WordPiece vocabulary: a ready English word list."""
+    try:
+        from predictor.embeddings import minilm_model_dir
+
+        lines = (minilm_model_dir() / "vocab.txt").read_text(encoding="utf-8").split()
+    except Exception:  # noqa: BLE001 - without it typo repair is only more eager
+        return frozenset()
+    return frozenset(w for w in lines if w.isalpha() and w.islower() and len(w) >= 4)
 
 
 def pd_max(series) -> datetime | None:
@@ -775,6 +830,12 @@ def _is_follow_up(text: str, slots: dict, previous: dict) -> bool:
 def _needs_previous(text: str) -> bool:
     return bool(re.search(r"\b(them|they|those|these|it|that one|the same|same like|as before|the usual|"
                           r"we discussed|like last time)\b", text))
+
+
+def _dangling_reference(text: str) -> bool:
+    """'which of them are in Germany?' points back; 'German customers ... split them' points inside."""
+    m = STRONG_REFERENCE.search(text)
+    return bool(m) and not re.search(r"\b(customers|clients|buyers|shoppers|people|accounts)\b", text[: m.start()])
 
 
 def _ordinal_ref(text: str) -> int | None:
@@ -931,8 +992,9 @@ CLARIFY_REFERENCE = ("Which customers or result do you mean? I have nothing earl
                      "please name the customers (e.g. Gold customers in Germany) or the customer id.")
 CLARIFY_CUSTOMER = ("Which customer? Please give me their customer id (you can find ids by asking for a list, "
                     "e.g. 'top customers in France'). I can't look customers up by name.")
-CLARIFY_ORDERS = ("To score a new customer I need their order history: the amount and date of each order, "
-                  "e.g. '£120 on 3 March 2011 and £80 on 10 April 2011'.")
+CLARIFY_ORDERS = ("To score a new customer I need their order history: the amount and the full date (day, month "
+                  "and year) of each order, for example 'eighty pounds on the third of March and forty pounds on "
+                  "the tenth of April' with the year added. Figures and dates may be written in words or digits.")
 
 
 # ---------------------------------------------------------------- the LangChain wrapper
@@ -969,6 +1031,8 @@ class PlannerChatModel(BaseChatModel):
             return AIMessage(plan.text, additional_kwargs={"valuedesk_plan": plan.to_dict(), "valuedesk_kind": plan.kind,
                                                            "valuedesk_results": []})
         plan = Plan.from_dict(planned.additional_kwargs["valuedesk_plan"])
+        if not plan.calls:  # asked again within the turn (e.g. by the grounding check): same reply
+            return AIMessage(plan.text, additional_kwargs=dict(planned.additional_kwargs))
         traces = [m.artifact for m in turn if isinstance(m, ToolMessage) and isinstance(m.artifact, dict)]
         text, kind = self.planner.answer(plan, traces)
         results = [t.get("result") for t in traces if t.get("result") is not None]

@@ -13,7 +13,14 @@ from predictor.settings import Settings
 
 SORT_LABEL = {"value_at_risk": "value at risk", "predicted_value": "predicted value",
               "historical_value": "lifetime revenue", "churn_risk": "churn risk", "customer_value": "customer value"}
-MAX_ROWS_SHOWN = 10
+MAX_ROWS_SHOWN = 20
+
+
+def _clip(text: str, n: int) -> str:
+    """Cut at a word boundary, so a figure in customer text is never cut into a different one."""
+    if len(text) <= n:
+        return text
+    return text[:n].rsplit(" ", 1)[0] + " ..."
 
 
 def money(value: Any, cur: str) -> str:
@@ -76,9 +83,10 @@ def find_customers(result: dict, args: dict, settings: Settings) -> str:
         return f"No {who} match. Try a wider filter (another tier, country or a lower churn threshold)."
     sort_by = result.get("sort_by", "value_at_risk")
     shown = rows[:MAX_ROWS_SHOWN]
-    head = (f"{total:,} {who} match. The top {len(rows)} by {SORT_LABEL.get(sort_by, sort_by)}"
-            + (f" (first {len(shown)} shown)" if len(shown) < len(rows) else "") + ":")
+    head = f"{total:,} {who} match. The top {len(rows)} by {SORT_LABEL.get(sort_by, sort_by)}:"
     lines = [head] + [_row(i + 1, c, sort_by, cur) for i, c in enumerate(shown)]
+    if len(shown) < len(rows):
+        lines.append("(The list goes on; ask me to export it to get every row as a CSV file.)")
     if result.get("horizon_days"):
         lines.append(f"Predicted value and churn risk cover the next {result['horizon_days']} days.")
     return "\n".join(lines)
@@ -94,7 +102,7 @@ def segment_summary(result: dict, args: dict, settings: Settings) -> str:
                      f"{money(g['revenue_12m'], cur)}, predicted value {money(g['predicted_value'], cur)}, "
                      f"value at risk {money(g['value_at_risk'], cur)}, mean churn risk {pct(g['mean_churn_risk'])}")
     if len(result["groups"]) > 25:
-        lines.append(f"({len(result['groups'])} groups in all; the largest are shown.)")
+        lines.append("(Smaller groups are left out here; the tool result has all of them.)")
     return "\n".join(lines)
 
 
@@ -143,7 +151,7 @@ def search_profiles(result: dict, args: dict, settings: Settings) -> str:
         tags = ", ".join(x for x in (h.get("tier"), h.get("segment"), h.get("country")) if x)
         lines.append(f"{i + 1}. Customer {h['customer_id']} ({tags}): predicted value "
                      f"{money(h.get('predicted_value'), cur)}, churn risk {pct(h.get('churn_risk'))}; "
-                     f"profile: \"{(h.get('snippet') or '')[:160]}\"")
+                     f"profile: \"{_clip(h.get('snippet') or '', 160)}\"")
     return "\n".join(lines)
 
 
