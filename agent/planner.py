@@ -57,13 +57,14 @@ FILTER_KEYS = ("tiers", "lifecycle", "segments", "countries", "min_churn_risk", 
 UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
                                     "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
 TENS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
+TENS.update({"fourty": 40, "ninty": 90})  # common misspellings
 SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000, "grand": 1000}
 NUMBER_WORD = re.compile(
     r"\b(?:(?:a|an|one)\s+)?(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|"
-    r"fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|"
-    r"thousand|million|grand|dozen|half)(?:[\s-]+(?:and\s+)?(?:one|two|three|four|five|six|seven|eight|nine|ten|"
-    r"eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|"
-    r"seventy|eighty|ninety|hundred|thousand|million|grand))*\b")
+    r"fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fourty|fifty|sixty|seventy|eighty|ninety|ninty|"
+    r"hundred|thousand|million|grand|dozen|half)(?:[\s-]+(?:and\s+)?(?:one|two|three|four|five|six|seven|eight|nine|ten|"
+    r"eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fourty|fifty|"
+    r"sixty|seventy|eighty|ninety|ninty|hundred|thousand|million|grand))*\b")
 
 
 def words_to_number(text: str) -> float | None:
@@ -160,6 +161,10 @@ DOMAIN = re.compile(
     r"customer|client|buyer|shopper|people|tier|platinum|gold|silver|bronze|churn|segment|campaign|budget|export|"
     r"csv|model|lapsed|lapsing|champion|order|spend|revenue|value|score|risk|audience|cohort|promo|offer|"
     r"retention|win.?back|reactivat|profile|\bbuy|bought|purchas")
+CHURN_PHRASE = re.compile(
+    r"\bat[- ]risk\b|likely to (churn|leave|stop)|might (churn|leave)|could (churn|leave)|about to (churn|leave)|"
+    r"risk of (churn|churning|leaving)|churning|drift\w* away|slipping away|going away|walk\w* away|"
+    r"worry about losing|we'?re losing|risk for going|stop buying")
 DOMAIN_STRONG = re.compile(
     r"customer|client|buyer|shopper|tier|platinum|gold|silver|bronze|churn|segment|campaign|export|csv|lapsed|"
     r"lapsing|champion|revenue|audience|cohort|retention|win.?back|reactivat|profile|rfm|model|predict|forecast")
@@ -177,7 +182,8 @@ MONTHS["sept"] = 9
 EXFIL_VERB = re.compile(r"\b(send|sent|email|e-mail|mail|upload|post|forward|share|transfer|push|sync|ftp|"
                         r"publish|leak|give .* to)\b")
 ADDRESS = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+|\b(?:https?|ftp|sftp|s3|gs)://\S+|\bwww\.\S+|webhook|dropbox|"
-                     r"google drive|pastebin|slack")
+                     r"google drive|pastebin|slack|gmail|hotmail|outlook|inbox|whatsapp|my e-?mail|e-?mail address|"
+                     r"external server|cloud storage|\bs3 bucket")
 INJECTION = re.compile(r"ignore (?:all |any |your |the )?(?:previous|prior|above|earlier)? ?(?:instructions|rules|prompts?)|"
                        r"system override|admin mode|developer mode|jailbreak|\bdan\b|no rules|"
                        r"</?(?:user|system|assistant)>|you must now|as the assistant you|reveal .*(?:key|secret|password)|"
@@ -442,7 +448,7 @@ class Planner:
         if re.search(r"\b(model|accura\w*|trained|training|baseline|bg/?nbd|auc|gini|brier|metrics?|reliable|"
                      r"benchmark|warnings?)\b", text):
             add("model_report", 0.35)
-        if re.search(r"\b(how many|number of|count|breakdown|break down|distribution|distributed|split|"
+        if re.search(r"\b(how many|how much|number of|count|breakdown|break down|distribution|distributed|split|"
                      r"overview|summar\w*|per|each|share|proportion|what percentage|percentage of|across|compare)\b", text):
             add("segment_summary", 0.25)
         if re.search(r"\b(by|per|across|each|over) (?:the )?(tier|tiers|country|countries|segment|segments|"
@@ -555,6 +561,9 @@ class Planner:
                 slots[key] = value
         elif re.search(r"\b(low|little|no real) (churn )?risk\b|unlikely to (churn|leave)", text):
             slots["max_churn_risk"] = 0.3
+        elif CHURN_PHRASE.search(text) and "at risk" not in slots.get("lifecycle", []) and not re.search(
+                r"value at risk|revenue at risk|money at risk|at stake|at risk segment", text):
+            slots["min_churn_risk"] = 0.5  # "at risk", "likely to churn", "drifting away": churn risk of 50% or more
 
         # money: value bands and budget
         money = r"(?:£|\$|€)?\s?(\d+(?:\.\d+)?)\s?(?:pounds|quid|gbp|euros?|dollars)?"
@@ -923,6 +932,8 @@ def _orders(text: str) -> list[dict[str, Any]]:
 
 def _behaviour_phrase(text: str) -> bool:
     """'customers who haven't bought in six months' is a recency filter, not a product search."""
+    if re.search(r"\blooks? like\b|\blike they\b|\blike to (churn|leave)\b", text) or CHURN_PHRASE.search(text):
+        return True
     return bool(re.search(r"\b(bought|buy|ordered|purchased)\b\s*(anything|something|from us|again|in the|"
                           r"within|recently|lately|for|since|\d)", text)) or bool(
         re.search(r"\b(haven'?t|hasn'?t|not|didn'?t|never)\b[^.?!]{0,15}\b(bought|buy|ordered|purchased)\b", text))
