@@ -75,8 +75,8 @@ def main() -> None:
         model = bundle.model
         real = history_from_transactions(tx).orders
 
+        time_rescoring(bundle, settings, tx)
         if args.customers == 0:
-            time_rescoring(bundle, settings, tx)
             return
         synthetic = bootstrap_orders(real, args.customers, args.seed)
         history = CustomerHistory(orders=synthetic, lines=None, data_start=pd.Timestamp(bundle.metadata["data_range"]["start"]))
@@ -103,8 +103,6 @@ def main() -> None:
         print(f"lifetimes BG/NBD + Gamma-Gamma fit + predict on the same {len(summary):,} customers: {theirs:.1f} s "
               f"({len(summary) / theirs:,.0f} customers/s), fitted with {bg.fitted_with}")
         print(f"ratio (lifetimes time / ValueDesk time): {theirs / ours:.2f}x")
-
-        time_rescoring(bundle, settings, tx)
 
 
 def time_rescoring(bundle, settings, tx) -> None:
