@@ -61,7 +61,21 @@ def registry_tools(registry: ToolRegistry, names: list[str]) -> list[StructuredT
             return json.dumps(registry.call(_name, kwargs).model_dump(mode="json"), default=str)
 
         out.append(StructuredTool.from_function(func=run, name=name, description=fn.get("description") or name,
-                                                args_schema=fn["parameters"]))
+                                                args_schema=bound_arrays(fn["parameters"])))
+    return out
+
+
+def bound_arrays(schema: Any, free_max: int = 10) -> Any:
+    """Give every array a maxItems (the enum's size, or `free_max`): constrained decoding then cannot
+    let a small model repeat "Gold", "Gold", ... until it runs out of tokens."""
+    if isinstance(schema, list):
+        return [bound_arrays(v, free_max) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: bound_arrays(v, free_max) for k, v in schema.items()}
+    if out.get("type") == "array" and "maxItems" not in out:
+        items = out.get("items") or {}
+        out["maxItems"] = len(items["enum"]) if isinstance(items, dict) and items.get("enum") else free_max
     return out
 
 

@@ -83,7 +83,7 @@ def main() -> int:
     target = args.keep or Path(tempfile.mkdtemp(prefix="vd-planner-"))
     if not (target / "customers.parquet").exists():
         t = time.perf_counter()
-        bootstrap(source, target, args.customers, args.seed, lines_per_customer=20)
+        bootstrap(source, target, args.customers, args.seed, lines_per_customer=5)
         print(f"bootstrapped {args.customers:,} customers in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     # Model, index and catalogue come from the source build (the model report and search need them).
     for name in ("models", "chroma", "chroma_columns", "build.json", "embeddings"):

@@ -38,8 +38,8 @@ def _loopback(address: Any) -> bool:
 
 @pytest.fixture(autouse=True)
 def no_real_llm(monkeypatch, request):
-    """Fail any test that would open a connection off this machine, or call ChatOpenAI without
-    being marked `real_llm` (the vLLM integration test is)."""
+    """Fail any test that would open a connection off this machine, or call ChatOpenAI unless it
+    uses the real vLLM server fixture (`vllm_server`)."""
     original = socket.socket.connect
 
     def guarded_connect(self, address):
@@ -48,7 +48,7 @@ def no_real_llm(monkeypatch, request):
         return original(self, address)
 
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
-    if request.node.get_closest_marker("real_llm") is None:
+    if "vllm_server" not in request.fixturenames:
         from langchain_openai import ChatOpenAI
 
         def refuse(*_a, **_k):

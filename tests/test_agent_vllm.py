@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
-
 from _agent_support import agent_data_dir, make_settings, no_real_llm  # noqa: F401
 from agent.service import AgentService
 from tools.deps import ToolDeps
@@ -17,13 +15,12 @@ from vllm_fixture import requires_vllm
 
 
 @requires_vllm
-@pytest.mark.real_llm
 def test_agent_answers_through_real_vllm(vllm_server, tmp_path):
     for name in ("customers.parquet", "transactions.parquet"):
         shutil.copy(agent_data_dir() / name, tmp_path / name)
     settings = make_settings(
         tmp_path, llm_backend="vllm", llm_base_url=vllm_server.base_url, llm_model=vllm_server.model,
-        llm_tool_choice="required", llm_max_tokens=96, llm_timeout_s=300,
+        llm_tool_choice="required", llm_max_tokens=256, llm_timeout_s=300,
         # SmolLM2 serves a 4k context: two tools, no few-shot turns, short tool output.
         agent_tools="find_customers,segment_summary", agent_few_shot=False, agent_max_tool_chars=1200,
         agent_max_steps=3, agent_grounding_retries=0)
