@@ -232,7 +232,7 @@ class CLVModel:
         # The interval is learnt from rows whose label window is long enough to show the spread.
         long_rows = (y_all["label_days"] >= 0.5 * cfg.horizon_days).to_numpy()
         if long_rows.sum() < 200:
-            long_rows[:] = True
+            long_rows = np.ones(len(long_rows), dtype=bool)
         self.interval_model = _interval_model(cfg).fit(features[long_rows], np.log1p(y_all["target"][long_rows]))
         ordered = y_all["ordered"].to_numpy()
         self.next_order_model = _next_order_model(cfg).fit(features[ordered],
