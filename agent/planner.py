@@ -384,6 +384,7 @@ class Planner:
             cid = _customer_at(previous, ordinal)
             if cid:
                 return Plan("get_customer", calls=[{"name": "get_customer", "args": {"customer_id": cid}}])
+            return Plan("get_customer", "clarify", text=CLARIFY_NO_ROW)
         short_refinement = slots_filled(slots) and len(text.split()) <= 6
         if follow and previous and (intent != "out_of_scope" or short_refinement):
             merged = self._follow_up(text, slots, intent, confidence, previous)
@@ -1003,6 +1004,8 @@ CLARIFY_REFERENCE = ("Which customers or result do you mean? I have nothing earl
                      "please name the customers (e.g. Gold customers in Germany) or the customer id.")
 CLARIFY_CUSTOMER = ("Which customer? Please give me their customer id (you can find ids by asking for a list, "
                     "e.g. 'top customers in France'). I can't look customers up by name.")
+CLARIFY_NO_ROW = ("The previous answer has no customer at that place in its list (it may have been empty). "
+                  "Which customer do you mean? Give me the customer id, or ask for a list first.")
 CLARIFY_ORDERS = ("To score a new customer I need their order history: the amount and the full date (day, month "
                   "and year) of each order, for example 'eighty pounds on the third of March and forty pounds on "
                   "the tenth of April' with the year added. Figures and dates may be written in words or digits.")

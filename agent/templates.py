@@ -83,7 +83,10 @@ def find_customers(result: dict, args: dict, settings: Settings) -> str:
         return f"No {who} match. Try a wider filter (another tier, country or a lower churn threshold)."
     sort_by = result.get("sort_by", "value_at_risk")
     shown = rows[:MAX_ROWS_SHOWN]
-    head = f"{total:,} {who} match. The top {len(rows)} by {SORT_LABEL.get(sort_by, sort_by)}:"
+    if total == 1:
+        head = f"One {who.replace('customers', 'customer', 1)} matches:"
+    else:
+        head = f"{total:,} {who} match. The top {len(rows)} by {SORT_LABEL.get(sort_by, sort_by)}:"
     lines = [head] + [_row(i + 1, c, sort_by, cur) for i, c in enumerate(shown)]
     if len(shown) < len(rows):
         lines.append("(The list goes on; ask me to export it to get every row as a CSV file.)")
