@@ -168,3 +168,12 @@ def agent_router(settings: Settings, service: Any = None) -> APIRouter:
         })
 
     return router
+
+
+def app_from_env():
+    """Tools plus agent app from the environment's settings (uvicorn factory for `--workers` > 1)."""
+    from predictor.settings import get_settings
+    from tools.api import create_app
+
+    settings = get_settings()
+    return create_app(settings, extra_routers=[agent_router(settings)])

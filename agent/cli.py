@@ -56,7 +56,11 @@ def _serve(args: argparse.Namespace) -> int:
     from tools.api import serve
 
     settings = get_settings()
-    serve(settings, args.host, args.port, extra_routers=[agent_router(settings)], access_log=args.access_log)
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    serve(settings, args.host, args.port, extra_routers=[agent_router(settings)], access_log=args.access_log,
+          workers=args.workers, app_factory="agent.api:app_from_env")
     return 0
 
 
@@ -82,6 +86,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     agent_api.add_argument("--host", default=None)
     agent_api.add_argument("--port", type=int, default=None)
     agent_api.add_argument("--access-log", action="store_true")
+    agent_api.add_argument("--workers", type=int, default=1,
+                           help="server processes (each holds its own customers table and agent)")
     agent_api.set_defaults(handler=_serve)
 
     register_eval(sub)
