@@ -266,3 +266,16 @@ def test_guard_stops_real_llm_calls(tmp_path, data_dir, registry):
     settings = make_settings(data_dir, llm_backend="openai", llm_base_url="http://192.0.2.1/v1", llm_model="m")
     reply = AgentService(settings, registry=registry).chat("Who are my top customers?", "guard")
     assert reply.kind == "error" and "RealConnectionAttempt" in reply.answer
+
+
+def test_offline_answers_are_grounded_end_to_end(data_dir, registry, agent_embedder):
+    """Every figure the planner's templates print is found by the grounding check in that turn's tools."""
+    service = offline_service(make_settings(data_dir), agent_embedder, registry)
+    questions = ["top 7 gold customers by predicted value", "break down customers by lifecycle stage",
+                 "plan a retention campaign for platinum customers with £1,500",
+                 "export the lapsed bronze customers to csv"]
+    cid = registry.call("find_customers", {"limit": 1}).result["customers"][0]["customer_id"]
+    for q in [*questions, f"tell me about customer {cid}"]:
+        reply = service.chat(q, "grounded")
+        assert reply.kind == "answer" and reply.tool_calls and reply.unverified == [], (q, reply.answer)
+        assert all(t.error is None for t in reply.tool_calls), (q, reply.tool_calls)
