@@ -154,6 +154,11 @@ SORTS = [
      r"most valuable|more valuable|valuable first|highest value|high value|spend the most next", "predicted_value"),
     (r"historical|lifetime|whole history|all[- ]time|spent the most|biggest spenders|total spend|so far", "historical_value"),
 ]
+# What follows "sort by" / "rank by": the first matching key wins.
+SORT_WORDS = [(r"value at risk|risk value|at risk", "value_at_risk"), (r"churn|risk|likel", "churn_risk"),
+              (r"customer value|total value", "customer_value"),
+              (r"predict|future|expected|forecast|next", "predicted_value"),
+              (r"lifetime|historic|revenue|spend|spent|sales|value", "historical_value")]
 GROUPS = [(r"countr(?:y|ies)|nation|market", "country"), (r"lifecycle|stage", "lifecycle"),
           (r"segment|rfm", "segment"), (r"tier", "tier")]
 
@@ -610,7 +615,13 @@ class Planner:
                 slots[key] = days
 
         # ranking, grouping, limit
-        for pattern, key in SORTS:
+        explicit_sort = re.search(r"\b(?:sort|sorted|order|ordered|rank|ranked|ranking)\s+(?:them\s+)?by\s+"
+                                  r"(?:the\s+)?([a-z ]{3,30})", text)
+        for pattern, key in ([(p, k) for p, k in SORT_WORDS] if explicit_sort else []):
+            if re.match(pattern, explicit_sort.group(1)):
+                slots["sort_by"] = key
+                break
+        for pattern, key in SORTS if "sort_by" not in slots else ():
             if re.search(pattern, text):
                 slots["sort_by"] = key
                 break
@@ -619,7 +630,8 @@ class Planner:
                          + pattern, text) or re.search(r"\b" + pattern + r"\w* (overview|breakdown|split|summary)", text):
                 slots["group_by"] = key
                 break
-        lim = (re.search(r"\b(?:top|first|best|bottom|show|list|give me|display|find|get|the|next)\s(?:me\s)?(?:the\s)?"
+        lim = (re.search(r"\b(?:top|first|best|bottom|show|list|give me|display|find|get|the|next|biggest|largest|"
+                         r"highest|worst|riskiest)\s(?:me\s)?(?:the\s)?"
                          r"(\d{1,4})\b(?!\s?(?:%|percent|days?|weeks?|months?|years?|pounds|quid))", text)
                or re.search(r"\b(\d{1,4})\s(?:\w+\s){0,2}(?:customers|clients|accounts|people|ones|shoppers|buyers|rows)\b",
                             text)
@@ -633,6 +645,10 @@ class Planner:
             if re.search(pattern, text):
                 slots["goal"] = goal
                 break
+        target = re.search(r"\b(?:up )?(?:to|into) (platinum|gold|silver)\b", text)
+        if slots.get("goal") == "upgrade" and target and slots.get("tiers") == [TIER_WORDS[target.group(1)]]:
+            # "who could be upgraded to platinum": the audience is the tier below the target
+            slots["tiers"] = [TIERS[TIERS.index(TIER_WORDS[target.group(1)]) + 1]]
 
         cid = _customer_id(text, self)
         if cid:

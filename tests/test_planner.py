@@ -60,6 +60,9 @@ def test_numbers_to_digits_handles_money_shorthand():
     ("ranking of customers by all-time revenue, top fourty", "find_customers",
      {"limit": 40, "sort_by": "historical_value"}),
     ("how much is at stake among lapsing clients", "segment_summary", {"lifecycle": ["lapsing"]}),
+    ("the lapsing customers of Sweden, sort by churn", "find_customers",
+     {"lifecycle": ["lapsing"], "countries": ["Sweden"], "sort_by": "churn_risk"}),
+    ("who could be upgraded to platinum", "recommend_campaigns", {"goal": "upgrade", "tiers": ["Gold"]}),
 ])
 def test_plans_tool_and_arguments(planner, question, tool, expected):
     name, args = one_call(planner.plan(question, []))
