@@ -40,6 +40,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict
 
+from agent import templates
 from predictor.filters import LIFECYCLE_STAGES, RFM_SEGMENTS, TIERS
 from predictor.settings import REPO_ROOT, Settings
 
@@ -1126,5 +1127,3 @@ def get_planner(settings: Settings, registry: Any = None) -> Planner:
             planner = _planners[key] = Planner(settings, registry)
         return planner
 
-
-from agent import templates  # noqa: E402  (templates import nothing from here; kept last for readability)

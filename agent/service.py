@@ -135,12 +135,13 @@ class AgentService:
         last: AgentEvent | None = None
         for event in self._run(message, session_id, tokens=False):
             last = event
-        assert last is not None and last.type in ("answer", "error")
-        if last.type == "answer":
+        if last is not None and last.type == "answer":
             return AgentReply.model_validate(last.data)
-        return AgentReply(answer=last.data.get("message", "The agent failed."), backend=self._info().backend,
-                          model=self._info().model, latency_ms=last.data.get("latency_ms", 0.0), kind="error",
-                          tool_calls=[ToolCallTrace(**t) for t in last.data.get("tool_calls", [])])
+        data = last.data if last is not None else {}
+        info = self._info()
+        return AgentReply(answer=data.get("message", "The agent ended without an answer."), backend=info.backend,
+                          model=info.model, latency_ms=data.get("latency_ms", 0.0), kind="error",
+                          tool_calls=[ToolCallTrace(**t) for t in data.get("tool_calls", [])])
 
     def stream(self, message: str, session_id: str = "default") -> Iterator[AgentEvent]:
         """Tool start/end and answer-token events as they happen; the last event is `answer` or `error`."""
