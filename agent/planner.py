@@ -568,9 +568,12 @@ class Planner:
                 slots[key] = value
         elif re.search(r"\b(low|little|no real) (churn )?risk\b|unlikely to (churn|leave)", text):
             slots["max_churn_risk"] = 0.3
-        elif CHURN_PHRASE.search(text) and "at risk" not in slots.get("lifecycle", []) and not re.search(
-                r"value at risk|revenue at risk|money at risk|at stake|at risk segment", text):
-            slots["min_churn_risk"] = 0.5  # "at risk", "likely to churn", "drifting away": churn risk of 50% or more
+        elif CHURN_PHRASE.search(re.sub(r"\bat[- ]risk\b", "", text)) and "at risk" not in slots.get(
+                "lifecycle", []) and not re.search(r"value at risk|revenue at risk|money at risk|at stake|at risk segment", text):
+            # "likely to churn", "drifting away": churn risk of 50% or more. A bare "at risk" sets no
+            # threshold: calibrated churn rarely passes 0.5 on real data, and ranking by value at risk
+            # already puts the likeliest, most valuable churners first.
+            slots["min_churn_risk"] = 0.5
 
         # money: value bands and budget
         money = r"(?:£|\$|€)?\s?(\d+(?:\.\d+)?)\s?(?:pounds|quid|gbp|euros?|dollars)?"
