@@ -253,11 +253,14 @@ def serve_forever(settings: Settings, port: int | None = None) -> int:
     # (it runs in its own session and would otherwise outlive us).
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     print(f"starting vLLM ({server.model_name}) on {server.base_url}; log: {server.log_path}", file=sys.stderr)
-    server.start()
-    print(f"vLLM ready in {server.startup_seconds:.0f} s: base_url={server.base_url} model={server.model_name}")
-    print(f"use it with VALUEDESK_LLM_BACKEND=vllm VALUEDESK_LLM_BASE_URL={server.base_url} "
-          f"VALUEDESK_LLM_MODEL={server.model_name}", file=sys.stderr)
+    # The try starts before the server does: a SIGTERM arriving right after "ready" (or during
+    # start-up) must still reach `finally`, or vLLM outlives us.
     try:
+        server.start()
+        print(f"vLLM ready in {server.startup_seconds:.0f} s: base_url={server.base_url} model={server.model_name}",
+              flush=True)
+        print(f"use it with VALUEDESK_LLM_BACKEND=vllm VALUEDESK_LLM_BASE_URL={server.base_url} "
+              f"VALUEDESK_LLM_MODEL={server.model_name}", file=sys.stderr)
         while server.process is not None and server.process.poll() is None:
             time.sleep(2.0)
         raise LLMServerError(f"vLLM exited unexpectedly; last lines of {server.log_path}:\n{server.log_tail()}")
