@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import inspect
 import json
 import os
 import tempfile
@@ -239,11 +238,7 @@ def _score(transactions: pd.DataFrame, settings: Settings, fingerprint: str, res
             return saved, True
     from predictor.scoring import score_customers
 
-    kwargs: dict[str, Any] = {"config": training_config, "data_fingerprint": fingerprint}
-    if "progress" in inspect.signature(score_customers).parameters:
-        kwargs["progress"] = progress
-    result = score_customers(transactions, settings, **kwargs)
-    scores = result[0] if isinstance(result, tuple) else result
+    scores, _ = score_customers(transactions, settings, config=training_config, data_fingerprint=fingerprint)
     return scores, False
 
 
