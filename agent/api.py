@@ -1,5 +1,5 @@
-"""Agent routes for the tools' FastAPI app (mounted through `tools.api.create_app(extra_routers=...)`,
-so they sit behind the same API key and body limit):
+"""Agent routes for the tools' FastAPI app (`valuedesk api` mounts them through the `valuedesk.api_routers`
+entry point, so they sit behind the same API key and body limit):
 
 - `POST /v1/agent/chat` {message, session_id, stream?} -> AgentReply JSON, or server-sent events
   (`stream: true` or `Accept: text/event-stream`): `tool_start`, `tool_end`, `token`, then `answer` or `error`.
@@ -172,8 +172,6 @@ def agent_router(settings: Settings, service: Any = None) -> APIRouter:
 
 def app_from_env():
     """Tools plus agent app from the environment's settings (uvicorn factory for `--workers` > 1)."""
-    from predictor.settings import get_settings
-    from tools.api import create_app
+    from tools.api import app_from_env as tools_app
 
-    settings = get_settings()
-    return create_app(settings, extra_routers=[agent_router(settings)])
+    return tools_app()

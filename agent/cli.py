@@ -51,7 +51,6 @@ def _chat(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from agent.api import agent_router
     from predictor.settings import get_settings
     from tools.api import serve
 
@@ -59,8 +58,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
-    serve(settings, args.host, args.port, extra_routers=[agent_router(settings)], access_log=args.access_log,
-          workers=args.workers, app_factory="agent.api:app_from_env")
+    # `valuedesk api` already mounts the agent routes (entry point valuedesk.api_routers); this is its alias.
+    serve(settings, args.host, args.port, access_log=args.access_log, workers=args.workers)
     return 0
 
 
@@ -82,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     chat.add_argument("--json", action="store_true", help="print the answer and the tool trace as JSON")
     chat.set_defaults(handler=_chat)
 
-    agent_api = sub.add_parser("agent-api", help="serve the tools and the agent (/v1/agent/chat, /v1/chat/completions)")
+    agent_api = sub.add_parser("agent-api", help="alias of `valuedesk api` (tools and agent routes on one app)")
     agent_api.add_argument("--host", default=None)
     agent_api.add_argument("--port", type=int, default=None)
     agent_api.add_argument("--access-log", action="store_true")

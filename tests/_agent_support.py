@@ -117,7 +117,10 @@ def agent_data_dir() -> Path:
 def agent_embedder(tmp_path_factory):
     from predictor.embeddings import get_embedder
 
-    return get_embedder("minilm", tmp_path_factory.mktemp("agent-embeddings"), threads=1)
+    cache_dir = tmp_path_factory.mktemp("agent-embeddings")
+    embedder = get_embedder("minilm", cache_dir, threads=1)
+    embedder.cache_dir = cache_dir  # subprocess tests copy the ONNX export instead of exporting again
+    return embedder
 
 
 def make_settings(data_dir: Path, **kw):

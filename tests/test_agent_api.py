@@ -4,13 +4,17 @@ OpenAI-compatible facade (driven by the openai client), reset, and the API key."
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 
 import httpx
 import pytest
 
 from _agent_support import agent_data_dir, agent_embedder, make_settings, no_real_llm, offline_service  # noqa: F401
-from _tools_data import serve_in_thread
+from _tools_data import free_port, serve_in_thread
 from agent.api import agent_router
 from tools.api import create_app
 
@@ -94,3 +98,42 @@ def test_agent_routes_need_the_api_key(server):
     with client(server) as c:
         r = c.post("/v1/agent/chat", json={"message": ""})
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_arguments"
+
+
+def test_valuedesk_api_serves_tools_and_agent_on_one_app(tmp_path, agent_embedder):
+    """`valuedesk api` (the public subcommand, a real process and socket) mounts the agent routes
+    beside the tools through the valuedesk.api_routers entry point."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    for name in ("customers.parquet", "transactions.parquet"):
+        shutil.copy(agent_data_dir() / name, data_dir / name)
+    shutil.copytree(agent_embedder.cache_dir, data_dir / "embeddings")
+    port = free_port()
+    env = {**os.environ, "VALUEDESK_DATA_DIR": str(data_dir), "VALUEDESK_THREADS": "1",
+           "VALUEDESK_LLM_BACKEND": "offline", "VALUEDESK_API_KEY": KEY}
+    proc = subprocess.Popen([sys.executable, "-m", "predictor.cli", "api", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "valuedesk api did not start"
+            time.sleep(0.3)
+        with client(url) as c:
+            paths = c.get("/openapi.json").json()["paths"]
+            assert {"/v1/tools/find_customers", "/v1/agent/chat", "/v1/chat/completions"} <= set(paths)
+            tool = c.post("/v1/tools/segment_summary", json={"group_by": "tier"}).json()
+            r = c.post("/v1/agent/chat", json={"message": "Break down my customers by tier", "session_id": "one-app"})
+            assert r.status_code == 200, r.text
+            [trace] = r.json()["tool_calls"]
+            assert trace["name"] == "segment_summary" and trace["result"]["groups"] == tool["groups"]
+        assert httpx.post(f"{url}/v1/agent/chat", json={"message": "hi"}, timeout=10).status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -251,17 +251,40 @@ def create_app(settings: Settings, extra_routers: Iterable[APIRouter] = (),
     return app
 
 
+ROUTER_GROUP = "valuedesk.api_routers"
+
+
+def installed_routers(settings: Settings) -> list[APIRouter]:
+    """Routers that later layers add to this app (the agent's chat routes), found through the
+    `valuedesk.api_routers` entry-point group so the tools layer never imports the layers above it.
+    Each entry point is a callable taking the settings and returning an APIRouter."""
+    from importlib.metadata import entry_points
+
+    routers = []
+    for entry in sorted(entry_points(group=ROUTER_GROUP), key=lambda e: e.name):
+        try:
+            factory = entry.load()
+        except ImportError as exc:  # a layer that is not installed must not take the tools down
+            log.warning("API routes '%s' not loaded: %s", entry.name, exc)
+            continue
+        routers.append(factory(settings))
+    return routers
+
+
 def app_from_env() -> FastAPI:
     """App factory for multi-process serving: each uvicorn worker builds its app from the environment."""
     from predictor.settings import get_settings
 
-    return create_app(get_settings())
+    settings = get_settings()
+    return create_app(settings, extra_routers=installed_routers(settings))
 
 
 def serve(settings: Settings, host: str | None = None, port: int | None = None, *,
-          extra_routers: Iterable[APIRouter] = (), access_log: bool = False, workers: int = 1,
+          extra_routers: Iterable[APIRouter] | None = None, access_log: bool = False, workers: int = 1,
           app_factory: str = "tools.api:app_from_env") -> None:
     """Run the API with uvicorn (refusing a non-loopback host without an API key).
+
+    Without `extra_routers`, every installed layer's routes are served too (the agent's chat routes).
 
     With `workers` > 1, uvicorn starts that many processes, each calling `app_factory` (an import
     string, so the workers can build it); each loads its own copy of the customers table.
@@ -277,5 +300,6 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
         uvicorn.run(app_factory, factory=True, host=host, port=port, workers=workers, access_log=access_log,
                     log_level="info", timeout_worker_healthcheck=120)
     else:
-        uvicorn.run(create_app(settings, extra_routers=extra_routers), host=host, port=port,
+        routers = installed_routers(settings) if extra_routers is None else extra_routers
+        uvicorn.run(create_app(settings, extra_routers=routers), host=host, port=port,
                     access_log=access_log, log_level="info")

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tool.add_argument("--list", action="store_true", help="Print the tools as OpenAI function-tool JSON schemas.")
     tool.set_defaults(handler=_tool)
 
-    api = sub.add_parser("api", help="Serve the tools over HTTP (FastAPI, OpenAPI docs at /docs).")
+    api = sub.add_parser("api", help="Serve the tools (and the agent's chat routes) over HTTP; OpenAPI docs at /docs.")
     api.add_argument("--host", default=None, help="Interface to bind (default VALUEDESK_API_HOST, 127.0.0.1).")
     api.add_argument("--port", type=int, default=None, help="Port (default VALUEDESK_API_PORT, 8000).")
     api.add_argument("--access-log", action="store_true", help="Log every request.")
