@@ -106,19 +106,24 @@ class BGNBDGammaGamma:
 
     def predict(self, summary: pd.DataFrame, horizon_days: float) -> pd.DataFrame:
         """Expected orders, order value, spend and P(no order) over the horizon, per customer."""
-        freq, rec, T = (summary[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+        columns = self.predict_arrays(*(summary[c].to_numpy(float) for c in ("frequency", "recency", "T", "monetary_value")),
+                                      horizon_days)
+        return pd.DataFrame(columns, index=summary.index)
+
+    def predict_arrays(self, freq: np.ndarray, rec: np.ndarray, T: np.ndarray, monetary_value: np.ndarray,
+                       horizon_days: float) -> dict[str, np.ndarray]:
+        """`predict` on plain arrays: the one formula both the population and the one-customer rescoring use."""
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             expected_orders = self.bgf.conditional_expected_number_of_purchases_up_to_time(horizon_days, freq, rec, T)
             p_alive = self.bgf.conditional_probability_alive(freq, rec, T)
-            value = self.ggf.conditional_expected_average_profit(freq, summary["monetary_value"].to_numpy(float))
+            value = self.ggf.conditional_expected_average_profit(freq, monetary_value)
         r, alpha = self.bgf.params_["r"], self.bgf.params_["alpha"]
         # P(no purchase in (T, T+h]) = 1 - P(alive) * (1 - ((alpha+T)/(alpha+T+h))^(r+x))
         p_buy_if_alive = 1.0 - ((alpha + T) / (alpha + T + horizon_days)) ** (r + freq)
-        out = pd.DataFrame(index=summary.index)
-        out["expected_orders"] = np.nan_to_num(np.asarray(expected_orders, float))
-        out["p_alive"] = np.clip(np.nan_to_num(np.asarray(p_alive, float), nan=0.5), 0, 1)
-        out["expected_order_value"] = np.nan_to_num(np.asarray(value, float))
+        out = {"expected_orders": np.nan_to_num(np.asarray(expected_orders, float)),
+               "p_alive": np.clip(np.nan_to_num(np.asarray(p_alive, float), nan=0.5), 0, 1),
+               "expected_order_value": np.nan_to_num(np.asarray(value, float))}
         out["predicted_value"] = out["expected_orders"] * out["expected_order_value"]
         out["churn_risk"] = np.clip(1.0 - out["p_alive"] * p_buy_if_alive, 0, 1)
         return out

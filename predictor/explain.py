@@ -56,29 +56,28 @@ def _phrase(group: str, row: pd.Series, currency: str) -> str:
     raise KeyError(group)
 
 
+def _grouped(contribs: np.ndarray, columns: list[str]) -> dict[str, np.ndarray]:
+    """Sum per-feature contributions (bias column already dropped) into the driver groups."""
+    groups = {}
+    for group, members in DRIVER_GROUPS.items():
+        idx = [columns.index(m) for m in members if m in columns]
+        if idx:
+            groups[group] = contribs[:, idx].sum(axis=1)
+    return groups
+
+
 def group_contributions(booster: xgb.Booster, features: pd.DataFrame) -> pd.DataFrame:
     """Contribution of each driver group to each customer's prediction (margin scale; bias dropped)."""
     # A float array with names avoids xgboost's slow pandas path (it dominates a one-customer rescore).
     matrix = xgb.DMatrix(features.to_numpy(dtype=np.float32), feature_names=list(features.columns),
                          nthread=1 if len(features) < 1000 else -1)
     contribs = booster.predict(matrix, pred_contribs=True)[:, :-1]
-    columns = list(features.columns)
-    groups = {}
-    for group, members in DRIVER_GROUPS.items():
-        idx = [columns.index(m) for m in members if m in columns]
-        if idx:
-            groups[group] = contribs[:, idx].sum(axis=1)
-    return pd.DataFrame(groups, index=features.index)
+    return pd.DataFrame(_grouped(contribs, list(features.columns)), index=features.index)
 
 
-def drivers(booster: xgb.Booster, features: pd.DataFrame, top: int = 3, currency: str = "£") -> list[list[str]]:
-    """The `top` groups pushing each customer's predicted value most, with direction, in words."""
-    contributions = group_contributions(booster, features)
-    values = contributions.to_numpy()
-    names = contributions.columns.to_numpy()
+def _phrases(values: np.ndarray, names: np.ndarray, records: list[dict], top: int, currency: str) -> list[list[str]]:
     order = np.argsort(-np.abs(values), axis=1)[:, :top]
     out = []
-    records = features.to_dict("records")
     for i, row in enumerate(records):
         phrases = []
         for j in order[i]:
@@ -86,3 +85,18 @@ def drivers(booster: xgb.Booster, features: pd.DataFrame, top: int = 3, currency
             phrases.append(f"{_phrase(names[j], row, currency)} ({effect} predicted value)")
         out.append(phrases)
     return out
+
+
+def drivers(booster: xgb.Booster, features: pd.DataFrame, top: int = 3, currency: str = "£") -> list[list[str]]:
+    """The `top` groups pushing each customer's predicted value most, with direction, in words."""
+    contributions = group_contributions(booster, features)
+    return _phrases(contributions.to_numpy(), contributions.columns.to_numpy(), features.to_dict("records"),
+                    top, currency)
+
+
+def row_drivers(booster: xgb.Booster, x: np.ndarray, record: dict, top: int = 3, currency: str = "£") -> list[str]:
+    """`drivers` for one customer's float32 feature row `x` (ordered as booster.feature_names) and the same
+    values by name in `record`: no DataFrame, for rescoring one customer in milliseconds."""
+    matrix = xgb.DMatrix(x.reshape(1, -1), feature_names=booster.feature_names, nthread=1)
+    groups = _grouped(booster.predict(matrix, pred_contribs=True)[:, :-1], list(booster.feature_names))
+    return _phrases(np.column_stack(list(groups.values())), np.array(list(groups)), [record], top, currency)[0]

@@ -10,9 +10,10 @@ import pandas as pd
 
 from predictor.artifacts import ModelBundle, load_model_bundle, save_model, write_parquet_atomic
 from predictor.errors import DataError
-from predictor.explain import drivers
+from predictor.explain import drivers, row_drivers
 from predictor.features import CustomerHistory, day_start
 from predictor.models import CLVModel, TrainingConfig
+from predictor.rescoring import NS_PER_DAY, customer_from_lines, feature_row, feature_vector
 
 # A customer this likely to place no order in the horizon gets no expected next-order date.
 NO_NEXT_ORDER_ABOVE = 0.8
@@ -91,7 +92,11 @@ def score_customers(transactions: pd.DataFrame, settings, config: TrainingConfig
 
 
 class CustomerScorer:
-    """Rescore one customer after a new order with the saved model: no retraining, no population refit."""
+    """Rescore one customer after a new order with the saved model: no retraining, no population refit.
+
+    `score_orders` computes the customer's feature row with numpy (predictor/rescoring.py) and predicts
+    with the boosters directly, in a few milliseconds; `score_orders_population` runs the same orders
+    through the population path (`score_frame`), the reference the fast path is tested against."""
 
     REQUIRED = ("timestamp", "amount")
 
@@ -100,16 +105,27 @@ class CustomerScorer:
         self.settings = settings
         self.model = bundle.model
         self.data_start = pd.Timestamp(bundle.metadata["data_range"]["start"])
+        self.data_end = pd.Timestamp(bundle.metadata["data_range"]["end"])
         # One row at a time: a thread pool costs more than it saves and stalls on a busy machine.
-        for estimator in (self.model.value_model, self.model.churn_model, self.model.interval_model,
-                          self.model.next_order_model):
+        self._boosters = {}
+        for name in ("value_model", "churn_model", "interval_model", "next_order_model"):
+            estimator = getattr(self.model, name)
             estimator.set_params(n_jobs=1)
+            booster = estimator.get_booster()
+            booster.set_param({"nthread": 1})
+            # The trees the sklearn wrapper's predict would use (all of them unless early stopping kept fewer).
+            try:
+                rounds = (0, estimator.best_iteration + 1)
+            except AttributeError:
+                rounds = (0, 0)
+            self._boosters[name] = (booster, rounds)
 
     @classmethod
     def load(cls, settings) -> "CustomerScorer":
         return cls(load_model_bundle(settings), settings)
 
-    def score_orders(self, orders: pd.DataFrame, customer_id: str = "new", as_of=None) -> dict:
+    def _prepare(self, orders: pd.DataFrame, customer_id: str, as_of) -> tuple[pd.DataFrame, pd.Timestamp, pd.Timestamp]:
+        """Validated lines, the scoring day and the data start the features count from."""
         missing = [c for c in self.REQUIRED if c not in orders]
         if missing:
             raise DataError(f"Orders are missing {', '.join(missing)}", column=missing[0],
@@ -134,10 +150,81 @@ class CustomerScorer:
         if "order_id" not in frame:
             frame["order_id"] = [f"{customer_id}-{i}" for i in range(len(frame))]
         frame["is_cancellation"] = frame["amount"] < 0
+        first, last = frame["timestamp"].min(), frame["timestamp"].max()
+        data_start = min(self.data_start, day_start(first))
+        as_of = day_start(as_of) if as_of is not None else max(self.data_end, day_start(last))
+        return frame, as_of, data_start
+
+    @staticmethod
+    def _no_purchase(as_of: pd.Timestamp) -> DataError:
+        return DataError(f"No purchase on or before {as_of.date()}", column="amount",
+                         expected="at least one order with a positive amount on or before the scoring date")
+
+    def score_orders(self, orders: pd.DataFrame, customer_id: str = "new", as_of=None) -> dict:
+        """Scores for one customer's order history as of `as_of` (default: the model's last data day, or the
+        customer's last order day if later): the keys of one scores-table row plus model_version and score_ms."""
+        if self.model.scoring_bg is None:  # a bundle without BG/NBD parameters: only the population path copes
+            return self.score_orders_population(orders, customer_id, as_of)
+        frame, as_of, data_start = self._prepare(orders, customer_id, as_of)
+        started = time.perf_counter()
+        horizon = self.model.config.horizon_days
+        customer = customer_from_lines(frame, data_start)
+        row = feature_row(customer, as_of, horizon, self.model.scoring_bg)
+        if row is None:
+            raise self._no_purchase(as_of)
+        x = feature_vector(row)
+        pred = self._predict(x, row["last_period_value"])
+
+        edge = (as_of + pd.Timedelta(days=1)).value
+        past = customer.order_ns < edge
+        buy = past & ~customer.order_cancel & (customer.order_amount > 0)
+        recent = past & (customer.order_ns >= edge - 365 * NS_PER_DAY)
+        result = {"customer_id": str(customer_id), "as_of": as_of, "horizon_days": horizon, **pred}
+        result["expected_next_order"] = (as_of + pd.Timedelta(days=float(np.round(pred["next_order_days"])))
+                                         if pred["churn_risk"] < NO_NEXT_ORDER_ABOVE else pd.NaT)
+        result["historical_value"] = max(float(customer.order_amount[past].sum()), 0.0)
+        result["revenue_12m"] = max(float(customer.order_amount[recent].sum()), 0.0)
+        result["orders"] = int(buy.sum())
+        result["first_order"] = pd.Timestamp(int(customer.order_ns[buy].min()))
+        result["last_order"] = pd.Timestamp(int(customer.order_ns[buy].max()))
+        for key, feature in (("recency_days", "recency_days"), ("tenure_days", "tenure_days"),
+                             ("mean_gap_days", "mean_gap_days"), ("aov", "aov"), ("spend_90d", "spend_90d"),
+                             ("trend", "trend_90d")):
+            result[key] = row[feature]
+        result["country"] = customer.country
+        booster, _ = self._boosters["value_model"]
+        result["drivers"] = row_drivers(booster, x, row, currency=self.settings.currency_symbol)
+        result.update({f"f_{name}": value for name, value in row.items()})
+        result["model_version"] = self.bundle.metadata["version"]
+        result["score_ms"] = (time.perf_counter() - started) * 1000
+        return result
+
+    def _predict(self, x: np.ndarray, last_period_value: float) -> dict:
+        """CLVModel.predict_features for one float32 row, through the boosters (no sklearn wrapper)."""
+        m = self.model
+
+        def run(name: str) -> np.ndarray:
+            booster, rounds = self._boosters[name]
+            return booster.inplace_predict(x, iteration_range=rounds)
+
+        value = m.blend_weight * run("value_model") + (1 - m.blend_weight) * m.last_period_scale * np.array([last_period_value])
+        churn = m.calibrator.predict(run("churn_model"))
+        q = np.expm1(run("interval_model")).clip(min=0)
+        p10, p90 = np.minimum(q[:, 0], q[:, 1]), np.maximum(q[:, 0], q[:, 1])
+        next_days = np.expm1(run("next_order_model")).clip(min=1)
+        return {"predicted_value": float(value[0]), "value_p10": float(np.minimum(p10, value)[0]),
+                "value_p90": float(np.maximum(p90, value)[0]), "churn_risk": float(churn[0]),
+                "next_order_days": float(next_days[0])}
+
+    def score_orders_population(self, orders: pd.DataFrame, customer_id: str = "new", as_of=None) -> dict:
+        """`score_orders` through the population path (score_frame on a one-customer history): slower, kept as
+        the reference the fast path must agree with."""
+        frame, as_of, data_start = self._prepare(orders, customer_id, as_of)
         history = history_from_transactions(frame.sort_values("timestamp"))
-        history.data_start = min(self.data_start, day_start(frame["timestamp"].min()))
-        as_of = day_start(as_of) if as_of is not None else max(
-            pd.Timestamp(self.bundle.metadata["data_range"]["end"]), day_start(frame["timestamp"].max()))
+        history.data_start = data_start
+        known = history.before(as_of).orders
+        if not (~known["is_cancellation"] & (known["amount"] > 0)).any():
+            raise self._no_purchase(as_of)
         started = time.perf_counter()
         row = score_frame(self.model, history, as_of, self.settings.currency_symbol, bg=self.model.scoring_bg)
         result = row.iloc[0].to_dict()
