@@ -27,7 +27,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
                       model_validator)
 
 from predictor.errors import ValueDeskError
-from predictor.filters import (LIFECYCLE_STAGES, RFM_SEGMENTS, TIERS, CustomerFilter, FilterError,
+from predictor.filters import (names_in, LIFECYCLE_STAGES, RFM_SEGMENTS, TIERS, CustomerFilter, FilterError,
                                canonical_names)
 from predictor.settings import Settings, get_settings
 
@@ -334,7 +334,7 @@ def _filter_steps(flt: CustomerFilter) -> list[tuple[str, Any]]:
     if flt.countries:
         wanted = {c.strip().lower() for c in flt.countries}
         steps.append((f"countries in {flt.countries}",
-                      lambda f: f["country"].astype("string").str.lower().isin(wanted).fillna(False)))
+                      lambda f: names_in(f["country"], wanted)))
     for field, column, op in (("min_churn_risk", "churn_risk", "ge"), ("max_churn_risk", "churn_risk", "le"),
                               ("min_value", "predicted_value", "ge"), ("max_value", "predicted_value", "le"),
                               ("min_recency_days", "recency_days", "ge"), ("max_recency_days", "recency_days", "le")):
@@ -388,12 +388,21 @@ def _tier_thresholds(customers: pd.DataFrame) -> dict[str, float]:
     return {str(k): float(v) for k, v in present.items()}
 
 
+def _isin(column: pd.Series, values: Sequence[str]) -> np.ndarray:
+    """Membership as a bool array; a categorical column is matched on its codes."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        hit = pd.Index(column.cat.categories).isin(values)
+        codes = column.cat.codes.to_numpy()
+        return (codes >= 0) & hit[codes.clip(min=0)]
+    return column.isin(values).to_numpy(dtype=bool)
+
+
 def eligible_mask(playbook: Playbook, frame: pd.DataFrame, thresholds: Mapping[str, float]) -> np.ndarray:
     rule = playbook.eligibility
     keep = np.ones(len(frame), dtype=bool)
     for values, column in ((rule.tiers, "tier"), (rule.lifecycle, "lifecycle"), (rule.segments, "rfm_segment")):
         if values:
-            keep &= frame[column].isin(values).to_numpy(dtype=bool)
+            keep &= _isin(frame[column], values)
     churn = frame["churn_risk"].to_numpy(dtype=float)
     if rule.min_churn_risk is not None:
         keep &= churn >= rule.min_churn_risk
@@ -433,16 +442,16 @@ class CustomerEV(BaseModel):
 
 
 def expected_value(playbook: Playbook, *, churn_risk: Any, value_at_risk: Any, aov: Any,
-                   horizon_days: Any, offer_window_days: int) -> dict[str, np.ndarray]:
+                   horizon_days: Any, offer_window_days: int,
+                   p_order_anyway: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Vectorised expected value of targeting customers with one playbook.
 
     P(order in window anyway) treats ordering as a constant-rate process over the scoring horizon, so
     1 - churn_risk ^ (window / horizon). Everyone who orders in the window redeems the offer.
     """
-    churn = np.clip(np.asarray(churn_risk, dtype=float), 0.0, 1.0)
-    horizon = np.asarray(horizon_days, dtype=float)
     aov = np.maximum(np.asarray(aov, dtype=float), 0.0)
-    p_anyway = 1.0 - np.power(churn, offer_window_days / horizon)
+    p_anyway = p_order_anyway if p_order_anyway is not None else order_anyway(churn_risk, horizon_days,
+                                                                              offer_window_days)
     u = playbook.uplift
     p_redeem = np.minimum(1.0, p_anyway + u)
     offer = playbook.offer
@@ -458,6 +467,13 @@ def expected_value(playbook: Playbook, *, churn_risk: Any, value_at_risk: Any, a
             "expected_incremental_revenue": revenue, "offer_cost": offer_cost,
             "contact_cost": np.full_like(revenue, playbook.contact_cost), "cost": cost,
             "expected_net_value": revenue - cost}
+
+
+def order_anyway(churn_risk: Any, horizon_days: Any, offer_window_days: int) -> np.ndarray:
+    """P(order in the offer window without the campaign); the same for every playbook, so planning
+    computes it once."""
+    churn = np.clip(np.asarray(churn_risk, dtype=float), 0.0, 1.0)
+    return 1.0 - np.power(churn, offer_window_days / np.asarray(horizon_days, dtype=float))
 
 
 def explain_customer_ev(playbook: Playbook, customer: Mapping[str, Any], offer_window_days: int = 30) -> CustomerEV:
@@ -516,11 +532,103 @@ def _check_budget(budget: float | None) -> float | None:
     return value
 
 
+PLANNING_COLUMNS = (*REQUIRED_COLUMNS, "country", "predicted_value", "recency_days", "horizon_days")
+_CATEGORICAL = ("tier", "lifecycle", "rfm_segment", "country")
+
+
+def planning_frame(customers: pd.DataFrame) -> pd.DataFrame:
+    """Only the columns planning reads, with the names as categoricals and the ids as plain strings.
+
+    Build it once per customers table and pass it to every `plan_campaigns` call: on 1M customers,
+    selecting an audience from the full table copies every column (profile text, drivers, ...) and
+    dominated planning time.
+    """
+    _check_columns(customers)
+    frame = customers[[c for c in PLANNING_COLUMNS if c in customers]].copy()
+    for column in _CATEGORICAL:
+        if column in frame and not isinstance(frame[column].dtype, pd.CategoricalDtype):
+            frame[column] = frame[column].astype("category")
+    frame["customer_id"] = frame["customer_id"].astype(str)
+    frame["id_rank"] = frame["customer_id"].rank(method="first").to_numpy(dtype=np.int64)
+    return frame
+
+
 def _check_columns(customers: pd.DataFrame) -> None:
     missing = [c for c in REQUIRED_COLUMNS if c not in customers]
     if missing:
         raise CampaignError(f"The customers table lacks the columns {missing} that campaign planning needs.",
                             hint="build it with `valuedesk build` (it adds tiers, lifecycle, segments and value at risk)")
+
+
+def _greedy_fill(assigned: np.ndarray, customer: np.ndarray, playbook: np.ndarray, cost: np.ndarray,
+                 budget: float) -> float:
+    """Walk (customer, playbook, cost) pairs in priority order, funding a pair when its customer has no
+    campaign yet and its cost fits what is left; returns the budget left.
+
+    Same result as the plain loop, in two steps: while the running cost of each customer's first pair
+    stays within the budget every such pair is funded (one vectorised prefix); the loop then only walks
+    the pairs that could still fit, which on 1M customers is a small remainder.
+    """
+    first = np.zeros(len(customer), dtype=bool)
+    first[np.unique(customer, return_index=True)[1]] = True
+    first_cost = np.where(first, cost, 0.0)
+    spent = np.cumsum(first_cost)
+    prefix = int(np.searchsorted(spent, budget, side="right"))  # pairs [0, prefix) are all affordable
+    funded = first[:prefix]
+    assigned[customer[:prefix][funded]] = playbook[:prefix][funded]
+    remaining = budget - (float(spent[prefix - 1]) if prefix else 0.0)
+    tail = np.arange(prefix, len(customer))
+    tail = tail[(cost[tail] <= remaining) & (assigned[customer[tail]] < 0)]
+    if len(tail):
+        cheapest = float(cost[tail].min())
+        for ci, pi, co in zip(customer[tail].tolist(), playbook[tail].tolist(), cost[tail].tolist()):
+            if remaining < cheapest:
+                break
+            if assigned[ci] < 0 and co <= remaining:
+                assigned[ci] = pi
+                remaining -= co
+    return remaining
+
+
+def _best_per_customer(assigned: np.ndarray, customer: np.ndarray, playbook: np.ndarray, net: np.ndarray,
+                       cost: np.ndarray, n_playbooks: int) -> None:
+    """No budget: each candidate customer gets the playbook with the highest net value, the cheaper one
+    on a tie, the earlier playbook after that (one pass per playbook instead of sorting all pairs)."""
+    best_net = np.full(len(assigned), -np.inf)
+    best_cost = np.full(len(assigned), np.inf)
+    for j in range(n_playbooks):  # pairs come grouped by playbook, in playbook order
+        pick = playbook == j
+        rows, pair_net, pair_cost = customer[pick], net[pick], cost[pick]
+        held_net, held_cost = best_net[rows], best_cost[rows]
+        better = (pair_net > held_net) | ((pair_net == held_net) & (pair_cost < held_cost))
+        rows = rows[better]
+        best_net[rows], best_cost[rows], assigned[rows] = pair_net[better], pair_cost[better], j
+
+
+def _allocate_budget(assigned: np.ndarray, customer: np.ndarray, playbook: np.ndarray, net: np.ndarray,
+                     cost: np.ndarray, budget: float) -> float:
+    """Greedy by net value per unit cost (ties: higher net value, then pair order) within the budget.
+
+    Sorting every pair is the cost on 1M customers, yet a budget funds only the best few: sort the pairs
+    whose ratio reaches the k-th best (ties included, so the order is exact), fund them, then walk only
+    the other pairs that could still fit what is left. Same result as sorting everything.
+    """
+    ratio = net / np.maximum(cost, 1e-9)
+    m = len(customer)
+    k = int(min(m, max(1024, 4 * budget / max(float(cost.mean()), 1e-9))))
+    head = np.arange(m)
+    if k < m:
+        head = np.flatnonzero(ratio >= np.partition(ratio, m - k)[m - k])
+    head = head[np.lexsort((-net[head], -ratio[head]))]
+    remaining = _greedy_fill(assigned, customer[head], playbook[head], cost[head], budget)
+    if len(head) < m:
+        rest = np.ones(m, dtype=bool)
+        rest[head] = False
+        tail = np.flatnonzero(rest & (cost <= remaining) & (assigned[customer] < 0))
+        if len(tail):
+            tail = tail[np.lexsort((-net[tail], -ratio[tail]))]
+            remaining = _greedy_fill(assigned, customer[tail], playbook[tail], cost[tail], remaining)
+    return remaining
 
 
 def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: float | None = None,
@@ -573,29 +681,45 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
     horizon = (audience["horizon_days"] if "horizon_days" in audience else pd.Series(settings.horizon_days,
                                                                                       index=audience.index))
     aov = audience["aov"].astype(float)
-    aov = aov.fillna(aov.median() if aov.notna().any() else 0.0)
+    if aov.isna().any():
+        aov = aov.fillna(aov.median() if aov.notna().any() else 0.0)
     churn = audience["churn_risk"].astype(float)
-    churn = churn.fillna(churn.median() if churn.notna().any() else 0.5)
-    ids = audience["customer_id"].astype(str).to_numpy()
+    if churn.isna().any():
+        churn = churn.fillna(churn.median() if churn.notna().any() else 0.5)
+    ids = audience["customer_id"]
+    ids = ids.to_numpy() if ids.dtype == object else ids.astype(str).to_numpy(dtype=object)
+    id_rank = audience["id_rank"].to_numpy() if "id_rank" in audience else None
 
     # Candidate (customer, playbook) pairs with positive expected net value.
     cand_c, cand_p, cand_net, cand_cost, cand_rev = [], [], [], [], []
     eligible_counts: dict[str, int] = {}
     per_playbook_ev: list[dict[str, np.ndarray]] = []
+    # Plain arrays once, not a pandas conversion per playbook.
+    churn, aov = churn.to_numpy(dtype=float), aov.to_numpy(dtype=float)
+    horizon = np.asarray(horizon, dtype=float)
+    value_at_risk = audience["value_at_risk"].to_numpy(dtype=float, na_value=np.nan)
+    value_at_risk = np.where(np.isnan(value_at_risk), 0.0, value_at_risk)
+    p_anyway = order_anyway(churn, horizon, cat.offer_window_days)
+    ev_rows: list[np.ndarray] = []  # audience positions each playbook's values refer to
     for j, p in enumerate(chosen):
         mask = eligible_mask(p, audience, thresholds)
-        ev = expected_value(p, churn_risk=churn, value_at_risk=audience["value_at_risk"].fillna(0.0),
-                            aov=aov, horizon_days=horizon, offer_window_days=cat.offer_window_days)
+        # Expected value only where the playbook is eligible: most playbooks fit a small share of 1M.
+        eligible_rows = np.flatnonzero(mask)
+        ev = expected_value(p, churn_risk=churn[eligible_rows], value_at_risk=value_at_risk[eligible_rows],
+                            aov=aov[eligible_rows], horizon_days=horizon[eligible_rows],
+                            offer_window_days=cat.offer_window_days, p_order_anyway=p_anyway[eligible_rows])
+        good = ev["expected_net_value"] > 0
+        ev = {k: v[good] for k, v in ev.items()}
+        rows = eligible_rows[good]
         per_playbook_ev.append(ev)
-        good = mask & (ev["expected_net_value"] > 0)
-        eligible_counts[p.name] = int(good.sum())
-        rows = np.flatnonzero(good)
+        ev_rows.append(rows)
+        eligible_counts[p.name] = len(rows)
         cand_c.append(rows)
         cand_p.append(np.full(len(rows), j))
-        cand_net.append(ev["expected_net_value"][rows])
-        cand_cost.append(ev["cost"][rows])
-        cand_rev.append(ev["expected_incremental_revenue"][rows])
-        eligible_counts[p.name + "/eligible"] = int(mask.sum())
+        cand_net.append(ev["expected_net_value"])
+        cand_cost.append(ev["cost"])
+        cand_rev.append(ev["expected_incremental_revenue"])
+        eligible_counts[p.name + "/eligible"] = len(eligible_rows)
     c = np.concatenate(cand_c)
     pj = np.concatenate(cand_p)
     net = np.concatenate(cand_net)
@@ -609,27 +733,14 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
 
     assigned = np.full(len(audience), -1)
     if budget is None:
-        # Best campaign per customer: highest net value, the cheaper one on a tie.
-        order = np.lexsort((cost, -net, c))
-        first = np.unique(c[order], return_index=True)[1]
-        assigned[c[order][first]] = pj[order][first]
+        _best_per_customer(assigned, c, pj, net, cost, len(chosen))
     else:
         if cost.min() > budget:
             raise CampaignError(
                 f"A budget of {currency}{budget:,.2f} cannot pay for a single worthwhile contact; the cheapest "
                 f"costs {currency}{cost.min():,.2f}.", hint=f"raise the budget to at least {currency}{cost.min():,.2f}",
                 field="budget")
-        ratio = net / np.maximum(cost, 1e-9)
-        order = np.lexsort((-net, -ratio))
-        remaining = budget
-        cheapest = cost.min()
-        cs, ps, costs = c[order].tolist(), pj[order].tolist(), cost[order].tolist()
-        for ci, pi, co in zip(cs, ps, costs):
-            if remaining < cheapest:
-                break
-            if assigned[ci] < 0 and co <= remaining:
-                assigned[ci] = pi
-                remaining -= co
+        _allocate_budget(assigned, c, pj, net, cost, budget)
 
     rng = np.random.default_rng(seed)
     results: list[CampaignResult] = []
@@ -637,7 +748,9 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
         rows = np.flatnonzero(assigned == j)
         if len(rows) == 0:
             continue
-        rows = rows[np.argsort(ids[rows], kind="stable")]
+        # Control groups are drawn in customer-id order, so the same seed picks the same people
+        # whatever the table's row order; the planning frame carries each id's rank to sort by.
+        rows = rows[np.argsort(id_rank[rows] if id_rank is not None else ids[rows], kind="stable")]
         n_control = int(round(holdout_share * len(rows)))
         if holdout_share > 0 and len(rows) >= 2:
             n_control = max(n_control, 1)
@@ -646,12 +759,14 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
         control_pos[rng.choice(len(rows), size=n_control, replace=False)] = True
         treated, control = rows[~control_pos], rows[control_pos]
         ev = per_playbook_ev[j]
-        t_net = ev["expected_net_value"][treated]
-        t_cost = float(ev["cost"][treated].sum())
-        t_rev = float(ev["expected_incremental_revenue"][treated].sum())
-        p_base = float(ev["p_order_anyway"][treated].mean())
+        at = np.searchsorted(ev_rows[j], treated)  # assigned customers are among the playbook's candidates
+        t_net = ev["expected_net_value"][at]
+        t_cost = float(ev["cost"][at].sum())
+        t_rev = float(ev["expected_incremental_revenue"][at].sum())
+        p_base = float(ev["p_order_anyway"][at].mean())
         order_t = np.argsort(-t_net, kind="stable")
-        results.append(CampaignResult(
+        # Built from values computed here, so skip re-validating lists that can hold a million ids.
+        results.append(CampaignResult.model_construct(
             name=p.name, description=p.description, goal=p.goal, channel=p.channel, offer=p.offer,
             offer_text=p.offer.describe(currency), audience_size=len(treated), eligible=eligible_counts[p.name],
             customer_ids=ids[treated][order_t].tolist(), expected_values=np.round(t_net[order_t], 2).tolist(),
@@ -665,7 +780,9 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
     total_cost = round(sum(r.cost for r in results), 2)
     notes = []
     if budget is not None:
-        unfunded = int(((assigned < 0) & np.isin(np.arange(len(audience)), c)).sum())
+        candidate = np.zeros(len(audience), dtype=bool)
+        candidate[c] = True
+        unfunded = int((candidate & (assigned < 0)).sum())
         if unfunded:
             notes.append(f"{unfunded:,} customers with a positive-value campaign were left out by the budget.")
         held = budget - total_cost

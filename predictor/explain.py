@@ -44,6 +44,8 @@ def _phrase(group: str, row: pd.Series, currency: str) -> str:
         return f"lifetime spend {_money(row['monetary_total'], currency)}, average order {_money(row['aov'], currency)}"
     if group == "breadth":
         if pd.isna(row.get("distinct_products")):
+            if pd.isna(row.get("items_per_order")):
+                return "basket size and product range (no product detail recorded)"
             return f"{row.get('items_per_order', 0):.0f} items per order"
         cats = "" if pd.isna(row.get("distinct_categories")) else f" across {int(row['distinct_categories'])} categories"
         return f"buys {int(row['distinct_products'])} different products{cats}"

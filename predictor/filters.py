@@ -43,6 +43,16 @@ def canonical_names(values: list[str] | None, allowed: tuple[str, ...], field: s
     return out
 
 
+def names_in(column: pd.Series, wanted: set[str]) -> pd.Series:
+    """Case-insensitive membership of a country-like column in `wanted` (lower-case names); a
+    categorical column is matched on its categories, not row by row."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        hit = pd.Index(column.cat.categories).astype("string").str.lower().isin(wanted)
+        codes = column.cat.codes.to_numpy()
+        return pd.Series((codes >= 0) & hit[codes.clip(min=0)], index=column.index)
+    return column.astype("string").str.lower().isin(wanted).fillna(False).astype(bool)
+
+
 class CustomerFilter(BaseModel):
     tiers: list[str] | None = Field(None, description="Value tiers to include, e.g. ['Gold', 'Platinum'].")
     lifecycle: list[str] | None = Field(None, description="Lifecycle stages: new, active, at risk, lapsing, lapsed.")
@@ -90,7 +100,7 @@ class CustomerFilter(BaseModel):
                 keep &= frame[column].isin(values)
         if self.countries:
             wanted = {c.strip().lower() for c in self.countries}
-            keep &= frame["country"].astype("string").str.lower().isin(wanted).fillna(False)
+            keep &= names_in(frame["country"], wanted)
         for field, column, op in (
             ("min_churn_risk", "churn_risk", "ge"), ("max_churn_risk", "churn_risk", "le"),
             ("min_value", "predicted_value", "ge"), ("max_value", "predicted_value", "le"),

@@ -147,8 +147,14 @@ class CustomerScorer:
             raise DataError("Unparseable order amount", column="amount",
                             row=int(np.flatnonzero(frame["amount"].isna())[0]), expected="a number")
         frame["customer_id"] = str(customer_id)
+        default_ids = pd.Series([f"{customer_id}-{i}" for i in range(len(frame))], index=frame.index)
         if "order_id" not in frame:
-            frame["order_id"] = [f"{customer_id}-{i}" for i in range(len(frame))]
+            frame["order_id"] = default_ids
+        else:
+            # An order sent without an id is still an order; without its own id it would merge with
+            # (or vanish into) the others.
+            given = frame["order_id"].astype("string").str.strip()
+            frame["order_id"] = given.mask(given.isna() | (given == ""), default_ids)
         frame["is_cancellation"] = frame["amount"] < 0
         first, last = frame["timestamp"].min(), frame["timestamp"].max()
         data_start = min(self.data_start, day_start(first))

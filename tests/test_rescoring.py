@@ -167,3 +167,12 @@ def test_rescoring_predicts_single_threaded_with_the_saved_feature_order(scorer)
     for booster, _ in scorer._boosters.values():
         assert booster.feature_names == MODEL_FEATURES
         assert json.loads(booster.save_config())["learner"]["generic_param"]["nthread"] == "1"
+
+
+def test_orders_sent_without_an_id_still_count(scorer):
+    """A request where only some orders carry an order_id: the others are separate orders, not dropped."""
+    orders = pd.DataFrame({"timestamp": ["2011-05-01", "2011-08-01", "2011-11-01"], "amount": [50.0, 70.0, 90.0],
+                           "order_id": ["A1", None, ""]})
+    result = scorer.score_orders(orders, customer_id="mixed-ids")
+    assert result["orders"] == 3 and result["historical_value"] == pytest.approx(210.0)
+    check(scorer, orders, customer_id="mixed-ids")

@@ -272,6 +272,7 @@ class ToolDeps:
             "index": _Slot(self._load_index),
             "catalogue": _Slot(self._load_catalogue),
             "next_best_actions": _Slot(lambda: NextBestActions(self.customers, self.catalogue, self.settings)),
+            "planning_customers": _Slot(self._load_planning_customers),
         }
         given = {"customers": customers, "transactions": transactions, "scorer": scorer, "index": index,
                  "catalogue": catalogue, "bundle": bundle}
@@ -319,6 +320,11 @@ class ToolDeps:
     @property
     def next_best_actions(self) -> NextBestActions:
         return self._get("next_best_actions")
+
+    @property
+    def planning_customers(self) -> pd.DataFrame:
+        """The customers table narrowed for campaign planning (predictor.campaigns.planning_frame)."""
+        return self._get("planning_customers")
 
     def warm(self) -> None:
         """Load what every request needs up front, so the first caller does not pay for it."""
@@ -370,6 +376,10 @@ class ToolDeps:
         except ValueDeskError as exc:
             raise ToolFailure("index_unavailable", f"The profile index cannot be opened: {exc}",
                               "Run `valuedesk build`, or check VALUEDESK_CHROMA_URL if the index runs as a server.") from exc
+
+    def _load_planning_customers(self) -> pd.DataFrame:
+        planning_frame = _import("predictor.campaigns", "planning_frame", "campaign planning")
+        return planning_frame(self.customers.frame)
 
     def _load_catalogue(self) -> Any:
         load_catalogue = _import("predictor.campaigns", "load_catalogue", "the campaign catalogue")

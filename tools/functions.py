@@ -157,6 +157,10 @@ def prepare(deps: ToolDeps) -> None:
     _reader(deps)
     _horizon(deps)
     deps.customers.tier_floors()
+    try:
+        deps.planning_customers
+    except ValueDeskError as exc:  # recommend_campaigns reports it per call; the rest still serves
+        log.warning("campaign planning unavailable: %s", exc)
 
 
 def _row(deps: ToolDeps, i: int) -> dict[str, Any]:
@@ -337,7 +341,7 @@ def search_profiles(args: SearchProfilesArgs, deps: ToolDeps) -> SearchProfilesR
 def _plan(args: CampaignArgs, deps: ToolDeps) -> Any:
     from predictor.campaigns import plan_campaigns
 
-    return plan_campaigns(deps.customers.frame, goal=args.goal, budget=args.budget, filter=args.customer_filter(),
+    return plan_campaigns(deps.planning_customers, goal=args.goal, budget=args.budget, filter=args.customer_filter(),
                           catalogue=deps.catalogue, settings=deps.settings)
 
 
@@ -352,14 +356,15 @@ def recommend_campaigns(args: CampaignArgs, deps: ToolDeps) -> RecommendCampaign
     across campaigns to maximise expected net value within it, and nobody gets two campaigns.
     Use export_audience to get the full audience as a CSV file.
     """
-    plan = _plan(args, deps).model_dump(mode="json")
+    full = _plan(args, deps)
+    # Per-customer lists can hold a million ids: dump the plan without them and list only the first few.
+    plan = full.model_dump(mode="json", exclude={"campaigns": {"__all__": {"customer_ids", "expected_values",
+                                                                          "control_group_ids"}}})
     campaigns = []
-    for item in plan.pop("campaigns", []):
-        ids = [str(c) for c in item.get("customer_ids") or []]
-        item["customer_ids"] = ids[:MAX_IDS_PER_CAMPAIGN]
-        item["customer_ids_truncated"] = len(ids) > MAX_IDS_PER_CAMPAIGN
-        item["control_group_size"] = len(item.pop("control_group_ids", None) or [])
-        item.pop("expected_values", None)  # per-customer detail belongs in the exported audience
+    for item, result in zip(plan.pop("campaigns", []), full.campaigns):
+        item["customer_ids"] = [str(c) for c in result.customer_ids[:MAX_IDS_PER_CAMPAIGN]]
+        item["customer_ids_truncated"] = len(result.customer_ids) > MAX_IDS_PER_CAMPAIGN
+        item["control_group_size"] = len(result.control_group_ids)
         campaigns.append(CampaignPlanItem.model_validate(item))
     plan["currency"] = deps.settings.currency_symbol
     return RecommendCampaignsResult.model_validate({**plan, "campaigns": campaigns})
