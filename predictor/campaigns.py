@@ -265,9 +265,12 @@ class CampaignResult(BaseModel):
     offer_text: str
     audience_size: int = Field(description="Customers to contact (the control group is not counted).")
     eligible: int = Field(description="Customers in the audience this playbook could target with positive net value.")
-    customer_ids: list[str]
+    customer_ids: list[str] = Field(description="Treated customers, highest expected net value first (only the "
+                                                "first `list_ids` when the plan was made with a listing limit).")
     expected_values: list[float] = Field(description="Expected net value per customer, aligned with customer_ids.")
-    control_group_ids: list[str]
+    control_group_ids: list[str] = Field(description="The control group, by customer id (first `list_ids` when limited).")
+    control_group_size: int = Field(0, description="Customers in the control group.")
+    ids_complete: bool = Field(True, description="False when the id lists hold only the first `list_ids`.")
     cost: float
     expected_incremental_revenue: float
     expected_net_value: float
@@ -635,13 +638,16 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
                    filter: CustomerFilter | Mapping[str, Any] | None = None, catalogue: Catalogue | str | Path | None = None,
                    holdout_share: float | None = None, seed: int | None = None, *,
                    playbooks: Sequence[str] | None = None, settings: Settings | None = None,
-                   filters: CustomerFilter | Mapping[str, Any] | None = None) -> CampaignPlan:
+                   filters: CustomerFilter | Mapping[str, Any] | None = None,
+                   list_ids: int | None = None) -> CampaignPlan:
     """Choose who gets which campaign to maximise expected net value, within an optional budget.
 
     Each customer gets at most one campaign, only at positive expected net value. Without a budget every
     eligible customer gets their best campaign; with one, customer-campaign pairs are taken greedily by
     net value per unit cost until nothing else fits. A seeded random share of each campaign's chosen
     customers is held out as a control group (not contacted, not costed) to measure the real lift.
+    With `list_ids`, each campaign lists only its first `list_ids` customers and control-group ids (a
+    summary for people; an export needs the full plan), which on 1M customers saves most of the time.
     """
     settings = settings or get_settings()
     holdout_share = settings.holdout_share if holdout_share is None else holdout_share
@@ -686,9 +692,16 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
     churn = audience["churn_risk"].astype(float)
     if churn.isna().any():
         churn = churn.fillna(churn.median() if churn.notna().any() else 0.5)
-    ids = audience["customer_id"]
-    ids = ids.to_numpy() if ids.dtype == object else ids.astype(str).to_numpy(dtype=object)
     id_rank = audience["id_rank"].to_numpy() if "id_rank" in audience else None
+    id_column = audience["customer_id"]
+    ids = None
+    if list_ids is None or id_rank is None:
+        ids = id_column.to_numpy() if id_column.dtype == object else id_column.astype(str).to_numpy(dtype=object)
+
+    def ids_at(positions: np.ndarray) -> list[str]:
+        if ids is not None:
+            return ids[positions].tolist()
+        return [str(v) for v in id_column.iloc[positions].tolist()]
 
     # Candidate (customer, playbook) pairs with positive expected net value.
     cand_c, cand_p, cand_net, cand_cost, cand_rev = [], [], [], [], []
@@ -764,13 +777,24 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
         t_cost = float(ev["cost"][at].sum())
         t_rev = float(ev["expected_incremental_revenue"][at].sum())
         p_base = float(ev["p_order_anyway"][at].mean())
-        order_t = np.argsort(-t_net, kind="stable")
+        listed = len(treated) if list_ids is None else min(list_ids, len(treated))
+        if listed < len(treated):  # the best `listed` by net value, in the order a full sort gives them
+            top = np.argpartition(-t_net, listed - 1)[:listed] if listed else np.array([], dtype=int)
+            edge = t_net[top].min() if listed else np.inf
+            top = np.flatnonzero(t_net >= edge)  # ties at the edge, so the stable order is exact
+            order_t = top[np.argsort(-t_net[top], kind="stable")][:listed]
+        else:
+            order_t = np.argsort(-t_net, kind="stable")
+        # `control` is in id order already; a listing limit keeps its first ids.
+        control_listed = control if list_ids is None else control[:list_ids]
         # Built from values computed here, so skip re-validating lists that can hold a million ids.
         results.append(CampaignResult.model_construct(
             name=p.name, description=p.description, goal=p.goal, channel=p.channel, offer=p.offer,
             offer_text=p.offer.describe(currency), audience_size=len(treated), eligible=eligible_counts[p.name],
-            customer_ids=ids[treated][order_t].tolist(), expected_values=np.round(t_net[order_t], 2).tolist(),
-            control_group_ids=sorted(ids[control].tolist()), cost=round(t_cost, 2),
+            customer_ids=ids_at(treated[order_t]), expected_values=np.round(t_net[order_t], 2).tolist(),
+            control_group_ids=ids_at(control_listed),
+            control_group_size=len(control),
+            ids_complete=listed == len(treated) and len(control_listed) == len(control), cost=round(t_cost, 2),
             expected_incremental_revenue=round(t_rev, 2), expected_net_value=round(t_rev - t_cost, 2),
             roi=round((t_rev - t_cost) / t_cost, 3) if t_cost > 0 else None, uplift=p.uplift,
             uplift_source=p.uplift_source.strip(), contact_cost=p.contact_cost,
@@ -794,7 +818,7 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
         expected_net_value=round(sum(r.expected_net_value for r in results), 2),
         expected_incremental_revenue=round(sum(r.expected_incremental_revenue for r in results), 2),
         audience_size=len(audience), targeted=sum(r.audience_size for r in results),
-        control_size=sum(len(r.control_group_ids) for r in results), holdout_share=holdout_share, seed=seed,
+        control_size=sum(r.control_group_size for r in results), holdout_share=holdout_share, seed=seed,
         goal=goal, currency=currency, catalogue=cat.source,
         assumptions=[
             "expected net value = uplift x value gained - expected offer cost - contact cost, per customer",
@@ -883,6 +907,9 @@ def audience_rows(plan_or_customers: CampaignPlan | pd.DataFrame, customers: pd.
     not at the first ``next()``.
     """
     if isinstance(plan_or_customers, CampaignPlan):
+        if not all(c.ids_complete for c in plan_or_customers.campaigns):
+            raise CampaignError("This plan lists only its first customers, so it cannot be exported.",
+                                hint="plan again without list_ids to export every targeted customer")
         if campaign is not None and campaign not in {c.name for c in plan_or_customers.campaigns}:
             raise CampaignError(f"The plan has no campaign '{campaign}'.",
                                 hint=_closest_hint(campaign, [c.name for c in plan_or_customers.campaigns],

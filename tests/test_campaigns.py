@@ -457,3 +457,27 @@ def test_fast_allocation_equals_the_plain_greedy_loop(seed):
     got = np.full(n, -1)
     _best_per_customer(got, customer, playbook, net, cost, k)
     assert np.array_equal(got, _reference_best(customer, playbook, net, cost, n))
+
+
+@pytest.mark.parametrize("budget", [None, 3000.0])
+def test_planning_frame_and_id_listing_limit_keep_the_plan(customers, catalogue, budget):
+    """The narrow planning frame gives the same plan as the full table; a listing limit keeps every
+    figure and lists exactly the first ids of the full plan, and such a plan refuses to be exported."""
+    from predictor.campaigns import planning_frame
+
+    full = plan_campaigns(customers, budget=budget, catalogue=catalogue, holdout_share=0.1, seed=3)
+    narrow = plan_campaigns(planning_frame(customers.sample(frac=1.0, random_state=1)), budget=budget,
+                            catalogue=catalogue, holdout_share=0.1, seed=3)
+    limited = plan_campaigns(planning_frame(customers), budget=budget, catalogue=catalogue, holdout_share=0.1,
+                             seed=3, list_ids=5)
+    assert narrow.model_dump() == full.model_dump()  # row order does not change who is picked
+    for want, got in zip(full.campaigns, limited.campaigns):
+        assert (got.name, got.audience_size, got.cost, got.control_group_size) == (
+            want.name, want.audience_size, want.cost, len(want.control_group_ids))
+        assert got.customer_ids == want.customer_ids[:5] and got.expected_values == want.expected_values[:5]
+        assert got.control_group_ids == want.control_group_ids[:5]
+        assert got.ids_complete == (want.audience_size <= 5 and len(want.control_group_ids) <= 5)
+    assert limited.expected_net_value == full.expected_net_value and limited.control_size == full.control_size
+    assert any(not c.ids_complete for c in limited.campaigns)
+    with pytest.raises(CampaignError, match="cannot be exported"):
+        audience_rows(limited)

@@ -338,14 +338,14 @@ def search_profiles(args: SearchProfilesArgs, deps: ToolDeps) -> SearchProfilesR
 # ---------------------------------------------------------------- campaigns
 
 
-def _plan(args: CampaignArgs, deps: ToolDeps) -> Any:
+MAX_IDS_PER_CAMPAIGN = 200
+
+
+def _plan(args: CampaignArgs, deps: ToolDeps, list_ids: int | None = None) -> Any:
     from predictor.campaigns import plan_campaigns
 
     return plan_campaigns(deps.planning_customers, goal=args.goal, budget=args.budget, filter=args.customer_filter(),
-                          catalogue=deps.catalogue, settings=deps.settings)
-
-
-MAX_IDS_PER_CAMPAIGN = 200
+                          catalogue=deps.catalogue, settings=deps.settings, list_ids=list_ids)
 
 
 def recommend_campaigns(args: CampaignArgs, deps: ToolDeps) -> RecommendCampaignsResult:
@@ -356,15 +356,15 @@ def recommend_campaigns(args: CampaignArgs, deps: ToolDeps) -> RecommendCampaign
     across campaigns to maximise expected net value within it, and nobody gets two campaigns.
     Use export_audience to get the full audience as a CSV file.
     """
-    full = _plan(args, deps)
-    # Per-customer lists can hold a million ids: dump the plan without them and list only the first few.
-    plan = full.model_dump(mode="json", exclude={"campaigns": {"__all__": {"customer_ids", "expected_values",
-                                                                          "control_group_ids"}}})
+    # Per-customer lists can hold a million ids: plan with only the first few listed (the export plans in full).
+    full = _plan(args, deps, list_ids=MAX_IDS_PER_CAMPAIGN)
+    plan = full.model_dump(mode="json", exclude={"campaigns": {"__all__": {
+        "customer_ids", "expected_values", "control_group_ids", "control_group_size", "ids_complete"}}})
     campaigns = []
     for item, result in zip(plan.pop("campaigns", []), full.campaigns):
         item["customer_ids"] = [str(c) for c in result.customer_ids[:MAX_IDS_PER_CAMPAIGN]]
-        item["customer_ids_truncated"] = len(result.customer_ids) > MAX_IDS_PER_CAMPAIGN
-        item["control_group_size"] = len(result.control_group_ids)
+        item["customer_ids_truncated"] = result.audience_size > len(item["customer_ids"])
+        item["control_group_size"] = result.control_group_size
         campaigns.append(CampaignPlanItem.model_validate(item))
     plan["currency"] = deps.settings.currency_symbol
     return RecommendCampaignsResult.model_validate({**plan, "campaigns": campaigns})
