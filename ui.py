@@ -630,8 +630,8 @@ def warm(service: Any) -> None:
     def run() -> None:
         try:
             registry = getattr(service, "registry", None)
-            if registry is not None and hasattr(registry, "deps"):
-                registry.deps.warm()
+            if registry is not None and hasattr(registry, "warm"):
+                registry.warm()  # tables plus the caches the fast tools use (sort orders, row reader, planning frame)
             getattr(service, "graph", None)
             if (service.backend_info() or {}).get("backend") == "offline":
                 service.chat("how are my customers spread across tiers?", WARM_SESSION)

@@ -101,7 +101,7 @@ def main() -> int:
 
     service = AgentService(settings)
     t = time.perf_counter()
-    service.registry.deps.warm()
+    service.registry.warm()  # what a server does before taking traffic (tools.api lifespan, the UI's warm-up)
     service.chat("break the customers down by tier", "warm-up")
     print(f"warm-up {time.perf_counter() - t:.1f} s", file=sys.stderr)
     from agent.planner import get_planner
