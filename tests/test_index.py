@@ -113,7 +113,7 @@ QUERIES = ["buys vintage tea sets and cake stands", "christmas decorations and l
 
 @pytest.mark.parametrize("exact_max", [100_000, 0], ids=["exact-plan", "ann-plan"])
 def test_filtered_search_matches_brute_force_and_chroma_where(make_index, embedder, profiles, exact_max):
-    idx = make_index(exact_max=exact_max)
+    idx = make_index(exact_max=exact_max, scan_max=0)  # scan_max=0: the size alone never forces exact
     idx.rebuild(profiles)
     recalls: list[float] = []
     for filters, expected_mask in FILTER_CASES:
@@ -141,6 +141,43 @@ def test_filtered_search_matches_brute_force_and_chroma_where(make_index, embedd
     assert (len(recalls) > 0) == (exact_max == 0)
     if recalls:
         assert np.mean(recalls) >= 0.9, recalls
+
+
+@pytest.mark.parametrize("shard_rows", [10_000, 64, None], ids=["one-shard", "row-shards", "without-faiss"])
+def test_code_scan_plan_matches_brute_force(make_index, embedder, profiles, monkeypatch, shard_rows):
+    """Large candidate sets are ranked by scanning 8-bit codes, then re-scoring a pool in float32:
+    the same ids, order and scores as brute force, split into row shards or not; without faiss
+    by gathering float32 vectors."""
+    if shard_rows is None:
+        monkeypatch.setattr(index_mod, "_faiss", lambda: None)
+    else:
+        pytest.importorskip("faiss")
+        monkeypatch.setattr(index_mod, "_SHARD_MIN_ROWS", shard_rows)
+    monkeypatch.setattr(index_mod, "_GATHER_MAX", 0)  # as if every candidate set were large
+    idx = make_index(exact_max=100_000)
+    idx.rebuild(profiles)
+    codes = idx._active.columns.vector_codes()
+    assert (codes is None) == (shard_rows is None)
+    assert codes is None or (len(codes.shards) > 1) == (shard_rows == 64)
+    countries = profiles["country"].value_counts().index[:5].tolist()  # 5 names: the lookup-table path
+    cases = FILTER_CASES + [
+        (None, lambda p: pd.Series(True, index=p.index)),  # no filter: a full scan at this size
+        ({"country": countries}, lambda p: p["country"].isin(countries)),
+        ({"country": {"not in": countries}}, lambda p: p["country"].notna() & ~p["country"].isin(countries)),
+    ]
+    plans = set()
+    for filters, expected_mask in cases:
+        keep = expected_mask(profiles)
+        assert keep.sum() > 0, filters
+        for query in QUERIES:
+            hits = idx.search(query, filters, limit=5)
+            plans.add(idx.last_plan)
+            assert [h.customer_id for h in hits] == brute_force(embedder, profiles, query, keep, 5), (filters, query)
+            vecs = embedder.embed([profiles.set_index("customer_id").loc[h.customer_id, "profile_text"] for h in hits])
+            want = vecs @ embedder.embed([query])[0]
+            assert [h.score for h in hits] == pytest.approx(want.tolist(), abs=1e-5)
+    # Without codes a full scan is not cheap at (what looks like) a large size: no filter goes to HNSW.
+    assert plans == ({"ann", "exact"} if shard_rows is None else {"exact", "exact-sq8"}), plans
 
 
 def test_hits_carry_snippet_and_metadata(make_index, profiles):
