@@ -1178,7 +1178,7 @@ class ProfileIndex:
         if n == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         # Up to scan_max profiles even a full code scan is cheap, so every query is ranked exactly:
-        # on the bench's profiles Chroma's HNSW found 89% of the true top 10 at 100k and 51% at 1M
+        # on the bench's profiles Chroma's HNSW found 87-92% of the true top 10 at 100k, 51% at 1M
         # (templated profile texts make tight clusters of near-identical vectors).
         scan_all = n <= self.scan_max and cols.exact_is_cheap()
         if not conditions and not scan_all:
