@@ -754,7 +754,7 @@ class ProfileIndex:
     def __init__(self, data_dir: Path | str | Settings | None = None, chroma_url: str | None = None,
                  embedder: Embedder | str | None = None, timeout_s: float | None = None, *,
                  verify: bool = False, exact_max: int | None = None, ann_max: int = 4_000,
-                 scan_max: int = 1_048_576,
+                 scan_max: int | None = None,
                  overfetch: float | None = None,
                  write_batch: int = 2_000, namespace: str = "valuedesk"):
         """`verify=True` refuses a model mismatch at open; otherwise search/sync refuse it on use and
@@ -777,7 +777,7 @@ class ProfileIndex:
         self.exact_max = settings.index_exact_max if exact_max is None else exact_max
         self.overfetch = settings.index_overfetch if overfetch is None else overfetch
         self.ann_max = ann_max
-        self.scan_max = scan_max
+        self.scan_max = settings.index_scan_max if scan_max is None else scan_max
         self.write_batch = write_batch
         # Several indexes (tests, tenants) can share one Chroma server under distinct namespaces.
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{1,40}", namespace):

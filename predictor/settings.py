@@ -38,8 +38,10 @@ class Settings(BaseSettings):
     embedding_model: str = "minilm"
     chroma_url: str | None = None
     chroma_timeout_s: float = 5.0
-    # Profile index search plans (index helper): filters matching at most this many profiles are
-    # ranked exactly over the column store; larger ones use HNSW with over-fetch + post-filter.
+    # Profile index search plans: up to index_scan_max profiles every query is ranked exactly (an 8-bit
+    # scan of the filtered vectors, re-scored in float32). Above it, filters matching at most
+    # index_exact_max profiles are ranked exactly; larger ones use HNSW with over-fetch + post-filter.
+    index_scan_max: int = Field(1_048_576, ge=0)
     index_exact_max: int = Field(40_000, ge=0)
     index_overfetch: float = Field(2.0, ge=1.0)
 

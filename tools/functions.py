@@ -161,6 +161,12 @@ def prepare(deps: ToolDeps) -> None:
         deps.planning_customers
     except ValueDeskError as exc:  # recommend_campaigns reports it per call; the rest still serves
         log.warning("campaign planning unavailable: %s", exc)
+    try:
+        # One search opens Chroma's segments and the index's 8-bit vector copy (seconds at 1M profiles),
+        # so the first marketer's search does not wait for them.
+        deps.index.search("customer", None, 1)
+    except Exception as exc:  # noqa: BLE001 - search_profiles reports the real problem per call
+        log.info("profile index not warmed: %s", exc)
 
 
 def _row(deps: ToolDeps, i: int) -> dict[str, Any]:
