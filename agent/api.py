@@ -169,9 +169,3 @@ def agent_router(settings: Settings, service: Any = None) -> APIRouter:
 
     return router
 
-
-def app_from_env():
-    """Tools plus agent app from the environment's settings (uvicorn factory for `--workers` > 1)."""
-    from tools.api import app_from_env as tools_app
-
-    return tools_app()

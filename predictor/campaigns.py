@@ -27,8 +27,8 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
                       model_validator)
 
 from predictor.errors import ValueDeskError
-from predictor.filters import (names_in, LIFECYCLE_STAGES, RFM_SEGMENTS, TIERS, CustomerFilter, FilterError,
-                               canonical_names)
+from predictor.filters import (LIFECYCLE_STAGES, RFM_SEGMENTS, TIERS, CustomerFilter, FilterError,
+                               canonical_names, column_isin)
 from predictor.settings import Settings, get_settings
 
 Goal = Literal["retain", "win_back", "reactivate", "grow", "upgrade"]
@@ -333,11 +333,11 @@ def _filter_steps(flt: CustomerFilter) -> list[tuple[str, Any]]:
     for field, column in (("tiers", "tier"), ("lifecycle", "lifecycle"), ("segments", "rfm_segment")):
         values = getattr(flt, field)
         if values:
-            steps.append((f"{field} in {values}", lambda f, c=column, v=values: f[c].isin(v)))
+            steps.append((f"{field} in {values}", lambda f, c=column, v=values: column_isin(f[c], v)))
     if flt.countries:
         wanted = {c.strip().lower() for c in flt.countries}
         steps.append((f"countries in {flt.countries}",
-                      lambda f: names_in(f["country"], wanted)))
+                      lambda f: column_isin(f["country"], wanted, casefold=True)))
     for field, column, op in (("min_churn_risk", "churn_risk", "ge"), ("max_churn_risk", "churn_risk", "le"),
                               ("min_value", "predicted_value", "ge"), ("max_value", "predicted_value", "le"),
                               ("min_recency_days", "recency_days", "ge"), ("max_recency_days", "recency_days", "le")):
@@ -358,7 +358,7 @@ def select_audience(customers: pd.DataFrame, filter: CustomerFilter | Mapping[st
     frame = customers
     trail = [f"{len(frame):,} customers"]
     for label, predicate in _filter_steps(flt):
-        kept = frame[predicate(frame).to_numpy(dtype=bool)]
+        kept = frame[np.asarray(predicate(frame), dtype=bool)]
         trail.append(f"{label}: {len(kept):,}")
         if kept.empty:
             raise CampaignError(
@@ -391,21 +391,12 @@ def _tier_thresholds(customers: pd.DataFrame) -> dict[str, float]:
     return {str(k): float(v) for k, v in present.items()}
 
 
-def _isin(column: pd.Series, values: Sequence[str]) -> np.ndarray:
-    """Membership as a bool array; a categorical column is matched on its codes."""
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        hit = pd.Index(column.cat.categories).isin(values)
-        codes = column.cat.codes.to_numpy()
-        return (codes >= 0) & hit[codes.clip(min=0)]
-    return column.isin(values).to_numpy(dtype=bool)
-
-
 def eligible_mask(playbook: Playbook, frame: pd.DataFrame, thresholds: Mapping[str, float]) -> np.ndarray:
     rule = playbook.eligibility
     keep = np.ones(len(frame), dtype=bool)
     for values, column in ((rule.tiers, "tier"), (rule.lifecycle, "lifecycle"), (rule.segments, "rfm_segment")):
         if values:
-            keep &= _isin(frame[column], values)
+            keep &= column_isin(frame[column], values)
     churn = frame["churn_risk"].to_numpy(dtype=float)
     if rule.min_churn_risk is not None:
         keep &= churn >= rule.min_churn_risk
@@ -779,9 +770,8 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
         p_base = float(ev["p_order_anyway"][at].mean())
         listed = len(treated) if list_ids is None else min(list_ids, len(treated))
         if listed < len(treated):  # the best `listed` by net value, in the order a full sort gives them
-            top = np.argpartition(-t_net, listed - 1)[:listed] if listed else np.array([], dtype=int)
-            edge = t_net[top].min() if listed else np.inf
-            top = np.flatnonzero(t_net >= edge)  # ties at the edge, so the stable order is exact
+            edge = -np.partition(-t_net, listed - 1)[listed - 1] if listed else np.inf  # the listed-th best
+            top = np.flatnonzero(t_net >= edge)  # ties at the edge included, so the stable order is exact
             order_t = top[np.argsort(-t_net[top], kind="stable")][:listed]
         else:
             order_t = np.argsort(-t_net, kind="stable")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -43,14 +44,20 @@ def canonical_names(values: list[str] | None, allowed: tuple[str, ...], field: s
     return out
 
 
-def names_in(column: pd.Series, wanted: set[str]) -> pd.Series:
-    """Case-insensitive membership of a country-like column in `wanted` (lower-case names); a
-    categorical column is matched on its categories, not row by row."""
+def column_isin(column: pd.Series, values, *, casefold: bool = False) -> np.ndarray:
+    """Membership of each row in `values` as a bool array (missing values never match). A categorical
+    column is matched once per category, not row by row; with `casefold`, `values` are lower-case
+    names matched case-insensitively."""
     if isinstance(column.dtype, pd.CategoricalDtype):
-        hit = pd.Index(column.cat.categories).astype("string").str.lower().isin(wanted)
+        categories = pd.Index(column.cat.categories)
+        if casefold:
+            categories = categories.astype("string").str.lower()
+        hit = np.asarray(categories.isin(values), dtype=bool)
         codes = column.cat.codes.to_numpy()
-        return pd.Series((codes >= 0) & hit[codes.clip(min=0)], index=column.index)
-    return column.astype("string").str.lower().isin(wanted).fillna(False).astype(bool)
+        return (codes >= 0) & hit[codes.clip(min=0)]
+    if casefold:
+        column = column.astype("string").str.lower()
+    return column.isin(values).fillna(False).to_numpy(dtype=bool)
 
 
 class CustomerFilter(BaseModel):
@@ -97,10 +104,10 @@ class CustomerFilter(BaseModel):
         for field, column in (("tiers", "tier"), ("lifecycle", "lifecycle"), ("segments", "rfm_segment")):
             values = getattr(self, field)
             if values:
-                keep &= frame[column].isin(values)
+                keep &= column_isin(frame[column], values)
         if self.countries:
             wanted = {c.strip().lower() for c in self.countries}
-            keep &= names_in(frame["country"], wanted)
+            keep &= column_isin(frame["country"], wanted, casefold=True)
         for field, column, op in (
             ("min_churn_risk", "churn_risk", "ge"), ("max_churn_risk", "churn_risk", "le"),
             ("min_value", "predicted_value", "ge"), ("max_value", "predicted_value", "le"),

@@ -263,21 +263,22 @@ class CLVModel:
         # A plain float array skips xgboost's per-call pandas conversion (most of a one-row rescore).
         x_frame = features[MODEL_FEATURES]
         x = x_frame.to_numpy(dtype=np.float32)
-        model_value = self.value_model.predict(x)
+        return pd.DataFrame(self.combine(self.value_model.predict(x), self.churn_model.predict_proba(x)[:, 1],
+                                         self.interval_model.predict(x), self.next_order_model.predict(x),
+                                         x_frame["last_period_value"].to_numpy()), index=features.index)
+
+    def combine(self, model_value: np.ndarray, raw_churn: np.ndarray, log_quantiles: np.ndarray,
+                log_next_days: np.ndarray, last_period_value: np.ndarray) -> dict[str, np.ndarray]:
+        """The scores from the four models' raw outputs: the value blended with the scaled last-period
+        baseline, calibrated churn, the interval around the value, days to the next order. One formula
+        for the population path and the one-customer rescoring path."""
         value = (self.blend_weight * model_value
-                 + (1 - self.blend_weight) * self.last_period_scale * x_frame["last_period_value"].to_numpy())
-        raw_churn = self.churn_model.predict_proba(x)[:, 1]
-        churn = self.calibrator.predict(raw_churn)
-        q = np.expm1(self.interval_model.predict(x)).clip(min=0)
+                 + (1 - self.blend_weight) * self.last_period_scale * np.asarray(last_period_value, dtype=float))
+        q = np.expm1(log_quantiles).clip(min=0)
         p10, p90 = np.minimum(q[:, 0], q[:, 1]), np.maximum(q[:, 0], q[:, 1])
-        next_days = np.expm1(self.next_order_model.predict(x)).clip(min=1)
-        out = pd.DataFrame(index=features.index)
-        out["predicted_value"] = value
-        out["value_p10"] = np.minimum(p10, value)
-        out["value_p90"] = np.maximum(p90, value)
-        out["churn_risk"] = churn
-        out["next_order_days"] = next_days
-        return out
+        return {"predicted_value": value, "value_p10": np.minimum(p10, value), "value_p90": np.maximum(p90, value),
+                "churn_risk": self.calibrator.predict(raw_churn),
+                "next_order_days": np.expm1(log_next_days).clip(min=1)}
 
     def predict(self, history: CustomerHistory, cutoff) -> pd.DataFrame:
         return self.predict_features(self.features_at(history, cutoff))

@@ -207,20 +207,13 @@ class CustomerScorer:
 
     def _predict(self, x: np.ndarray, last_period_value: float) -> dict:
         """CLVModel.predict_features for one float32 row, through the boosters (no sklearn wrapper)."""
-        m = self.model
-
         def run(name: str) -> np.ndarray:
             booster, rounds = self._boosters[name]
             return booster.inplace_predict(x, iteration_range=rounds)
 
-        value = m.blend_weight * run("value_model") + (1 - m.blend_weight) * m.last_period_scale * np.array([last_period_value])
-        churn = m.calibrator.predict(run("churn_model"))
-        q = np.expm1(run("interval_model")).clip(min=0)
-        p10, p90 = np.minimum(q[:, 0], q[:, 1]), np.maximum(q[:, 0], q[:, 1])
-        next_days = np.expm1(run("next_order_model")).clip(min=1)
-        return {"predicted_value": float(value[0]), "value_p10": float(np.minimum(p10, value)[0]),
-                "value_p90": float(np.maximum(p90, value)[0]), "churn_risk": float(churn[0]),
-                "next_order_days": float(next_days[0])}
+        scores = self.model.combine(run("value_model"), run("churn_model"), run("interval_model"),
+                                    run("next_order_model"), np.array([last_period_value]))
+        return {name: float(values[0]) for name, values in scores.items()}
 
     def score_orders_population(self, orders: pd.DataFrame, customer_id: str = "new", as_of=None) -> dict:
         """`score_orders` through the population path (score_frame on a one-customer history): slower, kept as

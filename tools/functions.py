@@ -368,8 +368,8 @@ def recommend_campaigns(args: CampaignArgs, deps: ToolDeps) -> RecommendCampaign
         "customer_ids", "expected_values", "control_group_ids", "control_group_size", "ids_complete"}}})
     campaigns = []
     for item, result in zip(plan.pop("campaigns", []), full.campaigns):
-        item["customer_ids"] = [str(c) for c in result.customer_ids[:MAX_IDS_PER_CAMPAIGN]]
-        item["customer_ids_truncated"] = result.audience_size > len(item["customer_ids"])
+        item["customer_ids"] = result.customer_ids
+        item["customer_ids_truncated"] = result.audience_size > len(result.customer_ids)
         item["control_group_size"] = result.control_group_size
         campaigns.append(CampaignPlanItem.model_validate(item))
     plan["currency"] = deps.settings.currency_symbol
