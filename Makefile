@@ -26,8 +26,9 @@ setup-browser:
 run: setup
 	$(VENV)/bin/valuedesk ui
 
+# --durations: the 15 slowest tests are printed at the end of every run (CI included).
 test: setup setup-vllm setup-browser
-	VALUEDESK_REQUIRE_VLLM=1 $(PY) -m pytest -q
+	VALUEDESK_REQUIRE_VLLM=1 $(PY) -m pytest -q --durations=15
 
 clean:
 	rm -rf $(VENV) .venv-vllm .valuedesk

@@ -54,6 +54,7 @@ def build_chat_model(settings: Settings, *, registry: Any = None) -> Any:
         return PlannerChatModel(planner=get_planner(settings, registry))
     from langchain_openai import ChatOpenAI
 
+    # timeout is per request; no retry, so a question never waits more than agent_max_steps timeouts.
     return ChatOpenAI(model=info.model, base_url=info.base_url, api_key=settings.llm_api_key or "EMPTY",
-                      timeout=settings.llm_timeout_s, max_retries=1, temperature=settings.llm_temperature,
-                      max_tokens=settings.llm_max_tokens)
+                      timeout=settings.llm_timeout_s, max_retries=0, temperature=settings.llm_temperature,
+                      seed=settings.llm_seed, max_tokens=settings.llm_max_tokens)

@@ -9,7 +9,9 @@ The middleware (not a home-made loop) adds what the product needs around LangCha
 - tool start/end events with arguments, result and duration on LangGraph's custom stream;
 - tool output for the model is compacted to `agent_max_tool_chars` (long lists are shortened);
 - history is cut to the last `agent_history_turns` turns, and few-shot examples are prepended;
-- `tool_choice` is `required` on the first step of a turn when settings ask for it (weak models);
+- `tool_choice` is `required` on the first step of a turn when settings ask for it (weak models): one
+  call, decoded under the tool schemas' grammar with a token budget that always closes it, then
+  `none`, so the model answers from the result instead of guessing at a second call;
 - the grounding check after each final answer: unverified figures are sent back once for repair,
   then flagged in the answer.
 """
@@ -33,6 +35,7 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemM
 from langchain_core.tools import StructuredTool
 
 from agent import grounding
+from agent.tool_schema import bound_schema, max_call_tokens
 from predictor.settings import REPO_ROOT, Settings
 from tools.registry import ToolRegistry
 
@@ -61,21 +64,7 @@ def registry_tools(registry: ToolRegistry, names: list[str]) -> list[StructuredT
             return json.dumps(registry.call(_name, kwargs).model_dump(mode="json"), default=str)
 
         out.append(StructuredTool.from_function(func=run, name=name, description=fn.get("description") or name,
-                                                args_schema=bound_arrays(fn["parameters"])))
-    return out
-
-
-def bound_arrays(schema: Any, free_max: int = 10) -> Any:
-    """Give every array a maxItems (the enum's size, or `free_max`): constrained decoding then cannot
-    let a small model repeat "Gold", "Gold", ... until it runs out of tokens."""
-    if isinstance(schema, list):
-        return [bound_arrays(v, free_max) for v in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: bound_arrays(v, free_max) for k, v in schema.items()}
-    if out.get("type") == "array" and "maxItems" not in out:
-        items = out.get("items") or {}
-        out["maxItems"] = len(items["enum"]) if isinstance(items, dict) and items.get("enum") else free_max
+                                                args_schema=bound_schema(fn["parameters"])))
     return out
 
 
@@ -194,12 +183,29 @@ class ValueDeskMiddleware(AgentMiddleware):
         messages = recent_turns(list(request.messages), self.settings.agent_history_turns)
         _, turn = current_turn(messages)
         first_step = not any(isinstance(m, ToolMessage) for m in turn)
-        choice = "required" if first_step and self.settings.llm_tool_choice == "required" else "auto"
         settings = dict(request.model_settings)
         if self.strict_tools:
             settings["strict"] = True
+        if self.settings.llm_tool_choice != "required":
+            choice = "auto"
+        elif first_step:
+            choice = "required"
+            settings.update(parallel_tool_calls=False, **self._call_budget(request.tools))
+        else:
+            choice = "none"
         return handler(request.override(messages=[*self.examples, *messages], tool_choice=choice,
                                         model_settings=settings))
+
+    def _call_budget(self, tools: list) -> dict[str, int]:
+        """max_tokens for a required call: enough for the longest call the bounded schemas admit, so the
+        grammar always reaches its end; capped by llm_max_call_tokens (a schema too big to bound keeps
+        llm_max_tokens)."""
+        # registry_tools gives each tool its bounded JSON schema as args_schema.
+        schemas = {t.name: t.args_schema for t in tools if isinstance(getattr(t, "args_schema", None), dict)}
+        budget = max_call_tokens(schemas) if schemas else 0
+        if budget > self.settings.llm_max_call_tokens:
+            return {}
+        return {"max_tokens": max(self.settings.llm_max_tokens, budget)}
 
     # -- tool calls
     def wrap_tool_call(self, request, handler):

@@ -51,6 +51,8 @@ class ModelSpec:
     # Passed as --default-chat-template-kwargs (e.g. Qwen3's thinking switch).
     chat_template_kwargs: dict | None = None
     extra_args: tuple[str, ...] = ()
+    # Environment variables for the vLLM process.
+    env: tuple[tuple[str, str], ...] = ()
     gpu_memory_note: str = ""
 
     @property
@@ -70,7 +72,15 @@ MODELS: dict[str, ModelSpec] = {
         max_model_len=4096,
         # torch.compile warm-up costs 3-5 min on 2 shared cores and its cache is keyed by the model
         # path (a fresh CI clone recompiles); eager starts in ~1-2 min at a similar decode speed.
-        extra_args=("--enforce-eager",),
+        # A required call is decoded as vLLM's JSON tool-call array under the tool schemas (xgrammar,
+        # no free whitespace), not as a hermes structural tag, whose free whitespace has no bound: with
+        # bounded schemas (agent.tool_schema) every call then closes within a known token budget.
+        # With tool_choice="none" (the answer step) the tools leave the prompt, so the model writes
+        # text instead of a <tool_call> block no parser reads.
+        extra_args=("--enforce-eager",
+                    "--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
+                    "--exclude-tools-when-tool-choice-none"),
+        env=(("VLLM_ENFORCE_STRICT_TOOL_CALLING", "0"),),
         gpu_memory_note="CPU only: ~3.8 GB RSS with a 1 GiB KV cache",
     ),
     # Production default on one GPU.

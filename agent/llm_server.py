@@ -143,6 +143,7 @@ class LLMServer:
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("VLLM_NO_USAGE_STATS", "1")
         env.setdefault("DO_NOT_TRACK", "1")
+        env.update(dict(self.spec.env))
         return env
 
     # -- lifecycle -------------------------------------------------------------------------

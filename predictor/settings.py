@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     agent_few_shot: bool = Field(True, description="Send prompts/examples.yaml to the LLM as example turns.")
     agent_grounding_retries: int = Field(1, ge=0, le=3, description="Times the LLM is asked to fix unverified numbers.")
     llm_max_tokens: int = Field(1024, ge=16)
+    llm_max_call_tokens: int = Field(2048, ge=16, description=(
+        "Cap on the token budget of a required tool call (the longest call the tools' bounded schemas "
+        "admit); above it the call keeps llm_max_tokens."))
+    llm_seed: int | None = Field(42, description="Sampling seed sent to the LLM (with temperature 0: repeatable answers).")
     llm_temperature: float = Field(0.0, ge=0.0, le=2.0)
 
     @property

@@ -69,10 +69,23 @@ def test_tool_call_is_executed_and_traced_with_a_grounded_answer(data_dir, regis
     assert trace.arguments == {"tiers": ["Gold"], "limit": 3} and trace.error is None
     assert trace.result["returned"] == 3 and trace.duration_ms > 0
     assert trace.result["customers"][0]["customer_id"] in reply.answer
-    # strict schemas; tool_choice required on the first step of the turn only (settings default)
+    # strict schemas; tool_choice required on the first step of the turn (one call), then the answer
     assert model.calls[0]["strict"] is True and model.calls[0]["tool_choice"] == "required"
-    assert model.calls[1]["tool_choice"] == "auto"
+    assert model.calls[0]["parallel_tool_calls"] is False
+    assert model.calls[1]["tool_choice"] == "none"
     assert "find_customers" in model.calls[0]["tools"]
+
+
+def test_required_call_gets_a_token_budget_that_closes_the_longest_call(data_dir, registry):
+    from agent.graph import registry_tools
+    from agent.tool_schema import max_call_tokens
+
+    service, model = scripted_service(data_dir, registry, [call("segment_summary", {}), AIMessage("Done.")],
+                                      agent_tools="find_customers,segment_summary", llm_max_tokens=64)
+    service.chat("how are my customers spread across tiers?", "budget")
+    schemas = {t.name: t.args_schema for t in registry_tools(registry, ["find_customers", "segment_summary"])}
+    assert model.calls[0]["max_tokens"] == max_call_tokens(schemas) > 64
+    assert "max_tokens" not in model.calls[1]  # the answer keeps llm_max_tokens
 
 
 def test_tool_choice_auto_setting_and_tool_subset(data_dir, registry):

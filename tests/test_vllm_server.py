@@ -15,6 +15,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.llm_server import PROMPTS_DIR, LLMServer, LLMServerError
+from agent.tool_schema import bound_schema, max_call_tokens
 from predictor.settings import Settings
 from vllm_fixture import requires_vllm
 
@@ -28,7 +29,8 @@ class FindCustomersArgs(BaseModel):
 
 
 def find_customers_tool() -> dict:
-    schema = FindCustomersArgs.model_json_schema()
+    """The tool as the agent sends it: every value bounded (agent.tool_schema), strict."""
+    schema = bound_schema(FindCustomersArgs.model_json_schema())
     schema.pop("title", None)
     return {
         "type": "function",
@@ -237,9 +239,11 @@ def test_real_server_tool_call_round_trip(vllm_server):
         {"role": "system", "content": "You are a marketing assistant. Use the tools to answer."},
         {"role": "user", "content": "Show me 5 Gold customers in Germany."},
     ]
+    budget = max_call_tokens({"find_customers": tools[0]["function"]["parameters"]})
     first = client.chat.completions.create(
         model=vllm_server.model, messages=messages, tools=tools, tool_choice="required",
-        max_tokens=128, temperature=0)
+        parallel_tool_calls=False, max_tokens=budget, temperature=0, seed=42)
+    assert first.choices[0].finish_reason != "length", "the call was cut off by max_tokens"
     msg = first.choices[0].message
     assert msg.tool_calls, f"no tool call parsed; content={msg.content!r}"
     call = msg.tool_calls[0]
@@ -256,11 +260,15 @@ def test_real_server_tool_call_round_trip(vllm_server):
     ]
     second = client.chat.completions.create(
         model=vllm_server.model, messages=messages, tools=tools, tool_choice="none",
-        max_tokens=64, temperature=0)
+        max_tokens=64, temperature=0, seed=42)
     answer = second.choices[0].message
     assert not answer.tool_calls
     assert isinstance(answer.content, str) and answer.content.strip()
-    assert second.usage.prompt_tokens > first.usage.prompt_tokens  # the tool result reached the model
+    # The tool result reached the model: the same request without the call and its result is shorter
+    # (with tool_choice="none" the server leaves the tools out of both prompts).
+    without = client.chat.completions.create(
+        model=vllm_server.model, messages=messages[:2], tools=tools, tool_choice="none", max_tokens=1)
+    assert second.usage.prompt_tokens > without.usage.prompt_tokens + 10
 
 
 @requires_vllm
@@ -269,9 +277,11 @@ def test_real_server_streams_tool_call_deltas(vllm_server):
     import openai
 
     client = openai.OpenAI(base_url=vllm_server.base_url, api_key="EMPTY", timeout=300)
+    tool = find_customers_tool()
     stream = client.chat.completions.create(
         model=vllm_server.model, messages=[{"role": "user", "content": "Show me 5 Gold customers in Germany."}],
-        tools=[find_customers_tool()], tool_choice="required", max_tokens=128, temperature=0, stream=True)
+        tools=[tool], tool_choice="required", parallel_tool_calls=False, temperature=0, seed=42, stream=True,
+        max_tokens=max_call_tokens({"find_customers": tool["function"]["parameters"]}))
     deltas = [tc for chunk in stream if chunk.choices for tc in (chunk.choices[0].delta.tool_calls or [])]
     assert deltas, "no tool-call deltas streamed"
     names = {tc.function.name for tc in deltas if tc.function and tc.function.name}
