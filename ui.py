@@ -1,8 +1,9 @@
 """ValueDesk chat UI: a Gradio app around the agent service.
 
-Run it with `python ui.py` (or `valuedesk ui`). On first run, when the customer tables or the
-profile index are missing, it builds them from the bundled data (`valuedesk build`, with progress
-in the terminal), then serves on 127.0.0.1:7860.
+Run it with `python ui.py` (or `valuedesk ui`). On first run, when the customer tables are missing,
+it builds them from the bundled data (`valuedesk build --no-index`, about a minute, with progress in
+the terminal), then serves on 127.0.0.1:7860 while the profiles are embedded and indexed in a
+background thread (progress in the side panel; profile search says it is still being built).
 
 This module is an adapter only: it turns the agent's events (tool_start, tool_end, token, answer,
 error) into chat messages, tables, charts and downloads. Every number on screen comes from a tool
@@ -372,6 +373,31 @@ def backend_markdown(info: dict[str, Any] | None, error: str | None = None) -> s
     return "\n\n".join(lines)
 
 
+def _state_dict(state: Any) -> dict[str, Any]:
+    if state is not None and hasattr(state, "as_dict"):
+        return state.as_dict()
+    return _as_dict(state)
+
+
+def index_markdown(state: Any) -> str:
+    """One line about profile search while it is being built (a predictor.index_jobs.IndexState or its dict)."""
+    state = _state_dict(state)
+    kind, done, total = state.get("state"), int(state.get("done") or 0), int(state.get("total") or 0)
+    share = f"{done:,} of {total:,} profiles ({int(100 * done / total) if total else 0}%)"
+    if kind == "embedding":
+        text = f"indexing {share}" if total else "preparing to index the profiles"
+        return f"**Profile search:** {text}; every other question answers now."
+    if kind == "writing":
+        return f"**Profile search:** writing {total:,} profiles to the index."
+    if kind == "ready":
+        return f"**Profile search:** ready ({total:,} profiles)." if total else "**Profile search:** ready."
+    if kind == "interrupted":
+        return f"**Profile search:** indexing stopped at {share}; restart the UI to resume it."
+    if kind == "failed":
+        return f"**Profile search:** indexing failed at {share} ({state.get('message')}); run `valuedesk build`."
+    return ""
+
+
 def answer_stream(service: Any, message: str, history: list[dict[str, Any]] | None,
                   session_id: str) -> Iterator[tuple[Turn, str]]:
     """Run one question through `service.stream` and yield (turn so far, event type) after each event.
@@ -412,8 +438,11 @@ def answer_stream(service: Any, message: str, history: list[dict[str, Any]] | No
 # --------------------------------------------------------------------------- the app
 
 
-def build_app(service: Any = None, settings: Any = None):
-    """The Gradio Blocks app around `service` (an AgentService: stream, backend_info, reset)."""
+def build_app(service: Any = None, settings: Any = None, index_status: Any = None):
+    """The Gradio Blocks app around `service` (an AgentService: stream, backend_info, reset).
+
+    `index_status`, when given, is a callable returning the background indexing state (shown
+    under the backend panel and refreshed every few seconds until the index is ready)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
@@ -438,6 +467,16 @@ def build_app(service: Any = None, settings: Any = None):
 
     def new_session() -> str:
         return uuid.uuid4().hex
+
+    def index_line() -> tuple[str, Any]:
+        """The profile search line, and the timer kept ticking only while indexing runs."""
+        try:
+            state = index_status() if index_status else None
+        except Exception as exc:  # noqa: BLE001 - a status line must never break the page
+            log.warning("index status unavailable: %s", exc)
+            state = None
+        state = _state_dict(state)
+        return index_markdown(state), gr.Timer(active=state.get("state") in ("embedding", "writing"))
 
     def outputs_for(turn: Turn, final: bool) -> tuple:
         customers = turn.customer_frame()
@@ -522,6 +561,8 @@ def build_app(service: Any = None, settings: Any = None):
                     send = gr.Button("Send", variant="primary", scale=1, elem_id="vd-send")
             with gr.Column(scale=2):
                 backend = gr.Markdown(elem_id="vd-backend")
+                index_note = gr.Markdown(elem_id="vd-index-status")
+                index_timer = gr.Timer(2.0, active=index_status is not None)
                 new = gr.Button("New chat", elem_id="vd-new-chat")
                 gr.Markdown("**Try an example**")
                 example_buttons = [gr.Button(q, size="sm", elem_classes=["vd-example"]) for q in EXAMPLES]
@@ -562,6 +603,9 @@ def build_app(service: Any = None, settings: Any = None):
         new.click(new_chat, inputs=session, outputs=[box, *view, session])
         chat.clear(new_chat, inputs=session, outputs=[box, *view, session])
         demo.load(lambda: (new_session(), panel_text()), outputs=[session, backend])
+        if index_status is not None:
+            demo.load(index_line, outputs=[index_note, index_timer], show_progress="hidden")
+            index_timer.tick(index_line, outputs=[index_note, index_timer], show_progress="hidden")
     demo.valuedesk_allowed_paths = [str(Path(settings.data_dir) / "exports")]
     return demo
 
@@ -591,11 +635,14 @@ def missing_artifacts(settings: Any, with_index: bool = True) -> list[str]:
     return missing
 
 
-def ensure_built(settings: Any, with_index: bool = True, progress: bool = True) -> Any:
+def ensure_built(settings: Any, with_index: bool = True, progress: bool = True, background_index: bool = True) -> Any:
     """Build the data directory from the configured data when something is missing; None when complete.
 
-    A missing index alone does not stop the UI: when indexing fails, it says so and the app runs
-    without profile search (the search tool then reports the index as unavailable).
+    The customer tables come first and this returns as soon as they exist: embedding and indexing
+    the profiles (minutes) go on in a background thread of this process (predictor.index_jobs),
+    resuming whatever an earlier run left, while every other question already answers; profile
+    search says it is still being built until then. `background_index=False` indexes here first
+    (the old behaviour): when that fails, it says so and the app runs without profile search.
     """
     missing = missing_artifacts(settings, with_index)
     if not missing:
@@ -603,18 +650,27 @@ def ensure_built(settings: Any, with_index: bool = True, progress: bool = True) 
     from predictor.build import build
     from predictor.errors import ValueDeskError
 
-    print(f"First run: {', '.join(missing)} missing under {settings.data_dir}; building from "
-          f"{settings.default_data} (a few minutes; later runs start in seconds).", flush=True)
-    index_only = missing == [Path(settings.index_dir).name + "/"]
-    try:
-        report = build(settings, with_index=with_index, progress=progress)
-    except ValueDeskError as exc:
-        if not index_only:
-            raise
-        print(f"warning: the profile index could not be built ({exc}); starting without profile search.",
-              file=sys.stderr, flush=True)
-        return None
-    print(report.summary(), flush=True)
+    index_name = Path(settings.index_dir).name + "/"
+    tables_missing = [m for m in missing if m != index_name]
+    report = None
+    if tables_missing or not background_index:
+        print(f"First run: {', '.join(missing)} missing under {settings.data_dir}; building from "
+              f"{settings.default_data} (about a minute; later runs start in seconds).", flush=True)
+        try:
+            report = build(settings, with_index=with_index and not background_index, progress=progress)
+        except ValueDeskError as exc:
+            if tables_missing:
+                raise
+            print(f"warning: the profile index could not be built ({exc}); starting without profile search.",
+                  file=sys.stderr, flush=True)
+            return None
+        print(report.summary(), flush=True)
+    if with_index and background_index:
+        from predictor.index_jobs import start_index_job
+
+        start_index_job(settings)
+        print("Profile search: indexing the profiles in the background (progress in the UI's side panel); "
+              "every other question answers now.", flush=True)
     return report
 
 
@@ -662,9 +718,10 @@ def _run(args: argparse.Namespace) -> int:
     if not args.no_build:
         ensure_built(settings, with_index=not args.no_index)
     from agent.service import get_agent_service
+    from predictor.index_jobs import read_index_state
 
     service = get_agent_service(settings)
-    demo = build_app(service=service, settings=settings)
+    demo = build_app(service=service, settings=settings, index_status=lambda: read_index_state(settings.data_dir))
     warm(service)
     print(f"ValueDesk UI on http://{args.host}:{args.port}", flush=True)
     launch(demo, args.host, args.port)

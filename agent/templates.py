@@ -147,9 +147,13 @@ def search_profiles(result: dict, args: dict, settings: Settings) -> str:
     cur = settings.currency_symbol
     hits = result.get("hits") or []
     where = describe_filter({k: v for k, v in args.items() if k != "query"}, cur)
+    note = result.get("note")  # the index is still being built: say so before any hit
     if not hits:
-        return f"No {where} have profiles close to \"{result.get('query')}\"."
-    lines = [f"{where.capitalize()} whose profiles are closest to \"{result.get('query')}\":"]
+        none = f"No {where} have profiles close to \"{result.get('query')}\"."
+        if note:
+            return f"{note}\n\n{none}" if result.get("profiles_searched") else note
+        return none
+    lines = ([note] if note else []) + [f"{where.capitalize()} whose profiles are closest to \"{result.get('query')}\":"]
     for i, h in enumerate(hits[:MAX_ROWS_SHOWN]):
         tags = ", ".join(x for x in (h.get("tier"), h.get("segment"), h.get("country")) if x)
         lines.append(f"{i + 1}. Customer {h['customer_id']} ({tags}): predicted value "

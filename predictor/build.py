@@ -253,21 +253,46 @@ def _suggestions(transactions: pd.DataFrame, customer_ids: pd.Series, k: int = 5
     return frame.set_index("customer_id")["suggested_products"]
 
 
-def sync_index(profiles: pd.DataFrame, settings: Settings, *, rebuild: bool, progress: bool) -> str:
+def sync_index(profiles: pd.DataFrame, settings: Settings, *, rebuild: bool, progress: bool,
+               embedder=None) -> str:
     """Bring the profile search index in line with `profiles` (incremental by content hash).
 
+    Vectors go through the embedding cache under the data directory, so a run that was cut short
+    (or a rebuild) embeds only the texts no earlier run finished. `embedder` overrides the
+    configured model (tests; the background indexing job passes its own cached one).
     Returns a one-line description for the build report.
     """
     try:
         from predictor.index import ProfileIndex
     except ImportError as exc:  # chromadb or the embedding model missing from this install
         return f"skipped (the profile index cannot load: {exc})"
-    index = ProfileIndex(settings)
+    from predictor.embedding_cache import caching_embedder
+    from predictor.embeddings import get_embedder
+
+    if embedder is None:
+        embedder = get_embedder(settings.embedding_model, settings.data_dir / "embeddings", threads=settings.threads)
+    index = ProfileIndex(settings, embedder=caching_embedder(embedder, settings.data_dir))
     try:
         result = index.rebuild(profiles, progress=progress) if rebuild else index.sync(profiles, progress=progress)
     finally:
         index.close()
+    from predictor.index_jobs import mark_index_ready
+
+    mark_index_ready(settings.data_dir, result.summary())  # a foreground build ends a stopped background one
     return result.summary()
+
+
+def record_index_status(settings: Settings, status: str) -> None:
+    """Note in build.json what an indexing run done after the build (in the background) achieved,
+    so the next start knows the index is complete."""
+    info = read_build_info(settings)
+    if not info:
+        return
+    for key in ("last_check", "report"):
+        if isinstance(info.get(key), dict):
+            info[key]["index"] = status
+    info["index_checked_at"] = datetime.now(timezone.utc).isoformat()
+    _atomic_write(build_json_path(settings), lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2, default=str)))
 
 
 def _diff(old: pd.DataFrame | None, new: pd.DataFrame) -> ChangeSummary:

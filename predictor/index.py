@@ -618,15 +618,16 @@ def _to_ns(series: pd.Series) -> np.ndarray:
 
 # --- profile preparation ----------------------------------------------------------------------
 
-_RESERVED = {"customer_id", "text", "profile_text", "content_hash", "text_hash", "meta_hash"}
+_RESERVED = {"customer_id", "text", "profile_text", "embedding_text", "content_hash", "text_hash", "meta_hash"}
 _COLUMN_ALIASES = {"rfm_segment": "segment"}
 
 
 @dataclass
 class _Prepared:
     frame: pd.DataFrame  # customer_id, content_hash, meta_hash + metadata columns
-    texts: list[str]
+    texts: list[str]  # display text: the Chroma document
     metadatas: list[dict[str, Any]]
+    embed_texts: list[str]  # what the vector is computed from (the display text for old profiles)
 
 
 def _prepare(profiles: pd.DataFrame) -> _Prepared:
@@ -646,9 +647,13 @@ def _prepare(profiles: pd.DataFrame) -> _Prepared:
     if len(dupes):
         raise ProfileIndexError(f"duplicate customer_id in profiles, e.g. {dupes.iloc[0]!r}")
     texts = df[text_col].fillna("").astype(str).tolist()
-    # Re-embedding is decided on the text alone: a metadata-only change (the profiles' own
-    # content_hash covers both) just rewrites metadata, which costs no model time.
-    text_hash = pd.Series([hashlib.sha256(t.encode()).hexdigest()[:20] for t in texts])
+    # Vectors come from the score-free embedding text, so a rescore with unchanged purchases
+    # re-embeds nothing; profiles written before that column existed embed their display text.
+    embed_col = "embedding_text" if "embedding_text" in df.columns else text_col
+    embed_texts = df[embed_col].fillna("").astype(str).tolist()
+    # Re-embedding is decided on the embedded text alone: a metadata-only change (the profiles'
+    # own content_hash covers both) just rewrites metadata, which costs no model time.
+    text_hash = pd.Series([hashlib.sha256(t.encode()).hexdigest()[:20] for t in embed_texts])
     content_hash = df["content_hash"].astype(str) if "content_hash" in df else text_hash
     meta_cols = [c for c in df.columns if c not in _RESERVED]
     meta = pd.DataFrame(index=df.index)
@@ -665,11 +670,14 @@ def _prepare(profiles: pd.DataFrame) -> _Prepared:
     for name, (column, kind) in FILTER_FIELDS.items():
         if kind == "date" and column in meta:
             meta[column] = pd.to_datetime(meta[column], errors="coerce")
-    meta_hash = pd.util.hash_pandas_object(meta.astype(str), index=False).to_numpy(np.uint64) if meta_cols \
-        else np.zeros(len(df), dtype=np.uint64)
+    # The display text is not covered by text_hash any more: hashing it with the metadata sends
+    # a changed display text (new scores) down the metadata-update path, without re-embedding.
+    hashed = meta.astype(str).assign(**{"\0document": texts})
+    meta_hash = pd.util.hash_pandas_object(hashed, index=False).to_numpy(np.uint64)
     frame = pd.concat([pd.DataFrame({"customer_id": ids.astype(str).to_numpy(), "text_hash": text_hash.to_numpy(),
                                      "content_hash": content_hash.to_numpy(), "meta_hash": meta_hash}), meta], axis=1)
-    return _Prepared(frame=frame, texts=texts, metadatas=_chroma_metadatas(meta, text_hash, content_hash))
+    return _Prepared(frame=frame, texts=texts, metadatas=_chroma_metadatas(meta, text_hash, content_hash),
+                     embed_texts=embed_texts)
 
 
 def _chroma_metadatas(meta: pd.DataFrame, text_hash: pd.Series, content_hash: pd.Series) -> list[dict[str, Any]]:
@@ -695,6 +703,23 @@ def _chroma_metadatas(meta: pd.DataFrame, text_hash: pd.Series, content_hash: pd
     rows = zip(*(columns[k] for k in keys))
     # Chroma rejects None values: absent fields are simply left out.
     return [{k: v for k, v in zip(keys, row) if v is not None} for row in rows]
+
+
+def check_query(query: Any) -> str:
+    """The query with whitespace collapsed, or a QueryError saying what is wrong with it."""
+    if not isinstance(query, str):
+        raise QueryError(f"query must be text, got {type(query).__name__}")
+    text = " ".join(query.split())
+    if not text:
+        raise QueryError("query is empty; describe the customers to find, e.g. 'buys vintage tea sets'")
+    if len(text) > MAX_QUERY_CHARS:
+        raise QueryError(f"query is {len(text)} characters; the limit is {MAX_QUERY_CHARS}")
+    return text
+
+
+def hit_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    """A profile's metadata as search hits show it (no integer date twins, no hashes)."""
+    return {k: v for k, v in meta.items() if not k.endswith("_ns") and k != "text_hash"}
 
 
 def _snippet(text: str | None) -> str:
@@ -998,7 +1023,7 @@ class ProfileIndex:
                     for start in range(0, n, step):
                         stop = min(n, start + step)
                         if embeddings is None:
-                            vectors[start:stop] = self.embedder.embed(prepared.texts[start:stop])
+                            vectors[start:stop] = self.embedder.embed(prepared.embed_texts[start:stop])
                         ids = prepared.frame["customer_id"].iloc[start:stop].tolist()
                         self._call("writing profiles to the new collection", lambda: collection.add(
                             ids=ids, embeddings=vectors[start:stop], documents=prepared.texts[start:stop],
@@ -1086,8 +1111,8 @@ class ProfileIndex:
             vectors = np.zeros((len(new), self.embedder.dim), dtype=np.float32)
             keep_rows = np.flatnonzero(known & ~text_changed)
             vectors[keep_rows] = old.embeddings[pos_in_old[keep_rows]]
-            texts = [prepared.texts[i] for i in embed_rows]
-            vectors[embed_rows] = self._embed(texts, progress)
+            texts = [prepared.texts[i] for i in embed_rows]  # the documents; vectors come from embed_texts
+            vectors[embed_rows] = self._embed([prepared.embed_texts[i] for i in embed_rows], progress)
 
             generation = active.generation + 1
             collection = active.collection
@@ -1102,7 +1127,10 @@ class ProfileIndex:
                                 embeddings=vectors[embed_rows], documents=texts,
                                 metadatas=[prepared.metadatas[i] for i in embed_rows])
                 if len(meta_rows):
+                    # The display text may have changed (new scores) with the vector kept: Chroma
+                    # embeds documents sent without vectors, so the kept vectors go along.
                     self._write(collection, "update", [ids_all[i] for i in meta_rows],
+                                embeddings=vectors[meta_rows], documents=[prepared.texts[i] for i in meta_rows],
                                 metadatas=[prepared.metadatas[i] for i in meta_rows])
                 if removed:
                     self._write(collection, "delete", removed)
@@ -1121,13 +1149,7 @@ class ProfileIndex:
     # searching ------------------------------------------------------------------------------
     def search(self, query: str, filters: dict | CustomerFilter | None = None, limit: int = 10) -> list[Hit]:
         """Profiles closest in meaning to `query`, among those matching `filters`, best first."""
-        if not isinstance(query, str):
-            raise QueryError(f"query must be text, got {type(query).__name__}")
-        text = " ".join(query.split())
-        if not text:
-            raise QueryError("query is empty; describe the customers to find, e.g. 'buys vintage tea sets'")
-        if len(text) > MAX_QUERY_CHARS:
-            raise QueryError(f"query is {len(text)} characters; the limit is {MAX_QUERY_CHARS}")
+        text = check_query(query)
         conditions = parse_filters(filters)
         self._check_limit(limit)
         active = self._require_active()
@@ -1149,6 +1171,13 @@ class ProfileIndex:
 
     def _require_active(self) -> _Active:
         active = self._active
+        if active is None:
+            # Opened before the first build finished (a UI indexing in the background, another
+            # process): the alias may point at a collection by now.
+            with self._lock:
+                if self._active is None:
+                    self._active = self._load_active()
+                active = self._active
         if active is None:
             raise ProfileIndexError(f"the profile index is empty ({self._where()}); build it with `valuedesk build`")
         self.check_model()
@@ -1229,7 +1258,7 @@ class ProfileIndex:
             doc, meta = by_id.get(cid, (None, None))
             if meta is None:
                 continue
-            meta = {k: v for k, v in meta.items() if not k.endswith("_ns") and k != "text_hash"}
+            meta = hit_metadata(meta)
             hits.append(Hit(customer_id=cid, score=round(float(score), 6), snippet=_snippet(doc), metadata=meta))
         return hits
 

@@ -23,7 +23,7 @@ from predictor.categories import FEES, OTHER
 METADATA_COLUMNS = ["tier", "lifecycle", "segment", "country", "predicted_value", "churn_risk", "value_at_risk",
                     "customer_value", "historical_value", "recency_days", "orders", "last_order_date",
                     "last_order_days"]
-PROFILE_COLUMNS = ["customer_id", "profile_text", *METADATA_COLUMNS, "content_hash"]
+PROFILE_COLUMNS = ["customer_id", "profile_text", "embedding_text", *METADATA_COLUMNS, "content_hash"]
 _EPOCH = pd.Timestamp("1970-01-01")
 _MAX_NAME = 60
 _SPACE = re.compile(r"\s+")
@@ -159,6 +159,37 @@ def profile_text(row: Mapping, currency: str = "£") -> str:
     return " ".join(parts)
 
 
+def _cadence_words(orders: int, gap: float) -> str:
+    """Order rhythm as words: mean gap and order count only change when the customer buys again."""
+    if orders < 2 or math.isnan(gap):
+        return "Single order so far."
+    rhythm = ("about weekly" if gap <= 10 else "every couple of weeks" if gap <= 21 else
+              "about monthly" if gap <= 45 else "every few months" if gap <= 120 else "a couple of times a year")
+    count = "a few orders" if orders <= 4 else "many orders" if orders <= 20 else "very many orders"
+    return f"Orders {rhythm}, {count} so far."
+
+
+def embedding_text(row: Mapping) -> str:
+    """What a profile is embedded from: tastes and habits that only purchases change.
+
+    Scores, tiers, segments, lifecycle, recency, dates and money move on every rescore and are
+    metadata filters anyway; leaving them out means a rescore with unchanged purchases re-embeds
+    nothing, and the vector is about what the customer buys rather than how the model rates them.
+    """
+    parts = []
+    cats = [clean_text(c, 40) for c in _as_list(row.get("top_categories"))]
+    if cats:
+        parts.append("Mostly buys " + ", ".join(cats) + ".")
+    prods = [quote_name(p) for p in _as_list(row.get("top_products"))]
+    if prods:
+        parts.append("Favourite products: " + ", ".join(prods) + ".")
+    parts.append(_cadence_words(int(_num(row.get("orders"))), _num(row.get("mean_gap_days"), float("nan"))))
+    country = clean_text(row.get("country"), 60)
+    if country:
+        parts.append(f"Based in {country}.")
+    return " ".join(parts)
+
+
 def profile_metadata(row: Mapping) -> dict:
     """Flat, typed metadata (str / int / float only, no nulls) for search filters."""
     last = row.get("last_order")
@@ -188,14 +219,15 @@ def content_hash(text: str, metadata: dict) -> str:
 
 
 def build_profiles(customers: pd.DataFrame, currency: str = "£") -> pd.DataFrame:
-    """One row per customer: customer_id, profile_text, the metadata columns and content_hash."""
+    """One row per customer: customer_id, profile_text (display), embedding_text, metadata and content_hash."""
     rows = []
     for row in customers.to_dict("records"):
         text = profile_text(row, currency)
         meta = profile_metadata(row)
-        rows.append({"customer_id": str(row["customer_id"]), "profile_text": text, **meta,
+        rows.append({"customer_id": str(row["customer_id"]), "profile_text": text,
+                     "embedding_text": embedding_text(row), **meta,
                      "content_hash": content_hash(text, meta)})
     out = pd.DataFrame(rows, columns=PROFILE_COLUMNS)
-    return out.astype({"customer_id": "string", "profile_text": "string", "tier": "string", "lifecycle": "string",
+    return out.astype({"customer_id": "string", "profile_text": "string", "embedding_text": "string", "tier": "string", "lifecycle": "string",
                        "segment": "string", "country": "string", "last_order_date": "string",
                        "content_hash": "string", "orders": "int64", "last_order_days": "int64"})

@@ -12,7 +12,10 @@ from predictor.embeddings import (MINILM_NAME, EmbeddingError, HashingEmbedder, 
 
 @pytest.fixture(scope="module")
 def texts():
-    p = real_profiles(48, seed=5)["profile_text"].tolist()
+    # Both texts a profile has: the display text (once embedded, ~230 tokens, truncated at 256 when
+    # longer) and the embedding text the index embeds now (~75 tokens).
+    real = real_profiles(48, seed=5)
+    p = real["profile_text"].tolist() + real["embedding_text"].tolist()
     # Very different lengths in one batch, so padding (and the attention mask) matters.
     return p + ["tea", "Customer from Germany.", "lunch bags " * 120]
 

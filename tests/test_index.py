@@ -87,9 +87,14 @@ def make_index(request, tmp_path, embedder):
         idx.close()
 
 
+def embedded_text(profiles: pd.DataFrame) -> pd.Series:
+    """What the index embeds: the score-free embedding text, the display text for old profiles."""
+    return profiles["embedding_text"] if "embedding_text" in profiles else profiles["profile_text"]
+
+
 def brute_force(embedder, profiles: pd.DataFrame, query: str, keep: pd.Series, k: int) -> list[str]:
     sub = profiles[keep.to_numpy()]
-    vecs = embedder.embed(sub["profile_text"].tolist())
+    vecs = embedder.embed(embedded_text(sub).tolist())
     q = embedder.embed([query])[0]
     scores = vecs @ q
     order = np.argsort(-scores, kind="stable")[:k]
@@ -173,7 +178,8 @@ def test_code_scan_plan_matches_brute_force(make_index, embedder, profiles, monk
             hits = idx.search(query, filters, limit=5)
             plans.add(idx.last_plan)
             assert [h.customer_id for h in hits] == brute_force(embedder, profiles, query, keep, 5), (filters, query)
-            vecs = embedder.embed([profiles.set_index("customer_id").loc[h.customer_id, "profile_text"] for h in hits])
+            texts = embedded_text(profiles.set_index("customer_id"))
+            vecs = embedder.embed([texts.loc[h.customer_id] for h in hits])
             want = vecs @ embedder.embed([query])[0]
             assert [h.score for h in hits] == pytest.approx(want.tolist(), abs=1e-5)
     # Without codes a full scan is not cheap at (what looks like) a large size: no filter goes to HNSW.
@@ -217,7 +223,9 @@ def test_incremental_sync_reembeds_only_changed(make_index, embedder, profiles):
     rows = rng.choice(len(profiles), size=n_change + 4 + 2, replace=False)
     text_rows, meta_rows, drop_rows = rows[:n_change], rows[n_change:n_change + 4], rows[n_change + 4:]
     new = profiles.copy()
-    new.loc[text_rows, "profile_text"] = new.loc[text_rows, "profile_text"] + " Recently bought paper lanterns."
+    # A new purchase changes what is embedded (and the display text with it).
+    for col in ("embedding_text", "profile_text"):
+        new.loc[text_rows, col] = new.loc[text_rows, col] + " Recently bought paper lanterns."
     new.loc[meta_rows, "recency_days"] = new.loc[meta_rows, "recency_days"] + 1.0  # text unchanged
     dropped = new.loc[drop_rows, "customer_id"].tolist()
     new = new.drop(index=drop_rows)
@@ -258,8 +266,10 @@ def test_one_percent_rescore_reembeds_about_one_percent(make_index, embedder):
     idx.rebuild(base)
     rescored = base.copy()
     rows = np.random.default_rng(0).choice(len(base), size=6, replace=False)
+    # 1% of customers bought again: new scores and a new favourite product (the text embedded).
     rescored.loc[rows, "churn_risk"] = (rescored.loc[rows, "churn_risk"] + 0.1).clip(upper=1.0)
     rescored.loc[rows, "profile_text"] = rescored.loc[rows, "profile_text"].str.replace("Churn risk", "Churn risk now")
+    rescored.loc[rows, "embedding_text"] = rescored.loc[rows, "embedding_text"] + ' Favourite products: "PAPER LANTERN".'
     before = embedder.calls
     report = idx.sync(rescored)
     assert embedder.calls - before == 6 and report.embedded == 6
@@ -462,3 +472,59 @@ def test_concurrent_searches_during_sync(make_index, profiles):
         t.join()
     assert not errors
     assert idx.search("client", None, 1)[0].snippet.startswith("Client")
+
+
+def _rescored(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The profiles fixture's customers, and the same customers rescored a month later with no new
+    purchase: every score, tier, segment, lifecycle and recency moves, the purchases do not."""
+    from chroma_server import _customers
+    from predictor.profiles import build_profiles
+
+    customers = _customers().sample(n=n, random_state=seed).sort_values("customer_id")
+    later = customers.copy()
+    later["churn_risk"] = (1 - later["churn_risk"]).round(4)
+    later["predicted_value"] = (later["predicted_value"] * 0.5 + 7).round(2)
+    later["value_at_risk"] = (later["value_at_risk"] + 11).round(2)
+    later["tier"] = later["tier"].map({"Bronze": "Silver", "Silver": "Gold", "Gold": "Platinum", "Platinum": "Bronze"})
+    later["lifecycle"] = "lapsing"
+    later["rfm_segment"] = "Hibernating"
+    later[["recency_days", "tenure_days"]] += 30.0
+    return build_profiles(customers).reset_index(drop=True), build_profiles(later).reset_index(drop=True)
+
+
+def test_rescore_with_unchanged_purchases_reembeds_nothing(make_index, embedder, profiles):
+    base, later = _rescored(N_PROFILES, seed=7)
+    assert base["customer_id"].tolist() == profiles["customer_id"].tolist()
+    assert (later["profile_text"] != base["profile_text"]).all()
+    assert later["embedding_text"].tolist() == base["embedding_text"].tolist()
+    idx = make_index()
+    idx.rebuild(base)
+    before = embedder.calls
+    report = idx.sync(later)
+    assert embedder.calls == before and report.embedded == 0 and report.reembedded == 0
+    assert report.metadata_updated == len(later) and report.unchanged == 0
+    # Filters see the new scores at once.
+    gold = later.loc[later["tier"] == "Gold", "customer_id"]
+    assert sorted(h.customer_id for h in idx.search("tea", {"tier": "Gold"}, limit=len(later))) == sorted(gold)
+
+
+def test_vector_is_the_embedding_text_and_document_the_display_text(make_index, embedder):
+    base, later = _rescored(40, seed=3)
+    idx = make_index()
+    idx.rebuild(base)
+    got = idx._active.collection.get(ids=base["customer_id"].tolist(), include=["documents", "embeddings"])
+    by_id = base.set_index("customer_id")
+    vectors = embedder.embed(by_id.loc[got["ids"], "embedding_text"].tolist())
+    np.testing.assert_allclose(np.asarray(got["embeddings"]), vectors, atol=1e-5)
+    assert got["documents"] == by_id.loc[got["ids"], "profile_text"].tolist()
+    # A rescore rewrites the shown text (new churn risk, tier...) while keeping the vector.
+    idx.sync(later)
+    after = idx._active.collection.get(ids=got["ids"], include=["documents", "embeddings"])
+    assert after["documents"] == later.set_index("customer_id").loc[got["ids"], "profile_text"].tolist()
+    np.testing.assert_allclose(np.asarray(after["embeddings"]), vectors, atol=1e-5)
+    # Profiles written before embedding_text existed still index, embedding their display text.
+    legacy = base.drop(columns=["embedding_text"]).head(5)
+    idx.rebuild(legacy)
+    first = idx._active.collection.get(ids=[legacy["customer_id"].iloc[0]], include=["embeddings"])
+    np.testing.assert_allclose(np.asarray(first["embeddings"])[0],
+                               embedder.embed([legacy["profile_text"].iloc[0]])[0], atol=1e-5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 import pandas as pd
@@ -10,7 +11,7 @@ import pytest
 from _tiers_data import scored_sample
 from predictor.categories import apply_categories, build_category_map
 from predictor.profiles import (METADATA_COLUMNS, PROFILE_COLUMNS, build_profiles, clean_text, content_hash,
-                                customer_products, profile_metadata, profile_text)
+                                customer_products, embedding_text, profile_metadata, profile_text)
 from predictor.tiers import apply_tiers
 
 
@@ -128,3 +129,50 @@ def test_logs_without_products_or_countries_still_profile(data):
     assert text.startswith(f"Customer {row['customer_id']}. ")
     assert "Favourite" not in text and "from" not in text.split(".")[0]
     assert profile_metadata(row)["country"] == "Unknown"
+
+
+# Everything a rescore (new scores, or the same purchases seen from a later day) can change.
+_SCORE_FIELDS = {"tier": "Platinum", "rfm_segment": "Champions", "lifecycle": "lapsed", "churn_risk": 0.93,
+                 "predicted_value": 98765.4, "value_p10": 123.0, "value_p90": 54321.0, "value_at_risk": 4321.0,
+                 "customer_value": 99999.0, "value_if_retained": 5555.0, "recency_days": 321.0,
+                 "tenure_days": 999.0, "revenue_12m": 7777.0, "spend_90d": 0.0, "trend": 0.1, "cluster": 2,
+                 "next_order_days": 44.0, "drivers": ["spent £7,777 in the last 90 days (raises predicted value)"]}
+
+
+def test_embedding_text_holds_tastes_and_habits_not_scores(data, profiles):
+    tx, customers = data
+    by_id = profiles.set_index("customer_id")
+    repeat = customers[(customers["orders"] >= 3) & customers["country"].notna()].iloc[0]
+    text = by_id.loc[str(repeat["customer_id"]), "embedding_text"]
+    assert text == embedding_text(repeat.to_dict())
+    assert repeat["top_categories"][0] in text and f'"{repeat["top_products"][0].strip()}"' in text
+    assert f"Based in {repeat['country']}." in text and "Orders " in text
+    assert by_id["embedding_text"].str.len().max() < by_id["profile_text"].str.len().min()
+    for _, row in customers.iterrows():
+        t = by_id.loc[str(row["customer_id"]), "embedding_text"]
+        # Outside the quoted product names (which may hold digits, e.g. "SET OF 6"): no figure at
+        # all (money, percentages, dates, day counts, the customer id), no score word.
+        words = re.sub(r'"[^"]*"', "", t).split(" Based in ")[0]
+        assert not re.search(r"\d|£|%", words), t
+        for word in ("churn", "tier", "segment", "lifecycle", "predicted", "value", "risk", "last order",
+                     row["tier"], row["rfm_segment"], row["lifecycle"]):
+            assert not re.search(rf"\b{re.escape(str(word))}\b", words, re.IGNORECASE), (word, t)
+    one = customers[customers["orders"] == 1].iloc[0].to_dict()
+    assert "Single order so far." in embedding_text(one)
+
+
+def test_embedding_text_is_identical_when_only_scores_change(data, profiles):
+    _, customers = data
+    rescored = customers.copy()
+    for col, value in _SCORE_FIELDS.items():
+        if col in rescored:
+            rescored[col] = [value] * len(rescored) if isinstance(value, list) else value
+    again = build_profiles(rescored)
+    assert again["embedding_text"].tolist() == profiles["embedding_text"].tolist()
+    # ...while the display text and the content hash follow the new scores.
+    assert (again["profile_text"] != profiles["profile_text"]).all()
+    assert (again["content_hash"] != profiles["content_hash"]).all()
+    # A purchase that changes a customer's favourites does change it.
+    row = customers.iloc[0].to_dict()
+    assert embedding_text({**row, "top_products": ["PAPER LANTERN", *list(row["top_products"])]}) != \
+        embedding_text(row)

@@ -273,6 +273,7 @@ class ToolDeps:
             "catalogue": _Slot(self._load_catalogue),
             "next_best_actions": _Slot(lambda: NextBestActions(self.customers, self.catalogue, self.settings)),
             "planning_customers": _Slot(self._load_planning_customers),
+            "partial_search": _Slot(self._load_partial_search),
         }
         given = {"customers": customers, "transactions": transactions, "scorer": scorer, "index": index,
                  "catalogue": catalogue, "bundle": bundle}
@@ -326,6 +327,17 @@ class ToolDeps:
         """The customers table narrowed for campaign planning (predictor.campaigns.planning_frame)."""
         return self._get("planning_customers")
 
+    @property
+    def partial_search(self) -> Any:
+        """Search over the profiles embedded so far (predictor.index_jobs.PartialSearch), while indexing runs."""
+        return self._get("partial_search")
+
+    def index_state(self) -> Any:
+        """Background indexing progress (predictor.index_jobs.IndexState), read fresh on each call
+        (a few hundred bytes); None when no background indexing ever ran in this data directory."""
+        read_index_state = _import("predictor.index_jobs", "read_index_state", "the profile index")
+        return read_index_state(self.settings.data_dir)
+
     def warm(self) -> None:
         """Load what every request needs up front, so the first caller does not pay for it."""
         self.customers
@@ -376,6 +388,10 @@ class ToolDeps:
         except ValueDeskError as exc:
             raise ToolFailure("index_unavailable", f"The profile index cannot be opened: {exc}",
                               "Run `valuedesk build`, or check VALUEDESK_CHROMA_URL if the index runs as a server.") from exc
+
+    def _load_partial_search(self) -> Any:
+        partial_search = _import("predictor.index_jobs", "PartialSearch", "the profile index")
+        return partial_search(self.settings)
 
     def _load_planning_customers(self) -> pd.DataFrame:
         planning_frame = _import("predictor.campaigns", "planning_frame", "campaign planning")

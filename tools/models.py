@@ -212,6 +212,13 @@ class SearchProfilesResult(Out):
     query: str
     returned: int
     hits: list[ProfileHit]
+    # Set only while the profile index is still being built (first run): the hits then come from
+    # the profiles embedded so far, and `note` says so in words.
+    index_state: str | None = Field(None, description="'embedding', 'writing', 'interrupted' or 'failed' "
+                                                      "while the profile index is not ready; absent once it is.")
+    profiles_searched: int | None = Field(None, description="Profiles the hits were chosen from (while indexing).")
+    profiles_total: int | None = Field(None, description="Profiles in total (while indexing).")
+    note: str | None = Field(None, description="What the state of the index means for these hits.")
 
 
 # ---------------------------------------------------------------- recommend_campaigns / export_audience
