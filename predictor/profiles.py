@@ -139,12 +139,7 @@ def profile_text(row: Mapping, currency: str = "£") -> str:
     if not math.isnan(trend) and orders >= 2:
         word = "rising" if trend >= 1.25 else "falling" if trend <= 0.75 else "steady"
         parts.append(f"Spending trend {word}: last 90 days at {trend:.1f}x their usual rate.")
-    cats = [clean_text(c, 40) for c in _as_list(row.get("top_categories"))]
-    if cats:
-        parts.append("Favourite categories: " + ", ".join(cats) + ".")
-    prods = [quote_name(p) for p in _as_list(row.get("top_products"))]
-    if prods:
-        parts.append("Favourite products: " + ", ".join(prods) + ".")
+    parts += _tastes(row, "Favourite categories: ")
     churn = _num(row.get("churn_risk"))
     churn_s = "under 1%" if churn < 0.005 else f"{churn:.0%}"
     parts.append(
@@ -157,6 +152,18 @@ def profile_text(row: Mapping, currency: str = "£") -> str:
     if drivers:
         parts.append("Top drivers: " + "; ".join(drivers) + ".")
     return " ".join(parts)
+
+
+def _tastes(row: Mapping, categories_lead: str) -> list[str]:
+    """The favourite categories and products sentences (both texts say them; the lead differs)."""
+    parts = []
+    cats = [clean_text(c, 40) for c in _as_list(row.get("top_categories"))]
+    if cats:
+        parts.append(categories_lead + ", ".join(cats) + ".")
+    prods = [quote_name(p) for p in _as_list(row.get("top_products"))]
+    if prods:
+        parts.append("Favourite products: " + ", ".join(prods) + ".")
+    return parts
 
 
 def _cadence_words(orders: int, gap: float) -> str:
@@ -176,13 +183,7 @@ def embedding_text(row: Mapping) -> str:
     metadata filters anyway; leaving them out means a rescore with unchanged purchases re-embeds
     nothing, and the vector is about what the customer buys rather than how the model rates them.
     """
-    parts = []
-    cats = [clean_text(c, 40) for c in _as_list(row.get("top_categories"))]
-    if cats:
-        parts.append("Mostly buys " + ", ".join(cats) + ".")
-    prods = [quote_name(p) for p in _as_list(row.get("top_products"))]
-    if prods:
-        parts.append("Favourite products: " + ", ".join(prods) + ".")
+    parts = _tastes(row, "Mostly buys ")
     parts.append(_cadence_words(int(_num(row.get("orders"))), _num(row.get("mean_gap_days"), float("nan"))))
     country = clean_text(row.get("country"), 60)
     if country:
