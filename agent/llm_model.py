@@ -69,7 +69,10 @@ MODELS: dict[str, ModelSpec] = {
         tool_parser="hermes",
         chat_template="hermes_tool_template.jinja",
         dtype="bfloat16",
-        max_model_len=4096,
+        # Its native context (max_position_embeddings): the agent's prompt with every tool's schema
+        # and the few-shot turns is ~4-5k tokens, over a 4k window. The KV cache for 8k tokens is
+        # ~190 MB, inside the 1 GiB VLLM_CPU_KVCACHE_SPACE.
+        max_model_len=8192,
         # torch.compile warm-up costs 3-5 min on 2 shared cores and its cache is keyed by the model
         # path (a fresh CI clone recompiles); eager starts in ~1-2 min at a similar decode speed.
         # A required call is decoded as vLLM's JSON tool-call array under the tool schemas (xgrammar,

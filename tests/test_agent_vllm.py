@@ -23,7 +23,8 @@ def test_agent_answers_through_real_vllm(vllm_server, tmp_path):
         # Temperature 0 and a seed; the required call is decoded under the bounded tool schemas with a
         # token budget that always closes it (agent.tool_schema); each request times out on its own.
         llm_tool_choice="required", llm_max_tokens=256, llm_timeout_s=240, llm_temperature=0.0, llm_seed=42,
-        # SmolLM2 serves a 4k context: two tools, no few-shot turns, short tool output.
+        # Two tools, so the required call's token budget (agent.tool_schema) fits llm_max_call_tokens;
+        # no few-shot turns and short tool output keep each CPU step short.
         agent_tools="find_customers,segment_summary", agent_few_shot=False, agent_max_tool_chars=1200,
         agent_max_steps=3, agent_grounding_retries=0)
     service = AgentService(settings, registry=ToolRegistry(ToolDeps(settings)))
