@@ -267,10 +267,10 @@ def sync_index(profiles: pd.DataFrame, settings: Settings, *, rebuild: bool, pro
     except ImportError as exc:  # chromadb or the embedding model missing from this install
         return f"skipped (the profile index cannot load: {exc})"
     from predictor.embedding_cache import caching_embedder
-    from predictor.embeddings import get_embedder
+    from predictor.embeddings import configured_embedder
 
     if embedder is None:
-        embedder = get_embedder(settings.embedding_model, settings.data_dir / "embeddings", threads=settings.threads)
+        embedder = configured_embedder(settings)
     index = ProfileIndex(settings, embedder=caching_embedder(embedder, settings.data_dir))
     try:
         result = index.rebuild(profiles, progress=progress) if rebuild else index.sync(profiles, progress=progress)

@@ -181,15 +181,18 @@ class CachingEmbedder:
         for i in np.flatnonzero(~found).tolist():
             first.setdefault(keys[i], i)
         todo = list(first.values())
+        computed: dict[bytes, np.ndarray] = {}
         for start in range(0, len(todo), self.chunk):
             part = todo[start:start + self.chunk]
             vectors = np.asarray(self.inner.embed([texts[i] for i in part]), dtype=np.float32)
             self.cache.put([keys[i] for i in part], vectors)
+            computed.update(zip((keys[i] for i in part), vectors))
             self.embedded += len(part)
             if self.on_chunk is not None:
                 self.on_chunk(len(part))
-        if todo:
-            out[~found] = self.cache.get([keys[i] for i in np.flatnonzero(~found).tolist()])[0]
+        # Fill the misses from what was just computed (duplicates share it), not by reading the cache again.
+        for i in np.flatnonzero(~found).tolist():
+            out[i] = computed[keys[i]]
         return out
 
 

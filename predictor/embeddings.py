@@ -313,6 +313,11 @@ def get_embedder(name: str | None = None, cache_dir: Path | str | None = None, *
         return embedder
 
 
+def configured_embedder(settings: Any) -> Embedder:
+    """The embedder a Settings object configures (model, export cache under its data dir, threads)."""
+    return get_embedder(settings.embedding_model, settings.data_dir / "embeddings", threads=settings.threads)
+
+
 def _load(name: str, cache_dir: Path, threads: int) -> Embedder:
     if name == "minilm-onnx":
         return OnnxMiniLMEmbedder(cache_dir, threads=threads)

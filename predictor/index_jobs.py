@@ -157,9 +157,9 @@ def embedded_texts(prepared: Any) -> list[str]:
 
 
 def _embedder(settings: Settings):
-    from predictor.embeddings import get_embedder
+    from predictor.embeddings import configured_embedder
 
-    return get_embedder(settings.embedding_model, settings.data_dir / "embeddings", threads=settings.threads)
+    return configured_embedder(settings)
 
 
 class IndexJob:
