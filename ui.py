@@ -626,11 +626,10 @@ def missing_artifacts(settings: Any, with_index: bool = True) -> list[str]:
     """What a first run still has to build: scores, customer tables, and (with a local index) the index."""
     missing = [p.name for p in (settings.scores_path, settings.customers_path) if not Path(p).exists()]
     if with_index and not settings.chroma_url:
-        from predictor.build import read_build_info
+        from predictor.layout import current_version
 
-        # The last build says whether it indexed; a chroma/ folder alone may be a build cut short.
-        status = str((read_build_info(settings).get("last_check") or {}).get("index") or "")
-        if not Path(settings.index_dir).exists() or not status or status.startswith(("not updated", "skipped")):
+        # The serving build records the collection indexed for it; a chroma/ folder alone may be a run cut short.
+        if not Path(settings.index_dir).exists() or not current_version(settings.data_dir).index_record():
             missing.append(Path(settings.index_dir).name + "/")
     return missing
 

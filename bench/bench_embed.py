@@ -37,16 +37,18 @@ sys.path[:0] = [str(REPO)]
 
 from predictor.categories import FEES, OTHER  # noqa: E402
 from predictor.embeddings import get_embedder  # noqa: E402
+from predictor.layout import current_version  # noqa: E402
 
 K = 10
 QUERY = "customers who mostly buy {}"
 
 
 def load_profiles(data_dir: Path) -> pd.DataFrame:
-    profiles = pd.read_parquet(data_dir / "profiles.parquet")
+    root = current_version(data_dir).root  # the serving build's folder
+    profiles = pd.read_parquet(root / "profiles.parquet")
     if "embedding_text" not in profiles:
         sys.exit(f"{data_dir}/profiles.parquet has no embedding_text column; rebuild it with `valuedesk build`")
-    cats = pd.read_parquet(data_dir / "customers.parquet", columns=["customer_id", "top_categories"])
+    cats = pd.read_parquet(root / "customers.parquet", columns=["customer_id", "top_categories"])
     cats["customer_id"] = cats["customer_id"].astype(str)
     profiles["customer_id"] = profiles["customer_id"].astype(str)
     out = profiles.merge(cats, on="customer_id", how="left")

@@ -108,35 +108,72 @@ def save_model(model: CLVModel, model_dir: Path, data_fingerprint: str, evaluati
 
 
 def load_model_bundle(settings) -> ModelBundle:
-    return load_model(settings.model_dir)
+    from predictor.layout import current_version
+
+    version = current_version(settings.data_dir)
+    return load_model(version.model_dir, verify=version.verify, shown=version.rel)
 
 
-def load_model(model_dir: Path) -> ModelBundle:
+def _bundle_file(current: Path, name: str, verify, shown) -> Path:
+    """`current/name`, checked against the build's manifest when there is one (`verify`)."""
+    path = current / name
+    if verify is not None:
+        version_root = current.resolve().parent.parent  # <version>/models/<model>/<file>
+        verify(str(path.resolve().relative_to(version_root)))
+    return path
+
+
+def load_model(model_dir: Path, *, verify=None, shown=None) -> ModelBundle:
+    """The model `model_dir/current` points at. `verify(relative_path)` checks each file against the build's
+    manifest first; `shown(path)` names files in messages (relative to the data directory)."""
     from lifetimes import BetaGeoFitter, GammaGammaFitter
 
     from predictor.baselines import BGNBDGammaGamma
 
+    shown = shown or (lambda p: Path(p).name)
     current = model_dir / "current"
     meta_path = current / "metadata.json"
     if not meta_path.exists():
-        raise ArtifactError(f"No trained model in {model_dir}; run `valuedesk score` (or `valuedesk build`) first.")
-    metadata = json.loads(meta_path.read_text())
+        raise ArtifactError(f"No trained model in {shown(model_dir)}; run `valuedesk score` (or `valuedesk build`) first.")
+    try:
+        metadata = json.loads(_bundle_file(current, "metadata.json", verify, shown).read_text())
+        if not isinstance(metadata, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{shown(meta_path)} is unreadable ({type(exc).__name__}: {exc}); rebuild the model "
+                            "with `valuedesk build --rescore`.") from exc
     if metadata.get("artifact_format") != ARTIFACT_FORMAT:
-        raise ArtifactError(f"Model in {current.resolve()} has artifact format {metadata.get('artifact_format')}, "
-                            f"this version reads format {ARTIFACT_FORMAT}; retrain with `valuedesk score`.")
+        raise ArtifactError(f"Model in {shown(current)} has artifact format {metadata.get('artifact_format')}, "
+                            f"this version reads format {ARTIFACT_FORMAT}; retrain with `valuedesk build --rescore`.")
     if metadata.get("features") != MODEL_FEATURES:
-        raise ArtifactError(f"Model in {current.resolve()} was trained on a different feature list; "
-                            "retrain with `valuedesk score`.")
+        raise ArtifactError(f"Model in {shown(current)} was trained on a different feature list; "
+                            "retrain with `valuedesk build --rescore`.")
+    try:
+        return _restore(metadata, current, verify, shown, BetaGeoFitter, GammaGammaFitter, BGNBDGammaGamma)
+    except ArtifactError:
+        raise
+    except (KeyError, TypeError, ValueError, OSError, xgb.core.XGBoostError) as exc:
+        raise ArtifactError(f"The model in {shown(current)} cannot be loaded ({type(exc).__name__}: "
+                            f"{str(exc)[:200]}); rebuild it with `valuedesk build --rescore`.") from exc
+
+
+def _restore(metadata: dict, current: Path, verify, shown, BetaGeoFitter, GammaGammaFitter,
+             BGNBDGammaGamma) -> ModelBundle:
     saved_major = str(metadata["library_versions"]["xgboost"]).split(".")[0]
     if saved_major != xgb.__version__.split(".")[0]:
         raise ArtifactError(f"Model was saved with xgboost {metadata['library_versions']['xgboost']}, this install has "
-                            f"{xgb.__version__}; retrain with `valuedesk score`.")
+                            f"{xgb.__version__}; retrain with `valuedesk build --rescore`.")
     config_fields = {k: v for k, v in metadata["config"].items() if k in TrainingConfig.__dataclass_fields__}
     model = CLVModel(TrainingConfig(**config_fields))
     for attr, name in MODEL_FILES.items():
         booster_cls = xgb.XGBClassifier if attr == "churn_model" else xgb.XGBRegressor
         estimator = booster_cls()
-        estimator.load_model(current / name)
+        path = _bundle_file(current, name, verify, shown)
+        try:
+            estimator.load_model(path)
+        except (xgb.core.XGBoostError, OSError, ValueError) as exc:
+            raise ArtifactError(f"{shown(path)} cannot be loaded ({type(exc).__name__}); rebuild the model with "
+                                "`valuedesk build --rescore`.") from exc
         setattr(model, attr, estimator)
     calibrator = IsotonicRegression(out_of_bounds="clip", y_min=0.005, y_max=0.995)
     x, y = np.array(metadata["calibrator"]["x"]), np.array(metadata["calibrator"]["y"])

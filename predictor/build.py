@@ -1,20 +1,24 @@
 """`valuedesk build`: load -> categories -> score -> tiers -> profiles -> index -> customer tables.
 
-Every output is computed before any file is touched; then each file is written to a temp
-file in the data directory and moved into place with os.replace, build.json last. A build
-that fails at any step leaves the previous customers.parquet, profiles.parquet and index
-serving. A build whose inputs and outputs are unchanged writes nothing and says so.
+Every build writes a new version folder (predictor.layout): model, scores, customers, profiles,
+transactions, categories, transitions and build.json, with a manifest of their sizes and hashes;
+the profile index gets a new collection for it (texts come from the embedding cache, so only new
+or changed profiles are embedded). At the end one `current` pointer moves to the new folder and
+the index alias follows, so readers see one build or the next, never a mix. A build that fails or
+is killed at any step leaves the previous version serving; its debris is removed at the next start.
+Unchanged files are hard-linked from the previous version. A build whose inputs and outputs are
+unchanged writes nothing and says so.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import tempfile
 import time
+import logging
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,15 +26,18 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from predictor.categories import (CategoryResult, apply_categories, build_category_map, categories_path,
-                                  category_report, load_category_map)
+from predictor.categories import (CategoryResult, apply_categories, build_category_map, category_report,
+                                  load_category_map)
 from predictor.errors import ValueDeskError
+from predictor.layout import (BUILD_LOCK, BUILDS_DIR, BuildVersion, StagedBuild, clean_debris, collections_in_use, current_version,
+                              current_name, prune_versions, sha256_file, write_text_atomic)
 from predictor.profiles import build_profiles, customer_products
 from predictor.settings import Settings, get_settings
 from predictor.tiers import (TIER_ORDER, TierConfig, apply_tiers, kmeans_segments, parse_k_range,
                              tier_transitions)
 
-BUILD_VERSION = "1"
+BUILD_VERSION = "2"
+log = logging.getLogger(__name__)
 
 
 class BuildError(ValueDeskError):
@@ -98,62 +105,43 @@ class BuildReport(BaseModel):
 
 # --------------------------------------------------------------------------- file helpers
 
-def _atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), then move tmp_path over path; no partial file is ever visible."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _stage(path: Path, write) -> tuple[str, Path]:
-    """Write to a temp file next to path; return (tmp, path) for a later os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the tables are read by other processes and users
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return tmp, path
+BUILD_JSON, PROFILES, TRANSITIONS, TRANSACTIONS = ("build.json", "profiles.parquet", "tier_transitions.parquet",
+                                                   "transactions.parquet")
+CUSTOMERS, SCORES, CATEGORIES, MODELS = "customers.parquet", "scores.parquet", "categories.parquet", "models"
 
 
 def _file_sha(path: Path) -> str | None:
-    if not path.exists():
-        return None
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(4 * 2**20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(path) if path.exists() else None
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    frame.to_parquet(path, index=False)
+    os.chmod(path, 0o600)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    write_text_atomic(path, json.dumps(payload, indent=2, default=str))
 
 
 def build_json_path(settings: Settings) -> Path:
-    return settings.data_dir / "build.json"
+    return settings.build_root / BUILD_JSON
 
 
 def profiles_path(settings: Settings) -> Path:
-    return settings.data_dir / "profiles.parquet"
+    return settings.build_root / PROFILES
 
 
 def transitions_path(settings: Settings) -> Path:
-    return settings.data_dir / "tier_transitions.parquet"
+    return settings.build_root / TRANSITIONS
 
 
 def transactions_path(settings: Settings) -> Path:
-    return settings.data_dir / "transactions.parquet"
+    return settings.build_root / TRANSACTIONS
 
 
-def read_build_info(settings: Settings) -> dict[str, Any]:
-    path = build_json_path(settings)
+def read_build_info(settings: Settings | BuildVersion) -> dict[str, Any]:
+    version = settings if isinstance(settings, BuildVersion) else current_version(settings.data_dir)
+    path = version.path(BUILD_JSON)
     if not path.exists():
         return {}
     try:
@@ -162,8 +150,8 @@ def read_build_info(settings: Settings) -> dict[str, Any]:
         return {}  # an unreadable record only costs a full rebuild
 
 
-def _model_version(settings: Settings) -> str | None:
-    current = settings.model_dir / "current"
+def _model_version(version: BuildVersion) -> str | None:
+    current = version.model_dir / "current"
     try:
         return current.resolve().name if current.exists() else None
     except OSError:
@@ -184,23 +172,32 @@ class _Timer:
         start = time.perf_counter()
         try:
             yield
-        except ValueDeskError:
+        except BuildError:
             raise
+        except ValueDeskError as exc:
+            if name not in ("index", "write"):
+                raise  # bad input or settings: the error says what to fix
+            raise BuildError(f"build step '{name}' failed: {exc}; the previous build still serves") from exc
         except Exception as exc:  # a bug or an environment fault: say which step, keep the old build
             raise BuildError(f"build step '{name}' failed ({type(exc).__name__}: {exc}); "
-                             "the previous build's files were left unchanged") from exc
+                             "the previous build still serves") from exc
         finally:
             self.timings[name] = round(time.perf_counter() - start, 2)
             if self.bar is not None:
                 self.bar.update(1)
 
 
-def _load(settings: Settings, data_path, schema: str, column_map: dict[str, str], previous: dict,
-          input_key: dict, progress: bool) -> tuple[pd.DataFrame, str, str, bool]:
+def _checkpoint(step: str) -> None:
+    """Called after each build step; a seam for the crash tests (tests/test_build_versions.py kill -9
+    the build here). Does nothing."""
+
+
+def _load(prev: BuildVersion, settings: Settings, data_path, schema: str, column_map: dict[str, str],
+          previous: dict, input_key: dict) -> tuple[pd.DataFrame, str, str, bool]:
     from predictor.data import load_transactions, source_fingerprint
 
     path = Path(data_path) if data_path is not None else None
-    cached = transactions_path(settings)
+    cached = prev.path(TRANSACTIONS)
     if path is not None and path.is_file() and cached.exists() and previous.get("input_key") == input_key:
         fingerprint = source_fingerprint(path)
         if fingerprint == previous.get("fingerprint") and _file_sha(cached) == previous.get("transactions_sha"):
@@ -209,17 +206,15 @@ def _load(settings: Settings, data_path, schema: str, column_map: dict[str, str]
     return result.transactions, result.fingerprint, result.source, False
 
 
-def _reusable_scores(settings: Settings, fingerprint: str) -> pd.DataFrame | None:
-    """The saved scores, when they come from the current model trained on this very data and horizon.
-
-    Checked against the model's own metadata, so scores written by `valuedesk score` are reused too.
-    """
-    meta_path = settings.model_dir / "current" / "metadata.json"
-    if not settings.scores_path.exists() or not meta_path.exists():
+def _reusable_scores(prev: BuildVersion, settings: Settings, fingerprint: str) -> pd.DataFrame | None:
+    """The previous build's scores, when they come from its model trained on this very data and horizon."""
+    meta_path = prev.model_dir / "current" / "metadata.json"
+    scores_path = prev.path(SCORES)
+    if not scores_path.exists() or not meta_path.exists():
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        scores = pd.read_parquet(settings.scores_path)
+        scores = pd.read_parquet(scores_path)
     except (OSError, ValueError):
         return None
     versions = set(scores["model_version"].astype(str)) if "model_version" in scores else set()
@@ -230,15 +225,20 @@ def _reusable_scores(settings: Settings, fingerprint: str) -> pd.DataFrame | Non
     return None
 
 
-def _score(transactions: pd.DataFrame, settings: Settings, fingerprint: str, rescore: bool, progress: bool,
-           training_config=None) -> tuple[pd.DataFrame, bool]:
+def _score(transactions: pd.DataFrame, prev: BuildVersion, staged: StagedBuild, settings: Settings,
+           fingerprint: str, rescore: bool, training_config=None) -> tuple[pd.DataFrame, bool]:
+    """Scores for this build, in the staged folder: linked from the previous build when reusable."""
     if not rescore:
-        saved = _reusable_scores(settings, fingerprint)
+        saved = _reusable_scores(prev, settings, fingerprint)
         if saved is not None:
+            staged.link_from(prev, MODELS)
+            staged.link_from(prev, SCORES)
             return saved, True
     from predictor.scoring import score_customers
 
-    scores, _ = score_customers(transactions, settings, config=training_config, data_fingerprint=fingerprint)
+    # score_customers writes model and scores under its settings' data dir: the staged folder.
+    staged_settings = settings.model_copy(update={"data_dir": staged.root})
+    scores, _ = score_customers(transactions, staged_settings, config=training_config, data_fingerprint=fingerprint)
     return scores, False
 
 
@@ -253,46 +253,64 @@ def _suggestions(transactions: pd.DataFrame, customer_ids: pd.Series, k: int = 5
     return frame.set_index("customer_id")["suggested_products"]
 
 
-def sync_index(profiles: pd.DataFrame, settings: Settings, *, rebuild: bool, progress: bool,
-               embedder=None) -> str:
-    """Bring the profile search index in line with `profiles` (incremental by content hash).
-
-    Vectors go through the embedding cache under the data directory, so a run that was cut short
-    (or a rebuild) embeds only the texts no earlier run finished. `embedder` overrides the
-    configured model (tests; the background indexing job passes its own cached one).
-    Returns a one-line description for the build report.
-    """
+def _open_profile_index(settings: Settings, embedder=None):
+    """A ProfileIndex whose embedder reads and fills the embedding cache; None when this install
+    cannot load the index (the reason as second value)."""
     try:
         from predictor.index import ProfileIndex
     except ImportError as exc:  # chromadb or the embedding model missing from this install
-        return f"skipped (the profile index cannot load: {exc})"
+        return None, f"skipped (the profile index cannot load: {exc})"
     from predictor.embedding_cache import caching_embedder
     from predictor.embeddings import configured_embedder
 
     if embedder is None:
         embedder = configured_embedder(settings)
-    index = ProfileIndex(settings, embedder=caching_embedder(embedder, settings.data_dir))
+    return ProfileIndex(settings, embedder=caching_embedder(embedder, settings.data_dir)), None
+
+
+def sync_index(profiles: pd.DataFrame, settings: Settings, *, version: BuildVersion | StagedBuild | None = None,
+               progress: bool = False, embedder=None, activate: bool = True) -> str:
+    """Index `profiles` into a new collection and record it in `version` (default: the serving one).
+
+    Vectors go through the embedding cache under the data directory, so only texts no earlier run
+    embedded are embedded (a killed run resumes). With `activate`, the index alias moves to the new
+    collection and collections no kept build reads are dropped; a build activates after its switch.
+    `embedder` overrides the configured model (tests; the background indexing job passes its own).
+    Returns a one-line description for the build report.
+    """
+    index, skipped = _open_profile_index(settings, embedder)
+    if index is None:
+        return skipped
+    target = version.version if isinstance(version, StagedBuild) else (version or current_version(settings.data_dir))
+    root = version.root if isinstance(version, StagedBuild) else target.root
     try:
-        result = index.rebuild(profiles, progress=progress) if rebuild else index.sync(profiles, progress=progress)
+        report = index.stage(profiles, progress=progress)
+        summary = report.summary()
+        BuildVersion(data_dir=target.data_dir, root=root, name=target.name).attach_index(report.collection, summary)
+        if activate and target.name == current_name(settings.data_dir):  # an older build's index never takes the alias
+            index.activate(report.collection)
+            index.drop_unused(collections_in_use(settings.data_dir) | {report.collection})
     finally:
         index.close()
     from predictor.index_jobs import mark_index_ready
 
-    mark_index_ready(settings.data_dir, result.summary())  # a foreground build ends a stopped background one
-    return result.summary()
+    mark_index_ready(settings.data_dir, summary)  # a foreground build ends a stopped background one
+    return summary
 
 
-def record_index_status(settings: Settings, status: str) -> None:
-    """Note in build.json what an indexing run done after the build (in the background) achieved,
-    so the next start knows the index is complete."""
-    info = read_build_info(settings)
-    if not info:
+def activate_index(settings: Settings, version: BuildVersion) -> None:
+    """After a build's switch: the alias follows the serving version; unused collections go."""
+    collection = version.index_record().get("collection")
+    if not collection:
         return
-    for key in ("last_check", "report"):
-        if isinstance(info.get(key), dict):
-            info[key]["index"] = status
-    info["index_checked_at"] = datetime.now(timezone.utc).isoformat()
-    _atomic_write(build_json_path(settings), lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2, default=str)))
+    index, _ = _open_profile_index(settings)
+    if index is None:
+        return
+    try:
+        index.activate(collection)
+        index.drop_unused(collections_in_use(settings.data_dir))
+    finally:
+        index.close()
 
 
 def _diff(old: pd.DataFrame | None, new: pd.DataFrame) -> ChangeSummary:
@@ -324,110 +342,207 @@ def _read_parquet_or_none(path: Path) -> pd.DataFrame | None:
         return None
 
 
+@dataclass
+class _Tables:
+    customers: pd.DataFrame
+    profiles: pd.DataFrame
+    categories: CategoryResult
+    tx: pd.DataFrame
+    kmeans: Any = None
+
+
 def build(settings: Settings | None = None, data_path: str | os.PathLike[str] | None = None,
           schema: str | None = None, column_map: str | dict[str, str] | None = None, rescore: bool = False,
           rebuild_index: bool = False, with_index: bool = True, progress: bool = True,
           with_suggestions: bool = True, with_clusters: bool = True, training_config=None) -> BuildReport:
     """Build the customer tables (and the index) from a transaction log. See the module docstring.
 
-    Scores are reused when the current model was trained on this data (same fingerprint and
-    horizon) and scores.parquet came from it, unless `rescore`. `training_config` (a
+    Scores are reused when the previous build's model was trained on this data (same fingerprint and
+    horizon) and its scores came from it, unless `rescore`. `training_config` (a
     predictor.models.TrainingConfig) overrides the default model configuration when scoring.
+    `rebuild_index` indexes the profiles again even when nothing else changed.
     """
-    from tqdm.auto import tqdm
-
-    from predictor.data import CLEANING_VERSION, parse_column_map
+    from predictor.data import parse_column_map
 
     settings = settings or get_settings()
     schema = schema or settings.default_schema
     if data_path is None and schema == settings.default_schema:
         data_path = settings.default_data
     cmap = parse_column_map(column_map) if isinstance(column_map, str) else dict(column_map or {})
-    tier_config = TierConfig.from_settings(settings)
-    k_range = None
-    if with_clusters and settings.kmeans_clusters.strip().lower() not in ("", "off", "none", "0"):
-        k_range = parse_k_range(settings.kmeans_clusters)
-    data_dir = Path(settings.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    previous = read_build_info(settings)
+    TierConfig.from_settings(settings)  # bad tier settings fail before anything runs
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+    with _build_lock(Path(settings.data_dir)):
+        return _locked_build(settings, data_path, schema, cmap, rescore=rescore, rebuild_index=rebuild_index,
+                             with_index=with_index, progress=progress, with_suggestions=with_suggestions,
+                             with_clusters=with_clusters, training_config=training_config)
+
+
+@contextmanager
+def _build_lock(data_dir: Path):
+    """One build per data directory at a time (a second would prune what the first is staging)."""
+    import fcntl
+
+    with os.fdopen(os.open(data_dir / BUILD_LOCK, os.O_RDWR | os.O_CREAT, 0o600), "r+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise BuildError(f"another build is running in {data_dir.name}/ (it holds .build.lock); "
+                             "wait for it to finish") from None
+        yield
+
+
+def _locked_build(settings: Settings, data_path, schema: str, cmap: dict, *, rescore, rebuild_index, with_index,
+                  progress, with_suggestions, with_clusters, training_config) -> BuildReport:
+    from tqdm.auto import tqdm
+
+    from predictor.data import CLEANING_VERSION
+
+    clean_debris(settings.data_dir, build_lock_held=True)
+    prev = current_version(settings.data_dir)
+    previous = read_build_info(prev)
     input_key = {"source": str(Path(data_path).resolve()) if data_path is not None else None, "schema": schema,
                  "column_map": cmap, "cleaning_version": CLEANING_VERSION}
-
     steps = ["load", "score", "categories", "tiers", "profiles", "index", "write"]
     bar = tqdm(total=len(steps), disable=not progress, unit="step", leave=False)
     timer = _Timer(bar)
+    staged = StagedBuild(settings.data_dir)
     try:
-        with timer.step("load"):
-            tx, fingerprint, source, tx_reused = _load(settings, data_path, schema, cmap, previous, input_key,
-                                                       progress)
-        score_key = {**input_key, "fingerprint": fingerprint, "horizon_days": settings.horizon_days,
-                     "model_version": _model_version(settings)}
-        with timer.step("score"):
-            scores, scores_reused = _score(tx, settings, fingerprint, rescore, progress, training_config)
-            # score_customers may have trained and switched the model; key the saved scores on that one.
-            score_key["model_version"] = _model_version(settings)
-        output_key = {"build_version": BUILD_VERSION, "score_key": score_key, "tier_method": settings.tier_method,
-                      "tier_thresholds": settings.tier_thresholds,
-                      "kmeans": [k_range.start, k_range.stop] if k_range is not None else None,
-                      "currency": settings.currency_symbol, "suggestions": with_suggestions}
-        if (tx_reused and scores_reused and previous.get("output_key") == output_key and previous.get("report")
-                and all(_file_sha(p) == previous.get("output_sha", {}).get(p.name)
-                        for p in (settings.customers_path, profiles_path(settings)))):
-            return _unchanged(settings, previous, timer, bar, with_index, rebuild_index, progress)
-        with timer.step("categories"):
-            saved_map = load_category_map(settings.data_dir) if tx_reused else None
-            if saved_map is not None:
-                # The cached log already carries the derived categories; re-deriving from it would
-                # mislabel them all as source categories.
-                cat = CategoryResult(mapping=saved_map, report=category_report(tx, saved_map))
-            else:
-                cat = build_category_map(tx)
-                tx = apply_categories(tx, cat.mapping)
-        with timer.step("tiers"):
-            customers = apply_tiers(scores, tier_config)
-            kmeans = None
-            if k_range is not None and len(customers) > max(k_range):
-                # One thread: a few thousand rows gain nothing from more, and lose badly on a shared machine.
-                kmeans = kmeans_segments(customers, k_range, seed=settings.random_seed, threads=1)
-                customers["cluster"] = kmeans.labels.astype("int64")
-        with timer.step("profiles"):
-            products = customer_products(tx, customers["customer_id"].astype(str))
-            customers = customers.merge(products, on="customer_id", how="left")
-            suggestions = _suggestions(tx, customers["customer_id"]) if with_suggestions else None
-            customers["suggested_products"] = ([list(suggestions.get(str(c), [])) for c in customers["customer_id"]]
-                                               if suggestions is not None else [[] for _ in range(len(customers))])
-            profiles = build_profiles(customers, settings.currency_symbol)
-            customers["profile_text"] = profiles["profile_text"].to_numpy()
-
-        old_customers = _read_parquet_or_none(settings.customers_path)
-        old_profiles = _read_parquet_or_none(profiles_path(settings))
-        changes = _diff(old_profiles, profiles)
-        moves = tier_transitions(old_customers, customers) if old_customers is not None else None
-        if moves is not None:
-            existing = moves[moves["direction"].isin(["up", "down"])]
-            changes.tier_moves = len(existing)
-            changes.tier_up = int((existing["direction"] == "up").sum())
-            changes.tier_down = int((existing["direction"] == "down").sum())
-        outputs_present = all(p.exists() for p in (settings.customers_path, profiles_path(settings)))
-        no_changes = (outputs_present and not changes.any and scores_reused and tx_reused
-                      and previous.get("output_key") == output_key)
-
-        with timer.step("index"):
-            if not with_index:
-                index_status = "not updated (--no-index)"
-            else:
-                index_status = sync_index(profiles, settings, rebuild=rebuild_index, progress=progress)
-
-        files: list[str] = []
-        with timer.step("write"):
-            if not no_changes:
-                files = _write_outputs(settings, tx, tx_reused, customers, profiles,
-                                       moves, cat.mapping)
+        report = _run_steps(settings, prev, previous, staged, timer, data_path=data_path, schema=schema, cmap=cmap,
+                            input_key=input_key, rescore=rescore, rebuild_index=rebuild_index, with_index=with_index,
+                            with_suggestions=with_suggestions, with_clusters=with_clusters,
+                            training_config=training_config)
     finally:
         bar.close()
+        staged.abort()  # a no-op once published (the folder was renamed away)
+    return report
 
-    report = BuildReport(
-        source=source, schema_name=schema, fingerprint=fingerprint, transactions=len(tx), customers=len(customers),
+
+def _run_steps(settings: Settings, prev: BuildVersion, previous: dict, staged: StagedBuild, timer: _Timer, *,
+               data_path, schema, cmap, input_key, rescore, rebuild_index, with_index, with_suggestions,
+               with_clusters, training_config) -> BuildReport:
+    with timer.step("load"):
+        tx, fingerprint, source, tx_reused = _load(prev, settings, data_path, schema, cmap, previous, input_key)
+    _checkpoint("load")
+    score_key = {**input_key, "fingerprint": fingerprint, "horizon_days": settings.horizon_days}
+    with timer.step("score"):
+        scores, scores_reused = _score(tx, prev, staged, settings, fingerprint, rescore, training_config)
+        score_key["model_version"] = _model_version(staged.version)
+    _checkpoint("score")
+    k_range = _k_range(settings, with_clusters)
+    output_key = {"build_version": BUILD_VERSION, "score_key": score_key, "tier_method": settings.tier_method,
+                  "tier_thresholds": settings.tier_thresholds,
+                  "kmeans": [k_range.start, k_range.stop] if k_range is not None else None,
+                  "currency": settings.currency_symbol, "suggestions": with_suggestions}
+    unchanged_outputs = (tx_reused and scores_reused and previous.get("output_key") == output_key
+                         and previous.get("report") and not prev.verify_all()
+                         and all(_file_sha(prev.path(f)) == previous.get("output_sha", {}).get(f)
+                                 for f in (CUSTOMERS, PROFILES)))
+    if unchanged_outputs:
+        return _unchanged(settings, prev, previous, timer, with_index, rebuild_index)
+    tables = _tables(settings, prev, tx, tx_reused, scores, timer, k_range, with_suggestions)
+    _checkpoint("profiles")
+    changes, moves = _changes(prev, tables)
+    with timer.step("write"):
+        files = _write_outputs(staged, prev, tables, tx_reused, moves)
+    _checkpoint("write")
+    with timer.step("index"):
+        index_status = (sync_index(tables.profiles, settings, version=staged, activate=False)
+                        if with_index else "not updated (--no-index)")
+    _checkpoint("index")
+    report = _report(source, schema, fingerprint, scores, tables, scores_reused, tx_reused, score_key, changes,
+                     index_status, timer, files)
+    info = {"build_version": BUILD_VERSION, "built_at": datetime.now(timezone.utc).isoformat(),
+            "input_key": input_key, "score_key": score_key, "fingerprint": fingerprint,
+            "transactions_sha": _file_sha(staged.root / TRANSACTIONS),
+            "scores_sha": _file_sha(staged.root / SCORES), "output_key": output_key,
+            "output_sha": {f: _file_sha(staged.root / f) for f in (CUSTOMERS, PROFILES)},
+            "report": report.model_dump(mode="json")}
+    _write_json(staged.root / BUILD_JSON, info)
+    _publish(settings, staged)
+    return report
+
+
+def _publish(settings: Settings, staged: StagedBuild) -> BuildVersion:
+    """The one switch, then the index alias follows and old versions (and their collections) go."""
+    with _step_errors("publish"):
+        version = staged.publish()
+    _checkpoint("publish")
+    try:
+        activate_index(settings, version)
+        _checkpoint("activate")
+        prune_versions(settings.data_dir, settings.builds_to_keep)
+        activate_index(settings, version)  # drops the collections of pruned versions
+    except (ValueDeskError, OSError) as exc:  # the new build serves; alias and pruning catch up next time
+        log.warning("build %s is serving, but tidying up after it failed: %s", version.name, exc)
+    return version
+
+
+@contextmanager
+def _step_errors(name: str):
+    try:
+        yield
+    except ValueDeskError:
+        raise
+    except Exception as exc:
+        raise BuildError(f"build step '{name}' failed ({type(exc).__name__}: {exc}); "
+                         "the previous build still serves") from exc
+
+
+def _k_range(settings: Settings, with_clusters: bool):
+    if with_clusters and settings.kmeans_clusters.strip().lower() not in ("", "off", "none", "0"):
+        return parse_k_range(settings.kmeans_clusters)
+    return None
+
+
+def _tables(settings: Settings, prev: BuildVersion, tx: pd.DataFrame, tx_reused: bool, scores: pd.DataFrame,
+            timer: _Timer, k_range, with_suggestions: bool) -> _Tables:
+    with timer.step("categories"):
+        saved_map = load_category_map(prev.root) if tx_reused else None
+        if saved_map is not None:
+            # The cached log already carries the derived categories; re-deriving from it would
+            # mislabel them all as source categories.
+            cat = CategoryResult(mapping=saved_map, report=category_report(tx, saved_map))
+        else:
+            cat = build_category_map(tx)
+            tx = apply_categories(tx, cat.mapping)
+    _checkpoint("categories")
+    with timer.step("tiers"):
+        customers = apply_tiers(scores, TierConfig.from_settings(settings))
+        kmeans = None
+        if k_range is not None and len(customers) > max(k_range):
+            # One thread: a few thousand rows gain nothing from more, and lose badly on a shared machine.
+            kmeans = kmeans_segments(customers, k_range, seed=settings.random_seed, threads=1)
+            customers["cluster"] = kmeans.labels.astype("int64")
+    _checkpoint("tiers")
+    with timer.step("profiles"):
+        products = customer_products(tx, customers["customer_id"].astype(str))
+        customers = customers.merge(products, on="customer_id", how="left")
+        suggestions = _suggestions(tx, customers["customer_id"]) if with_suggestions else None
+        customers["suggested_products"] = ([list(suggestions.get(str(c), [])) for c in customers["customer_id"]]
+                                           if suggestions is not None else [[] for _ in range(len(customers))])
+        profiles = build_profiles(customers, settings.currency_symbol)
+        customers["profile_text"] = profiles["profile_text"].to_numpy()
+    return _Tables(customers=customers, profiles=profiles, categories=cat, tx=tx, kmeans=kmeans)
+
+
+def _changes(prev: BuildVersion, tables: _Tables) -> tuple[ChangeSummary, pd.DataFrame | None]:
+    old_customers = _read_parquet_or_none(prev.path(CUSTOMERS))
+    changes = _diff(_read_parquet_or_none(prev.path(PROFILES)), tables.profiles)
+    moves = tier_transitions(old_customers, tables.customers) if old_customers is not None else None
+    if moves is not None:
+        existing = moves[moves["direction"].isin(["up", "down"])]
+        changes.tier_moves = len(existing)
+        changes.tier_up = int((existing["direction"] == "up").sum())
+        changes.tier_down = int((existing["direction"] == "down").sum())
+    return changes, moves
+
+
+def _report(source, schema, fingerprint, scores, tables: _Tables, scores_reused, tx_reused, score_key, changes,
+            index_status, timer, files) -> BuildReport:
+    customers, cat, kmeans = tables.customers, tables.categories, tables.kmeans
+    return BuildReport(
+        source=source, schema_name=schema, fingerprint=fingerprint, transactions=len(tables.tx),
+        customers=len(customers),
         as_of=str(pd.Timestamp(scores["as_of"].max())) if "as_of" in scores and len(scores) else None,
         scores_reused=scores_reused, transactions_reused=tx_reused, model_version=score_key["model_version"],
         tier_counts=_counts(customers["tier"], TIER_ORDER),
@@ -437,65 +552,52 @@ def build(settings: Settings | None = None, data_path: str | os.PathLike[str] | 
         categories=cat.report.categories,
         kmeans_k=kmeans.k if kmeans is not None else None,
         kmeans_silhouette=kmeans.silhouette if kmeans is not None else None,
-        changes=changes, no_changes=no_changes, index=index_status, timings=timer.timings, files=files,
+        changes=changes, no_changes=False, index=index_status, timings=timer.timings, files=files,
     )
-    info = {
-        "build_version": BUILD_VERSION,
-        "built_at": previous.get("built_at") if no_changes else datetime.now(timezone.utc).isoformat(),
-        "checked_at": datetime.now(timezone.utc).isoformat(),
-        "input_key": input_key, "score_key": score_key, "fingerprint": fingerprint,
-        "transactions_sha": _file_sha(transactions_path(settings)),
-        "scores_sha": _file_sha(settings.scores_path),
-        "output_key": output_key,
-        "output_sha": {p.name: _file_sha(p) for p in (settings.customers_path, profiles_path(settings))},
-        "report": report.model_dump(mode="json") if not no_changes else previous.get("report"),
-        "last_check": report.model_dump(mode="json"),
-    }
-    _atomic_write(build_json_path(settings), lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2, default=str)))
-    return report
 
 
-def _unchanged(settings: Settings, previous: dict, timer: _Timer, bar, with_index: bool, rebuild_index: bool,
-               progress: bool) -> BuildReport:
-    """Inputs, scores, settings and outputs all match the last build: only the index is checked."""
+def _unchanged(settings: Settings, prev: BuildVersion, previous: dict, timer: _Timer, with_index: bool,
+               rebuild_index: bool) -> BuildReport:
+    """Inputs, scores, settings and outputs all match the serving build: nothing is written, except an
+    index for it when it has none (or `rebuild_index`)."""
+    with timer.step("index"):
+        record = prev.index_record()
+        if not with_index:
+            index_status = "not updated (--no-index)"
+        elif record.get("collection") and not rebuild_index and _collection_exists(settings, record["collection"]):
+            index_status = f"unchanged ({record.get('summary', record['collection'])})"
+        else:
+            index_status = sync_index(pd.read_parquet(prev.path(PROFILES)), settings, version=prev)
+    return BuildReport.model_validate({**previous["report"], "changes": ChangeSummary().model_dump(),
+                                       "no_changes": True, "index": index_status, "timings": timer.timings,
+                                       "files": [], "scores_reused": True, "transactions_reused": True})
+
+
+def _collection_exists(settings: Settings, name: str) -> bool:
+    index, _ = _open_profile_index(settings)
+    if index is None:
+        return False
     try:
-        with timer.step("index"):
-            if not with_index:
-                index_status = "not updated (--no-index)"
-            else:
-                index_status = sync_index(pd.read_parquet(profiles_path(settings)), settings, rebuild=rebuild_index,
-                                          progress=progress)
+        return any(c.name == name for c in index._client.list_collections())
+    except Exception:  # noqa: BLE001 - an unreachable index is re-indexed, which reports the real error
+        return False
     finally:
-        bar.close()
-    report = BuildReport.model_validate({**previous["report"], "changes": ChangeSummary().model_dump(),
-                                         "no_changes": True, "index": index_status, "timings": timer.timings,
-                                         "files": [], "scores_reused": True, "transactions_reused": True})
-    info = {**previous, "checked_at": datetime.now(timezone.utc).isoformat(),
-            "last_check": report.model_dump(mode="json")}
-    _atomic_write(build_json_path(settings), lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2, default=str)))
-    return report
+        index.close()
 
 
-def _write_outputs(settings: Settings, tx: pd.DataFrame, tx_reused: bool, customers: pd.DataFrame, profiles: pd.DataFrame, moves: pd.DataFrame | None,
-                   mapping: pd.DataFrame) -> list[str]:
-    """Stage every file, then move them all into place (build.json is written after, by the caller)."""
-    staged: list[tuple[str, Path]] = []
-    try:
-        if not tx_reused:
-            staged.append(_stage(transactions_path(settings), lambda t: tx.to_parquet(t, index=False)))
-        staged.append(_stage(categories_path(settings.data_dir), lambda t: mapping.to_parquet(t, index=False)))
-        staged.append(_stage(settings.customers_path, lambda t: customers.to_parquet(t, index=False)))
-        staged.append(_stage(profiles_path(settings), lambda t: profiles.to_parquet(t, index=False)))
-        if moves is not None:
-            staged.append(_stage(transitions_path(settings), lambda t: moves.to_parquet(t, index=False)))
-    except BaseException:
-        for tmp, _ in staged:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        raise
-    for tmp, path in staged:
-        os.replace(tmp, path)
-    return [str(path) for _, path in staged]
+def _write_outputs(staged: StagedBuild, prev: BuildVersion, tables: _Tables, tx_reused: bool,
+                   moves: pd.DataFrame | None) -> list[str]:
+    """Write every table into the staged folder (nothing is visible until it is published)."""
+    root = staged.root
+    if not (tx_reused and staged.link_from(prev, TRANSACTIONS)):
+        _write_parquet(tables.tx, root / TRANSACTIONS)
+    _write_parquet(tables.categories.mapping, root / CATEGORIES)
+    _write_parquet(tables.customers, root / CUSTOMERS)
+    _write_parquet(tables.profiles, root / PROFILES)
+    if moves is not None:
+        _write_parquet(moves, root / TRANSITIONS)
+    names = [TRANSACTIONS, CATEGORIES, CUSTOMERS, PROFILES] + ([TRANSITIONS] if moves is not None else [])
+    return [f"{BUILDS_DIR}/{staged.name}/{n}" for n in names]
 
 
 # --------------------------------------------------------------------------- CLI

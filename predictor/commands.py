@@ -67,9 +67,17 @@ def run_score(args) -> int:
     from predictor.models import TrainingConfig
     from predictor.scoring import score_customers
 
+    from predictor.layout import current_name
+
     settings = get_settings()
     if args.out:
         settings = settings.model_copy(update={"data_dir": Path(args.out)})
+    if current_name(settings.data_dir) is not None:
+        # Writing into the serving build would change files its manifest vouches for.
+        print(f"error: {settings.data_dir} serves builds (it has a `current` build); retrain with "
+              "`valuedesk build --rescore`, which switches model, scores and tables together, or write a "
+              "standalone model with `valuedesk score --out DIR`.", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     loaded = load_from_args(args, settings)
     if not args.quiet:

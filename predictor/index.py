@@ -72,6 +72,7 @@ from predictor.embeddings import Embedder, get_embedder
 from predictor.errors import ValueDeskError
 from predictor.filters import (LIFECYCLE_STAGES, RFM_SEGMENTS, TIERS, CustomerFilter, FilterError,
                                canonical_names)
+from predictor.layout import collections_in_use
 from predictor.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -282,6 +283,9 @@ class SyncReport(BaseModel):
     seconds: float = 0.0
 
     def summary(self) -> str:
+        if self.mode == "staged":
+            return (f"profile index (new collection for this build): {self.total} profiles; {self.embedded} "
+                    f"embedded, {self.total - self.embedded} from the embedding cache ({self.seconds:.1f}s)")
         return (f"profile index ({self.mode}): {self.total} profiles; {self.added} added, "
                 f"{self.reembedded} re-embedded, {self.metadata_updated} metadata-only, "
                 f"{self.deleted} deleted, {self.unchanged} unchanged ({self.seconds:.1f}s)")
@@ -781,9 +785,11 @@ class ProfileIndex:
                  verify: bool = False, exact_max: int | None = None, ann_max: int = 4_000,
                  scan_max: int | None = None,
                  overfetch: float | None = None,
-                 write_batch: int = 2_000, namespace: str = "valuedesk"):
+                 write_batch: int = 2_000, namespace: str = "valuedesk", collection: str | None = None):
         """`verify=True` refuses a model mismatch at open; otherwise search/sync refuse it on use and
         only `rebuild` (the fix) proceeds. A Settings object may stand in for `data_dir`.
+        `collection` pins the collection a build version recorded (predictor.layout) instead of
+        following the alias, so a reader's index and tables come from the same build.
         Every query is ranked exactly while the index holds at most `scan_max` profiles (a full 8-bit
         code scan of a million takes ~25 ms on 2 threads); above, filters selecting at most
         `exact_max` are, and the rest go through HNSW first."""
@@ -810,6 +816,7 @@ class ProfileIndex:
         self.alias_name, self.prefix = f"{namespace}-alias", f"{namespace}-profiles-"
         self.columns_root = self.data_dir / "chroma_columns"
         self._lock = threading.RLock()
+        self._pinned = collection
         self._client = self._connect()
         self._active: _Active | None = self._load_active()
         self.last_plan: str | None = None  # which search plan the last query used (for benches/tests)
@@ -822,7 +829,7 @@ class ProfileIndex:
         return "server" if self.chroma_url else "embedded"
 
     def _where(self) -> str:
-        return f"Chroma server {self.chroma_url}" if self.chroma_url else f"embedded Chroma at {self.data_dir / 'chroma'}"
+        return f"Chroma server {self.chroma_url}" if self.chroma_url else "the embedded Chroma index (chroma/ in the data directory)"
 
     def _connect(self):
         import chromadb
@@ -835,7 +842,7 @@ class ProfileIndex:
                 path.mkdir(parents=True, exist_ok=True)
                 return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
             except Exception as exc:
-                raise ProfileIndexError(f"cannot open the embedded Chroma index at {path}: {exc}") from exc
+                raise ProfileIndexError(f"cannot open the embedded Chroma index (chroma/ in the data directory): {exc}") from exc
         import httpx
 
         url = urlparse(self.chroma_url if "://" in self.chroma_url else f"http://{self.chroma_url}")
@@ -888,7 +895,7 @@ class ProfileIndex:
         import httpx
 
         if _is_disk_full(exc):
-            return ProfileIndexError(f"{what} failed: disk full ({exc}); free space under {self.data_dir} and retry")
+            return ProfileIndexError(f"{what} failed: disk full ({exc}); free space in the data directory and retry")
         if isinstance(exc, httpx.TimeoutException):
             return ProfileIndexError(f"{what} failed: {self._where()} did not answer within {self.timeout_s:g}s")
         if isinstance(exc, httpx.HTTPError):
@@ -901,8 +908,7 @@ class ProfileIndex:
             self.alias_name, embedding_function=None))
 
     def _load_active(self) -> _Active | None:
-        alias_meta = self._alias().metadata or {}
-        name = alias_meta.get("active")
+        name = self._pinned or (self._alias().metadata or {}).get("active")
         if not name:
             return None
         import chromadb.errors
@@ -910,7 +916,8 @@ class ProfileIndex:
         try:
             collection = self._client.get_collection(name, embedding_function=None)
         except chromadb.errors.NotFoundError as exc:
-            raise ProfileIndexError(f"the index alias points at collection '{name}', which is missing from "
+            pointer = "the serving build records" if self._pinned else "the index alias points at"
+            raise ProfileIndexError(f"{pointer} collection '{name}', which is missing from "
                                     f"{self._where()}; run `{REBUILD_COMMAND}`") from exc
         except Exception as exc:
             raise self._translate("opening the profile collection", exc) from exc
@@ -1002,6 +1009,70 @@ class ProfileIndex:
 
         `embeddings` (row-aligned with `profiles`) skips embedding, for benchmarks with precomputed vectors.
         """
+        with self._lock:
+            previous = self._active
+            report, active = self._new_collection(profiles, embeddings, progress, previous)
+            try:
+                self._switch_alias(active.name)
+            except BaseException:
+                self._discard(active.name, active.collection)
+                raise
+            self._active = active
+            # The previous collection and leftovers of killed rebuilds go, unless a kept build reads them.
+            self.drop_unused(collections_in_use(self.data_dir) | {active.name})
+        return report
+
+    def stage(self, profiles: pd.DataFrame, *, progress: Progress = None) -> SyncReport:
+        """Index every profile into a new collection without switching anything: a build records the
+        collection in its version folder and switches alias and version together (`activate`).
+        Texts already embedded come from the embedder's cache, so `embedded` counts only new texts."""
+        before = getattr(self.embedder, "embedded", None)
+        with self._lock:
+            report, active = self._new_collection(profiles, None, progress, self._active)
+        report.mode = "staged"
+        if before is not None:
+            report.embedded = int(self.embedder.embedded - before)
+        self._staged = active
+        return report
+
+    def activate(self, name: str) -> None:
+        """Point the alias (and this object) at collection `name`."""
+        with self._lock:
+            self._switch_alias(name)
+            staged = getattr(self, "_staged", None)
+            self._pinned = name if self._pinned else None
+            self._active = staged if staged is not None and staged.name == name else self._load_active_named(name)
+
+    def _load_active_named(self, name: str) -> _Active | None:
+        pinned, self._pinned = self._pinned, name
+        try:
+            return self._load_active()
+        finally:
+            self._pinned = pinned
+
+    def drop_unused(self, keep: set[str]) -> list[str]:
+        """Drop profile collections (and column stores) no kept build reads; returns their names."""
+        dropped = []
+        with contextlib.suppress(Exception):
+            for col in self._client.list_collections():
+                if col.name.startswith(self.prefix) and col.name not in keep:
+                    self._discard(col.name, None)
+                    dropped.append(col.name)
+        if self.columns_root.exists():
+            for path in self.columns_root.iterdir():
+                if path.name.startswith(self.prefix) and path.name not in keep:
+                    shutil.rmtree(path, ignore_errors=True)
+        return dropped
+
+    def _switch_alias(self, name: str) -> None:
+        alias = self._alias()
+        self._call("switching the index alias", lambda: alias.modify(metadata={
+            "active": name, "model": self.embedder.name, "dim": int(self.embedder.dim),
+            "switched": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
+
+    def _new_collection(self, profiles: pd.DataFrame, embeddings: np.ndarray | None, progress: Progress,
+                        previous: _Active | None) -> tuple[SyncReport, _Active]:
+        """Write every profile into a fresh collection (and its column store), marked ready; nothing switched."""
         started = time.perf_counter()
         prepared = _prepare(profiles)
         n = len(prepared.frame)
@@ -1009,65 +1080,45 @@ class ProfileIndex:
         if embeddings is not None and (embeddings.shape[0] != n or embeddings.shape[1] != self.embedder.dim):
             raise ProfileIndexError(f"precomputed embeddings have shape {embeddings.shape}, expected ({n}, {self.embedder.dim})")
         name = f"{self.prefix}{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}"
-        with self._lock:
-            previous = self._active
-            collection = None
+        collection = None
+        try:
+            collection = self._call("creating a profile collection", lambda: self._client.create_collection(
+                name, metadata=self._collection_meta(1, "building", {"rows": n}),
+                configuration={"hnsw": {"space": "cosine"}}, embedding_function=None))
+            vectors = np.zeros((n, self.embedder.dim), dtype=np.float32) if embeddings is None \
+                else np.asarray(embeddings, dtype=np.float32)
+            step = self.write_batch
+            with self._bulk():
+                for start in range(0, n, step):
+                    stop = min(n, start + step)
+                    if embeddings is None:
+                        vectors[start:stop] = self.embedder.embed(prepared.embed_texts[start:stop])
+                    ids = prepared.frame["customer_id"].iloc[start:stop].tolist()
+                    self._call("writing profiles to the new collection", lambda: collection.add(
+                        ids=ids, embeddings=vectors[start:stop], documents=prepared.texts[start:stop],
+                        metadatas=prepared.metadatas[start:stop]))
+                    if progress:
+                        progress(stop, n)
+            columns = _Columns(prepared.frame, vectors, 1)
             try:
-                collection = self._call("creating a profile collection", lambda: self._client.create_collection(
-                    name, metadata=self._collection_meta(1, "building", {"rows": n}),
-                    configuration={"hnsw": {"space": "cosine"}}, embedding_function=None))
-                vectors = np.zeros((n, self.embedder.dim), dtype=np.float32) if embeddings is None \
-                    else np.asarray(embeddings, dtype=np.float32)
-                step = self.write_batch
-                with self._bulk():
-                    for start in range(0, n, step):
-                        stop = min(n, start + step)
-                        if embeddings is None:
-                            vectors[start:stop] = self.embedder.embed(prepared.embed_texts[start:stop])
-                        ids = prepared.frame["customer_id"].iloc[start:stop].tolist()
-                        self._call("writing profiles to the new collection", lambda: collection.add(
-                            ids=ids, embeddings=vectors[start:stop], documents=prepared.texts[start:stop],
-                            metadatas=prepared.metadatas[start:stop]))
-                        if progress:
-                            progress(stop, n)
-                columns = _Columns(prepared.frame, vectors, 1)
-                try:
-                    columns.save(self.columns_root / name, name, self.embedder.name, self.embedder.dim)
-                except OSError as exc:
-                    raise self._translate("writing the index column store", exc) from exc
-                self._call("marking the new collection ready", lambda: collection.modify(
-                    metadata=self._collection_meta(1, "ready", {"rows": n})))
-                # The switch: one metadata write, after everything above succeeded.
-                alias = self._alias()
-                self._call("switching the index alias", lambda: alias.modify(metadata={
-                    "active": name, "model": self.embedder.name, "dim": int(self.embedder.dim),
-                    "switched": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
-            except BaseException as exc:
-                self._discard(name, collection)
-                served = f"the previous index ({previous.name}) still serves" if previous else "no index was active"
-                if isinstance(exc, ProfileIndexError):
-                    raise ProfileIndexError(f"index rebuild failed, {served}: {exc}") from exc
-                if isinstance(exc, Exception):
-                    raise ProfileIndexError(f"index rebuild failed, {served}: {self._translate('rebuild', exc)}") from exc
-                raise
-            self._active = _Active(name=name, collection=collection, columns=columns, model=self.embedder.name,
-                                   dim=int(self.embedder.dim), generation=1)
-            if previous is not None:
-                self._discard(previous.name, previous.collection)
-            self._drop_leftovers(keep=name)
-        return SyncReport(mode="full", collection=name, total=n, added=n, embedded=0 if embeddings is not None else n,
-                          seconds=time.perf_counter() - started)
-
-    def _drop_leftovers(self, keep: str) -> None:
-        """Collections of rebuilds killed outright (no chance to clean up) are dropped by the next one."""
-        with contextlib.suppress(Exception):
-            for col in self._client.list_collections():
-                if col.name.startswith(self.prefix) and col.name != keep:
-                    self._discard(col.name, None)
-        if self.columns_root.exists():
-            for path in self.columns_root.iterdir():
-                if path.name.startswith(self.prefix) and path.name != keep:
-                    shutil.rmtree(path, ignore_errors=True)
+                columns.save(self.columns_root / name, name, self.embedder.name, self.embedder.dim)
+            except OSError as exc:
+                raise self._translate("writing the index column store", exc) from exc
+            self._call("marking the new collection ready", lambda: collection.modify(
+                metadata=self._collection_meta(1, "ready", {"rows": n})))
+        except BaseException as exc:
+            self._discard(name, collection)
+            served = f"the previous index ({previous.name}) still serves" if previous else "no index was active"
+            if isinstance(exc, ProfileIndexError):
+                raise ProfileIndexError(f"index rebuild failed, {served}: {exc}") from exc
+            if isinstance(exc, Exception):
+                raise ProfileIndexError(f"index rebuild failed, {served}: {self._translate('rebuild', exc)}") from exc
+            raise
+        active = _Active(name=name, collection=collection, columns=columns, model=self.embedder.name,
+                         dim=int(self.embedder.dim), generation=1)
+        report = SyncReport(mode="full", collection=name, total=n, added=n,
+                            embedded=0 if embeddings is not None else n, seconds=time.perf_counter() - started)
+        return report, active
 
     def _discard(self, name: str, collection) -> None:
         """Best effort: a leftover collection wastes space but is never served."""
@@ -1269,10 +1320,11 @@ class ProfileIndex:
                 session.close()
 
 
-def open_index(settings=None, *, verify: bool = True) -> ProfileIndex:
-    """The index configured by settings (what the tools' dependencies object holds)."""
+def open_index(settings=None, *, verify: bool = True, collection: str | None = None) -> ProfileIndex:
+    """The index configured by settings (what the tools' dependencies object holds); `collection`
+    pins the one a build version recorded."""
     settings = settings or get_settings()
     return ProfileIndex(settings.data_dir, settings.chroma_url,
                         get_embedder(settings.embedding_model, settings.data_dir / "embeddings"),
-                        settings.chroma_timeout_s, verify=verify)
+                        settings.chroma_timeout_s, verify=verify, collection=collection)
 

@@ -130,12 +130,10 @@ def mark_index_ready(data_dir: Path | str, summary: str) -> None:
     write_index_state(data_dir, state)
 
 
-def _profiles(settings: Settings) -> pd.DataFrame:
-    from predictor.build import profiles_path
-
-    path = profiles_path(settings)
+def _profiles(path: Path, version: Any) -> pd.DataFrame:
     if not path.exists():
-        raise ValueDeskError(f"no profiles at {path}; run `valuedesk build` first")
+        raise ValueDeskError(f"no profiles at {version.rel(path)}; run `valuedesk build` first")
+    version.verify(path.name)
     return pd.read_parquet(path)
 
 
@@ -213,10 +211,12 @@ class IndexJob:
         return summary
 
     def _run(self) -> str:
-        from predictor.build import record_index_status, sync_index
+        from predictor.build import PROFILES, sync_index
         from predictor.index import _prepare
+        from predictor.layout import current_version
 
-        profiles = _profiles(self.settings)
+        version = current_version(self.settings.data_dir)  # index the build serving now, recorded in it
+        profiles = _profiles(version.path(PROFILES), version)
         texts = embedded_texts(_prepare(profiles))
         embedder = caching_embedder(self._embedder or _embedder(self.settings), self.settings.data_dir,
                                     chunk=self.chunk, on_chunk=self._advance)
@@ -227,8 +227,7 @@ class IndexJob:
         embedder.embed(todo)  # stores each chunk as it goes; _advance reports it
         self.state.state, self.state.done = "writing", self.state.total
         self._write()
-        summary = sync_index(profiles, self.settings, rebuild=False, progress=False, embedder=embedder)
-        record_index_status(self.settings, summary)
+        summary = sync_index(profiles, self.settings, version=version, progress=False, embedder=embedder)
         self.state.state, self.state.message, self.state.finished_at = "ready", summary, _now()
         self._write()
         log.info("profile search ready: %s", summary)

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     duckdb_memory_limit: str = "2GB"
     threads: int = Field(2, ge=1)
     random_seed: int = 42
+    builds_to_keep: int = Field(3, ge=1, description="Build versions kept under data_dir/builds (the serving one always).")
 
     # Data loading and cleaning (predictor/data.py)
     outlier_robust_z: float = Field(8.0, gt=0, description="Flag purchase lines this many robust SDs above the median log line amount.")
@@ -48,12 +49,16 @@ class Settings(BaseSettings):
     # Campaigns
     campaign_catalogue: Path | None = None
     holdout_share: float = Field(0.1, ge=0.0, lt=1.0)
+    export_max_age_hours: float = Field(24.0, gt=0, description=(
+        "Audience exports (data_dir/exports) older than this are deleted when the next export is written."))
 
     # Serving
     api_key: str | None = None
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     max_body_bytes: int = 1_000_000
+    max_json_depth: int = Field(64, ge=2, le=512, description=(
+        "Deepest nesting of arrays/objects a request body (HTTP) or message (MCP stdio) may have."))
 
     # LLM
     llm_backend: str = Field("offline", pattern="^(offline|openai|vllm)$")
@@ -80,6 +85,13 @@ class Settings(BaseSettings):
     agent_max_tool_chars: int = Field(12000, ge=500, description="Tool output size sent to the LLM; lists are shortened to fit.")
     agent_few_shot: bool = Field(True, description="Send prompts/examples.yaml to the LLM as example turns.")
     agent_grounding_retries: int = Field(1, ge=0, le=3, description="Times the LLM is asked to fix unverified numbers.")
+    agent_session_max_turns: int = Field(24, ge=1, description="Turns a session keeps (older ones are dropped).")
+    agent_session_max_bytes: int = Field(262144, ge=4096, description="Stored bytes a session keeps (oldest turns dropped).")
+    agent_session_max_age_days: float = Field(30.0, gt=0, description="Turns older than this are forgotten.")
+    agent_session_store_max_mb: float = Field(256.0, gt=0, description=(
+        "Stored turns in all sessions together; past it the least recently used sessions are dropped."))
+    agent_session_prune_every: int = Field(500, ge=1, description=(
+        "Session writes between prunes of the whole store (also pruned at start and every 10 minutes)."))
     llm_max_tokens: int = Field(1024, ge=16)
     llm_max_call_tokens: int = Field(2048, ge=16, description=(
         "Cap on the token budget of a required tool call (the longest call the tools' bounded schemas "
@@ -88,16 +100,24 @@ class Settings(BaseSettings):
     llm_temperature: float = Field(0.0, ge=0.0, le=2.0)
 
     @property
+    def build_root(self) -> Path:
+        """The serving build's folder (predictor.layout), or the data dir itself when none was switched
+        in. Readers that open several files pin one version with predictor.layout.current_version."""
+        from predictor.layout import current_version
+
+        return current_version(self.data_dir).root
+
+    @property
     def model_dir(self) -> Path:
-        return self.data_dir / "models"
+        return self.build_root / "models"
 
     @property
     def scores_path(self) -> Path:
-        return self.data_dir / "scores.parquet"
+        return self.build_root / "scores.parquet"
 
     @property
     def customers_path(self) -> Path:
-        return self.data_dir / "customers.parquet"
+        return self.build_root / "customers.parquet"
 
     @property
     def index_dir(self) -> Path:

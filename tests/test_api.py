@@ -90,7 +90,8 @@ def test_validation_errors_are_422_with_field_and_reason(base_url):
     assert all(f["reason"] for f in err["fields"])
     r = httpx.post(f"{base_url}/v1/tools/find_customers", content=b"{not json", timeout=10,
                    headers={"content-type": "application/json"})
-    assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "(body)"
+    assert r.status_code == 400 and r.json()["error"]["fields"][0]["field"] == "(body)"
+    assert r.json()["error"]["code"] == "bad_request" and "invalid JSON" in r.json()["error"]["message"]
     r = post(base_url, "find_customers", [1, 2])
     assert r.status_code == 422
 

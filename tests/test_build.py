@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -48,11 +49,11 @@ def test_build_writes_the_customer_tables(built):
     assert list(report.tier_counts) == ["Platinum", "Gold", "Silver", "Bronze"]
     assert report.category_coverage is not None and report.category_coverage > 0.9
     assert report.kmeans_k is not None and report.kmeans_silhouette > 0
-    profiles = pd.read_parquet(settings.data_dir / "profiles.parquet")
+    profiles = pd.read_parquet(settings.build_root / "profiles.parquet")
     assert (profiles["profile_text"].to_numpy() == customers["profile_text"].to_numpy()).all()
-    mapping = pd.read_parquet(settings.data_dir / "categories.parquet")
-    assert set(mapping["product_id"]) >= set(pd.read_parquet(settings.data_dir / "transactions.parquet")["product_id"])
-    info = json.loads((settings.data_dir / "build.json").read_text())
+    mapping = pd.read_parquet(settings.build_root / "categories.parquet")
+    assert set(mapping["product_id"]) >= set(pd.read_parquet(settings.build_root / "transactions.parquet")["product_id"])
+    info = json.loads((settings.build_root / "build.json").read_text())
     assert info["fingerprint"] == report.fingerprint and info["report"]["customers"] == report.customers
     assert not list(settings.data_dir.glob(".*.tmp"))
     # Nearly every customer gets product suggestions from the recommender.
@@ -61,11 +62,11 @@ def test_build_writes_the_customer_tables(built):
 
 def test_second_build_reports_no_changes_and_writes_nothing(built, capsys, monkeypatch):
     settings, _ = built
-    before = {p.name: _sha(p) for p in (settings.customers_path, settings.data_dir / "profiles.parquet")}
+    before = {p.name: _sha(p) for p in (settings.customers_path, settings.build_root / "profiles.parquet")}
     report = build(settings, data_path=sample_csv(), schema="online_retail", with_index=False, progress=False)
     assert report.no_changes and report.scores_reused and report.transactions_reused
     assert report.files == [] and "no changes" in report.summary()
-    after = {p.name: _sha(p) for p in (settings.customers_path, settings.data_dir / "profiles.parquet")}
+    after = {p.name: _sha(p) for p in (settings.customers_path, settings.build_root / "profiles.parquet")}
     assert after == before
 
     # The CLI says the same: register the subcommand and run it.
@@ -85,7 +86,7 @@ def test_changed_settings_rebuild_and_report_tier_moves(built):
     assert report.scores_reused and not report.no_changes
     assert report.changes.tier_up > 0 and report.changes.tier_down == 0
     assert report.changes.changed >= report.changes.tier_up and report.changes.new == 0
-    moves = pd.read_parquet(settings.data_dir / "tier_transitions.parquet")
+    moves = pd.read_parquet(settings.build_root / "tier_transitions.parquet")
     assert (moves["direction"] == "up").sum() == report.changes.tier_up
     assert moves["reason"].str.contains("thresholds moved").all()
     # Back to the default settings: the original tiers return.
@@ -95,7 +96,7 @@ def test_changed_settings_rebuild_and_report_tier_moves(built):
 
 def test_failed_build_leaves_the_previous_tables_intact(built, monkeypatch):
     settings, _ = built
-    paths = [settings.customers_path, settings.data_dir / "profiles.parquet", settings.data_dir / "build.json"]
+    paths = [settings.customers_path, settings.build_root / "profiles.parquet", settings.build_root / "build.json"]
     before = {p.name: _sha(p) for p in paths}
 
     def explode(*args, **kwargs):
@@ -103,7 +104,7 @@ def test_failed_build_leaves_the_previous_tables_intact(built, monkeypatch):
 
     monkeypatch.setattr(build_mod, "build_profiles", explode)
     changed = settings.model_copy(update={"tier_thresholds": "Platinum=0.03,Gold=0.1,Silver=0.3"})
-    with pytest.raises(BuildError, match="profiles.*disk on fire.*left unchanged"):
+    with pytest.raises(BuildError, match="profiles.*disk on fire.*previous build still serves"):
         build(changed, data_path=sample_csv(), schema="online_retail", with_index=False, progress=False)
     assert {p.name: _sha(p) for p in paths} == before
 
@@ -122,6 +123,7 @@ def test_failed_build_leaves_the_previous_tables_intact(built, monkeypatch):
     monkeypatch.undo()
     assert {p.name: _sha(p) for p in paths} == before
     assert not [p for p in settings.data_dir.iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in (settings.data_dir / "builds").iterdir() if p.name.startswith(".")]
 
 
 def test_bad_tier_settings_fail_before_anything_runs(tmp_path):
@@ -143,16 +145,17 @@ def test_build_indexes_profiles_and_resyncs_only_changes(built):
 
     settings = built[0].model_copy(update={"embedding_model": "hashing-384"})
     report = build(settings, data_path=sample_csv(), schema="online_retail", progress=False)
-    assert f"{report.customers} profiles" in report.index and f"{report.customers} added" in report.index
+    # The first index embeds every distinct text (identical profiles share one vector).
+    embedded = int(re.search(r"(\d+) embedded", report.index).group(1))
+    assert f"{report.customers} profiles" in report.index and report.customers - 10 < embedded <= report.customers
     again = build(settings, data_path=sample_csv(), schema="online_retail", progress=False)
-    assert again.no_changes
-    assert "0 added, 0 re-embedded" in again.index and f"{again.customers} unchanged" in again.index
+    assert again.no_changes and again.index.startswith("unchanged")
     # New tier thresholds change the profiles of the customers who move, but not what they buy: those
-    # profiles get new metadata and display text, and nothing is re-embedded.
+    # profiles get new metadata and display text in the new build's collection, and nothing is re-embedded.
     moved = build(settings.model_copy(update={"tier_thresholds": "Platinum=0.02,Gold=0.06,Silver=0.2"}),
                   data_path=sample_csv(), schema="online_retail", progress=False)
     assert 0 < moved.changes.changed < moved.customers / 10
-    assert "0 re-embedded" in moved.index and f"{moved.changes.changed} metadata-only" in moved.index
+    assert f"{moved.customers} profiles; 0 embedded" in moved.index
     index = ProfileIndex(settings)
     try:
         assert index.count() == report.customers

@@ -13,6 +13,7 @@ import shutil
 import socket
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,17 +24,16 @@ pytest.importorskip("chromadb")
 import ui  # noqa: E402
 from _tools_data import tools_data_dir  # noqa: E402
 from predictor import index_jobs  # noqa: E402
-from predictor.build import read_build_info, sync_index  # noqa: E402
+from predictor.build import sync_index  # noqa: E402
 from predictor.embedding_cache import EmbeddingCache, cache_dir, text_key  # noqa: E402
 from predictor.embeddings import HashingEmbedder  # noqa: E402
 from predictor.index import _prepare  # noqa: E402
 from predictor.index_jobs import IndexJob, IndexState, read_index_state, write_index_state  # noqa: E402
+from predictor.layout import current_version  # noqa: E402
 from predictor.settings import Settings  # noqa: E402
 from tools.deps import ToolDeps  # noqa: E402
 from tools.registry import ToolRegistry  # noqa: E402
 
-TABLES = ("customers.parquet", "profiles.parquet", "scores.parquet", "transactions.parquet", "categories.parquet",
-          "build.json")
 
 
 class Counting:
@@ -58,19 +58,16 @@ class Counting:
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     """A built data directory (customer tables and profiles) with no index, as `build --no-index` leaves it."""
-    source = tools_data_dir()
-    for name in TABLES:
-        shutil.copy2(source / name, tmp_path / name)
-    shutil.copytree(source / "models", tmp_path / "models", symlinks=True)
-    info = json.loads((tmp_path / "build.json").read_text())
-    info["last_check"]["index"] = "not updated (--no-index)"
-    (tmp_path / "build.json").write_text(json.dumps(info))
+    source = current_version(tools_data_dir())
+    target = tmp_path / "builds" / source.name
+    shutil.copytree(source.root, target, symlinks=True, ignore=shutil.ignore_patterns("index.json"))
+    (tmp_path / "current").symlink_to(Path("builds") / source.name)
     return Settings(data_dir=tmp_path, embedding_model="hashing-384", threads=1)
 
 
 def _texts(settings: Settings) -> list[str]:
     """What the index embeds for each profile."""
-    return index_jobs.embedded_texts(_prepare(pd.read_parquet(settings.data_dir / "profiles.parquet")))
+    return index_jobs.embedded_texts(_prepare(pd.read_parquet(settings.build_root / "profiles.parquet")))
 
 
 def _search(settings: Settings, **args) -> dict:
@@ -145,7 +142,7 @@ def test_interrupted_indexing_resumes_and_embeds_only_the_rest(settings):
     assert resumed.texts == distinct - 160  # the 160 vectors of the first run are not recomputed
     state = read_index_state(settings.data_dir)
     assert state.ready and state.done == state.total == len(texts) and state.embedded == distinct - 160
-    assert f"{len(texts)} profiles" in summary and read_build_info(settings)["last_check"]["index"] == summary
+    assert f"{len(texts)} profiles" in summary and current_version(settings.data_dir).index_record()["summary"] == summary
     assert ui.missing_artifacts(settings) == []
     result = _search(settings, limit=3)
     assert result["note"] is None and result["returned"] == 3
@@ -156,22 +153,21 @@ def test_interrupted_indexing_resumes_and_embeds_only_the_rest(settings):
     vectors, found = cache.get([text_key(resumed.name, t) for t in texts[:5]])
     assert found.all() and np.allclose(vectors, HashingEmbedder(384).embed(texts[:5]))
     again = Counting()
-    rebuilt = sync_index(pd.read_parquet(settings.data_dir / "profiles.parquet"), settings, rebuild=True,
-                         progress=False, embedder=again)
-    assert f"{len(texts)} added" in rebuilt and again.texts == 0
+    rebuilt = sync_index(pd.read_parquet(settings.build_root / "profiles.parquet"), settings, embedder=again)
+    assert f"{len(texts)} profiles; 0 embedded" in rebuilt and again.texts == 0
 
 
 def test_foreground_build_index_resumes_from_the_cache_too(settings):
     """`valuedesk build` (sync_index) killed half-way: the next run embeds only what the first did not store."""
-    profiles = pd.read_parquet(settings.data_dir / "profiles.parquet")
+    profiles = pd.read_parquet(settings.build_root / "profiles.parquet")
     distinct = len(set(_texts(settings)))
     first = Counting(fail_after=2)
     with pytest.raises(Exception, match="killed mid-run"):
-        sync_index(profiles, settings, rebuild=False, progress=False, embedder=first)
+        sync_index(profiles, settings, embedder=first)
     stored = first.texts  # whole chunks, on disk
     assert 0 < stored < distinct
     second = Counting()
-    assert f"{len(profiles)} added" in sync_index(profiles, settings, rebuild=False, progress=False, embedder=second)
+    assert f"{len(profiles)} profiles" in sync_index(profiles, settings, embedder=second)
     assert second.texts == distinct - stored
 
 
@@ -182,14 +178,12 @@ def test_first_run_serves_before_indexing_finishes(settings, monkeypatch):
     gate = threading.Event()
     monkeypatch.setattr(index_jobs, "_embedder", lambda s: Counting(gate=gate))
     # Tables missing too: the first-run build must leave the index to the background job.
-    for name in ("customers.parquet", "scores.parquet"):
-        (settings.data_dir / name).rename(settings.data_dir / (name + ".held"))
+    (settings.data_dir / "current").rename(settings.data_dir / "current.held")  # no build switched in yet
     calls = []
 
     def fake_build(s, with_index=True, progress=True, **kw):
         calls.append(with_index)
-        for name in ("customers.parquet", "scores.parquet"):
-            (s.data_dir / (name + ".held")).rename(s.data_dir / name)
+        (s.data_dir / "current.held").rename(s.data_dir / "current")
         return type("Report", (), {"summary": lambda self: "built"})()
 
     import predictor.build

@@ -5,6 +5,9 @@ Every response must be free of 5xx and pass schemathesis' checks (documented sta
 types and response schemas), except "schema-valid data is accepted": domain rules beyond JSON Schema
 (an audience that matches nobody, a customer id that does not exist) rightly answer 4xx. The schemathesis pytest plugin's lazy fixture loader breaks on pytest 9
 (it reads a private node attribute), so the operations are driven through their Hypothesis strategies.
+
+Schema-driven bodies are always well-formed JSON; tests/test_fuzz.py fuzzes below the schema (raw bytes,
+lone surrogates, huge integers, deep nesting, cut-off JSON) on the tool and agent routes and the MCP server.
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ and output schema; the body is validated once, by the registry, exactly as the C
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import secrets
 from collections.abc import Iterable
@@ -25,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from predictor.errors import ValueDeskError
 from predictor.settings import Settings
+from tools import json_guard
 from tools.models import ToolError
 from tools.registry import ToolRegistry, ToolSpec, get_registry
 
@@ -34,6 +34,7 @@ STATUS = {
     "invalid_arguments": 422, "unknown_tool": 404, "not_found": 404, "not_built": 503,
     "index_unavailable": 503, "campaign_error": 422, "scoring_error": 422, "internal_error": 500,
     "unauthorized": 401, "payload_too_large": 413, "method_not_allowed": 405, "bad_request": 400,
+    "insufficient_storage": 507, "storage_unavailable": 503,
 }
 
 
@@ -70,11 +71,34 @@ def check_bind(host: str, settings: Settings) -> None:
             "customer. Set VALUEDESK_API_KEY (clients send 'Authorization: Bearer <key>'), or bind 127.0.0.1.")
 
 
-class BodyLimit:
-    """Pure ASGI middleware: reject bodies over `limit` bytes with 413, by Content-Length or while streaming."""
+PARSED_BODY = "valuedesk.json_body"  # scope key: the request body as parsed by BodyGuard
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_BODY_LABELS = {"not_utf8": "not UTF-8", "syntax": "invalid JSON", "lone_surrogate": "lone surrogate",
+                "too_deep": "nesting too deep", "number_out_of_range": "number out of range"}
+_BODY_HINTS = {
+    "not_utf8": "Send the body as UTF-8 encoded JSON.",
+    "syntax": "Send a JSON object of arguments (Content-Type: application/json).",
+    "lone_surrogate": "Strings must be valid Unicode: a \\udXXX escape needs its partner (a surrogate pair).",
+    "too_deep": "Flatten the request (VALUEDESK_MAX_JSON_DEPTH sets the limit).",
+    "number_out_of_range": "Send integers that fit in 64 bits and numbers a double can hold.",
+}
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
+
+class BodyGuard:
+    """Pure ASGI middleware in front of every route (the tools' and the mounted agent routes), run
+    before routing so no route ever sees a body it cannot handle:
+
+    - 413 for a body over `limit` bytes, by Content-Length or while a chunked body streams in;
+    - for methods that carry a body, a non-empty body is parsed strictly (`tools.json_guard`):
+      400 `bad_request` for bytes that are not UTF-8, not JSON, hold a lone surrogate or nest deeper
+      than `max_depth`; 422 `invalid_arguments` for numbers out of range. Each says which, and where.
+
+    The parsed value travels in the scope (`PARSED_BODY`) so the tool routes do not parse it again;
+    the body bytes are replayed to the app unchanged.
+    """
+
+    def __init__(self, app, limit: int, max_depth: int = 64):
+        self.app, self.limit, self.max_depth = app, limit, max_depth
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -86,39 +110,49 @@ class BodyLimit:
                 except ValueError:
                     too_big = False
                 if too_big:
-                    return await self._reject(scope, receive, send)
+                    return await self._too_large(scope, receive, send)
+        chunks: list[bytes] = []
         seen = 0
-        started = False
-
-        async def counting_receive():
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":  # the client went away mid-body
+                return
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.limit:
+                return await self._too_large(scope, receive, send)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if scope.get("method") in BODY_METHODS and body.strip():
+            try:
+                scope[PARSED_BODY] = json_guard.parse(body, self.max_depth)
+            except json_guard.JSONProblem as problem:
+                return await self._bad_body(problem)(scope, receive, send)
+        replayed = False
 
-        async def tracking_send(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: wait for the disconnect, as the app expects
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._reject(scope, receive, send)
+        await self.app(scope, replay, send)
 
-    async def _reject(self, scope, receive, send):
+    def _bad_body(self, problem: json_guard.JSONProblem) -> JSONResponse:
+        message = f"Request body refused ({_BODY_LABELS.get(problem.kind, problem.kind)}): {problem.message}"
+        fields = [{"field": problem.path or "(body)", "reason": problem.message}]
+        hint = _BODY_HINTS.get(problem.kind)
+        if problem.kind == "number_out_of_range":  # well-formed JSON, but a value no argument can take
+            return error_response("invalid_arguments", message, hint, fields=fields)
+        return error_response("bad_request", message, hint, status=400, fields=fields)
+
+    async def _too_large(self, scope, receive, send):
         response = error_response("payload_too_large", f"Request body larger than {self.limit} bytes.",
                                   "Send fewer orders or a narrower request (VALUEDESK_MAX_BODY_BYTES sets the limit).")
         await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def _openapi_with_tool_inputs(app: FastAPI, registry: ToolRegistry) -> dict[str, Any]:
@@ -162,11 +196,15 @@ def create_app(settings: Settings, extra_routers: Iterable[APIRouter] = (),
     # Without a key there is nothing to check; skipping the dependency saves its cost on every call.
     guarded = [Depends(check_key)] if settings.api_key else []
 
-    errors = {401: {"model": ErrorBody, "description": "Missing or wrong API key."},
+    errors = {400: {"model": ErrorBody, "description": "The body is not UTF-8 JSON, holds a lone surrogate, or nests "
+                                                       "too deeply (which, and where, in the message)."},
+              401: {"model": ErrorBody, "description": "Missing or wrong API key."},
               404: {"model": ErrorBody, "description": "Unknown tool or customer."},
               413: {"model": ErrorBody, "description": "Body too large."},
               422: {"model": ErrorBody, "description": "Invalid arguments, with the field and reason."},
-              503: {"model": ErrorBody, "description": "Data, model or index not built or unavailable."}}
+              503: {"model": ErrorBody, "description": "Data, model or index not built or unavailable, or the data "
+                                                       "directory cannot be written."},
+              507: {"model": ErrorBody, "description": "No space left for the file a tool writes."}}
 
     @app.get("/health", tags=["meta"])
     async def health() -> dict[str, Any]:
@@ -182,12 +220,8 @@ def create_app(settings: Settings, extra_routers: Iterable[APIRouter] = (),
         return {"tools": tool_list}
 
     async def run_tool(spec: ToolSpec, request: Request) -> Response:
-        raw = await request.body()
-        try:
-            args = json.loads(raw) if raw.strip() else {}
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return error_response("invalid_arguments", f"The body is not valid JSON: {exc}.",
-                                  "Send a JSON object of arguments.", fields=[{"field": "(body)", "reason": str(exc)}])
+        # BodyGuard parsed (and vetted) a non-empty body before routing; an empty body means no arguments.
+        args = request.scope.get(PARSED_BODY, {})
         if not isinstance(args, dict):
             return error_response("invalid_arguments", "The body must be a JSON object of arguments.",
                                   fields=[{"field": "(body)", "reason": "not an object"}])
@@ -220,7 +254,7 @@ def create_app(settings: Settings, extra_routers: Iterable[APIRouter] = (),
                               f"Available tools: {', '.join(registry.names())} (GET /v1/tools).")
 
     for router in extra_routers:
-        app.include_router(router, dependencies=guarded)
+        app.include_router(router, dependencies=guarded, responses={k: errors[k] for k in (400, 401, 413)})
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
@@ -247,7 +281,7 @@ def create_app(settings: Settings, extra_routers: Iterable[APIRouter] = (),
                               "This is a bug; the server log has the details.")
 
     app.openapi = lambda: _openapi_with_tool_inputs(app, registry)  # type: ignore[method-assign]
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BodyGuard, limit=settings.max_body_bytes, max_depth=settings.max_json_depth)
     return app
 
 

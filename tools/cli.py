@@ -34,9 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _tool(args: argparse.Namespace) -> int:
     from predictor.settings import get_settings
+    from tools.json_guard import JSONProblem, parse
     from tools.registry import get_registry
 
-    registry = get_registry(get_settings())
+    settings = get_settings()
+    registry = get_registry(settings)
     if args.list:
         print(json.dumps(registry.openai_tools(), indent=2, ensure_ascii=False))
         return 0
@@ -45,9 +47,10 @@ def _tool(args: argparse.Namespace) -> int:
         return 2
     text = sys.stdin.read() if args.args == "-" else args.args
     try:
-        raw = json.loads(text) if text.strip() else {}
-    except json.JSONDecodeError as exc:
-        print(json.dumps({"error": {"code": "invalid_arguments", "message": f"Arguments are not valid JSON: {exc}",
+        # The same strict reader as the HTTP and MCP surfaces: depth, huge numbers, lone surrogates.
+        raw = parse(text, settings.max_json_depth) if text.strip() else {}
+    except JSONProblem as exc:
+        print(json.dumps({"error": {"code": "invalid_arguments", "message": f"Arguments refused: {exc}",
                                     "hint": "Quote the JSON object in single quotes in the shell."}}))
         return 2
     result = registry.call(args.name, raw)

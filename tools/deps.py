@@ -19,6 +19,7 @@ import pandas as pd
 
 from predictor.errors import ValueDeskError
 from predictor.filters import CustomerFilter
+from predictor.layout import REBUILD_COMMAND, IntegrityError, clean_debris, current_name, current_version
 from predictor.settings import Settings
 
 
@@ -263,7 +264,10 @@ class ToolDeps:
                  transactions: pd.DataFrame | None = None, scorer: Any = None, index: Any = None,
                  catalogue: Any = None, bundle: Any = None):
         self.settings = settings
+        # Every file comes from the build version serving when these deps were made (predictor.layout).
+        self.version = current_version(settings.data_dir)
         self._lock = threading.RLock()
+        self._next: ToolDeps | None = None
         self._slots: dict[str, _Slot] = {
             "customers": _Slot(self._load_customers),
             "transactions": _Slot(self._load_transactions),
@@ -277,6 +281,7 @@ class ToolDeps:
         }
         given = {"customers": customers, "transactions": transactions, "scorer": scorer, "index": index,
                  "catalogue": catalogue, "bundle": bundle}
+        self._injected = any(v is not None for v in given.values())
         for name, value in given.items():
             if value is not None:
                 if name == "customers" and isinstance(value, pd.DataFrame):
@@ -284,6 +289,19 @@ class ToolDeps:
                 if name == "transactions" and isinstance(value, pd.DataFrame):
                     value = TransactionStore(value)
                 self._slots[name].value, self._slots[name].loaded = value, True
+
+    def current(self) -> ToolDeps:
+        """These deps while their build serves; once a build has moved `current`, deps for the new version
+        (loaded lazily, shared by later calls). Deps built from given objects (tests) never move."""
+        if self._injected:
+            return self
+        name = current_name(self.settings.data_dir)
+        if name == self.version.name:
+            return self
+        with self._lock:
+            if self._next is None or self._next.version.name != name:
+                self._next = ToolDeps(self.settings)
+            return self._next
 
     def _get(self, name: str) -> Any:
         slot = self._slots[name]
@@ -339,9 +357,18 @@ class ToolDeps:
         return read_index_state(self.settings.data_dir)
 
     def warm(self) -> None:
-        """Load what every request needs up front, so the first caller does not pay for it."""
-        self.customers
-        self.transactions
+        """At a server's start: remove what killed builds left, check the serving build's files against its
+        manifest (each problem is logged; the tools that need a damaged file answer with its error), and
+        load what every request needs up front, so the first caller does not pay for it."""
+        clean_debris(self.settings.data_dir)
+        for problem in self.version.verify_all():
+            log.error("%s", problem)
+        try:
+            self.customers
+            self.transactions
+        except ValueDeskError as exc:  # each request that needs the table reports it; the rest still serves
+            log.error("customer tables unavailable: %s", exc)
+            return
         try:
             self.next_best_actions
         except ValueDeskError as exc:  # get_customer reports it per call; the rest still serves
@@ -350,27 +377,51 @@ class ToolDeps:
     # ------------------------------------------------------------ loaders
 
     def _not_built(self, what: str, path: Path) -> ToolFailure:
-        return ToolFailure("not_built", f"No {what} at {path}.",
+        return ToolFailure("not_built", f"No {what} ({self.version.rel(path)}) in the data directory.",
                            "Run `valuedesk build` first (or point VALUEDESK_DATA_DIR at a built data directory).")
 
+    def _read_table(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """A parquet file of the pinned version, checked against its manifest first; a damaged file is a
+        specific error naming it and the command that rebuilds it."""
+        path = self.version.path(name)
+        self._verify(name)
+        try:
+            return pd.read_parquet(path, columns=columns)
+        except (OSError, ValueError) as exc:  # pyarrow's errors are OSError/ValueError subclasses
+            raise ToolFailure("not_built", f"{self.version.rel(path)} cannot be read ({type(exc).__name__}: "
+                              f"{_short(exc)}).", f"Rebuild it with `{REBUILD_COMMAND}`.") from exc
+
+    def _verify(self, name: str) -> None:
+        try:
+            self.version.verify(name)
+        except IntegrityError as exc:
+            raise ToolFailure("not_built", str(exc), "The build's files were damaged or edited after it wrote "
+                              "them; rebuild, or point VALUEDESK_DATA_DIR at an intact data directory.") from exc
+
     def _load_customers(self) -> CustomerStore:
-        path = self.settings.customers_path
+        path = self.version.path("customers.parquet")
         if not path.exists():
             raise self._not_built("customers table", path)
-        return CustomerStore(pd.read_parquet(path))
+        return CustomerStore(self._read_table("customers.parquet"))
 
     def _load_transactions(self) -> TransactionStore | None:
-        path = self.settings.data_dir / "transactions.parquet"
+        path = self.version.path("transactions.parquet")
         if not path.exists():
             return None  # recent orders are optional detail; the rest of get_customer still answers
         import pyarrow.parquet as pq
 
-        present = set(pq.read_schema(path).names)
-        return TransactionStore(pd.read_parquet(path, columns=[c for c in TransactionStore.COLUMNS if c in present]))
+        self._verify("transactions.parquet")
+        try:
+            present = set(pq.read_schema(path).names)
+        except (OSError, ValueError) as exc:
+            raise ToolFailure("not_built", f"{self.version.rel(path)} cannot be read ({type(exc).__name__}: "
+                              f"{_short(exc)}).", f"Rebuild it with `{REBUILD_COMMAND}`.") from exc
+        return TransactionStore(self._read_table("transactions.parquet",
+                                                 [c for c in TransactionStore.COLUMNS if c in present]))
 
     def _load_bundle(self) -> Any:
-        load_model_bundle = _import("predictor.artifacts", "load_model_bundle", "the model")
-        return load_model_bundle(self.settings)
+        load_model = _import("predictor.artifacts", "load_model", "the model")
+        return load_model(self.version.model_dir, verify=self.version.verify, shown=self.version.rel)
 
     def _load_scorer(self) -> Any:
         scorer_class = _import("predictor.scoring", "CustomerScorer", "the scorer")
@@ -380,11 +431,12 @@ class ToolDeps:
         settings = self.settings
         if not settings.chroma_url and not any((settings.data_dir / d).exists() for d in ("chroma", "chroma_columns")):
             # Fail fast: opening the index loads an embedding model, which is wasted work with nothing to search.
-            raise ToolFailure("index_unavailable", f"No profile index in {settings.data_dir}.",
+            raise ToolFailure("index_unavailable", "No profile index in the data directory.",
                               "Run `valuedesk build` (it writes the profiles and indexes them).")
         profile_index = _import("predictor.index", "ProfileIndex", "the profile index")
         try:
-            return profile_index(settings)
+            # The collection indexed for this build; none recorded (a flat or older data dir): the alias's.
+            return profile_index(settings, collection=self.version.index_record().get("collection"))
         except ValueDeskError as exc:
             raise ToolFailure("index_unavailable", f"The profile index cannot be opened: {exc}",
                               "Run `valuedesk build`, or check VALUEDESK_CHROMA_URL if the index runs as a server.") from exc
@@ -400,6 +452,14 @@ class ToolDeps:
     def _load_catalogue(self) -> Any:
         load_catalogue = _import("predictor.campaigns", "load_catalogue", "the campaign catalogue")
         return load_catalogue(self.settings)
+
+
+def _short(exc: BaseException, limit: int = 160) -> str:
+    """An exception's text without the server's absolute paths, cut to `limit` characters."""
+    import re
+
+    text = re.sub(r"(/[^\s'\"]+)+/", "", str(exc))
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _import(module: str, name: str, what: str) -> Any:

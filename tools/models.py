@@ -7,11 +7,12 @@ the same call: a client may omit an argument or send null, and both mean "use th
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-from predictor.campaigns import GOALS
+from predictor.campaigns import GOALS, MAX_BUDGET, budget_problem
 from predictor.filters import LIFECYCLE_STAGES, RFM_SEGMENTS, TIERS, CustomerFilter
 
 SortKey = Literal["value_at_risk", "predicted_value", "historical_value", "churn_risk", "customer_value"]
@@ -56,6 +57,8 @@ class Out(BaseModel):
 ErrorCode = Literal[
     "invalid_arguments", "unknown_tool", "not_found", "not_built", "index_unavailable",
     "campaign_error", "scoring_error", "internal_error",
+    # The disk under the data directory failed (full or quota: 507; read-only or not permitted: 503).
+    "insufficient_storage", "storage_unavailable",
     # Transport-level kinds the HTTP surface adds around a call.
     "unauthorized", "payload_too_large", "method_not_allowed", "bad_request",
 ]
@@ -232,8 +235,29 @@ class CampaignArgs(FilterArgs):
         description="What the campaign should achieve: retain (keep valuable customers), win_back (at-risk "
                     "high-value), reactivate (lapsed), grow (cross-sell, second order), upgrade (near the next "
                     "tier). Omit to consider every playbook.")
-    budget: float | None = Field(None, ge=0, le=1e9,
-                                 description="Total spend limit in the data's currency; omit for no limit.")
+    budget: float | None = Field(None, ge=0, le=MAX_BUDGET,
+                                 description="Total spend limit in the data's currency, above 0; omit for no limit.")
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _budget(cls, value: Any) -> Any:
+        # Before the range check, so the caller reads why (not finite, not above 0, too large), and an
+        # out-of-range budget is refused, never clamped or planned without.
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                return value  # pydantic says it is not a number
+        if isinstance(number, (int, float)) and not isinstance(number, bool):
+            try:
+                number = float(number)
+            except OverflowError:  # an integer too large for a float
+                number = math.inf if number > 0 else -math.inf
+            problem = budget_problem(number)
+            if problem is not None:
+                raise ValueError(problem)
+        return value
 
 
 class CampaignPlanItem(Out):
@@ -292,7 +316,11 @@ class ExportAudienceArgs(CampaignArgs):
 
 
 class ExportAudienceResult(Out):
-    path: str = Field(description="CSV file written under the data directory's exports folder.")
+    path: str = Field(description="The CSV file's full path on the server (what the UI offers as a download); "
+                                  "messages name it by `file`.")
+    file: str = Field(description="The CSV file relative to the data directory, e.g. 'exports/audience-....csv'.")
+    expires_at: str = Field(description="When the file may be deleted (ISO 8601, UTC): exports older than "
+                                        "export_max_age_hours are removed when a later export is written.")
     rows: int
     columns: list[str]
     preview: list[dict[str, Any]] = Field(description="The first rows of the file.")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+import errno
 import inspect
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -17,6 +20,7 @@ from predictor.errors import ArtifactError, DataError, ValueDeskError
 from predictor.filters import FilterError
 from predictor.settings import Settings, get_settings
 from tools import functions as fn
+from tools import json_guard
 from tools import models as m
 from tools.deps import ToolDeps, ToolFailure
 
@@ -61,6 +65,78 @@ HINTS = {
     "campaign_error": "Check the campaign catalogue and the audience filter.",
     "scoring_error": "Check the orders: ISO timestamps and numeric amounts.",
 }
+
+
+# OSErrors that say the disk failed, not the code: (error code, what happened).
+STORAGE_ERRNOS = {
+    errno.ENOSPC: ("insufficient_storage", "no space left on the device"),
+    errno.EDQUOT: ("insufficient_storage", "the disk quota is exhausted"),
+    errno.EROFS: ("storage_unavailable", "the file system is read-only"),
+    errno.EACCES: ("storage_unavailable", "permission denied"),
+}
+STORAGE_HINTS = {
+    "insufficient_storage": "Free space (or quota) on the disk that holds the data directory, then try again.",
+    "storage_unavailable": "Make the data directory (VALUEDESK_DATA_DIR) writable by the server's user, then try again.",
+}
+
+
+def _tool_error(code: str, message: str, hint: str | None, fields: list[dict[str, str]] | None = None) -> m.ToolError:
+    return m.ToolError(code=code, message=message, hint=hint, fields=fields)
+
+
+def _storage_os_error(exc: BaseException) -> OSError | None:
+    """The first disk-failure OSError in the exception, its causes or the exceptions it was raised during."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, OSError) and item.errno in STORAGE_ERRNOS:
+            return item
+        todo += [item.__context__, item.__cause__]
+    return None
+
+
+def _failed_file(exc: OSError) -> str | None:
+    """The file an OSError was about: its filename, else the innermost `path` local on its traceback
+    (a write() that fails with ENOSPC names no file)."""
+    if isinstance(exc.filename, (str, os.PathLike)):
+        return os.fspath(exc.filename)
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        value = tb.tb_frame.f_locals.get("path")
+        if isinstance(value, (str, os.PathLike)):
+            found = os.fspath(value)
+        tb = tb.tb_next
+    return found
+
+
+def _storage_error(name: str, exc: BaseException, settings: Settings) -> m.ToolError | None:
+    os_error = _storage_os_error(exc)
+    if os_error is None:
+        return None
+    code, what = STORAGE_ERRNOS[os_error.errno]
+    file = _failed_file(os_error)
+    where = "the data directory"
+    if file:  # named relative to the data directory, never by an absolute server path
+        try:
+            where = Path(file).resolve().relative_to(Path(settings.data_dir).resolve()).as_posix()
+        except (ValueError, OSError):
+            where = Path(file).name
+    verb = "access" if os_error.errno == errno.EACCES else "write"
+    return _tool_error(code, f"{name} could not {verb} {where}: {what}.", STORAGE_HINTS[code])
+
+
+def _surrogate_error(name: str, raw_args: Any) -> m.ToolError | None:
+    problem = json_guard.find_problem(raw_args) if isinstance(raw_args, dict) else None
+    if problem is None or problem.kind != "lone_surrogate":
+        return None
+    return _tool_error("invalid_arguments", f"Invalid arguments for {name}: {problem.message}",
+                       "Send text as valid Unicode: a \\udXXX escape needs its partner (a surrogate pair).",
+                       fields=[{"field": problem.path, "reason": problem.message}])
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
@@ -160,9 +236,13 @@ class ToolRegistry:
             return None, self.error(name, "invalid_arguments", str(exc))
         try:
             # A ValidationError from here on is the tool's own output failing its model: a bug, not bad input.
-            return spec.func(args, self.deps), None
+            # One build version per call: after a build's switch the next call gets the new version's deps.
+            deps = self.deps = self.deps.current()
+            return spec.func(args, deps), None
         except ToolFailure as exc:
-            return None, self.error(name, exc.code, exc.message, exc.hint)
+            # A tool that wrapped a full or read-only disk as internal_error still gets the storage code.
+            storage = _storage_error(name, exc, self.settings) if exc.code == "internal_error" else None
+            return None, storage or self.error(name, exc.code, exc.message, exc.hint)
         except (FilterError, DataError) as exc:
             return None, self.error(name, "invalid_arguments", str(exc))
         except ArtifactError as exc:
@@ -172,7 +252,12 @@ class ToolRegistry:
             message = str(getattr(exc, "message", None) or exc)
             return None, self.error(name, spec.error_code, message, getattr(exc, "hint", None),
                                     fields=[{"field": field, "reason": message}] if field else None)
-        except Exception:  # noqa: BLE001 - errors are data; the traceback stays in the server log
+        except Exception as exc:  # noqa: BLE001 - errors are data; the traceback stays in the server log
+            # Not bugs: the disk (full, over quota, read-only, not ours) or text that is not Unicode.
+            known = _storage_error(name, exc, self.settings) or _surrogate_error(name, raw_args)
+            if known is not None:
+                log.warning("tool %s failed: %s", name, known.message)
+                return None, known
             log.exception("tool %s failed", name)
             return None, self.error(name, "internal_error", f"{name} failed unexpectedly.",
                                     "This is a bug; the server log has the details.")
