@@ -1,12 +1,18 @@
 """Agent routes for the tools' FastAPI app (`valuedesk api` mounts them through the `valuedesk.api_routers`
 entry point, so they sit behind the same API key and body limit):
 
-- `POST /v1/agent/chat` {message, session_id, stream?} -> AgentReply JSON, or server-sent events
+- `POST /v1/agent/chat` {message, session_id?, stream?} -> AgentReply JSON (with the `session_id` to pass
+  back for a follow-up; without one the turn starts a fresh session), or server-sent events
   (`stream: true` or `Accept: text/event-stream`): `tool_start`, `tool_end`, `token`, then `answer` or `error`.
 - `POST /v1/agent/reset` {session_id}; `GET /v1/agent/info`.
 - `POST /v1/chat/completions`: an OpenAI-compatible facade (model "valuedesk"): the last user message is
-  the question, the `user` field (or "default") the session; returns a chat.completion object, or
-  chat.completion.chunk events when `stream: true`.
+  the question and the messages before it are the conversation (nothing is kept on the server; `user` is
+  not a session); returns a chat.completion object, or chat.completion.chunk events when `stream: true`.
+
+Sessions belong to the caller: the stored id is prefixed with a hash of the caller's bearer key
+("anonymous" when the server runs without VALUEDESK_API_KEY), so two keys never share a session.
+A session store that is full answers 507 `insufficient_storage`, one that cannot be opened, read or written
+503 `storage_unavailable` (the tools' codes for the same failures), with a message and a hint.
 """
 
 from __future__ import annotations
@@ -30,13 +36,14 @@ FACADE_MODEL = "valuedesk"
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     message: str = Field(min_length=1, max_length=4000)
-    session_id: str = Field("default", min_length=1, max_length=128)
+    session_id: str | None = Field(None, min_length=1, max_length=128, description=(
+        "The conversation to continue (the `session_id` of an earlier reply); omit it to start a fresh one."))
     stream: bool = False
 
 
 class ResetRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    session_id: str = Field("default", min_length=1, max_length=128)
+    session_id: str = Field(min_length=1, max_length=128)
 
 
 class FacadeMessage(BaseModel):
@@ -57,8 +64,23 @@ def _sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n".encode()
 
 
-def _error(code: str, message: str, status: int) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, "hint": None}}, status_code=status)
+def _error(code: str, message: str, status: int, hint: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, "hint": hint}}, status_code=status)
+
+
+def _store_error(exc: Any) -> JSONResponse:
+    return _error(exc.code, str(exc), exc.status, exc.hint)
+
+
+def caller_owner(settings: Settings, request: Request) -> str:
+    """Whose sessions these are: a hash of the bearer key the caller sent (never the key), or
+    "anonymous" when the server has no API key (every caller may then claim any key)."""
+    from agent.memory import ANONYMOUS_OWNER, owner_for_key
+
+    if not settings.api_key:
+        return ANONYMOUS_OWNER
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return owner_for_key(token.strip() if scheme.lower() == "bearer" else None)
 
 
 def _text(content: Any) -> str:
@@ -80,35 +102,53 @@ def agent_router(settings: Settings, service: Any = None) -> APIRouter:
 
         return get_agent_service(settings)
 
-    def events(message: str, session_id: str) -> Iterator[bytes]:
+    def events(message: str, session_id: str | None, owner: str) -> Iterator[bytes]:
         from predictor.errors import ValueDeskError
 
         try:
-            for event in get_service().stream(message, session_id):
+            for event in get_service().stream(message, session_id, owner=owner):
                 yield _sse(event.type, event.data)
         except ValueDeskError as exc:
             yield _sse("error", {"message": str(exc)})
 
-    @router.post("/v1/agent/chat", tags=["agent"])
+    store_errors = {503: {"description": "The session store cannot be opened, read or written."},
+                    507: {"description": "The session store (its disk) is full."}}
+
+    @router.post("/v1/agent/chat", tags=["agent"], responses=store_errors)
     async def chat(body: ChatRequest, request: Request):
-        """Ask the agent one question in a session; the reply carries the answer and the tool trace."""
+        """Ask the agent one question in a session; the reply carries the answer, the tool trace and the
+        `session_id` to send with a follow-up (a request without one starts a fresh session)."""
+        from agent.memory import SessionStoreError
         from predictor.errors import ValueDeskError
 
+        owner = caller_owner(settings, request)
         wants_sse = body.stream or "text/event-stream" in request.headers.get("accept", "")
         if wants_sse:
-            return StreamingResponse(iterate_in_threadpool(events(body.message, body.session_id)),
+            try:  # a store that cannot be read fails before the stream starts, with its status
+                await run_in_threadpool(get_service().check_store)
+            except SessionStoreError as exc:
+                return _store_error(exc)
+            return StreamingResponse(iterate_in_threadpool(events(body.message, body.session_id, owner)),
                                      media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         try:
-            reply = await run_in_threadpool(get_service().chat, body.message, body.session_id)
+            reply = await run_in_threadpool(lambda: get_service().chat(body.message, body.session_id, owner=owner))
+        except SessionStoreError as exc:
+            return _store_error(exc)
         except ValueDeskError as exc:
             return _error("invalid_arguments", str(exc), 422)
         return JSONResponse(reply.model_dump(mode="json"))
 
-    @router.post("/v1/agent/reset", tags=["agent"])
-    async def reset(body: ResetRequest) -> dict[str, Any]:
-        """Forget a session's conversation."""
-        await run_in_threadpool(get_service().reset, body.session_id)
+    @router.post("/v1/agent/reset", tags=["agent"], responses=store_errors)
+    async def reset(body: ResetRequest, request: Request):
+        """Forget a session's conversation (one of this caller's sessions)."""
+        from agent.memory import SessionStoreError
+
+        owner = caller_owner(settings, request)
+        try:
+            await run_in_threadpool(lambda: get_service().reset(body.session_id, owner=owner))
+        except SessionStoreError as exc:
+            return _store_error(exc)
         return {"session_id": body.session_id, "reset": True}
 
     @router.get("/v1/agent/info", tags=["agent"])
@@ -121,10 +161,13 @@ def agent_router(settings: Settings, service: Any = None) -> APIRouter:
         """OpenAI-compatible chat completions: ValueDesk as a model for other apps."""
         from predictor.errors import ValueDeskError
 
-        question = next((_text(m.content) for m in reversed(body.messages) if m.role == "user"), "")
+        last = next((i for i in range(len(body.messages) - 1, -1, -1) if body.messages[i].role == "user"), None)
+        question = _text(body.messages[last].content) if last is not None else ""
         if not question.strip():
             return _error("invalid_arguments", "messages must contain a user message with text.", 422)
-        session = body.user or "default"
+        # The conversation is what the client sends (OpenAI semantics): the user and assistant messages
+        # before the question; system, tool and later messages are ignored, and nothing is stored.
+        history = [(m.role, _text(m.content)) for m in body.messages[:last] if m.role in ("user", "assistant")]
         cid = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         if body.stream:
@@ -137,7 +180,7 @@ def agent_router(settings: Settings, service: Any = None) -> APIRouter:
                 yield chunk({"role": "assistant", "content": ""})
                 streamed = False
                 try:
-                    for event in get_service().stream(question, session):
+                    for event in get_service().stream(question, history=history):
                         if event.type == "token":
                             streamed = True
                             yield chunk({"content": event.data["text"]})
@@ -155,7 +198,7 @@ def agent_router(settings: Settings, service: Any = None) -> APIRouter:
             return StreamingResponse(iterate_in_threadpool(chunks()), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
         try:
-            reply = await run_in_threadpool(get_service().chat, question, session)
+            reply = await run_in_threadpool(lambda: get_service().chat(question, history=history))
         except ValueDeskError as exc:
             return _error("invalid_arguments", str(exc), 422)
         return JSONResponse({

@@ -47,6 +47,8 @@ def _chat(args: argparse.Namespace) -> int:
     print(answer["answer"])
     if answer.get("unverified"):
         print(f"(unverified: {', '.join(answer['unverified'])})", file=sys.stderr)
+    if not args.session and answer.get("session_id"):
+        print(f"(session {answer['session_id']}: add --session {answer['session_id']} to follow up)", file=sys.stderr)
     return 0
 
 
@@ -77,7 +79,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     chat = sub.add_parser("chat", help="ask the agent one question (VALUEDESK_LLM_BACKEND: offline, vllm, openai)",
                           description="Answer one question with tool calls; --session keeps a conversation going.")
     chat.add_argument("question")
-    chat.add_argument("--session", default="default", help="conversation id (memory persists in the data dir)")
+    chat.add_argument("--session", default=None,
+                      help="conversation id to continue or start (kept in the data dir); without it each "
+                           "question starts a fresh session, whose id is printed")
     chat.add_argument("--json", action="store_true", help="print the answer and the tool trace as JSON")
     chat.set_defaults(handler=_chat)
 

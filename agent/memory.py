@@ -1,48 +1,437 @@
-"""Per-session conversation memory: a LangGraph SQLite checkpointer under the data directory.
+"""Per-session conversation memory: a small SQLite store of finished turns under the data directory.
 
-Each session id is a LangGraph thread; every step of every turn is checkpointed, so a follow-up
-("and which of them are in Germany?") sees the previous question, tool calls and answer, also after
-a restart of the process.
+What a follow-up needs is kept, nothing else: per turn the user's question, the final answer, and a
+compact summary of each tool call (name, arguments, and the result's scalars, ids and counts: never
+whole result lists), plus the offline planner's plan of the turn. Each turn the service reads the
+session's last `agent_history_turns` turns back as chat messages and feeds them to the agent graph
+ahead of the new question; the graph itself runs without a checkpointer, so no intermediate LangGraph
+state is ever written (a LangGraph checkpointer writes the whole state at every step of every turn,
+which grows with the square of the conversation).
+
+Bounds (predictor/settings.py, Agent group): a session keeps at most `agent_session_max_turns` turns and
+`agent_session_max_bytes` bytes (oldest turns dropped on every write); turns older than
+`agent_session_max_age_days` are never read and are deleted by the prune; all sessions together keep at
+most `agent_session_store_max_mb` (least recently used sessions dropped first). The prune runs when the
+store opens, every `agent_session_prune_every` writes and every 10 minutes of writing.
+
+Sessions belong to an owner (the HTTP API's caller: a hash of the bearer key, or "anonymous"; "local"
+for the CLI, the UI and the eval harness): the same session id under two owners is two sessions.
+
+The folder is created 0700 and the database file 0600. Failures of the store are `SessionStoreFull`
+(the disk or the database is full: HTTP 507) or `SessionStoreUnavailable` (cannot be opened, read or
+written: HTTP 503), never a raw sqlite3 error.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import json
+import logging
+import os
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from predictor.errors import ValueDeskError
 from predictor.settings import Settings
 
+log = logging.getLogger(__name__)
+
+LOCAL_OWNER = "local"
+ANONYMOUS_OWNER = "anonymous"
+PRUNE_INTERVAL_S = 600.0
+MAX_QUESTION_CHARS = 4000
+MAX_ANSWER_CHARS = 6000
+MAX_SUMMARY_CHARS = 2000
+MAX_IDS = 50
+MAX_ROWS = 12
+MAX_SCALARS = 20
+MAX_TEXT = 200
+LEGACY_FILES = ("sessions.sqlite", "sessions.sqlite-wal", "sessions.sqlite-shm")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS turns (
+    id INTEGER PRIMARY KEY,
+    owner TEXT NOT NULL,
+    session TEXT NOT NULL,
+    ts REAL NOT NULL,
+    size INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS turns_by_session ON turns(owner, session, id);
+CREATE INDEX IF NOT EXISTS turns_by_time ON turns(ts);
+"""
+
 
 class SessionStoreError(ValueDeskError):
-    """The session store cannot be opened."""
+    """The session store cannot be used; `code`, `status` and `hint` are what the HTTP API answers
+    (the same codes as the tools' storage errors)."""
+
+    code = "storage_unavailable"
+    status = 503
+    hint = "Make the data directory (VALUEDESK_DATA_DIR) writable by the server's user, then try again."
+
+
+class SessionStoreUnavailable(SessionStoreError):
+    """The session store cannot be opened, read or written (permissions, I/O error, locked)."""
+
+
+class SessionStoreFull(SessionStoreError):
+    """The disk (or the database's page limit) is full."""
+
+    code = "insufficient_storage"
+    status = 507
+    hint = "Free space (or quota) on the disk that holds the data directory, then try again."
 
 
 def sessions_path(settings: Settings) -> Path:
-    return settings.data_dir / "agent" / "sessions.sqlite"
+    return settings.data_dir / "agent" / "sessions.db"
 
 
-class SessionMemory:
-    """Owns the SQLite connection and the checkpointer built on it (one per AgentService)."""
+def owner_for_key(api_key: str | None) -> str:
+    """The owner id of an API caller: a hash of its key (never the key itself), or "anonymous"."""
+    if not api_key:
+        return ANONYMOUS_OWNER
+    return "key-" + hashlib.sha256(api_key.encode()).hexdigest()[:32]
 
-    def __init__(self, settings: Settings, path: Path | None = None):
-        from langgraph.checkpoint.sqlite import SqliteSaver
 
-        self.path = path or sessions_path(settings)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # One connection shared by the server's worker threads; SqliteSaver serialises access with its lock.
-            self._conn = sqlite3.connect(str(self.path), check_same_thread=False)
-        except (OSError, sqlite3.Error) as exc:
-            raise SessionStoreError(f"Cannot open the session store {self.path}: {exc}. "
-                                    "Check that VALUEDESK_DATA_DIR is writable.") from exc
-        self.checkpointer = SqliteSaver(self._conn)
+def store_error(exc: BaseException, action: str) -> SessionStoreError:
+    """The SessionStoreError for an sqlite3/OS failure while `action` ("opened", "read", "written")."""
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    code = getattr(exc, "errno", None)
+    # OSError's text names the path; the message goes to API clients, so only the reason is kept.
+    reason = (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or type(exc).__name__
+    if name.startswith("SQLITE_FULL") or code in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in reason:
+        return SessionStoreFull(f"The agent's session store is full ({reason}); the conversation could not be saved.")
+    return SessionStoreUnavailable(f"The agent's session store could not be {action} ({reason}).")
+
+
+# ---------------------------------------------------------------- what a turn keeps
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        return value[:MAX_TEXT] + "…"
+    return value
+
+
+def summarize(value: Any, depth: int = 0) -> Any:
+    """A compact stand-in for a tool result: scalars, ids and counts, no whole lists."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if _scalar(item):
+                out[key] = _short(item)
+            elif isinstance(item, list):
+                out[key] = _summarize_list(item, depth)
+            elif isinstance(item, dict) and depth < 2:
+                out[key] = summarize(item, depth + 1)
+        return out
+    if isinstance(value, list):
+        return _summarize_list(value, depth)
+    return _short(value) if _scalar(value) else str(value)[:MAX_TEXT]
+
+
+def _summarize_list(items: list, depth: int) -> Any:
+    if items and all(isinstance(r, dict) for r in items) and any("customer_id" in r for r in items):
+        # Customer lists: the ids in order (so "the second one" resolves) and how many there were.
+        return {"count": len(items), "customer_ids": [str(r.get("customer_id")) for r in items[:MAX_IDS]]}
+    if all(_scalar(r) for r in items):
+        head = [_short(r) for r in items[:MAX_SCALARS]]
+        return head + ([f"... {len(items) - MAX_SCALARS} more"] if len(items) > MAX_SCALARS else [])
+    if depth >= 2:
+        return {"count": len(items)}
+    rows = [summarize(r, depth + 1) for r in items[:MAX_ROWS]]
+    return rows + ([{"more": len(items) - MAX_ROWS}] if len(items) > MAX_ROWS else [])
+
+
+def _fit(value: Any, max_chars: int) -> Any:
+    """Halve the longest list until the JSON fits (then drop what still does not)."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    for _ in range(60):
+        if len(text) <= max_chars:
+            return value
+        lists = _lists(value)
+        if not lists:
+            break
+        holder, key, items = max(lists, key=lambda h: len(json.dumps(h[2], ensure_ascii=False, default=str)))
+        holder[key] = items[: len(items) // 2]
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    if len(text) <= max_chars:
+        return value
+    keys = list(value)[:20] if isinstance(value, dict) else []
+    return {"note": "result too large to keep", "keys": keys}
+
+
+def _lists(value: Any) -> list[tuple[Any, Any, list]]:
+    found: list[tuple[Any, Any, list]] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, list) and len(v) > 1:
+                found.append((value, k, v))
+            found.extend(_lists(v))
+    elif isinstance(value, list):
+        for v in value:
+            found.extend(_lists(v))
+    return found
+
+
+def turn_record(question: str, answer: str, kind: str, calls: list[dict[str, Any]],
+                meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What one finished turn keeps: `calls` are tool traces ({name, arguments, result, error});
+    `meta` the final message's valuedesk_* fields (the offline planner's plan and result ids)."""
+    kept = []
+    for call in calls:
+        entry: dict[str, Any] = {"name": call.get("name"), "arguments": call.get("arguments") or {}}
+        if call.get("error"):
+            err = call["error"]
+            entry["error"] = {k: _short(err.get(k)) for k in ("code", "message") if err.get(k)}
+        else:
+            entry["summary"] = _fit(summarize(call.get("result")), MAX_SUMMARY_CHARS)
+        kept.append(entry)
+    answer = answer if len(answer) <= MAX_ANSWER_CHARS else answer[:MAX_ANSWER_CHARS] + " […]"
+    return {"q": question[:MAX_QUESTION_CHARS], "a": answer, "kind": kind, "calls": kept,
+            "meta": {k: v for k, v in (meta or {}).items() if k.startswith("valuedesk_")}}
+
+
+def turn_messages(records: list[dict[str, Any]]) -> list:
+    """Stored turns as chat messages: question, the tool calls with their summaries, the answer."""
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    out: list = []
+    for i, record in enumerate(records):
+        out.append(HumanMessage(record.get("q", "")))
+        calls = record.get("calls") or []
+        if calls:
+            ids = [f"prior_{i}_{j}" for j in range(len(calls))]
+            out.append(AIMessage("", tool_calls=[{"name": c["name"], "args": c.get("arguments") or {}, "id": cid,
+                                                  "type": "tool_call"} for c, cid in zip(calls, ids)]))
+            for call, cid in zip(calls, ids):
+                body = {"error": call["error"]} if call.get("error") else call.get("summary")
+                out.append(ToolMessage(json.dumps(body, ensure_ascii=False, default=str), tool_call_id=cid,
+                                       name=call["name"], status="error" if call.get("error") else "success"))
+        out.append(AIMessage(record.get("a", ""), additional_kwargs=dict(record.get("meta") or {})))
+    return out
+
+
+# ---------------------------------------------------------------- the store
+
+
+class SessionStore:
+    """The turns of every session in one SQLite file (WAL; safe for several server processes)."""
+
+    def __init__(self, settings: Settings, path: Path | None = None, *, clock: Callable[[], float] = time.time):
+        self.settings = settings
+        self.path = Path(path or sessions_path(settings))
+        self.clock = clock
         self._lock = threading.Lock()
+        self._writes = 0
+        self._last_prune = 0.0
+        self._conn = self._open()
+        try:
+            self.prune()
+        except SessionStoreError as exc:  # a full disk must not keep the agent from answering read-only
+            log.warning("session store prune at start failed: %s", exc)
 
-    def reset(self, session_id: str) -> None:
+    # -- limits
+    @property
+    def max_age_s(self) -> float:
+        return self.settings.agent_session_max_age_days * 86400.0
+
+    @property
+    def store_max_bytes(self) -> int:
+        return int(self.settings.agent_session_store_max_mb * 1024 * 1024)
+
+    # -- opening
+    def _open(self) -> sqlite3.Connection:
+        folder = self.path.parent
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if folder.stat().st_uid == os.getuid():
+                os.chmod(folder, 0o700)
+            self._remove_legacy(folder)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(fd)
+            if self.path.stat().st_mode & 0o077:
+                os.chmod(self.path, 0o600)
+            conn = sqlite3.connect(str(self.path), timeout=10.0, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            log.error("cannot open the session store %s: %s", self.path, exc)
+            raise store_error(exc, "opened") from exc
+        try:
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new file only
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoint the WAL every 256 pages (1 MiB) and truncate it back to 1 MiB: the WAL is most
+            # of the store's size on disk otherwise (SQLite's default lets it reach 4 MiB).
+            conn.execute("PRAGMA wal_autocheckpoint=256")
+            conn.execute(f"PRAGMA journal_size_limit={1024 * 1024}")
+            conn.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            conn.close()
+            log.error("cannot open the session store %s: %s", self.path, exc)
+            raise store_error(exc, "opened") from exc
+        return conn
+
+    @staticmethod
+    def _remove_legacy(folder: Path) -> None:
+        """The LangGraph checkpoint file of earlier versions (it grew without bound; its conversations
+        are not carried over)."""
+        for name in LEGACY_FILES:
+            old = folder / name
+            try:
+                size = old.stat().st_size
+                old.unlink()
+                log.info("removed the old agent checkpoint store %s (%.1f MB)", old, size / 1e6)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # not ours to remove: leave it, it is never read
+                log.warning("could not remove the old agent checkpoint store %s: %s", old, exc)
+
+    def _run(self, action: str, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         with self._lock:
-            self.checkpointer.delete_thread(session_id)
+            try:
+                return fn(self._conn)
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    try:
+                        self._conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                log.error("the session store %s could not be %s: %s", self.path, action, exc)
+                raise store_error(exc, action) from exc
+
+    # -- turns
+    def load(self, owner: str, session_id: str, limit: int) -> list[dict[str, Any]]:
+        """The session's last `limit` turns younger than the age limit, oldest first."""
+        cutoff = self.clock() - self.max_age_s
+
+        def read(conn: sqlite3.Connection) -> list[str]:
+            return [r[0] for r in conn.execute(
+                "SELECT data FROM turns WHERE owner=? AND session=? AND ts>=? ORDER BY id DESC LIMIT ?",
+                (owner, session_id, cutoff, max(0, int(limit))))]
+
+        rows = self._run("read", read)
+        out = []
+        for text in reversed(rows):
+            try:
+                out.append(json.loads(text))
+            except ValueError:
+                log.warning("skipped an unreadable turn in session %s", session_id)
+        return out
+
+    def append(self, owner: str, session_id: str, record: dict[str, Any]) -> None:
+        """Store a finished turn, then drop the session's oldest turns past its turn and byte caps."""
+        data = self._fitted(record)
+        size = len(data)  # ASCII: characters are bytes
+        max_turns = self.settings.agent_session_max_turns
+        max_bytes = self.settings.agent_session_max_bytes
+        now = self.clock()
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO turns(owner, session, ts, size, data) VALUES (?, ?, ?, ?, ?)",
+                         (owner, session_id, now, size, data))
+            rows = conn.execute("SELECT id, size FROM turns WHERE owner=? AND session=? ORDER BY id DESC",
+                                (owner, session_id)).fetchall()
+            total, drop = 0, []
+            for i, (row_id, row_size) in enumerate(rows):
+                if i == 0 or (i < max_turns and total + row_size <= max_bytes):
+                    total += row_size
+                else:
+                    drop.append((row_id,))
+            if drop:
+                conn.executemany("DELETE FROM turns WHERE id=?", drop)
+            conn.execute("COMMIT")
+
+        self._run("written", write)
+        self._writes += 1
+        if self._writes % self.settings.agent_session_prune_every == 0 or now - self._last_prune >= PRUNE_INTERVAL_S:
+            self.prune()
+
+    def _fitted(self, record: dict[str, Any]) -> str:
+        """The record's JSON (ASCII: any text, lone surrogates included, stores as it came), shrunk
+        (result ids, summaries, then the question and answer) to fit the session's byte cap."""
+        limit = self.settings.agent_session_max_bytes
+        data = json.dumps(record, default=str)
+        if len(data) <= limit:
+            return data
+        record = json.loads(data)
+        record.get("meta", {}).pop("valuedesk_results", None)
+        for call in record.get("calls") or []:
+            call.pop("summary", None)
+        data = json.dumps(record, default=str)
+        while len(data) > limit and (len(record["a"]) > 200 or len(record["q"]) > 200):
+            record["a"], record["q"] = record["a"][: len(record["a"]) // 2], record["q"][: len(record["q"]) // 2]
+            data = json.dumps(record, default=str)
+        return data
+
+    def reset(self, owner: str, session_id: str) -> None:
+        def delete(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM turns WHERE owner=? AND session=?", (owner, session_id))
+
+        self._run("written", delete)
+
+    def check(self) -> None:
+        """Raise SessionStoreError when the store cannot be read."""
+        self._run("read", lambda conn: conn.execute("SELECT 1 FROM turns LIMIT 1").fetchall())
+
+    # -- pruning
+    def prune(self) -> dict[str, int]:
+        """Delete turns past the age limit, then whole least-recently-used sessions while all turns
+        together exceed the store cap (down to 90% of it); return what went."""
+        now = self.clock()
+        cutoff = now - self.max_age_s
+        cap = self.store_max_bytes
+
+        def sweep(conn: sqlite3.Connection) -> dict[str, int]:
+            conn.execute("BEGIN IMMEDIATE")
+            aged = conn.execute("DELETE FROM turns WHERE ts < ?", (cutoff,)).rowcount
+            total = conn.execute("SELECT COALESCE(SUM(size), 0) FROM turns").fetchone()[0]
+            evicted = 0
+            if total > cap:
+                for owner, session, size in conn.execute(
+                        "SELECT owner, session, SUM(size) FROM turns GROUP BY owner, session ORDER BY MAX(id)"
+                ).fetchall():
+                    conn.execute("DELETE FROM turns WHERE owner=? AND session=?", (owner, session))
+                    total -= size
+                    evicted += 1
+                    if total <= 0.9 * cap:
+                        break
+            conn.execute("COMMIT")
+            if aged or evicted:
+                conn.execute("PRAGMA incremental_vacuum")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return {"aged_turns": aged, "evicted_sessions": evicted, "stored_bytes": int(total)}
+
+        stats = self._run("written", sweep)
+        self._last_prune = now
+        if stats["aged_turns"] or stats["evicted_sessions"]:
+            log.info("session store pruned: %s", stats)
+        return stats
+
+    def stats(self) -> dict[str, int]:
+        """Sessions, turns and bytes stored (turn data, and the files on disk with the WAL)."""
+        def read(conn: sqlite3.Connection) -> tuple[int, int, int]:
+            return conn.execute("SELECT COUNT(DISTINCT owner || '/' || session), COUNT(*), COALESCE(SUM(size), 0) "
+                                "FROM turns").fetchone()
+
+        sessions, turns, stored = self._run("read", read)
+        on_disk = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm"))
+                      if p.exists())
+        return {"sessions": sessions, "turns": turns, "stored_bytes": stored, "file_bytes": on_disk}
 
     def close(self) -> None:
-        self._conn.close()
+        with self._lock:
+            self._conn.close()
+
+
+SessionMemory = SessionStore  # the name earlier versions used

@@ -21,11 +21,17 @@ from tools.api import create_app
 KEY = "test-key-123"
 
 
+def tables_dir():
+    """Where the shared test build keeps its tables (its serving version folder, or the data dir itself)."""
+    settings = make_settings(agent_data_dir())
+    return getattr(settings, "build_root", settings.data_dir)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, agent_embedder):
     data_dir = tmp_path_factory.mktemp("agent-api")
     for name in ("customers.parquet", "transactions.parquet"):
-        shutil.copy(agent_data_dir() / name, data_dir / name)
+        shutil.copy(tables_dir() / name, data_dir / name)
     settings = make_settings(data_dir, api_key=KEY)
     service = offline_service(settings, agent_embedder)
     app = create_app(settings, extra_routers=[agent_router(settings, service)], registry=service.registry)
@@ -54,7 +60,7 @@ def test_follow_up_and_reset_over_http(server):
         c.post("/v1/agent/chat", json={"message": "show me the gold customers", "session_id": "api-2"})
         r = c.post("/v1/agent/chat", json={"message": "only those in France", "session_id": "api-2"})
         args = r.json()["tool_calls"][0]["arguments"]
-        assert args["tiers"] == ["Gold"] and args["countries"] == ["France"]
+        assert args["tiers"] == ["Gold"] and args["countries"] == ["France"] and r.json()["session_id"] == "api-2"
         assert c.post("/v1/agent/reset", json={"session_id": "api-2"}).json()["reset"] is True
         info = c.get("/v1/agent/info").json()
     assert info["backend"] == "offline"
@@ -106,7 +112,7 @@ def test_valuedesk_api_serves_tools_and_agent_on_one_app(tmp_path, agent_embedde
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     for name in ("customers.parquet", "transactions.parquet"):
-        shutil.copy(agent_data_dir() / name, data_dir / name)
+        shutil.copy(tables_dir() / name, data_dir / name)
     shutil.copytree(agent_embedder.cache_dir, data_dir / "embeddings")
     port = free_port()
     env = {**os.environ, "VALUEDESK_DATA_DIR": str(data_dir), "VALUEDESK_THREADS": "1",
