@@ -24,6 +24,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import re
 import threading
 import uuid
@@ -59,13 +60,14 @@ UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eigh
                                     "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
 TENS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
 TENS.update({"fourty": 40, "ninty": 90})  # common misspellings
-SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000, "grand": 1000}
+SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000, "billion": 1_000_000_000,
+          "trillion": 1_000_000_000_000, "grand": 1000}
 NUMBER_WORD = re.compile(
     r"\b(?:(?:a|an|one)\s+)?(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|"
     r"fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fourty|fifty|sixty|seventy|eighty|ninety|ninty|"
-    r"hundred|thousand|million|grand|dozen|half)(?:[\s-]+(?:and\s+)?(?:one|two|three|four|five|six|seven|eight|nine|ten|"
-    r"eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fourty|fifty|"
-    r"sixty|seventy|eighty|ninety|ninty|hundred|thousand|million|grand))*\b")
+    r"hundred|thousand|million|billion|trillion|grand|dozen|half)(?:[\s-]+(?:and\s+)?(?:one|two|three|four|five|six|"
+    r"seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|"
+    r"forty|fourty|fifty|sixty|seventy|eighty|ninety|ninty|hundred|thousand|million|billion|trillion|grand))*\b")
 
 
 def words_to_number(text: str) -> float | None:
@@ -84,7 +86,7 @@ def words_to_number(text: str) -> float | None:
             current += TENS[w]
         elif w == "hundred":
             current = (current or 1) * 100
-        elif w in ("thousand", "million", "grand"):
+        elif w in ("thousand", "million", "billion", "trillion", "grand"):
             total += (current or 1) * SCALES[w]
             current = 0
         else:
@@ -104,6 +106,8 @@ def numbers_to_digits(text: str) -> str:
     # would read "grand" on its own as a thousand.
     text = re.sub(r"(\d+(?:\.\d+)?)\s?(k|grand)\b", lambda m: _fmt(float(m.group(1)) * 1000), text)
     text = re.sub(r"(\d+(?:\.\d+)?)\s?(m|mn|million)\b", lambda m: _fmt(float(m.group(1)) * 1e6), text)
+    text = re.sub(r"(\d+(?:\.\d+)?)\s?(bn|billion)\b", lambda m: _fmt(float(m.group(1)) * 1e9), text)
+    text = re.sub(r"(\d+(?:\.\d+)?)\s?(tn|trillion)\b", lambda m: _fmt(float(m.group(1)) * 1e12), text)
     text = NUMBER_WORD.sub(repl, text)
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
     return text
@@ -111,6 +115,21 @@ def numbers_to_digits(text: str) -> str:
 
 def _fmt(v: float) -> str:
     return str(int(v)) if v == int(v) else str(v)
+
+
+def _amount(text: str, match: re.Match, group: int) -> float:
+    """The amount a money match captured, with the sign written before it ("minus 500" is -500)."""
+    value = float(match.group(group))  # inf for "1e999": refused as not finite, never clamped
+    return -value if SIGN_BEFORE.search(text[:match.start(group)]) else value
+
+
+def in_words(value: float) -> str:
+    """A round amount in words ("one billion"), so a refusal quotes a limit without an ungrounded figure."""
+    names = {v: k for k, v in UNITS.items()}
+    for scale, word in ((1e12, "trillion"), (1e9, "billion"), (1e6, "million"), (1e3, "thousand")):
+        if value >= scale and value % scale == 0 and value / scale in names:
+            return f"{names[int(value / scale)]} {word}"
+    return f"{value:,.0f}"
 
 
 # ---------------------------------------------------------------- vocabulary
@@ -200,6 +219,32 @@ PII = re.compile(r"\b(home address(?:es)?|addresses|phone numbers?|telephone|e-?
                  r"date of birth|passport|credit card|bank details|social security|personal details)\b")
 FABRICATE = re.compile(r"\b(make up|invent|fabricate|guess|pretend|fake)\b")
 
+# Amounts: digits with an optional exponent ("1e308" is a number, not "1"); a sign written before
+# them ("minus 500", "-£500", "£-500") is kept, so a negative amount is refused, never made positive.
+AMOUNT = r"(\d+(?:\.\d+)?(?:e[+-]?\d+)?)"
+SIGN = r"(?:(?:minus|negative)\s+|-)?"
+SIGN_BEFORE = re.compile(r"(?:\b(?:minus|negative)\s+(?:£|\$|€)?\s?|(?<![\w-])-(?:£|\$|€)?|(?:£|\$|€)\s?-)$")
+# A country given explicitly ("in country 'X'", "country: X", "from country Atlantis"): a value that
+# names no country in the data is passed on, so the tool refuses it by name instead of it being
+# dropped and the audience silently becoming everyone.
+COUNTRY_VALUE = [
+    re.compile(r"\bcountr(?:y|ies)\b\s*(?:(?:is|are|=|:|named|called|equals?)\s*)?"
+               r"(?P<q>['\"])(?P<v>[^'\"]{1,100})(?P=q)", re.I),
+    re.compile(r"\bcountr(?:y|ies)(?:\s*[=:]\s*|\s+(?:is\s+|named\s+|called\s+)?)"
+               r"(?P<v>(?:~|\.{1,2})?[/\\][^\s,;?!'\"]*)", re.I),
+    re.compile(r"\b[Cc]ountr(?:y|ies)(?::| is| =| named| called| of)? ?(?P<v>[A-Z][\w'.-]*(?: [A-Z][\w'.-]*)*)"),
+]
+# Where the request asks a file to be written: quoted names after "file"/"folder", "a file named X",
+# paths, file names with an extension, URLs and e-mail addresses.
+FILE_TARGETS = [
+    re.compile(r"\b(?:file|folder|directory|dir|path|filename|file name)\s*(?:(?:named|called|as|to|at|=|:)\s*)?"
+               r"(?P<q>['\"])(?P<v>[^'\"]{1,200})(?P=q)", re.I),
+    re.compile(r"\b(?:file|folder|directory|filename)\s+(?:named|called)\s+(?P<v>[^\s'\",;?!]+)", re.I),
+    re.compile(r"(?P<v>(?<![\w:/.~\\])(?:~|\.{1,2})?/[\w.~*-]+(?:/[\w.~*-]*)*|\b[a-z]:\\[^\s'\",;]*|"
+               r"(?<![\w/.-])[\w-]+\.(?:csv|tsv|txt|xlsx?|json|parquet|sh|py|sql|zip)\b)", re.I),
+    re.compile(r"(?P<v>\b(?:https?|ftp|sftp|s3|gs)://[^\s'\",;]+|[\w.+-]+@[\w-]+\.[\w.-]+)", re.I),
+]
+
 
 # ---------------------------------------------------------------- plan
 
@@ -211,13 +256,16 @@ class Plan:
     calls: list[dict[str, Any]] = field(default_factory=list)  # [{"name", "args"}]
     text: str = ""  # clarify/refuse/help text, or a note added to the answer
     note: str = ""
+    # Paths, file names and addresses the request asked to write to, which no tool can honour: the
+    # answer says so (exports always go to the data directory's exports folder under their own name).
+    dropped: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Plan":
-        return cls(**{k: d[k] for k in ("intent", "kind", "calls", "text", "note") if k in d})
+        return cls(**{k: d[k] for k in ("intent", "kind", "calls", "text", "note", "dropped") if k in d})
 
 
 class IntentModel:
@@ -364,6 +412,13 @@ class Planner:
 
     def plan(self, message: str, history: list[dict[str, Any]]) -> Plan:
         """`history`: earlier turns' plans and results, newest last ({"plan": Plan dict, "results": [...]})."""
+        original, _ = _strip_injection(message.strip(), "")  # quotes kept: they delimit names and paths
+        plan = self._plan(message, history, original)
+        if plan.kind == "answer" and plan.calls:
+            plan.dropped = _file_targets(original, exclude=self._unknown_countries(original))
+        return plan
+
+    def _plan(self, message: str, history: list[dict[str, Any]], original: str) -> Plan:
         raw = message.strip()
         quoted = " ".join(re.findall(r"(?<![a-z])['\"]([^'\"]{3,})['\"]", raw, flags=re.I))
         if quoted and not re.search(r"\b(mention\w*|profiles?|search\w*|contain\w*|say|says|saying|about|"
@@ -380,8 +435,12 @@ class Planner:
             return refusal
 
         scores = self.intents.scores(text) if text.strip() else {}
-        slots = self._slots(text, raw, quoted)
+        slots = self._slots(text, raw, quoted, original)
         intent, confidence = self._intent(text, scores, slots)
+        if slots.get("problems") and (intent != "out_of_scope" or DOMAIN.search(text)):
+            # An amount that cannot be used (negative, zero, absurd) is refused with the reason; planning
+            # without it or with another amount would answer a question the user did not ask.
+            return Plan(intent, "refuse", text=" ".join(slots["problems"]))
         follow = previous is not None and _is_follow_up(text, slots, previous)
 
         # Pronoun/ordinal references to the previous answer.
@@ -515,7 +574,7 @@ class Planner:
 
     # ------------------------------------------------------------ slots
 
-    def _slots(self, text: str, raw: str, quoted: str) -> dict[str, Any]:
+    def _slots(self, text: str, raw: str, quoted: str, original: str | None = None) -> dict[str, Any]:
         slots: dict[str, Any] = {}
         tiers = [TIER_WORDS[w] for w in re.findall(r"\b(platinum|gold|silver|bronze)\b", text)]
         upgrade_to = re.search(r"\b(?:up )?(?:to|into) (gold|platinum|silver)\b", text)
@@ -551,9 +610,9 @@ class Planner:
         if segments:
             slots["segments"] = list(dict.fromkeys(segments))
 
-        countries = self._countries_in(text, raw)
+        countries = self._countries_in(text, raw) + self._unknown_countries(original or raw)
         if countries:
-            slots["countries"] = countries
+            slots["countries"] = list(dict.fromkeys(countries))
 
         # churn thresholds
         m = re.search(r"(?:churn|risk|leav\w*)[^.?!]{0,40}?\b(over|above|more than|greater than|at least|>=?|"
@@ -575,25 +634,41 @@ class Planner:
             # already puts the likeliest, most valuable churners first.
             slots["min_churn_risk"] = 0.5
 
-        # money: value bands and budget
-        money = r"(?:£|\$|€)?\s?(\d+(?:\.\d+)?)\s?(?:pounds|quid|gbp|euros?|dollars)?"
+        # money: value bands and budget (signed, with exponents; see AMOUNT)
+        money = SIGN + r"(?:£|\$|€)?\s?-?" + AMOUNT + r"\s?(?:pounds|quid|gbp|euros?|dollars)?"
         band = re.search(r"between " + money + r" and " + money, text)
         value_ctx = r"(?:spend|value|worth|predicted|expected)"
+        problems: list[str] = []
         if band and re.search(value_ctx, text):
-            slots["min_value"], slots["max_value"] = float(band.group(1)), float(band.group(2))
+            slots["min_value"], slots["max_value"] = _amount(text, band, 1), _amount(text, band, 2)
         else:
             m = re.search(value_ctx + r"[^.?!]{0,30}?\b(over|above|more than|at least|greater than|under|below|"
                           r"less than|at most)\s*" + money, text)
             if m and not re.search(r"churn|risk", text[max(0, m.start() - 5):m.end()]):
                 key = "min_value" if m.group(1) in ("over", "above", "more than", "at least", "greater than") else "max_value"
-                slots[key] = float(m.group(2))
-        budget = (re.search(r"budget (?:of |is |=|:)?\s*(?:£|\$|€)?\s?(\d+(?:\.\d+)?)", text)
-                  or re.search(r"(?:£|\$|€)\s?(\d+(?:\.\d+)?)\s*(?:of )?(?:marketing |promo )?budget", text)
-                  or re.search(r"\b(\d+(?:\.\d+)?)\s?(?:pounds|quid|gbp|euros?|dollars)\b", text)
-                  or re.search(r"(?:with|have|spend|for|of|got|use)\s(?:only |just |about )?(?:£|\$|€)\s?(\d+(?:\.\d+)?)", text)
-                  or re.search(r"(?:£|\$|€)\s?(\d+(?:\.\d+)?)", text))
+                slots[key] = _amount(text, m, 2)
+        for key in ("min_value", "max_value"):
+            value = slots.get(key)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                problems.append("I can't filter on that predicted value: "
+                                + ("it is negative, and predicted values are never below zero."
+                                   if value < 0 else "it is not a finite amount."))
+                slots.pop(key)
+        budget = (re.search(r"budget (?:of |is |=|:)?\s*" + SIGN + r"(?:£|\$|€)?\s?-?" + AMOUNT, text)
+                  or re.search(r"(?:£|\$|€)\s?-?" + AMOUNT + r"\s*(?:of )?(?:marketing |promo )?budget", text)
+                  or re.search(r"\b" + AMOUNT + r"\s?(?:pounds|quid|gbp|euros?|dollars)\b", text)
+                  or re.search(r"(?:with|have|spend|for|of|got|use)\s(?:only |just |about )?" + SIGN
+                               + r"(?:£|\$|€)\s?-?" + AMOUNT, text)
+                  or re.search(r"(?:£|\$|€)\s?-?" + AMOUNT, text))
         if budget and not ("min_value" in slots or "max_value" in slots):
-            slots["budget"] = float(budget.group(1))
+            value = _amount(text, budget, 1)
+            problem = self._budget_problem(value, budget.group(1), raw)
+            if problem:
+                problems.append(problem)
+            else:
+                slots["budget"] = value
+        if problems:
+            slots["problems"] = problems
 
         # recency
         unit_days = {"day": 1, "days": 1, "week": 7, "weeks": 7, "month": 30, "months": 30, "year": 365, "years": 365,
@@ -691,6 +766,49 @@ class Planner:
             return [c for c in known if c not in excluded and c not in ("Unspecified",)]
         return out
 
+    def _unknown_countries(self, message: str) -> list[str]:
+        """Countries the message names explicitly ("in country 'X'") that match no country of the data,
+        an alias or (as a typo) one of them: passed on as they are, so the tool names them in its refusal."""
+        from rapidfuzz import fuzz, process
+
+        known = self.countries()
+        if not known:
+            return []
+        lower = {c.lower() for c in known} | set(COUNTRY_ALIASES)
+        words = set(self.vocab()) | COMMON  # "by country Instead": an unquoted word of ours is no country
+        out: list[str] = []
+        for i, pattern in enumerate(COUNTRY_VALUE):
+            for m in pattern.finditer(message):
+                value = m.group("v").strip().rstrip(".,;:!?")
+                norm = value.lower()
+                if not value or norm in lower or norm in ("us", "u.s.") or norm in out:
+                    continue
+                if i == len(COUNTRY_VALUE) - 1 and norm in words:
+                    continue
+                if process.extractOne(norm, list(lower), scorer=fuzz.ratio, score_cutoff=80):
+                    continue  # a typo of a known country, which _countries_in repairs
+                out.append(value[:100])
+        return out
+
+    def _budget_problem(self, value: float, token: str, raw: str) -> str | None:
+        """Why a budget the message states cannot be used, in words (no figure the user did not write)."""
+        from predictor.campaigns import MAX_BUDGET
+
+        cur = self.settings.currency_symbol
+        written = re.search(r"(?<![\d.])" + re.escape(token) + r"(?![\d.])", raw, flags=re.I)
+        shown = f"a budget of {'-' if value < 0 else ''}{cur}{token}" if written else "that budget"
+        if math.isfinite(value) and 0 < value <= MAX_BUDGET:
+            return None
+        if value < 0:
+            why = "it is negative, and a budget has to be a positive amount"
+        elif value == 0:
+            why = "a budget of zero pays for no contact at all"
+        else:
+            why = f"it is more than the largest budget I plan with, {in_words(MAX_BUDGET)}"
+        return (f"I can't plan with {shown}: {why}. I have not changed it into another amount; give the "
+                "budget as a positive amount (for example 'a budget of five thousand pounds'), or leave it "
+                "out to plan without a limit.")
+
     # ------------------------------------------------------------ follow-ups
 
     def _follow_up(self, text: str, slots: dict, intent: str, confidence: float, previous: dict) -> Plan | None:
@@ -776,12 +894,45 @@ class Planner:
                 if err.get("code") in ("not_built", "index_unavailable", "internal_error"):
                     kind = "error"
                 continue
+            result = trace["result"]
+            if trace["name"] == "export_audience" and isinstance(result, dict):
+                parts.append(_export_text(result, trace.get("arguments") or {}, self.settings))
+                continue
             render = getattr(templates, trace["name"], None)
-            parts.append(render(trace["result"], trace.get("arguments") or {}, self.settings) if render
-                         else json.dumps(trace["result"])[:2000])
+            parts.append(render(result, trace.get("arguments") or {}, self.settings) if render
+                         else json.dumps(result)[:2000])
+        if plan.dropped:
+            parts.append(_dropped_text(plan.dropped, traces))
         if plan.note:
             parts.append(plan.note)
         return "\n\n".join(parts), kind
+
+
+# ---------------------------------------------------------------- export answers
+
+
+def _export_text(result: dict[str, Any], args: dict[str, Any], settings: Settings) -> str:
+    """The export answer, naming the file relative to the data directory (never the server's absolute
+    path) and saying when it expires."""
+    shown = {**result, "path": result.get("file") or Path(str(result.get("path") or "")).name}
+    text = templates.export_audience(shown, args, settings)
+    expires = str(result.get("expires_at") or "")
+    if expires:
+        when = expires[:16].replace("T", " ")
+        text += f" It is kept until about {when} UTC; older exports are deleted when a new one is written."
+    return text
+
+
+def _dropped_text(targets: list[str], traces: list[dict[str, Any]]) -> str:
+    """What became of the paths and file names the request gave: never used, and said so."""
+    shown = " or ".join(targets[:3]) + (" (and the others named)" if len(targets) > 3 else "")
+    written = next((t["result"] for t in traces if t.get("name") == "export_audience" and t.get("result")), None)
+    if written:
+        return (f"I can't write to {shown}: exports are always written under the data directory's exports folder "
+                f"with a name I choose, so this one is {written.get('file') or 'in that folder'}. Nothing was "
+                "written anywhere else or sent anywhere.")
+    return (f"I can't write to {shown}: exports are only ever written under the data directory's exports folder, "
+            "with a name I choose. Nothing was written there or anywhere else for this request.")
 
 
 # ---------------------------------------------------------------- helpers
@@ -829,6 +980,25 @@ def _strip_injection(raw: str, quoted: str) -> tuple[str, bool]:
             injected = True
             text = kept
     return (text if text.strip() else ""), injected or raw != text and "<" in raw
+
+
+WRITE_CONTEXT = re.compile(r"\b(export\w*|save\w*|write|writ\w+|put|store\w*|download\w*|csv|file\w*|folder|"
+                           r"director\w*|spreadsheet|excel|dump|output|copy|move|path)\b", re.I)
+
+
+def _file_targets(message: str, exclude: list[str] = ()) -> list[str]:
+    """Paths, file names and addresses a request asks a file to be written to (see FILE_TARGETS); none
+    can be honoured, so the answer names them. Only in a request about writing something."""
+    if not WRITE_CONTEXT.search(message):
+        return []
+    skip = {e.strip().lower() for e in exclude}
+    found: list[str] = []
+    for pattern in FILE_TARGETS:
+        for m in pattern.finditer(message):
+            value = m.group("v").strip().rstrip(".,;:!?)")
+            if value and value.lower() not in skip and not any(value in f for f in found):
+                found.append(value[:200])
+    return found
 
 
 def _drop_sentences(text: str, bad) -> str:

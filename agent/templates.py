@@ -195,7 +195,7 @@ def recommend_campaigns(result: dict, args: dict, settings: Settings) -> str:
 
 def export_audience(result: dict, args: dict, settings: Settings) -> str:
     cols = ", ".join(result.get("columns") or [])
-    return (f"Exported {result['rows']:,} customers to {result['path']} (columns: {cols}). "
+    return (f"Exported {result['rows']:,} customers to {result.get('file') or result['path']} (columns: {cols}). "
             "The file stays on this machine for you to download; nothing was sent anywhere.")
 
 

@@ -15,6 +15,7 @@ import itertools
 import math
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -29,7 +30,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from predictor.errors import ValueDeskError
 from predictor.filters import (LIFECYCLE_STAGES, RFM_SEGMENTS, TIERS, CustomerFilter, FilterError,
                                canonical_names, column_isin)
-from predictor.settings import Settings, get_settings
+from predictor.settings import REPO_ROOT, Settings, get_settings
 
 Goal = Literal["retain", "win_back", "reactivate", "grow", "upgrade"]
 GOALS: tuple[str, ...] = ("retain", "win_back", "reactivate", "grow", "upgrade")
@@ -181,29 +182,46 @@ def default_catalogue_path(settings: Settings | None = None) -> Path:
     return Path(str(resources.files("prompts").joinpath("campaigns.yaml")))
 
 
+def shown_path(path: str | Path, settings: Settings | None = None) -> str:
+    """How messages name a file: relative to the data directory or the repository when inside one,
+    else by its name alone, so no error or tool result carries an absolute server path."""
+    path = Path(path)
+    bases = ([Path(settings.data_dir)] if settings is not None else []) + [REPO_ROOT]
+    for base in bases:
+        try:
+            return path.resolve().relative_to(base.resolve()).as_posix()
+        except (ValueError, OSError):
+            continue
+    return path.name
+
+
 def load_catalogue(path: str | Path | Settings | None = None, *, settings: Settings | None = None) -> Catalogue:
     """Read and validate a catalogue; any problem names the playbook, the field and the reason.
 
     ``load_catalogue(settings)`` is accepted too (the tools layer passes its settings object).
+    Messages name the file with `shown_path`; ``Catalogue.source`` keeps the full path.
     """
     if isinstance(path, Settings):
         path, settings = None, path
     path = Path(path) if path is not None else default_catalogue_path(settings)
-    fix = f"edit {path} (the comments at its top explain every field)"
+    label = shown_path(path, settings)
+    fix = f"edit {label} (the comments at its top explain every field)"
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise CampaignError(f"Cannot read the campaign catalogue {path}: {exc.strerror or exc}.",
+        raise CampaignError(f"Cannot read the campaign catalogue {label}: {exc.strerror or type(exc).__name__}.",
                             hint="set VALUEDESK_CAMPAIGN_CATALOGUE to an existing YAML file, or unset it "
                                  "to use the packaged catalogue.") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise CampaignError(f"Campaign catalogue {path} is not valid YAML: {exc}", hint=fix) from None
-    return parse_catalogue(raw, source=str(path))
+        raise CampaignError(f"Campaign catalogue {label} is not valid YAML: {exc}", hint=fix) from None
+    return parse_catalogue(raw, source=str(path), shown=label)
 
 
-def parse_catalogue(raw: Any, *, source: str = "<catalogue>") -> Catalogue:
+def parse_catalogue(raw: Any, *, source: str = "<catalogue>", shown: str | None = None) -> Catalogue:
+    """A validated catalogue from parsed YAML; ``shown`` names it in messages (default ``source``)."""
+    catalogue_source, source = source, shown or source
     fix = f"edit {source}"
     if not isinstance(raw, Mapping) or not isinstance(raw.get("playbooks"), list) or not raw["playbooks"]:
         raise CampaignError(f"Campaign catalogue {source} needs a non-empty 'playbooks:' list at the top level.",
@@ -248,7 +266,7 @@ def parse_catalogue(raw: Any, *, source: str = "<catalogue>") -> Catalogue:
         seen[p.name] = p
     try:
         window = int(raw.get("offer_window_days", 30))
-        return Catalogue(offer_window_days=window, playbooks=playbooks, source=source)
+        return Catalogue(offer_window_days=window, playbooks=playbooks, source=catalogue_source)
     except (ValidationError, TypeError, ValueError) as exc:
         raise CampaignError(f"Campaign catalogue {source}: field 'offer_window_days': must be a whole number "
                             f"of days from 1 to 365 ({exc.__class__.__name__}).", hint=fix,
@@ -508,6 +526,22 @@ def _measurement(p: Playbook, treated: int, control: int, p_base: float, window:
 
 
 # ---------------------------------------------------------------------------------------- planning
+def budget_problem(value: float) -> str | None:
+    """Why ``value`` cannot be a budget (not finite, not above 0, above MAX_BUDGET), or None when it can.
+    A budget is never rewritten into a usable one: the caller refuses it with this reason."""
+    if math.isnan(value):
+        return "Budget must be a positive amount, got nan (not a number)."
+    if math.isinf(value):
+        return (f"Budget must be a positive finite amount, got {value}."
+                if value < 0 else f"Budget {value} is implausibly large (not finite; the most is {MAX_BUDGET:,.0f}).")
+    if value <= 0:
+        return f"Budget must be a positive amount, got {value:g}."
+    if value > MAX_BUDGET:
+        shown = f"{value:,.0f}" if value < 1e15 else f"{value:g}"
+        return f"Budget {shown} is implausibly large (over {MAX_BUDGET:,.0f})."
+    return None
+
+
 def _check_budget(budget: float | None) -> float | None:
     if budget is None:
         return None
@@ -516,13 +550,11 @@ def _check_budget(budget: float | None) -> float | None:
     except (TypeError, ValueError):
         raise CampaignError(f"Budget '{budget}' is not a number.", hint="give the budget as a plain amount, "
                             "e.g. 5000", field="budget") from None
-    if not math.isfinite(value) or value <= 0:
-        raise CampaignError(f"Budget must be a positive amount, got {budget}.",
-                            hint="give a budget above 0, or omit it to plan without a budget", field="budget")
-    if value > MAX_BUDGET:
-        raise CampaignError(f"Budget {value:,.0f} is implausibly large (over {MAX_BUDGET:,.0f}).",
-                            hint="check the units (the data's currency, not cents) or omit the budget to plan "
-                                 "without a limit", field="budget")
+    problem = budget_problem(value)
+    if problem is not None:
+        hint = ("check the units (the data's currency, not cents) or omit the budget to plan without a limit"
+                if value > 0 else "give a budget above 0, or omit it to plan without a budget")
+        raise CampaignError(problem, hint=hint, field="budget")
     return value
 
 
@@ -932,12 +964,15 @@ def _batched(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapp
 
 
 def write_audience_csv(rows: Iterable[Mapping[str, Any]], path: str | Path) -> int:
-    """Stream rows to ``path`` atomically (temp file + os.replace); returns the number of data rows."""
+    """Stream rows to ``path`` atomically (temp file + os.replace); returns the number of data rows.
+
+    The file is created 0600 (owner only: it lists customers); a missing folder is created 0700."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     count = 0
     try:
+        os.fchmod(fd, 0o600)  # mkstemp's mode already; stated so a different temp helper cannot widen it
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh, lineterminator="\n")
             writer.writerow(AUDIENCE_COLUMNS)
@@ -949,6 +984,49 @@ def write_audience_csv(rows: Iterable[Mapping[str, Any]], path: str | Path) -> i
         Path(tmp).unlink(missing_ok=True)
         raise
     return count
+
+
+# A temp file is written continuously while its export runs; one untouched this long was left by a
+# process that died mid-write (a failed write removes its own).
+EXPORT_TMP_GRACE_S = 600.0
+
+
+def export_dir(data_dir: str | Path) -> Path:
+    """``<data_dir>/exports``, created if needed and kept 0700 (exports list customers)."""
+    folder = Path(data_dir) / "exports"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if folder.stat().st_mode & 0o777 != 0o700:
+        os.chmod(folder, 0o700)  # a folder made by an older version (0755)
+    return folder
+
+
+def prune_exports(folder: str | Path, max_age_hours: float, *, now: float | None = None) -> list[str]:
+    """Delete audience exports (``*.csv``) older than ``max_age_hours`` and temp files (``.*.tmp``) that
+    an interrupted export left behind; returns the names removed. Symlinks and folders are left alone,
+    and a file that vanishes meanwhile (another process pruning) or cannot be removed is skipped: pruning
+    never stops the export that triggered it."""
+    now = time.time() if now is None else now
+    max_age_s = float(max_age_hours) * 3600.0
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        is_tmp = name.startswith(".") and name.endswith(".tmp")
+        if not (is_tmp or name.endswith(".csv")):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+            if age > (EXPORT_TMP_GRACE_S if is_tmp else max_age_s):
+                os.unlink(entry.path)
+                removed.append(name)
+        except OSError:
+            continue
+    return removed
 
 
 # ---------------------------------------------------------------------------------------- one customer

@@ -110,7 +110,8 @@ def test_get_customer_details_and_recent_orders_from_transactions(registry, sett
     assert detail["next_order_days"] is None or isinstance(detail["next_order_days"], float)
     assert detail["drivers"] and all(isinstance(d, str) for d in detail["drivers"])
     assert detail["suggested_products"] == list(row["suggested_products"])
-    tx = pd.read_parquet(settings.data_dir / "transactions.parquet")
+    # Next to the customers table, wherever the build put it (the data dir, or the serving build's folder).
+    tx = pd.read_parquet(Path(settings.customers_path).parent / "transactions.parquet")
     tx = tx[tx["customer_id"].astype(str) == top["customer_id"]]
     per_order = tx.groupby("order_id").agg(ts=("timestamp", "min"), amount=("amount", "sum"))
     latest = per_order.sort_values("ts", ascending=False, kind="stable").head(5)
@@ -150,8 +151,15 @@ def test_export_audience_writes_csv_under_data_dir(registry, settings, customers
     assert len(csv) == result["rows"] == int(CustomerFilter(**flt).mask(customers).sum())
     assert csv["customer_id"].tolist()[:5] == [r["customer_id"] for r in result["preview"]]
     assert set(csv["tier"]) == {"Gold"} and list(csv.columns) == result["columns"]
-    assert not list(path.parent.glob(".tmp-*"))
+    assert not list(path.parent.glob(".*.tmp"))
+    assert result["file"] == f"exports/{path.name}"
+    # An unknown country is refused by name (never dropped into "everyone"), and nothing is written.
+    before = sorted(path.parent.iterdir())
     res = registry.call("export_audience", {"countries": ["Atlantis"]})
+    assert not res.ok and res.error.code == "invalid_arguments"
+    assert "No country named 'Atlantis'" in res.error.message and "nothing was exported" in res.error.message
+    assert sorted(path.parent.iterdir()) == before
+    res = registry.call("export_audience", {"tiers": ["Platinum"], "min_value": 1e12})
     assert not res.ok and res.error.code == "not_found"
 
 
@@ -240,4 +248,7 @@ def test_recommend_campaigns_and_campaign_export(registry, settings):
     assert set(csv["campaign"]) == {c["name"] for c in plan["campaigns"]}
     assert len(csv) == sum(c["audience_size"] for c in plan["campaigns"]) == exported["rows"]
     res = registry.call("recommend_campaigns", {"countries": ["Atlantis"]})
+    assert not res.ok and res.error.code == "invalid_arguments" and res.error.hint
+    assert "No country named 'Atlantis'" in res.error.message
+    res = registry.call("recommend_campaigns", {"tiers": ["Platinum"], "min_value": 1e12})
     assert not res.ok and res.error.code == "campaign_error" and res.error.hint

@@ -7,13 +7,14 @@ on its own. Functions raise `ToolFailure` (or a predictor error) and the registr
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import itertools
 import json
 import logging
 import math
 import time
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from predictor.errors import ValueDeskError
-from predictor.filters import TIERS
+from predictor.filters import TIERS, CustomerFilter
 from tools.deps import CustomerStore, ToolDeps, ToolFailure
 from tools.models import (
     DEFAULT_LIMIT, CustomerDetail, CustomerRow, ExportAudienceArgs, ExportAudienceResult, FindCustomersArgs,
@@ -186,6 +187,55 @@ def _horizon(deps: ToolDeps) -> int | None:
     return horizon
 
 
+# ---------------------------------------------------------------- filters
+
+
+KNOWN_COUNTRIES_SHOWN = 8
+
+
+def _known_countries(store: CustomerStore) -> list[str]:
+    """The data's countries, most customers first (cached on the store)."""
+    known = getattr(store, "_known_countries", None)
+    if known is None:
+        labels = store.labels["country"]
+        counts = np.bincount(labels.codes[labels.codes >= 0], minlength=len(labels.categories))
+        known = [str(labels.categories[i]) for i in np.argsort(-counts, kind="stable") if counts[i]]
+        store._known_countries = known
+    return known
+
+
+def _filter(args: Any, deps: ToolDeps, *, empty: str = "") -> CustomerFilter:
+    """The call's customer filter, with every country checked against the data's own list.
+
+    Countries are data, not a fixed vocabulary, so CustomerFilter cannot validate them; an unknown one
+    would match nobody and, dropped anywhere upstream, widen the audience to everyone. It is an
+    invalid argument naming the value, the closest country and the most common ones. `empty` says what
+    the refusal means for this tool (e.g. that nothing was exported).
+    """
+    flt = args.customer_filter()
+    if not flt.countries:
+        return flt
+    try:
+        known = _known_countries(deps.customers)
+    except ToolFailure:
+        return flt  # no customers table: the tool reports that itself
+    if not known:
+        return flt
+    lookup = {c.lower(): c for c in known}
+    unknown = [c for c in flt.countries if c.strip().lower() not in lookup]
+    if not unknown:
+        return flt
+    shown = ", ".join(repr(c[:60]) for c in unknown)
+    close = difflib.get_close_matches(unknown[0].strip().lower(), list(lookup), n=1, cutoff=0.75)
+    guess = f" Did you mean '{lookup[close[0]]}'?" if close else ""
+    listed = ", ".join(known[:KNOWN_COUNTRIES_SHOWN])
+    more = f" and {len(known) - KNOWN_COUNTRIES_SHOWN:,} more" if len(known) > KNOWN_COUNTRIES_SHOWN else ""
+    raise ToolFailure(
+        "invalid_arguments",
+        f"No country named {shown} in the data{empty}.{guess} Known countries include {listed}{more}.",
+        "Name countries as the data does; segment_summary with group_by 'country' lists them all.")
+
+
 # ---------------------------------------------------------------- find_customers
 
 
@@ -200,7 +250,7 @@ def find_customers(args: FindCustomersArgs, deps: ToolDeps) -> FindCustomersResu
     """
     store = deps.customers
     sort_by = args.sort_by or "value_at_risk"
-    idx, total = store.top(args.customer_filter(), sort_by, args.limit or DEFAULT_LIMIT)
+    idx, total = store.top(_filter(args, deps), sort_by, args.limit or DEFAULT_LIMIT)
     rows = _reader(deps).rows(idx, ROW_FIELDS)
     # Validated in one pydantic-core pass (faster than constructing each row model in Python).
     return FindCustomersResult.model_validate({
@@ -283,7 +333,7 @@ def segment_summary(args: SegmentSummaryArgs, deps: ToolDeps) -> SegmentSummaryR
     group_by = args.group_by or "tier"
     labels = store.labels[group_by]
     codes = labels.codes.astype(np.int64) + 1  # 0 = missing label
-    keep = store.mask(args.customer_filter())
+    keep = store.mask(_filter(args, deps))
     if keep is not None:
         codes = codes[keep]
     k = len(labels.categories) + 1
@@ -326,7 +376,7 @@ def search_profiles(args: SearchProfilesArgs, deps: ToolDeps) -> SearchProfilesR
     """
     from predictor.index import QueryError
 
-    flt = args.customer_filter()
+    flt = _filter(args, deps)
     state = deps.index_state()
     try:
         if state is not None and not state.ready:
@@ -395,7 +445,7 @@ MAX_IDS_PER_CAMPAIGN = 200
 def _plan(args: CampaignArgs, deps: ToolDeps, list_ids: int | None = None) -> Any:
     from predictor.campaigns import plan_campaigns
 
-    return plan_campaigns(deps.planning_customers, goal=args.goal, budget=args.budget, filter=args.customer_filter(),
+    return plan_campaigns(deps.planning_customers, goal=args.goal, budget=args.budget, filter=_filter(args, deps),
                           catalogue=deps.catalogue, settings=deps.settings, list_ids=list_ids)
 
 
@@ -433,35 +483,59 @@ def _export_name(args: ExportAudienceArgs) -> str:
     return f"audience-{time.strftime('%Y%m%d-%H%M%S')}-{digest}.csv"
 
 
+def _data_file(path: Path, deps: ToolDeps) -> str:
+    """A file as results and messages name it: relative to the data directory (no absolute server path)."""
+    try:
+        return path.relative_to(deps.settings.data_dir).as_posix()
+    except ValueError:
+        return path.name
+
+
 def export_audience(args: ExportAudienceArgs, deps: ToolDeps) -> ExportAudienceResult:
     """Write an audience to a CSV file a marketing tool can import (ids, tier, segment, offer, products,
-    expected value) under the data directory's exports folder, and return its path, row count and a
-    preview. The audience is either everyone passing the filter (source 'filter', the default) or the
+    expected value) under the data directory's exports folder, and return its file name, row count, a
+    preview and when it expires. The file name is always chosen here (no path or name can be given).
+    The audience is either everyone passing the filter (source 'filter', the default) or the
     customers a campaign plan for the same filter, goal and budget targets (source 'campaigns', the
     default when a goal or budget is given). Nothing is sent anywhere.
     """
-    from predictor.campaigns import audience_rows, write_audience_csv
+    from predictor.campaigns import audience_rows, export_dir, prune_exports, write_audience_csv
 
     source = args.source or ("campaigns" if (args.goal or args.budget is not None or args.campaign) else "filter")
-    path = deps.settings.data_dir / "exports" / _export_name(args)
+    flt = _filter(args, deps, empty=", so nothing was exported")
     store = deps.customers
     if source == "campaigns":
         rows = audience_rows(_plan(args, deps), store.frame, campaign=args.campaign)
     else:
-        idx, total = store.top(args.customer_filter(), args.sort_by or "value_at_risk", args.max_rows)
+        idx, total = store.top(flt, args.sort_by or "value_at_risk", args.max_rows)
         if total == 0:
             raise ToolFailure("not_found", "No customer passes this filter, so there is nothing to export.",
                               "Check the filter with find_customers or segment_summary.")
         rows = audience_rows(store.frame.iloc[idx])
     if args.max_rows:
         rows = itertools.islice(rows, args.max_rows)
-    n = write_audience_csv(rows, path)
+    max_age_h = deps.settings.export_max_age_hours
+    path = Path(deps.settings.data_dir) / "exports" / _export_name(args)
+    try:
+        removed = prune_exports(export_dir(deps.settings.data_dir), max_age_h)
+        if removed:
+            log.info("removed %d expired export file(s) from exports/", len(removed))
+        n = write_audience_csv(rows, path)
+    except OSError as exc:
+        # Named relative to the data directory; the registry still maps a full or read-only disk
+        # (the cause) to its storage error code.
+        raise ToolFailure("internal_error", f"Could not write {_data_file(path, deps)}: "
+                          f"{exc.strerror or type(exc).__name__}.",
+                          "Check that the data directory's exports folder is writable and has space.") from exc
     if n == 0:
         path.unlink(missing_ok=True)
         raise ToolFailure("campaign_error", "The campaign plan targets nobody, so there is nothing to export.",
                           "Widen the filter, raise the budget or drop the campaign name.")
     columns, preview = _preview(path)
-    return ExportAudienceResult(path=str(path), rows=n, columns=columns, preview=preview)
+    expires = datetime.fromtimestamp(path.stat().st_mtime + max_age_h * 3600, tz=timezone.utc)
+    return ExportAudienceResult(path=str(path), file=_data_file(path, deps),
+                                expires_at=expires.isoformat(timespec="seconds"), rows=n, columns=columns,
+                                preview=preview)
 
 
 # ---------------------------------------------------------------- score_customer
