@@ -62,8 +62,33 @@ def _main_country(history: CustomerHistory, index: pd.Index) -> pd.Series:
     top = lines.dropna(subset=["country"]).groupby(["customer_id", "country"], observed=True).size()
     if top.empty:
         return pd.Series(pd.NA, index=index, dtype="string")
-    main = top.sort_values(ascending=False).reset_index().drop_duplicates("customer_id").set_index("customer_id")["country"]
+    # The most frequent country, ties to the name that sorts first (as the one-customer path does): an
+    # explicit, per-customer rule. A plain sort of the counts is not stable, so which tied country won
+    # could change when some other customer's counts did.
+    top = top.rename("n").reset_index()
+    top["country"] = top["country"].astype("string")
+    main = (top.sort_values(["customer_id", "n", "country"], ascending=[True, False, True], kind="stable")
+            .drop_duplicates("customer_id").set_index("customer_id")["country"])
     return main.reindex(index).astype("string")
+
+
+def with_categories(transactions: pd.DataFrame) -> pd.DataFrame:
+    """The log with every product line categorised as `valuedesk build` does (the source's category
+    first, the keyword rules of predictor/categories.py for the rest); unchanged when every product
+    line already has a category (a build's cached log) or the log names no products (CDNOW).
+
+    Categorising is idempotent: a log categorised once gets the same categories again, so scoring the
+    raw log and scoring the cached, categorised one see the same category features."""
+    if "product_id" not in transactions:
+        return transactions
+    products = transactions["product_id"].notna()
+    if not products.any():
+        return transactions
+    if "category" in transactions and transactions.loc[products, "category"].notna().all():
+        return transactions
+    from predictor.categories import apply_categories, build_category_map
+
+    return apply_categories(transactions, build_category_map(transactions).mapping)
 
 
 def history_from_transactions(transactions: pd.DataFrame) -> CustomerHistory:
@@ -80,8 +105,12 @@ def history_from_transactions(transactions: pd.DataFrame) -> CustomerHistory:
 
 def score_customers(transactions: pd.DataFrame, settings, config: TrainingConfig | None = None,
                     data_fingerprint: str = "", evaluation: dict | None = None) -> tuple[pd.DataFrame, ModelBundle]:
-    """Train on all history, score everyone as of the last day in the data, save model and scores."""
-    history = history_from_transactions(transactions)
+    """Train on all history, score everyone as of the last day in the data, save model and scores.
+
+    Product categories are filled the way `valuedesk build` fills them before training, so the model
+    depends on the data alone: a log fresh from the source and the build's cached log (which carries
+    the derived categories) give bit-identical models and scores."""
+    history = history_from_transactions(with_categories(transactions))
     config = config or TrainingConfig.from_settings(settings)
     model = CLVModel(config).fit(history)
     scores = score_frame(model, history, history.end, settings.currency_symbol)

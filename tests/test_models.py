@@ -10,7 +10,7 @@ import pytest
 
 from predictor.artifacts import load_model_bundle
 from predictor.errors import ArtifactError, DataError
-from predictor.scoring import CustomerScorer
+from predictor.scoring import CustomerScorer, with_categories
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_bundle_carries_metadata_and_is_refused_when_mismatched(scored_settings,
     tampered = json.loads(meta_path.read_text())
     tampered["features"] = tampered["features"][:-1]
     meta_path.write_text(json.dumps(tampered))
-    with pytest.raises(ArtifactError, match="valuedesk score"):
+    with pytest.raises(ArtifactError, match="valuedesk build --rescore"):
         load_model_bundle(settings)
     with pytest.raises(ArtifactError, match="No trained model"):
         load_model_bundle(Settings(data_dir=tmp_path / "empty"))
@@ -76,8 +76,11 @@ def test_rescoring_a_known_customer_reproduces_their_score(scored_settings, scor
     tx = online_retail.transactions
     customer = "12347"
     own = tx[(tx["customer_id"] == customer) & ~tx["is_outlier"]]
-    row = scorer.score_orders(own[["order_id", "timestamp", "amount", "quantity", "product_id", "country"]],
-                              customer_id=customer)
+    # The model trained on the categorised log (score_customers derives categories as the build does),
+    # so the customer's lines carry the same categories.
+    own = with_categories(tx).loc[own.index]
+    row = scorer.score_orders(own[["order_id", "timestamp", "amount", "quantity", "product_id", "category",
+                                   "country"]], customer_id=customer)
     saved = scores.set_index("customer_id").loc[customer]
     assert row["predicted_value"] == pytest.approx(saved["predicted_value"], rel=1e-5)
     assert row["churn_risk"] == pytest.approx(saved["churn_risk"], rel=1e-5)

@@ -176,3 +176,16 @@ def test_embedding_text_is_identical_when_only_scores_change(data, profiles):
     row = customers.iloc[0].to_dict()
     assert embedding_text({**row, "top_products": ["PAPER LANTERN", *list(row["top_products"])]}) != \
         embedding_text(row)
+
+
+def test_embedding_text_depends_only_on_the_customers_own_history(data, profiles):
+    """One customer's new order must re-embed that customer's profile and nobody else's: the embedding
+    text of a subset of customers, built from their own lines only, equals the one built with everyone."""
+    tx, customers = data
+    some = set(customers["customer_id"].astype(str).iloc[::9])
+    own_lines = tx[tx["customer_id"].astype(str).isin(some)]
+    subset = customers[customers["customer_id"].astype(str).isin(some)].drop(columns=["top_categories", "top_products"])
+    subset = subset.merge(customer_products(own_lines, subset["customer_id"]), on="customer_id", how="left")
+    alone = build_profiles(subset).set_index("customer_id")["embedding_text"]
+    together = profiles.set_index("customer_id")["embedding_text"]
+    assert len(alone) == len(some) and alone.equals(together.loc[alone.index])
