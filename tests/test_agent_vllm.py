@@ -16,8 +16,11 @@ from vllm_fixture import requires_vllm
 
 @requires_vllm
 def test_agent_answers_through_real_vllm(vllm_server, tmp_path):
+    from predictor.layout import current_version
+
+    built = current_version(agent_data_dir()).root  # the serving build's folder; copied flat
     for name in ("customers.parquet", "transactions.parquet"):
-        shutil.copy(agent_data_dir() / name, tmp_path / name)
+        shutil.copy(built / name, tmp_path / name)
     settings = make_settings(
         tmp_path, llm_backend="vllm", llm_base_url=vllm_server.base_url, llm_model=vllm_server.model,
         # Temperature 0 and a seed; the required call is decoded under the bounded tool schemas with a
