@@ -76,7 +76,7 @@ def compact(value: Any, max_chars: int) -> str:
     value = json.loads(text)
     shortened = False
     for _ in range(40):
-        lists = _lists(value)
+        lists = nested_lists(value)
         if not lists:
             break
         holder, key, items = max(lists, key=lambda h: len(json.dumps(h[2], default=str)))
@@ -93,16 +93,17 @@ def compact(value: Any, max_chars: int) -> str:
     return text
 
 
-def _lists(value: Any) -> list[tuple[Any, Any, list]]:
+def nested_lists(value: Any) -> list[tuple[Any, Any, list]]:
+    """Every list of two or more items inside `value`, as (holder, key, list), for shortening in place."""
     found: list[tuple[Any, Any, list]] = []
     if isinstance(value, dict):
         for k, v in value.items():
             if isinstance(v, list) and len(v) > 1:
                 found.append((value, k, v))
-            found.extend(_lists(v))
+            found.extend(nested_lists(v))
     elif isinstance(value, list):
         for v in value:
-            found.extend(_lists(v))
+            found.extend(nested_lists(v))
     return found
 
 

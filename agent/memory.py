@@ -36,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agent.graph import nested_lists
 from predictor.errors import ValueDeskError
 from predictor.settings import Settings
 
@@ -159,7 +160,7 @@ def _fit(value: Any, max_chars: int) -> Any:
     for _ in range(60):
         if len(text) <= max_chars:
             return value
-        lists = _lists(value)
+        lists = nested_lists(value)
         if not lists:
             break
         holder, key, items = max(lists, key=lambda h: len(json.dumps(h[2], ensure_ascii=False, default=str)))
@@ -169,19 +170,6 @@ def _fit(value: Any, max_chars: int) -> Any:
         return value
     keys = list(value)[:20] if isinstance(value, dict) else []
     return {"note": "result too large to keep", "keys": keys}
-
-
-def _lists(value: Any) -> list[tuple[Any, Any, list]]:
-    found: list[tuple[Any, Any, list]] = []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if isinstance(v, list) and len(v) > 1:
-                found.append((value, k, v))
-            found.extend(_lists(v))
-    elif isinstance(value, list):
-        for v in value:
-            found.extend(_lists(v))
-    return found
 
 
 def turn_record(question: str, answer: str, kind: str, calls: list[dict[str, Any]],

@@ -189,23 +189,9 @@ class AgentService:
                 else:
                     # agent_history_turns counts this turn too (as the graph's middleware trims).
                     prior = turn_messages(self.memory.load(owner, session_id, self.settings.agent_history_turns - 1))
-                config = {"recursion_limit": 4 * self.settings.agent_max_steps + 4}
                 human = HumanMessage(message, id=str(uuid.uuid4()))
-                modes = ["custom", "values", "messages"] if tokens else ["custom", "values"]
                 state: dict[str, Any] = {}
-                for mode, chunk in graph.stream({"messages": [*prior, human]}, config, stream_mode=modes):
-                    if mode == "values":
-                        state = chunk
-                    elif (mode == "custom" and isinstance(chunk, dict)
-                          and chunk.get("type") in ("tool_start", "tool_end")):
-                        if chunk["type"] == "tool_end":
-                            traces.append(chunk["data"])
-                        yield AgentEvent(type=chunk["type"], data=chunk["data"])
-                    elif mode == "messages":
-                        msg, meta = chunk
-                        if (isinstance(msg, AIMessageChunk) and meta.get("langgraph_node") == "model"
-                                and isinstance(msg.content, str) and msg.content):
-                            yield AgentEvent(type="token", data={"text": msg.content})
+                yield from self._graph_events(graph, [*prior, human], tokens, traces, state)
                 reply, final = self._reply(state.get("messages", []), human.id, info, started, session_id)
                 if not stateless:
                     self.memory.append(owner, session_id, turn_record(
@@ -226,6 +212,26 @@ class AgentService:
                 yield _error(_describe(exc, info), started, traces, session_id)
                 return
         yield AgentEvent(type="answer", data=reply.model_dump(mode="json"))
+
+    def _graph_events(self, graph, messages: list, tokens: bool, traces: list[dict[str, Any]],
+                      state: dict[str, Any]) -> Iterator[AgentEvent]:
+        """Run the graph on `messages`: yield tool (and, with `tokens`, answer-token) events as they
+        happen, append each finished tool call to `traces`, and leave the final graph state in `state`."""
+        config = {"recursion_limit": 4 * self.settings.agent_max_steps + 4}
+        modes = ["custom", "values", "messages"] if tokens else ["custom", "values"]
+        for mode, chunk in graph.stream({"messages": messages}, config, stream_mode=modes):
+            if mode == "values":
+                state.clear()
+                state.update(chunk)
+            elif mode == "custom" and isinstance(chunk, dict) and chunk.get("type") in ("tool_start", "tool_end"):
+                if chunk["type"] == "tool_end":
+                    traces.append(chunk["data"])
+                yield AgentEvent(type=chunk["type"], data=chunk["data"])
+            elif mode == "messages":
+                msg, meta = chunk
+                if (isinstance(msg, AIMessageChunk) and meta.get("langgraph_node") == "model"
+                        and isinstance(msg.content, str) and msg.content):
+                    yield AgentEvent(type="token", data={"text": msg.content})
 
     def _client_turns(self, history: list[tuple[str, str]]) -> list:
         """The caller's own conversation as chat messages (its last `agent_history_turns` - 1 turns).

@@ -34,6 +34,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from predictor.errors import ValueDeskError
+from predictor.layout import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ class OnnxMiniLMEmbedder:
             with _EXPORT_LOCK:
                 log.info("exporting %s to ONNX under %s (once)", MINILM_NAME, cache)
                 export_minilm_onnx(model_dir, onnx_path)
-                _atomic_write_text(meta_path, json.dumps({"source": fingerprint, "model": MINILM_NAME}))
+                write_text_atomic(meta_path, json.dumps({"source": fingerprint, "model": MINILM_NAME}))
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, threads)
         opts.inter_op_num_threads = 1
@@ -281,14 +282,6 @@ class HashingEmbedder:
 _EXPORT_LOCK = threading.Lock()
 _CACHE: dict[tuple[str, str], Embedder] = {}
 _CACHE_LOCK = threading.Lock()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def available_models() -> list[str]:

@@ -52,7 +52,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -72,7 +71,7 @@ from predictor.embeddings import Embedder, get_embedder
 from predictor.errors import ValueDeskError
 from predictor.filters import (LIFECYCLE_STAGES, RFM_SEGMENTS, TIERS, CustomerFilter, FilterError,
                                canonical_names)
-from predictor.layout import collections_in_use
+from predictor.layout import collections_in_use, write_text_atomic
 from predictor.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -299,19 +298,6 @@ def _save_array(path: Path, array: np.ndarray) -> None:
         np.save(fh, array)
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # Candidate sets up to this size are ranked by gathering their float32 vectors (6 MB at most);
@@ -584,7 +570,7 @@ class _Columns:
             _save_array(tmp_emb, np.ascontiguousarray(self.embeddings, dtype=np.float32))
             os.replace(tmp_meta, directory / meta_name)
             os.replace(tmp_emb, directory / emb_name)
-            _atomic_write_text(directory / "manifest.json", json.dumps({
+            write_text_atomic(directory / "manifest.json", json.dumps({
                 "collection": collection, "generation": self.generation, "rows": len(self),
                 "model": model, "dim": dim, "meta": meta_name, "embeddings": emb_name}))
         except BaseException:

@@ -113,6 +113,19 @@ def agent_data_dir() -> Path:
     return tools_data_dir()
 
 
+def copy_tables(target: Path) -> Path:
+    """A private flat data directory holding the shared test build's customers and transactions
+    (tests that write sessions or exports must not write into the shared build)."""
+    import shutil
+
+    from predictor.layout import current_version
+
+    built = current_version(agent_data_dir()).root
+    for name in ("customers.parquet", "transactions.parquet"):
+        shutil.copy(built / name, target / name)
+    return target
+
+
 @pytest.fixture(scope="session")
 def agent_embedder(tmp_path_factory):
     from predictor.embeddings import get_embedder

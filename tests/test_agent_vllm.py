@@ -5,9 +5,8 @@ tiny model's choice of tool. Skipped with the reason when .venv-vllm is missing 
 
 from __future__ import annotations
 
-import shutil
 
-from _agent_support import agent_data_dir, make_settings, no_real_llm  # noqa: F401
+from _agent_support import copy_tables, make_settings, no_real_llm  # noqa: F401
 from agent.service import AgentService
 from tools.deps import ToolDeps
 from tools.registry import ToolRegistry
@@ -16,11 +15,7 @@ from vllm_fixture import requires_vllm
 
 @requires_vllm
 def test_agent_answers_through_real_vllm(vllm_server, tmp_path):
-    from predictor.layout import current_version
-
-    built = current_version(agent_data_dir()).root  # the serving build's folder; copied flat
-    for name in ("customers.parquet", "transactions.parquet"):
-        shutil.copy(built / name, tmp_path / name)
+    copy_tables(tmp_path)
     settings = make_settings(
         tmp_path, llm_backend="vllm", llm_base_url=vllm_server.base_url, llm_model=vllm_server.model,
         # Temperature 0 and a seed; the required call is decoded under the bounded tool schemas with a

@@ -7,7 +7,6 @@ embedders here wrap it to count, fail after some chunks, or wait for a signal.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket

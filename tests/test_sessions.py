@@ -5,7 +5,6 @@ the OpenAI-compatible route uses the history the client sends, and store failure
 from __future__ import annotations
 
 import json
-import shutil
 import stat
 
 import httpx
@@ -13,7 +12,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from _agent_support import (  # noqa: F401  (fixtures)
-    ScriptedChatModel, agent_data_dir, agent_embedder, make_settings, no_real_llm, offline_service,
+    ScriptedChatModel, agent_embedder, copy_tables, make_settings, no_real_llm, offline_service,
 )
 from _tools_data import serve_in_thread
 from agent.api import agent_router
@@ -29,18 +28,9 @@ GERMANY = "top customers in Germany"
 GOLD = "and which of them are Gold?"
 
 
-def tables_dir():
-    """Where the shared test build keeps its tables (its serving version folder, or the data dir itself)."""
-    settings = make_settings(agent_data_dir())
-    return getattr(settings, "build_root", settings.data_dir)
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    target = tmp_path_factory.mktemp("sessions-data")
-    for name in ("customers.parquet", "transactions.parquet"):
-        shutil.copy(tables_dir() / name, target / name)
-    return target
+    return copy_tables(tmp_path_factory.mktemp("sessions-data"))
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from predictor.errors import ValueDeskError
 from predictor.filters import TIERS, CustomerFilter
 from tools.deps import CustomerStore, ToolDeps, ToolFailure
 from tools.models import (
-    DEFAULT_LIMIT, CustomerDetail, CustomerRow, ExportAudienceArgs, ExportAudienceResult, FindCustomersArgs,
+    DEFAULT_LIMIT, CustomerDetail, ExportAudienceArgs, ExportAudienceResult, FindCustomersArgs,
     FindCustomersResult, GetCustomerArgs, ModelReportArgs, ModelReportResult, NextBestAction, OrderSummary,
     ProfileHit, RecommendCampaignsResult, CampaignArgs, CampaignPlanItem, ScoreCustomerArgs, ScoreCustomerResult,
     SearchProfilesArgs, SearchProfilesResult, SegmentGroup, SegmentSummaryArgs, SegmentSummaryResult,
