@@ -63,6 +63,12 @@ class ModelBundle:
     metadata: dict
     path: Path
 
+    @property
+    def horizon_days(self) -> int | None:
+        """The horizon the model predicts over: the one place it is read (the training config saved with it)."""
+        value = (self.metadata.get("config") or {}).get("horizon_days")
+        return int(value) if value is not None else None
+
 
 def save_model(model: CLVModel, model_dir: Path, data_fingerprint: str, evaluation: dict | None = None) -> ModelBundle:
     """Write a new version folder completely, then point `current` at it in one rename."""

@@ -49,10 +49,10 @@ def run_evaluate(args) -> int:
 
     settings = get_settings()
     cutoff = parse_cutoff(args.cutoff)
+    config = TrainingConfig.from_settings(settings, args.horizon_days)  # a bad horizon fails before loading
     loaded = load_from_args(args, settings)
     history = history_from_transactions(loaded.transactions)
-    config = TrainingConfig.from_settings(settings, args.horizon_days)
-    report = evaluate(history, cutoff, args.horizon_days, config, source=loaded.source)
+    report = evaluate(history, cutoff, config.horizon_days, config, source=loaded.source)
     report["data_fingerprint"] = loaded.fingerprint
     print(format_table(report))
     if args.json:
@@ -64,10 +64,9 @@ def run_evaluate(args) -> int:
 
 
 def run_score(args) -> int:
+    from predictor.layout import current_name
     from predictor.models import TrainingConfig
     from predictor.scoring import score_customers
-
-    from predictor.layout import current_name
 
     settings = get_settings()
     if args.out:
@@ -78,11 +77,11 @@ def run_score(args) -> int:
               "`valuedesk build --rescore`, which switches model, scores and tables together, or write a "
               "standalone model with `valuedesk score --out DIR`.", file=sys.stderr)
         return 2
+    config = TrainingConfig.from_settings(settings, args.horizon_days)  # a bad horizon fails before loading
     started = time.perf_counter()
     loaded = load_from_args(args, settings)
     if not args.quiet:
         print(loaded.report.to_table())
-    config = TrainingConfig.from_settings(settings, args.horizon_days)
     scores, bundle = score_customers(loaded.transactions, settings, config, loaded.fingerprint)
     print(f"scored {len(scores):,} customers in {time.perf_counter() - started:.1f} s "
           f"(model {bundle.metadata['version']}, horizon {config.horizon_days} days) -> {settings.scores_path}")
@@ -98,7 +97,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     evaluate = sub.add_parser("evaluate", help="Holdout evaluation of ValueDesk against BG/NBD+GG and last-period spend.")
     add_data_arguments(evaluate)
     evaluate.add_argument("--cutoff", required=True, help="Last day the models may see (YYYY-MM-DD).")
-    evaluate.add_argument("--horizon-days", type=int, default=180, help="Days after the cutoff to predict.")
+    evaluate.add_argument("--horizon-days", type=int, default=None,
+                          help="Days after the cutoff to predict (default: VALUEDESK_HORIZON_DAYS, 180).")
     evaluate.add_argument("--json", default=None, help="Also write the report as JSON to this path.")
     evaluate.set_defaults(handler=run_evaluate)
 

@@ -18,12 +18,14 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import log_loss
 
 from predictor.baselines import BGNBDGammaGamma, LastPeriodSpend, rfm_summary
-from predictor.errors import ValueDeskError
+from predictor.errors import EvaluationWindowError, ValueDeskError
 from predictor.features import FEATURES, CustomerHistory, compute_features, compute_labels, day_start
 from predictor.metrics import normalized_gini
 
 BG_FEATURES = ["bg_expected_orders", "bg_p_alive", "bg_predicted_value", "bg_churn_risk", "last_period_value"]
 MODEL_FEATURES = FEATURES + BG_FEATURES
+# The range settings.horizon_days accepts (predictor/settings.py), for horizons given on the command line.
+MIN_HORIZON_DAYS, MAX_HORIZON_DAYS = 7, 730
 
 
 class TrainingError(ValueDeskError):
@@ -51,7 +53,12 @@ class TrainingConfig:
 
     @classmethod
     def from_settings(cls, settings, horizon_days: int | None = None) -> "TrainingConfig":
-        horizon = horizon_days or settings.horizon_days
+        """The configuration for `settings`; `horizon_days` (a command's --horizon-days) overrides the
+        setting and must lie in the same range (7-730 days): 0 is refused, never read as "default"."""
+        if horizon_days is not None and not MIN_HORIZON_DAYS <= horizon_days <= MAX_HORIZON_DAYS:
+            raise EvaluationWindowError(f"--horizon-days must be from {MIN_HORIZON_DAYS} to {MAX_HORIZON_DAYS} "
+                                        f"days, got {horizon_days}.")
+        horizon = settings.horizon_days if horizon_days is None else horizon_days
         config = cls.fast(horizon) if settings.training_profile == "fast" else cls(horizon_days=horizon)
         config.n_jobs, config.random_seed = settings.threads, settings.random_seed
         return config

@@ -111,6 +111,7 @@ def assert_one_consistent_version(data_dir: Path) -> str:
     registry = ToolRegistry(ToolDeps(_settings(data_dir)))
     report = registry.call("model_report", {})
     assert report.ok and report.result["version"] == model_version
+    assert report.result["horizon_days"] == Settings().horizon_days  # read from the bundle (it was always null)
     customers = pd.read_parquet(version.path("customers.parquet"))
     assert len(customers) == info["report"]["customers"]
     top = registry.call("find_customers", {"limit": 3})

@@ -13,20 +13,22 @@ FIXTURE = Path(__file__).parent / "fixtures" / "online_retail_sample.csv.gz"
 VALUEDESK = [sys.executable, "-m", "predictor.cli"]
 
 
-def run(*args, env_dir: Path):
+def run(*args, env_dir: Path, **extra_env: str):
     import os
 
-    env = {**os.environ, "VALUEDESK_DATA_DIR": str(env_dir), "VALUEDESK_TRAINING_PROFILE": "fast"}
+    env = {**os.environ, "VALUEDESK_DATA_DIR": str(env_dir), "VALUEDESK_TRAINING_PROFILE": "fast", **extra_env}
     return subprocess.run([*VALUEDESK, *args], capture_output=True, text=True, env=env, timeout=600)
 
 
 def test_evaluate_prints_the_table_and_writes_the_json_contract(tmp_path):
     out = tmp_path / "report.json"
+    # No --horizon-days: the horizon setting applies (it used to be ignored for a literal 180).
     result = run("evaluate", "--data", str(FIXTURE), "--schema", "online_retail", "--cutoff", "2011-06-09",
-                 "--horizon-days", "120", "--json", str(out), env_dir=tmp_path / "d")
+                 "--json", str(out), env_dir=tmp_path / "d", VALUEDESK_HORIZON_DAYS="120")
     assert result.returncode == 0, result.stderr
     assert "BG/NBD + Gamma-Gamma" in result.stdout and "Last-period spend" in result.stdout
     report = json.loads(out.read_text())
+    assert report["horizon_days"] == 120
     assert report["population"] > 100
     assert set(report["models"]) == {"xgboost", "bgnbd_gg", "last_period"}
     for metrics in report["models"].values():
@@ -67,3 +69,20 @@ def test_bad_data_fails_cleanly_and_leaves_no_artifact(tmp_path):
         assert "Traceback" not in result.stderr
     assert not (data_dir / "scores.parquet").exists()
     assert not (data_dir / "models").exists() or not any((data_dir / "models").iterdir())
+
+
+@pytest.mark.parametrize("command", [["evaluate", "--cutoff", "2011-06-09"], ["score"]])
+def test_a_zero_horizon_is_refused_not_read_as_the_default(tmp_path, command):
+    result = run(*command, "--data", str(FIXTURE), "--horizon-days", "0", env_dir=tmp_path / "d")
+    assert result.returncode == 2
+    assert "--horizon-days must be from 7 to 730 days, got 0" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_score_refuses_a_data_dir_that_serves_builds(tmp_path):
+    data_dir = tmp_path / "d"
+    (data_dir / "builds" / "20260101T000000000000Z").mkdir(parents=True)
+    (data_dir / "current").symlink_to(Path("builds") / "20260101T000000000000Z")
+    result = run("score", "--data", str(FIXTURE), "--quiet", env_dir=data_dir)
+    assert result.returncode == 2 and "valuedesk build --rescore" in result.stderr
+    assert not any((data_dir / "builds" / "20260101T000000000000Z").iterdir())

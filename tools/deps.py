@@ -317,6 +317,18 @@ class ToolDeps:
         return self._get("customers")
 
     @property
+    def horizon_days(self) -> int | None:
+        """The prediction horizon of the served scores: the model bundle's; for deps given a customers
+        table without a model (tests, benches), the table's own horizon_days column."""
+        try:
+            return self.bundle.horizon_days
+        except ValueDeskError:
+            frame = self.customers.frame
+            if "horizon_days" in frame.columns and len(frame) and pd.notna(frame["horizon_days"].iloc[0]):
+                return int(frame["horizon_days"].iloc[0])
+            return None
+
+    @property
     def transactions(self) -> TransactionStore | None:
         return self._get("transactions")
 

@@ -178,12 +178,7 @@ def _horizon(deps: ToolDeps) -> int | None:
     store = deps.customers
     horizon = getattr(store, "_horizon", None)
     if horizon is None:
-        frame = store.frame
-        if "horizon_days" in frame.columns and len(frame) and pd.notna(frame["horizon_days"].iloc[0]):
-            horizon = int(frame["horizon_days"].iloc[0])
-        else:
-            horizon = deps.settings.horizon_days
-        store._horizon = horizon
+        horizon = store._horizon = deps.horizon_days
     return horizon
 
 
@@ -605,11 +600,7 @@ def model_report(args: ModelReportArgs, deps: ToolDeps) -> ModelReportResult:
         scored = deps.customers.n
     except ToolFailure:
         scored = None
-    horizon = meta.get("horizon_days", (meta.get("training_window") or {}).get("label_days"))
-    try:
-        horizon = int(float(horizon)) if horizon is not None else None
-    except (TypeError, ValueError):
-        horizon = None
+    horizon = deps.bundle.horizon_days
     return ModelReportResult(
         version=jsonable(meta.get("version")), trained_at=str(meta["trained_at"]) if meta.get("trained_at") else None,
         training_window=jsonable(meta.get("training_window")), data_range=jsonable(meta.get("data_range")),
