@@ -403,8 +403,9 @@ def _empty_hint(frame: pd.DataFrame, label: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------- expected value
-def _tier_thresholds(customers: pd.DataFrame) -> dict[str, float]:
-    """Lowest customer_value seen in each tier: what a customer must reach to be placed in it."""
+def tier_floors(customers: pd.DataFrame) -> dict[str, float]:
+    """Lowest customer_value seen in each tier: what a customer must reach to be placed in it (the one
+    definition; the tools cache it per table)."""
     present = customers.dropna(subset=["customer_value"]).groupby("tier", observed=True)["customer_value"].min()
     return {str(k): float(v) for k, v in present.items()}
 
@@ -706,15 +707,10 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
     _check_columns(customers)
     audience = select_audience(customers, filter)
     currency = settings.currency_symbol
-    thresholds = _tier_thresholds(customers)
+    thresholds = tier_floors(customers)
     horizon = (audience["horizon_days"] if "horizon_days" in audience else pd.Series(settings.horizon_days,
                                                                                       index=audience.index))
-    aov = audience["aov"].astype(float)
-    if aov.isna().any():
-        aov = aov.fillna(aov.median() if aov.notna().any() else 0.0)
-    churn = audience["churn_risk"].astype(float)
-    if churn.isna().any():
-        churn = churn.fillna(churn.median() if churn.notna().any() else 0.5)
+    churn, value_at_risk, aov = value_inputs(audience)
     id_rank = audience["id_rank"].to_numpy() if "id_rank" in audience else None
     id_column = audience["customer_id"]
     ids = None
@@ -730,11 +726,7 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
     cand_c, cand_p, cand_net, cand_cost, cand_rev = [], [], [], [], []
     eligible_counts: dict[str, int] = {}
     per_playbook_ev: list[dict[str, np.ndarray]] = []
-    # Plain arrays once, not a pandas conversion per playbook.
-    churn, aov = churn.to_numpy(dtype=float), aov.to_numpy(dtype=float)
     horizon = np.asarray(horizon, dtype=float)
-    value_at_risk = audience["value_at_risk"].to_numpy(dtype=float, na_value=np.nan)
-    value_at_risk = np.where(np.isnan(value_at_risk), 0.0, value_at_risk)
     p_anyway = order_anyway(churn, horizon, cat.offer_window_days)
     ev_rows: list[np.ndarray] = []  # audience positions each playbook's values refer to
     for j, p in enumerate(chosen):
@@ -1029,40 +1021,63 @@ def prune_exports(folder: str | Path, max_age_hours: float, *, now: float | None
     return removed
 
 
-# ---------------------------------------------------------------------------------------- one customer
+# ---------------------------------------------------------------------------------------- next best action
+def value_inputs(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(churn_risk, value_at_risk, aov) as float arrays with the one missing-value rule, per customer (so
+    a customer's value never depends on who else is in the audience): unknown churn risk counts as a
+    coin flip (0.5), unknown value at risk and order value as nothing (0)."""
+    churn = frame["churn_risk"].to_numpy(dtype=float, na_value=np.nan)
+    at_risk = frame["value_at_risk"].to_numpy(dtype=float, na_value=np.nan)
+    aov = frame["aov"].to_numpy(dtype=float, na_value=np.nan) if "aov" in frame else np.zeros(len(frame))
+    return np.where(np.isnan(churn), 0.5, churn), np.nan_to_num(at_risk), np.nan_to_num(aov)
+
+
+def best_campaigns(frame: pd.DataFrame, catalogue: Catalogue, thresholds: Mapping[str, float],
+                   default_horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every customer's next best action: (playbook index, -1 for none; its expected net value), the
+    playbook with the highest positive expected net value, earlier playbooks winning ties. One pass per
+    playbook over the whole table; `best_campaign_for` and the tools' lookup both come from here."""
+    n = len(frame)
+    horizon = (frame["horizon_days"].to_numpy(dtype=float, na_value=default_horizon)
+               if "horizon_days" in frame else np.full(n, float(default_horizon)))
+    churn, at_risk, aov = value_inputs(frame)
+    best, best_net = np.full(n, -1, dtype=np.int16), np.zeros(n)
+    for k, playbook in enumerate(catalogue.playbooks):
+        if playbook.eligibility.max_gap_to_next_tier is not None and not thresholds:
+            continue  # "near the next tier" cannot be judged without the tier floors
+        eligible = eligible_mask(playbook, frame, thresholds)
+        net = expected_value(playbook, churn_risk=churn, value_at_risk=at_risk, aov=aov, horizon_days=horizon,
+                             offer_window_days=catalogue.offer_window_days)["expected_net_value"]
+        better = eligible & (net > best_net)  # strictly: must be positive, and earlier playbooks win ties
+        best[better] = k
+        best_net[better] = net[better]
+    return best, best_net
+
+
+def describe_best(playbook: Playbook, net: float, *, tier: Any, lifecycle: Any, segment: Any, churn_risk: float,
+                  currency: str) -> dict[str, Any]:
+    """The next best action as the tools show it."""
+    reason = (f"{playbook.description} Eligible as {tier} / {lifecycle} / {segment} with churn risk "
+              f"{churn_risk:.0%}; assumes {playbook.uplift:.0%} uplift.")
+    return {"campaign": playbook.name, "offer": playbook.offer.describe(currency), "channel": playbook.channel,
+            "expected_net_value": round(float(net), 2), "reason": reason}
+
+
 def best_campaign_for(customer: Mapping[str, Any], catalogue: Catalogue | None = None,
                       settings: Settings | None = None, *,
                       thresholds: Mapping[str, float] | None = None) -> dict[str, Any] | None:
-    """The playbook with the highest positive expected net value for one customer (next best action).
+    """The next best action of one customer (see `best_campaigns`).
 
     ``thresholds`` (lowest customer_value per tier, from the whole table) is needed to judge "near the
     next tier"; without it, playbooks with that rule are skipped rather than guessed.
     """
     settings = settings or get_settings()
     cat = catalogue if isinstance(catalogue, Catalogue) else load_catalogue(catalogue, settings=settings)
-    missing = [c for c in REQUIRED_COLUMNS if c not in customer]
-    if missing:
+    if any(c not in customer for c in REQUIRED_COLUMNS):
         return None
-    row = pd.DataFrame([dict(customer)])
-    if "horizon_days" not in row:
-        row["horizon_days"] = settings.horizon_days
-    best: tuple[float, Playbook] | None = None
-    for p in cat.playbooks:
-        if p.eligibility.max_gap_to_next_tier is not None and thresholds is None:
-            continue
-        if not eligible_mask(p, row, thresholds or {})[0]:
-            continue
-        aov = float(row["aov"].iloc[0]) if pd.notna(row["aov"].iloc[0]) else 0.0
-        ev = expected_value(p, churn_risk=row["churn_risk"].fillna(0.5), value_at_risk=row["value_at_risk"].fillna(0.0),
-                            aov=[aov], horizon_days=row["horizon_days"], offer_window_days=cat.offer_window_days)
-        net = float(ev["expected_net_value"][0])
-        if net > 0 and (best is None or net > best[0]):
-            best = (net, p)
-    if best is None:
+    best, net = best_campaigns(pd.DataFrame([dict(customer)]), cat, thresholds or {}, settings.horizon_days)
+    if best[0] < 0:
         return None
-    net, p = best
-    reason = (f"{p.description} Eligible as {customer.get('tier')} / {customer.get('lifecycle')} / "
-              f"{customer.get('rfm_segment')} with churn risk {float(customer['churn_risk']):.0%}; "
-              f"assumes {p.uplift:.0%} uplift.")
-    return {"campaign": p.name, "offer": p.offer.describe(settings.currency_symbol), "channel": p.channel,
-            "expected_net_value": round(net, 2), "reason": reason}
+    return describe_best(cat.playbooks[int(best[0])], net[0], tier=customer.get("tier"),
+                         lifecycle=customer.get("lifecycle"), segment=customer.get("rfm_segment"),
+                         churn_risk=float(customer["churn_risk"]), currency=settings.currency_symbol)

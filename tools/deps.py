@@ -80,17 +80,12 @@ class CustomerStore:
                        for key in SORT_KEYS}
 
     def tier_floors(self) -> dict[str, float]:
-        """Lowest customer_value in each tier: what a customer must reach to be placed in it."""
+        """Lowest customer_value in each tier (predictor.campaigns.tier_floors), cached for this table."""
         floors = getattr(self, "_tier_floors", None)
         if floors is None:
-            codes, lookup = self._codes["tiers"]
-            values = self.numbers["customer_value"]
-            floors = {}
-            for name, code in lookup.items():
-                members = values[(codes == code) & ~np.isnan(values)]
-                if len(members):
-                    floors[name] = float(members.min())
-            self._tier_floors = floors
+            from predictor.campaigns import tier_floors
+
+            floors = self._tier_floors = tier_floors(self.frame)
         return floors
 
     def position(self, customer_id: str) -> int | None:
@@ -163,48 +158,26 @@ class CustomerStore:
 
 
 class NextBestActions:
-    """Every customer's best campaign playbook, computed for the whole table at once.
-
-    Uses the planner's own eligibility and expected-value functions and the same rule as
-    `predictor.campaigns.best_campaign_for` (highest positive expected net value, first playbook on
-    ties), which takes ~40 ms per customer; this makes get_customer's next best action a lookup.
-    """
+    """Every customer's next best action (predictor.campaigns.best_campaigns), computed for the whole table
+    once, so get_customer's next best action is a lookup."""
 
     def __init__(self, store: CustomerStore, catalogue: Any, settings: Settings):
-        from predictor.campaigns import eligible_mask, expected_value
+        from predictor.campaigns import best_campaigns
 
-        frame = store.frame
         self.store, self.catalogue, self.currency = store, catalogue, settings.currency_symbol
-        horizon = (frame["horizon_days"].to_numpy(dtype=float, na_value=settings.horizon_days)
-                   if "horizon_days" in frame else np.full(store.n, float(settings.horizon_days)))
-        churn = frame["churn_risk"].to_numpy(dtype=float, na_value=np.nan)
-        churn = np.where(np.isnan(churn), 0.5, churn)
-        at_risk = np.nan_to_num(frame["value_at_risk"].to_numpy(dtype=float, na_value=np.nan))
-        aov = np.nan_to_num(frame["aov"].to_numpy(dtype=float, na_value=np.nan)) if "aov" in frame else np.zeros(store.n)
-        thresholds = store.tier_floors()
-        self.best = np.full(store.n, -1, dtype=np.int16)
-        self.net = np.zeros(store.n)
-        for k, playbook in enumerate(catalogue.playbooks):
-            eligible = eligible_mask(playbook, frame, thresholds)
-            net = expected_value(playbook, churn_risk=churn, value_at_risk=at_risk, aov=aov, horizon_days=horizon,
-                                 offer_window_days=catalogue.offer_window_days)["expected_net_value"]
-            better = eligible & (net > self.net)  # strictly: must be positive, and earlier playbooks win ties
-            self.best[better] = k
-            self.net[better] = net[better]
+        self.best, self.net = best_campaigns(store.frame, catalogue, store.tier_floors(), settings.horizon_days)
 
     def for_position(self, pos: int) -> dict[str, Any] | None:
+        from predictor.campaigns import describe_best
+
         k = int(self.best[pos])
         if k < 0:
             return None
-        p = self.catalogue.playbooks[k]
         labels = self.store.labels
-        tier, stage, segment = (labels[k].categories[labels[k].codes[pos]] if labels[k].codes[pos] >= 0 else None
-                                for k in ("tier", "lifecycle", "segment"))
-        risk = float(self.store.numbers["churn_risk"][pos])
-        reason = (f"{p.description} Eligible as {tier} / {stage} / {segment} with churn risk {risk:.0%}; "
-                  f"assumes {p.uplift:.0%} uplift.")
-        return {"campaign": p.name, "offer": p.offer.describe(self.currency), "channel": p.channel,
-                "expected_net_value": round(float(self.net[pos]), 2), "reason": reason}
+        tier, stage, segment = (labels[f].categories[labels[f].codes[pos]] if labels[f].codes[pos] >= 0 else None
+                                for f in ("tier", "lifecycle", "segment"))
+        return describe_best(self.catalogue.playbooks[k], self.net[pos], tier=tier, lifecycle=stage, segment=segment,
+                             churn_risk=float(self.store.numbers["churn_risk"][pos]), currency=self.currency)
 
 
 class TransactionStore:
