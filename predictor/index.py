@@ -413,7 +413,7 @@ class _Columns:
         self.meta_hash = frame["meta_hash"].astype(np.uint64).to_numpy()
         self.embeddings = embeddings
         self.frame = frame
-        self.threads = max(1, threads if threads is not None else get_settings().threads)
+        self.threads = max(1, threads or 1)  # the index passes settings.threads; no settings are read here
         self._codes: dict[str, tuple[np.ndarray, list[str]]] = {}
         # Marketers repeat a filter while rephrasing the query (and pages re-ask it): selections
         # of the last few filters are kept (9 bits per profile each).
@@ -584,7 +584,7 @@ class _Columns:
         self.embeddings = np.load(directory / emb_name, mmap_mode="r")
 
     @classmethod
-    def load(cls, directory: Path) -> "_Columns | None":
+    def load(cls, directory: Path, threads: int = 1) -> "_Columns | None":
         try:
             manifest = json.loads((directory / "manifest.json").read_text())
             frame = pd.read_parquet(directory / manifest["meta"])
@@ -593,7 +593,7 @@ class _Columns:
             return None
         if len(frame) != emb.shape[0]:
             return None
-        return cls(frame, emb, int(manifest["generation"]))
+        return cls(frame, emb, int(manifest["generation"]), threads=threads)
 
 
 _NAT = np.iinfo(np.int64).min
@@ -796,6 +796,7 @@ class ProfileIndex:
         self.ann_max = ann_max
         self.scan_max = settings.index_scan_max if scan_max is None else scan_max
         self.write_batch = write_batch
+        self.threads = settings.threads  # for the column store's scans
         # Several indexes (tests, tenants) can share one Chroma server under distinct namespaces.
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{1,40}", namespace):
             raise ProfileIndexError(f"index namespace '{namespace}' must be 2-41 lowercase letters, digits or '-'")
@@ -909,7 +910,7 @@ class ProfileIndex:
             raise self._translate("opening the profile collection", exc) from exc
         meta = dict(collection.metadata or {})
         generation = int(meta.get("generation", 0))
-        columns = _Columns.load(self.columns_root / name)
+        columns = _Columns.load(self.columns_root / name, threads=self.threads)
         if columns is None or columns.generation != generation:
             log.info("column store of %s is missing or stale; reloading it from Chroma", name)
             columns = self._columns_from_chroma(collection, generation)
@@ -944,7 +945,7 @@ class ProfileIndex:
         frame["meta_hash"] = np.zeros(len(frame), dtype=np.uint64)
         dim = int(self.embedder.dim)
         emb = np.concatenate(vectors) if vectors else np.zeros((0, dim), dtype=np.float32)
-        return _Columns(frame, emb, generation)
+        return _Columns(frame, emb, generation, threads=self.threads)
 
     def check_model(self) -> None:
         active = self._active
@@ -1085,7 +1086,7 @@ class ProfileIndex:
                         metadatas=prepared.metadatas[start:stop]))
                     if progress:
                         progress(stop, n)
-            columns = _Columns(prepared.frame, vectors, 1)
+            columns = _Columns(prepared.frame, vectors, 1, threads=self.threads)
             try:
                 columns.save(self.columns_root / name, name, self.embedder.name, self.embedder.dim)
             except OSError as exc:
@@ -1171,7 +1172,7 @@ class ProfileIndex:
                                 metadatas=[prepared.metadatas[i] for i in meta_rows])
                 if removed:
                     self._write(collection, "delete", removed)
-            columns = _Columns(new, vectors, generation)
+            columns = _Columns(new, vectors, generation, threads=self.threads)
             try:
                 columns.save(self.columns_root / active.name, active.name, self.embedder.name, self.embedder.dim)
             except OSError as exc:

@@ -528,3 +528,24 @@ def test_vector_is_the_embedding_text_and_document_the_display_text(make_index, 
     first = idx._active.collection.get(ids=[legacy["customer_id"].iloc[0]], include=["embeddings"])
     np.testing.assert_allclose(np.asarray(first["embeddings"])[0],
                                embedder.embed([legacy["profile_text"].iloc[0]])[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_column_store_scans_with_the_threads_it_was_given(tmp_path, profiles, threads):
+    """The index passes its settings' thread count to the column store (it used to read the process-wide
+    settings instead), on a fresh build and on reopening."""
+    from predictor.embeddings import HashingEmbedder
+    from predictor.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, threads=threads)
+    built = ProfileIndex(settings, embedder=HashingEmbedder(384))
+    try:
+        built.rebuild(profiles.head(200))
+        assert built._active.columns.threads == threads
+    finally:
+        built.close()
+    reopened = ProfileIndex(settings, embedder=HashingEmbedder(384))
+    try:
+        assert reopened._active.columns.threads == threads
+    finally:
+        reopened.close()
