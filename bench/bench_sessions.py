@@ -45,6 +45,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
+from bench_api import wait_ready  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 KEY = "bench-sessions-key"
 QUESTION = "top customers in Germany"
 FOLLOW_UP = "and which of them are Gold?"
@@ -90,18 +92,10 @@ class Server:
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "predictor.cli", "api", "--port", str(self.port)],
                                      cwd=code_dir, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 300
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the API exited; see {log_path}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the API did not start")
-            time.sleep(0.3)
+        try:
+            wait_ready(self.url, self.proc, timeout=300)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; see {log_path}") from None
 
     def rss_mb(self) -> float:
         return proc_kb(self.proc.pid, "VmRSS") / 1024

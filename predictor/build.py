@@ -468,10 +468,9 @@ def _publish(settings: Settings, staged: StagedBuild) -> BuildVersion:
         version = staged.publish()
     _checkpoint("publish")
     try:
-        activate_index(settings, version)
-        _checkpoint("activate")
         prune_versions(settings.data_dir, settings.builds_to_keep)
-        activate_index(settings, version)  # drops the collections of pruned versions
+        activate_index(settings, version)  # also drops the collections of the pruned versions
+        _checkpoint("activate")
     except (ValueDeskError, OSError) as exc:  # the new build serves; alias and pruning catch up next time
         log.warning("build %s is serving, but tidying up after it failed: %s", version.name, exc)
     return version

@@ -138,8 +138,9 @@ class BuildVersion:
             raise IntegrityError(f"{shown} was changed after build {self.name} wrote it (its sha256 differs from "
                                  f"the manifest); run `{REBUILD_COMMAND}`.", file=shown)
 
-    def verify_all(self) -> list[IntegrityError]:
-        """Every file of the manifest checked; the problems found (empty when all is well)."""
+    def verify_all(self, intact: set[str] | None = None) -> list[IntegrityError]:
+        """Every file of the manifest checked; the problems found (empty when all is well). The files
+        that passed are added to `intact` when given (so a reader need not hash them again)."""
         try:
             manifest = self.manifest()
         except IntegrityError as exc:
@@ -150,6 +151,9 @@ class BuildVersion:
                 self.verify(relative)
             except IntegrityError as exc:
                 problems.append(exc)
+            else:
+                if intact is not None:
+                    intact.add(relative)
         return problems
 
     # -- the index attached to this version

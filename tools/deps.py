@@ -241,6 +241,7 @@ class ToolDeps:
         self.version = current_version(settings.data_dir)
         self._lock = threading.RLock()
         self._next: ToolDeps | None = None
+        self._intact: set[str] = set()  # files of this version already checked against its manifest
         self._slots: dict[str, _Slot] = {
             "customers": _Slot(self._load_customers),
             "transactions": _Slot(self._load_transactions),
@@ -346,7 +347,7 @@ class ToolDeps:
         manifest (each problem is logged; the tools that need a damaged file answer with its error), and
         load what every request needs up front, so the first caller does not pay for it."""
         clean_debris(self.settings.data_dir)
-        for problem in self.version.verify_all():
+        for problem in self.version.verify_all(self._intact):
             log.error("%s", problem)
         try:
             self.customers
@@ -377,8 +378,11 @@ class ToolDeps:
                               f"{_short(exc)}).", f"Rebuild it with `{REBUILD_COMMAND}`.") from exc
 
     def _verify(self, name: str) -> None:
+        if name in self._intact:  # hashed once per version (warm checks every file at start-up)
+            return
         try:
             self.version.verify(name)
+            self._intact.add(name)
         except IntegrityError as exc:
             raise ToolFailure("not_built", str(exc), "The build's files were damaged or edited after it wrote "
                               "them; rebuild, or point VALUEDESK_DATA_DIR at an intact data directory.") from exc
