@@ -380,7 +380,7 @@ def _state_dict(state: Any) -> dict[str, Any]:
 
 
 def index_markdown(state: Any) -> str:
-    """One line about profile search while it is being built (a predictor.index_jobs.IndexState or its dict)."""
+    """One line about profile search while it is being built (a predictor.search.jobs.IndexState or its dict)."""
     state = _state_dict(state)
     kind, done, total = state.get("state"), int(state.get("done") or 0), int(state.get("total") or 0)
     share = f"{done:,} of {total:,} profiles ({int(100 * done / total) if total else 0}%)"
@@ -638,7 +638,7 @@ def ensure_built(settings: Any, with_index: bool = True, progress: bool = True, 
     """Build the data directory from the configured data when something is missing; None when complete.
 
     The customer tables come first and this returns as soon as they exist: embedding and indexing
-    the profiles (minutes) go on in a background thread of this process (predictor.index_jobs),
+    the profiles (minutes) go on in a background thread of this process (predictor.search.jobs),
     resuming whatever an earlier run left, while every other question already answers; profile
     search says it is still being built until then. `background_index=False` indexes here first
     (the old behaviour): when that fails, it says so and the app runs without profile search.
@@ -665,7 +665,7 @@ def ensure_built(settings: Any, with_index: bool = True, progress: bool = True, 
             return None
         print(report.summary(), flush=True)
     if with_index and background_index:
-        from predictor.index_jobs import start_index_job
+        from predictor.search.jobs import start_index_job
 
         start_index_job(settings)
         print("Profile search: indexing the profiles in the background (progress in the UI's side panel); "
@@ -717,7 +717,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.no_build:
         ensure_built(settings, with_index=not args.no_index)
     from agent.service import get_agent_service
-    from predictor.index_jobs import read_index_state
+    from predictor.search.jobs import read_index_state
 
     service = get_agent_service(settings)
     demo = build_app(service=service, settings=settings, index_status=lambda: read_index_state(settings.data_dir))

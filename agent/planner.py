@@ -42,7 +42,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from pydantic import ConfigDict
 
 from agent import templates
-from predictor.filters import LIFECYCLE_STAGES, RFM_SEGMENTS, TIERS
+from predictor.customers.audience import LIFECYCLE_STAGES, RFM_SEGMENTS, TIERS
 from predictor.settings import REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -289,7 +289,7 @@ class IntentModel:
     @property
     def embedder(self):
         if self._embedder is None:
-            from predictor.embeddings import get_embedder
+            from predictor.search.embeddings import get_embedder
 
             self._embedder = get_embedder(self._settings.embedding_model, self._settings.data_dir / "embeddings")
         return self._embedder
@@ -792,7 +792,7 @@ class Planner:
 
     def _budget_problem(self, value: float, token: str, raw: str) -> str | None:
         """Why a budget the message states cannot be used, in words (no figure the user did not write)."""
-        from predictor.campaigns import MAX_BUDGET
+        from predictor.campaigns.planning import MAX_BUDGET
 
         cur = self.settings.currency_symbol
         written = re.search(r"(?<![\d.])" + re.escape(token) + r"(?![\d.])", raw, flags=re.I)
@@ -946,7 +946,7 @@ COMMON = set("percent what which where when show give list with from that this t
 def english_words() -> frozenset[str]:
     """Whole words of the embedding model's WordPiece vocabulary: a ready English word list."""
     try:
-        from predictor.embeddings import minilm_model_dir
+        from predictor.search.embeddings import minilm_model_dir
 
         lines = (minilm_model_dir() / "vocab.txt").read_text(encoding="utf-8").split()
     except Exception:  # noqa: BLE001 - without it typo repair is only more eager

@@ -35,8 +35,8 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO)]
 
-from predictor.categories import FEES, OTHER  # noqa: E402
-from predictor.embeddings import get_embedder  # noqa: E402
+from predictor.data.categories import FEES, OTHER  # noqa: E402
+from predictor.search.embeddings import get_embedder  # noqa: E402
 from predictor.layout import current_version  # noqa: E402
 
 K = 10

@@ -41,8 +41,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from chroma_server import real_profiles  # noqa: E402
-from predictor.embeddings import get_embedder  # noqa: E402
-from predictor.index import ProfileIndex, _Columns, _prepare, parse_filters, to_chroma_where  # noqa: E402
+from predictor.search.embeddings import get_embedder  # noqa: E402
+from predictor.search.index import ProfileIndex, _Columns, _prepare, parse_filters, to_chroma_where  # noqa: E402
 
 CACHE = Path(os.environ.get("BENCH_INDEX_CACHE", "/tmp/bench_index_cache"))
 QUERIES = ["buys vintage tea sets and cake stands", "christmas decorations and fairy lights",

@@ -2,7 +2,7 @@
 
 Each variant runs in its own fresh interpreter, so peak RSS (ru_maxrss) is that variant's alone:
 
-* duckdb        - predictor.data.load_transactions with the default settings
+* duckdb        - predictor.data.load.load_transactions with the default settings
 * duckdb-256MB  - the same with VALUEDESK_DUCKDB_MEMORY_LIMIT=256MB (what streaming buys)
 * pandas        - a plain pandas read_csv + the same cleaning rules, the usual baseline
 
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 CHILD_DUCKDB = """
 import json, resource, sys, time
 t0 = time.perf_counter()
-from predictor.data import load_transactions
+from predictor.data.load import load_transactions
 from predictor.settings import Settings
 t1 = time.perf_counter()
 res = load_transactions(sys.argv[1], "online_retail", settings=Settings())
@@ -44,7 +44,7 @@ CHILD_PANDAS = """
 import json, resource, sys, time
 t0 = time.perf_counter()
 import numpy as np, pandas as pd
-from predictor.schema import NON_PRODUCT_CODES
+from predictor.data.schema import NON_PRODUCT_CODES
 t1 = time.perf_counter()
 df = pd.read_csv(sys.argv[1], dtype={"InvoiceNo": str, "StockCode": str, "Description": str, "CustomerID": str,
                                       "Country": str}, parse_dates=["InvoiceDate"])

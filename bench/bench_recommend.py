@@ -5,7 +5,7 @@
 1. Product suggestions on the real Online Retail log: the hold-out evaluation (cutoff 2011-09-09,
    90 days, k=10) and batch throughput of `recommend` for every customer.
 2. Campaign planning on N customers bootstrapped (seeded) from the customers table: the built one at
-   settings.customers_path when it exists, otherwise the real log tiered by predictor.tiers over the
+   settings.customers_path when it exists, otherwise the real log tiered by predictor.customers.tiers over the
    test suite's stand-in scores. Plans without and with a budget, then streams the audience to CSV.
 Prints seconds, rows per second and peak RSS after each step.
 """
@@ -24,9 +24,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from predictor.campaigns import audience_rows, load_catalogue, plan_campaigns, write_audience_csv  # noqa: E402
-from predictor.data import load_transactions  # noqa: E402
-from predictor.recommend import ProductRecommender, evaluate_recommendations  # noqa: E402
+from predictor.campaigns.planning import audience_rows, load_catalogue, plan_campaigns, write_audience_csv  # noqa: E402
+from predictor.data.load import load_transactions  # noqa: E402
+from predictor.campaigns.products import ProductRecommender, evaluate_recommendations  # noqa: E402
 from predictor.settings import get_settings  # noqa: E402
 
 
@@ -45,10 +45,10 @@ def base_customers(tx: pd.DataFrame) -> pd.DataFrame:
     if path.exists():
         print(f"customers table: {path}")
         return pd.read_parquet(path)
-    from predictor.tiers import apply_tiers
+    from predictor.customers.tiers import apply_tiers
     from tests.test_campaigns import _stand_in_scores
 
-    print("customers table: real log, predictor.tiers over stand-in scores (no build found)")
+    print("customers table: real log, predictor.customers.tiers over stand-in scores (no build found)")
     return apply_tiers(_stand_in_scores(tx))
 
 

@@ -24,12 +24,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from predictor.baselines import BGNBDGammaGamma, rfm_summary  # noqa: E402
-from predictor.data import load_transactions  # noqa: E402
-from predictor.artifacts import load_model  # noqa: E402
-from predictor.features import CustomerHistory  # noqa: E402
-from predictor.models import TrainingConfig  # noqa: E402
-from predictor.scoring import CustomerScorer, history_from_transactions, score_customers  # noqa: E402
+from predictor.model.baselines import BGNBDGammaGamma, rfm_summary  # noqa: E402
+from predictor.data.load import load_transactions  # noqa: E402
+from predictor.model.artifacts import load_model  # noqa: E402
+from predictor.model.features import CustomerHistory  # noqa: E402
+from predictor.model.estimators import TrainingConfig  # noqa: E402
+from predictor.model.scoring import CustomerScorer, history_from_transactions, score_customers  # noqa: E402
 from predictor.settings import Settings  # noqa: E402
 
 

@@ -26,14 +26,14 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from predictor.categories import (CategoryResult, apply_categories, build_category_map, category_report,
+from predictor.data.categories import (CategoryResult, apply_categories, build_category_map, category_report,
                                   load_category_map)
 from predictor.errors import ValueDeskError
 from predictor.layout import (BUILD_LOCK, BUILDS_DIR, BuildVersion, StagedBuild, clean_debris, collections_in_use, current_version,
                               current_name, prune_versions, sha256_file, write_text_atomic)
-from predictor.profiles import build_profiles, customer_products
+from predictor.customers.profiles import build_profiles, customer_products
 from predictor.settings import Settings, get_settings
-from predictor.tiers import (TIER_ORDER, TierConfig, apply_tiers, kmeans_segments, parse_k_range,
+from predictor.customers.tiers import (TIER_ORDER, TierConfig, apply_tiers, kmeans_segments, parse_k_range,
                              tier_transitions)
 
 BUILD_VERSION = "2"
@@ -194,7 +194,7 @@ def _checkpoint(step: str) -> None:
 
 def _load(prev: BuildVersion, settings: Settings, data_path, schema: str, column_map: dict[str, str],
           previous: dict, input_key: dict) -> tuple[pd.DataFrame, str, str, bool]:
-    from predictor.data import load_transactions, source_fingerprint
+    from predictor.data.load import load_transactions, source_fingerprint
 
     path = Path(data_path) if data_path is not None else None
     cached = prev.path(TRANSACTIONS)
@@ -234,7 +234,7 @@ def _score(transactions: pd.DataFrame, prev: BuildVersion, staged: StagedBuild, 
             staged.link_from(prev, MODELS)
             staged.link_from(prev, SCORES)
             return saved, True
-    from predictor.scoring import score_customers
+    from predictor.model.scoring import score_customers
 
     # score_customers writes model and scores under its settings' data dir: the staged folder.
     staged_settings = settings.model_copy(update={"data_dir": staged.root})
@@ -244,7 +244,7 @@ def _score(transactions: pd.DataFrame, prev: BuildVersion, staged: StagedBuild, 
 
 def _suggestions(transactions: pd.DataFrame, customer_ids: pd.Series, k: int = 5) -> pd.Series | None:
     try:
-        from predictor.recommend import suggest_products
+        from predictor.campaigns.products import suggest_products
     except ImportError:
         return None
     if "product_id" not in transactions or transactions["product_id"].isna().all():
@@ -257,11 +257,11 @@ def _open_profile_index(settings: Settings, embedder=None):
     """A ProfileIndex whose embedder reads and fills the embedding cache; None when this install
     cannot load the index (the reason as second value)."""
     try:
-        from predictor.index import ProfileIndex
+        from predictor.search.index import ProfileIndex
     except ImportError as exc:  # chromadb or the embedding model missing from this install
         return None, f"skipped (the profile index cannot load: {exc})"
-    from predictor.embedding_cache import caching_embedder
-    from predictor.embeddings import configured_embedder
+    from predictor.search.embedding_cache import caching_embedder
+    from predictor.search.embeddings import configured_embedder
 
     if embedder is None:
         embedder = configured_embedder(settings)
@@ -292,7 +292,7 @@ def sync_index(profiles: pd.DataFrame, settings: Settings, *, version: BuildVers
             index.drop_unused(collections_in_use(settings.data_dir) | {report.collection})
     finally:
         index.close()
-    from predictor.index_jobs import mark_index_ready
+    from predictor.search.jobs import mark_index_ready
 
     mark_index_ready(settings.data_dir, summary)  # a foreground build ends a stopped background one
     return summary
@@ -359,10 +359,10 @@ def build(settings: Settings | None = None, data_path: str | os.PathLike[str] | 
 
     Scores are reused when the previous build's model was trained on this data (same fingerprint and
     horizon) and its scores came from it, unless `rescore`. `training_config` (a
-    predictor.models.TrainingConfig) overrides the default model configuration when scoring.
+    predictor.model.estimators.TrainingConfig) overrides the default model configuration when scoring.
     `rebuild_index` indexes the profiles again even when nothing else changed.
     """
-    from predictor.data import parse_column_map
+    from predictor.data.load import parse_column_map
 
     settings = settings or get_settings()
     schema = schema or settings.default_schema
@@ -395,7 +395,7 @@ def _locked_build(settings: Settings, data_path, schema: str, cmap: dict, *, res
                   progress, with_suggestions, with_clusters, training_config) -> BuildReport:
     from tqdm.auto import tqdm
 
-    from predictor.data import CLEANING_VERSION
+    from predictor.data.load import CLEANING_VERSION
 
     clean_debris(settings.data_dir, build_lock_held=True)
     prev = current_version(settings.data_dir)

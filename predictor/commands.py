@@ -22,7 +22,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_from_args(args, settings):
-    from predictor.data import load_transactions, parse_column_map
+    from predictor.data.load import load_transactions, parse_column_map
 
     schema = args.schema or settings.default_schema
     path = args.data
@@ -43,9 +43,9 @@ def parse_cutoff(text: str):
 
 
 def run_evaluate(args) -> int:
-    from predictor.evaluation import evaluate, format_table
-    from predictor.models import TrainingConfig
-    from predictor.scoring import history_from_transactions
+    from predictor.model.evaluation import evaluate, format_table
+    from predictor.model.estimators import TrainingConfig
+    from predictor.model.scoring import history_from_transactions
 
     settings = get_settings()
     cutoff = parse_cutoff(args.cutoff)
@@ -56,7 +56,7 @@ def run_evaluate(args) -> int:
     report["data_fingerprint"] = loaded.fingerprint
     print(format_table(report))
     if args.json:
-        from predictor.artifacts import write_json_atomic
+        from predictor.model.artifacts import write_json_atomic
 
         write_json_atomic(Path(args.json), report)
         print(f"wrote {args.json}")
@@ -65,8 +65,8 @@ def run_evaluate(args) -> int:
 
 def run_score(args) -> int:
     from predictor.layout import current_name
-    from predictor.models import TrainingConfig
-    from predictor.scoring import score_customers
+    from predictor.model.estimators import TrainingConfig
+    from predictor.model.scoring import score_customers
 
     settings = get_settings()
     if args.out:

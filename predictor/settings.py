@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     random_seed: int = 42
     builds_to_keep: int = Field(3, ge=1, description="Build versions kept under data_dir/builds (the serving one always).")
 
-    # Data loading and cleaning (predictor/data.py)
+    # Data loading and cleaning (predictor/data/load.py)
     outlier_robust_z: float = Field(8.0, gt=0, description="Flag purchase lines this many robust SDs above the median log line amount.")
 
     # Tiering

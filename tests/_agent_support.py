@@ -128,7 +128,7 @@ def copy_tables(target: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def agent_embedder(tmp_path_factory):
-    from predictor.embeddings import get_embedder
+    from predictor.search.embeddings import get_embedder
 
     cache_dir = tmp_path_factory.mktemp("agent-embeddings")
     embedder = get_embedder("minilm", cache_dir, threads=1)

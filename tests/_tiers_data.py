@@ -35,7 +35,7 @@ def make_settings(data_dir: Path | None = None, **overrides) -> Settings:
 
 @functools.lru_cache(maxsize=None)
 def loaded_sample() -> pd.DataFrame:
-    from predictor.data import load_transactions
+    from predictor.data.load import load_transactions
 
     return load_transactions(sample_csv(), "online_retail", settings=make_settings()).transactions
 
@@ -43,7 +43,7 @@ def loaded_sample() -> pd.DataFrame:
 @functools.lru_cache(maxsize=None)
 def scored_sample() -> tuple[pd.DataFrame, pd.DataFrame, Settings]:
     """(transactions, scores, settings) where settings.data_dir holds the trained model."""
-    from predictor.scoring import score_customers
+    from predictor.model.scoring import score_customers
 
     settings = make_settings()
     tx = loaded_sample()
@@ -52,6 +52,6 @@ def scored_sample() -> tuple[pd.DataFrame, pd.DataFrame, Settings]:
 
 
 def fast_config(settings: Settings):
-    from predictor.models import TrainingConfig
+    from predictor.model.estimators import TrainingConfig
 
     return TrainingConfig.fast(settings.horizon_days)

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from predictor.filters import LIFECYCLE_STAGES, RFM_SEGMENTS
-from predictor.recommend import name_category
+from predictor.customers.audience import LIFECYCLE_STAGES, RFM_SEGMENTS
+from predictor.campaigns.products import name_category
 from predictor.settings import SHARED_DATA, Settings
 
 ONLINE_RETAIL = SHARED_DATA / "online_retail" / "online_retail.csv.gz"

@@ -134,7 +134,7 @@ def _customers() -> pd.DataFrame:
 
 def real_profiles(n: int | None = None, seed: int = 0) -> pd.DataFrame:
     """Profiles (build_profiles format) of `n` real customers, sampled with `seed` (all if None)."""
-    from predictor.profiles import build_profiles
+    from predictor.customers.profiles import build_profiles
 
     customers = _customers()
     if n is not None and n < len(customers):

@@ -20,28 +20,28 @@ def _isolated_data_dir(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def online_retail():
     """The full UCI Online Retail log, loaded and cleaned (LoadResult)."""
-    from predictor.data import load_transactions
+    from predictor.data.load import load_transactions
 
     return load_transactions(None, "online_retail", settings=Settings())
 
 
 @pytest.fixture(scope="session")
 def cdnow():
-    from predictor.data import load_transactions
+    from predictor.data.load import load_transactions
 
     return load_transactions(None, "cdnow", settings=Settings())
 
 
 @pytest.fixture(scope="session")
 def cdnow_history(cdnow):
-    from predictor.scoring import history_from_transactions
+    from predictor.model.scoring import history_from_transactions
 
     return history_from_transactions(cdnow.transactions)
 
 
 @pytest.fixture(scope="session")
 def online_retail_history(online_retail):
-    from predictor.scoring import history_from_transactions
+    from predictor.model.scoring import history_from_transactions
 
     return history_from_transactions(online_retail.transactions)
 
@@ -49,8 +49,8 @@ def online_retail_history(online_retail):
 @pytest.fixture(scope="session")
 def scored_settings(tmp_path_factory, online_retail):
     """A data directory holding a model and scores for every Online Retail customer (small config)."""
-    from predictor.models import TrainingConfig
-    from predictor.scoring import score_customers
+    from predictor.model.estimators import TrainingConfig
+    from predictor.model.scoring import score_customers
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("scored"))
     config = TrainingConfig.fast(settings.horizon_days)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from predictor.evaluation import evaluate
-from predictor.models import TrainingConfig
+from predictor.model.evaluation import evaluate
+from predictor.model.estimators import TrainingConfig
 
 RANKING = ("spearman", "normalized_gini", "top_decile_capture")
 

@@ -127,7 +127,7 @@ def test_failed_build_leaves_the_previous_tables_intact(built, monkeypatch):
 
 
 def test_bad_tier_settings_fail_before_anything_runs(tmp_path):
-    from predictor.tiers import TierConfigError
+    from predictor.customers.tiers import TierConfigError
 
     settings = make_settings(tmp_path, tier_thresholds="Platinum=0.5,Gold=0.1")
     with pytest.raises(TierConfigError, match="increasing"):
@@ -141,7 +141,7 @@ def test_build_indexes_profiles_and_resyncs_only_changes(built):
     The model-free hashing embedder keeps this fast; the MiniLM embedder has its own tests.
     """
     pytest.importorskip("chromadb")
-    from predictor.index import ProfileIndex
+    from predictor.search.index import ProfileIndex
 
     settings = built[0].model_copy(update={"embedding_model": "hashing-384"})
     report = build(settings, data_path=sample_csv(), schema="online_retail", progress=False)

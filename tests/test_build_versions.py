@@ -33,8 +33,8 @@ RUNNER = textwrap.dedent("""
     import errno, os, pathlib, signal, sys
     import pandas as pd
     import predictor.build as b
-    import predictor.index as ix
-    from predictor.models import TrainingConfig
+    import predictor.search.index as ix
+    from predictor.model.estimators import TrainingConfig
     from predictor.settings import Settings
 
     data_dir, fault, rescore, tiers = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4]

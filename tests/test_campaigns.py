@@ -1,7 +1,7 @@
 """Campaign catalogue validation, expected value, budgeted planning, holdouts and audience export.
 
 The customers table comes from the real Online Retail log through the real cleaning
-(predictor.data.load_transactions) and the real tiering (predictor.tiers.apply_tiers). For most tests
+(predictor.data.load.load_transactions) and the real tiering (predictor.customers.tiers.apply_tiers). For most tests
 the scores it tiers are a stand-in (`_stand_in_scores`: last-180-day spend as the prediction, a
 recency-vs-cadence churn risk), because training the value model on every customer takes minutes and
 planning needs the scores' columns, not their accuracy. `test_plan_on_real_model_scores` runs the real
@@ -22,12 +22,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from predictor.campaigns import (AUDIENCE_COLUMNS, CampaignError, audience_rows, best_campaign_for,
+from predictor.campaigns.planning import (AUDIENCE_COLUMNS, CampaignError, audience_rows, best_campaign_for,
                                  eligible_mask, expected_value, explain_customer_ev, iter_audience_csv,
                                  load_catalogue, parse_catalogue, plan_campaigns, tier_floors, write_audience_csv)
-from predictor.data import load_transactions
+from predictor.data.load import load_transactions
 from predictor.settings import SHARED_DATA, Settings
-from predictor.tiers import apply_tiers
+from predictor.customers.tiers import apply_tiers
 
 DATA = SHARED_DATA / "online_retail" / "online_retail.csv.gz"
 pytestmark = pytest.mark.skipif(not DATA.exists(), reason="real Online Retail data not available")
@@ -416,8 +416,8 @@ def test_plan_and_next_best_action_value_a_customer_with_unknown_order_value_ali
 
 def test_plan_on_real_model_scores(transactions):
     """End to end on the real scoring model (fast config, a seeded sample of customers to keep it short)."""
-    from predictor.models import CLVModel, TrainingConfig
-    from predictor.scoring import history_from_transactions, score_frame
+    from predictor.model.estimators import CLVModel, TrainingConfig
+    from predictor.model.scoring import history_from_transactions, score_frame
 
     tx = transactions
     sample = pd.Series(tx["customer_id"].unique()).sample(600, random_state=0)
@@ -458,7 +458,7 @@ def _reference_best(customer, playbook, net, cost, n):
 @pytest.mark.parametrize("seed", range(6))
 def test_fast_allocation_equals_the_plain_greedy_loop(seed):
     """The vectorised allocations give exactly the assignments of the simple algorithms, ties included."""
-    from predictor.campaigns import _allocate_budget, _best_per_customer
+    from predictor.campaigns.planning import _allocate_budget, _best_per_customer
 
     rng = np.random.default_rng(seed)
     n, k = 3000, 4
@@ -485,7 +485,7 @@ def test_fast_allocation_equals_the_plain_greedy_loop(seed):
 def test_planning_frame_and_id_listing_limit_keep_the_plan(customers, catalogue, budget):
     """The narrow planning frame gives the same plan as the full table; a listing limit keeps every
     figure and lists exactly the first ids of the full plan, and such a plan refuses to be exported."""
-    from predictor.campaigns import planning_frame
+    from predictor.campaigns.planning import planning_frame
 
     full = plan_campaigns(customers, budget=budget, catalogue=catalogue, holdout_share=0.1, seed=3)
     narrow = plan_campaigns(planning_frame(customers.sample(frac=1.0, random_state=1)), budget=budget,

@@ -1,4 +1,4 @@
-"""Loading and cleaning transaction logs (predictor.data) on real data: a fixture cut from UCI
+"""Loading and cleaning transaction logs (predictor.data.load) on real data: a fixture cut from UCI
 Online Retail (tests/fixtures/make_fixtures.py), the full file, and CDNOW from lifetimes.
 
 Expected figures are computed independently with pandas from the raw rows, or taken from the
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from predictor.data import (
+from predictor.data.load import (
     CleaningReport,
     LoadResult,
     cdnow_path,
@@ -26,7 +26,7 @@ from predictor.data import (
     source_fingerprint,
 )
 from predictor.errors import DataError
-from predictor.schema import NON_PRODUCT_CODES, OUTPUT_DTYPES
+from predictor.data.schema import NON_PRODUCT_CODES, OUTPUT_DTYPES
 from predictor.settings import SHARED_DATA, Settings
 
 FIXTURE = Path(__file__).parent / "fixtures" / "online_retail_sample.csv.gz"
@@ -377,7 +377,7 @@ def test_source_fingerprint_is_content_based(tmp_path, monkeypatch):
     assert source_fingerprint(a) == source_fingerprint(b)
     b.write_bytes(b"x,y\n1,3\n")
     assert source_fingerprint(a) != source_fingerprint(b)
-    import predictor.data as data
+    import predictor.data.load as data
     monkeypatch.setattr(data, "_FULL_HASH_MAX_BYTES", 4)
     before = source_fingerprint(b)
     assert before.startswith("sampled-sha256:")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from chroma_server import real_profiles
-from predictor.embeddings import (MINILM_NAME, EmbeddingError, HashingEmbedder, chroma_embedding_function,
+from predictor.search.embeddings import (MINILM_NAME, EmbeddingError, HashingEmbedder, chroma_embedding_function,
                                   get_embedder)
 
 
@@ -66,7 +66,7 @@ def test_semantics_survive_the_export(onnx, texts):
 def test_export_is_cached_and_reused(onnx, cache_dir):
     path = onnx.path
     mtime = path.stat().st_mtime_ns
-    from predictor.embeddings import OnnxMiniLMEmbedder
+    from predictor.search.embeddings import OnnxMiniLMEmbedder
 
     again = OnnxMiniLMEmbedder(cache_dir, allow_export=False)
     assert again.path == path and path.stat().st_mtime_ns == mtime

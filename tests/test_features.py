@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pandas.testing as pdt
 
-from predictor.features import FEATURES, CustomerHistory, compute_features, compute_labels
+from predictor.model.features import FEATURES, CustomerHistory, compute_features, compute_labels
 
 CUTOFF = pd.Timestamp("2011-06-09")
 

@@ -22,12 +22,12 @@ pytest.importorskip("chromadb")
 
 import ui  # noqa: E402
 from _tools_data import tools_data_dir  # noqa: E402
-from predictor import index_jobs  # noqa: E402
+from predictor.search import jobs as index_jobs  # noqa: E402
 from predictor.build import sync_index  # noqa: E402
-from predictor.embedding_cache import EmbeddingCache, cache_dir, text_key  # noqa: E402
-from predictor.embeddings import HashingEmbedder  # noqa: E402
-from predictor.index import _prepare  # noqa: E402
-from predictor.index_jobs import IndexJob, IndexState, read_index_state, write_index_state  # noqa: E402
+from predictor.search.embedding_cache import EmbeddingCache, cache_dir, text_key  # noqa: E402
+from predictor.search.embeddings import HashingEmbedder  # noqa: E402
+from predictor.search.index import _prepare  # noqa: E402
+from predictor.search.jobs import IndexJob, IndexState, read_index_state, write_index_state  # noqa: E402
 from predictor.layout import current_version  # noqa: E402
 from predictor.settings import Settings  # noqa: E402
 from tools.deps import ToolDeps  # noqa: E402

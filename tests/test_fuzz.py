@@ -230,7 +230,7 @@ def test_export_on_a_full_disk_is_507_and_leaves_nothing(api, monkeypatch):
     """ENOSPC while the CSV is written: 507 insufficient_storage naming the file, no partial file left."""
     import csv
 
-    import predictor.campaigns as campaigns
+    import predictor.campaigns.planning as campaigns
 
     class FullDisk:
         def __init__(self, fh, **kw):

@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 
 import chromadb.api.models.Collection as chroma_collection
-from predictor import index as index_mod
-from predictor.embeddings import HashingEmbedder, get_embedder
-from predictor.filters import CustomerFilter
-from predictor.index import (FilterError, IndexMismatchError, ProfileIndex, ProfileIndexError, QueryError,
+from predictor.search import index as index_mod
+from predictor.search.embeddings import HashingEmbedder, get_embedder
+from predictor.customers.audience import CustomerFilter
+from predictor.search.index import (FilterError, IndexMismatchError, ProfileIndex, ProfileIndexError, QueryError,
                              parse_filters, to_chroma_where)
 from chroma_server import ChromaServer, free_port, real_profiles
 
@@ -478,7 +478,7 @@ def _rescored(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The profiles fixture's customers, and the same customers rescored a month later with no new
     purchase: every score, tier, segment, lifecycle and recency moves, the purchases do not."""
     from chroma_server import _customers
-    from predictor.profiles import build_profiles
+    from predictor.customers.profiles import build_profiles
 
     customers = _customers().sample(n=n, random_state=seed).sort_values("customer_id")
     later = customers.copy()
@@ -534,7 +534,7 @@ def test_vector_is_the_embedding_text_and_document_the_display_text(make_index, 
 def test_column_store_scans_with_the_threads_it_was_given(tmp_path, profiles, threads):
     """The index passes its settings' thread count to the column store (it used to read the process-wide
     settings instead), on a fresh build and on reopening."""
-    from predictor.embeddings import HashingEmbedder
+    from predictor.search.embeddings import HashingEmbedder
     from predictor.settings import Settings
 
     settings = Settings(data_dir=tmp_path, threads=threads)

@@ -12,7 +12,7 @@ from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
 
 from _tools_data import serve_in_thread, tools_env, tools_settings
-from predictor.filters import CustomerFilter
+from predictor.customers.audience import CustomerFilter
 from tools.deps import ToolDeps
 from tools.mcp_server import create_server
 from tools.registry import TOOLS, ToolRegistry

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from predictor.artifacts import load_model_bundle
+from predictor.model.artifacts import load_model_bundle
 from predictor.errors import ArtifactError, DataError
-from predictor.scoring import CustomerScorer, with_categories
+from predictor.model.scoring import CustomerScorer, with_categories
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from _tiers_data import scored_sample
-from predictor.categories import apply_categories, build_category_map
-from predictor.profiles import (METADATA_COLUMNS, PROFILE_COLUMNS, build_profiles, clean_text, content_hash,
+from predictor.data.categories import apply_categories, build_category_map
+from predictor.customers.profiles import (METADATA_COLUMNS, PROFILE_COLUMNS, build_profiles, clean_text, content_hash,
                                 customer_products, embedding_text, profile_metadata, profile_text)
-from predictor.tiers import apply_tiers
+from predictor.customers.tiers import apply_tiers
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_content_hash_is_stable_and_tracks_changes(data, profiles):
 
 def test_logs_without_products_or_countries_still_profile(data):
     """CDNOW has no products, categories or countries: no favourites, no empty phrases."""
-    from predictor.data import load_transactions
+    from predictor.data.load import load_transactions
 
     cdnow = load_transactions(None, "cdnow").transactions
     mapping = build_category_map(cdnow)

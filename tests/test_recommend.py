@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from predictor.data import load_transactions
+from predictor.data.load import load_transactions
 from predictor.errors import EvaluationWindowError
-from predictor.recommend import ProductRecommender, RecommendationError, evaluate_recommendations, suggest_products
+from predictor.campaigns.products import ProductRecommender, RecommendationError, evaluate_recommendations, suggest_products
 from predictor.settings import SHARED_DATA
 
 DATA = SHARED_DATA / "online_retail" / "online_retail.csv.gz"

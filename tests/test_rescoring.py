@@ -1,4 +1,4 @@
-"""The one-customer fast path (predictor/rescoring.py) against the population path (score_frame):
+"""The one-customer fast path (predictor/model/rescoring.py) against the population path (score_frame):
 same feature row, predictions and drivers for real Online Retail and CDNOW customers and the edge cases.
 Then `build --rescore` on unchanged data: bit-identical models and scores, no tier move, nothing re-embedded,
 and one new order re-embeds exactly that customer's profile."""
@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from predictor.errors import DataError
-from predictor.models import MODEL_FEATURES
-from predictor.scoring import CustomerScorer
+from predictor.model.estimators import MODEL_FEATURES
+from predictor.model.scoring import CustomerScorer
 
 PRODUCT_COLUMNS = ["product_id", "product_name", "category", "country"]
 
@@ -208,9 +208,9 @@ def test_two_trainings_on_the_same_data_give_bit_identical_models_scores_and_tie
     """The raw log (as a first build sees it) and the build's cached, categorised log read back from
     Parquet (as a rescore sees it) train the same boosters byte for byte and give the same scores and tiers."""
     from _tiers_data import fast_config, make_settings, scored_sample
-    from predictor.artifacts import load_model_bundle
-    from predictor.scoring import score_customers, with_categories
-    from predictor.tiers import apply_tiers
+    from predictor.model.artifacts import load_model_bundle
+    from predictor.model.scoring import score_customers, with_categories
+    from predictor.customers.tiers import apply_tiers
 
     raw, a, settings_a = scored_sample()  # trained on the raw sample log (shared with the tiers tests)
     cached = tmp_path / "transactions.parquet"
@@ -236,7 +236,7 @@ def test_two_trainings_on_the_same_data_give_bit_identical_models_scores_and_tie
 
 def test_categorising_the_log_is_idempotent():
     from _tiers_data import loaded_sample
-    from predictor.scoring import with_categories
+    from predictor.model.scoring import with_categories
 
     raw = loaded_sample()
     once = with_categories(raw)
@@ -250,8 +250,8 @@ def test_main_country_ties_go_to_the_first_name_for_every_customer():
     """Each customer's country depends only on their own lines: ties go to the name that sorts first
     (as in the one-customer path), never to whichever tied row an unstable sort of everyone's counts
     left first (that flipped about 1 tied customer in 10 and could change when others bought)."""
-    from predictor.features import CustomerHistory
-    from predictor.scoring import _main_country
+    from predictor.model.features import CustomerHistory
+    from predictor.model.scoring import _main_country
 
     rng = np.random.default_rng(0)
     names = ["Spain", "France", "Germany", "Belgium", "Norway"]

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from _tiers_data import loaded_sample, scored_sample
-from predictor.categories import (CATEGORIES, FEES, OTHER, apply_categories, build_category_map,
+from predictor.data.categories import (CATEGORIES, FEES, OTHER, apply_categories, build_category_map,
                                   categorize_name, load_category_map, save_category_map)
-from predictor.tiers import (LIFECYCLE_STAGES, RFM_GRID, RFM_SEGMENTS, TierConfig, TierConfigError,
+from predictor.customers.tiers import (LIFECYCLE_STAGES, RFM_GRID, RFM_SEGMENTS, TierConfig, TierConfigError,
                              apply_tiers, assign_lifecycle, cadence_days, churn_thresholds, kmeans_segments, parse_k_range,
                              population_cadence, tier_transitions, top_at_risk)
 
@@ -202,7 +202,7 @@ def test_bad_k_range_is_refused():
 
 def test_tier_transitions_after_one_customers_new_orders():
     """Give one Bronze customer large new orders, rescore them with the saved model, see them move up."""
-    from predictor.scoring import CustomerScorer
+    from predictor.model.scoring import CustomerScorer
 
     tx, scores, settings = scored_sample()
     before = apply_tiers(scores)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from _tools_data import tools_env, tools_settings
-from predictor.filters import CustomerFilter
+from predictor.customers.audience import CustomerFilter
 from predictor.settings import Settings
 from tools.deps import ToolDeps
 from tools.registry import TOOLS, ToolRegistry
@@ -218,8 +218,8 @@ def test_cli_tool_prints_json(settings):
 
 
 def test_next_best_action_matches_the_planners_per_customer_choice(registry, customers):
-    """The whole-table precompute must pick what predictor.campaigns.best_campaign_for picks."""
-    from predictor.campaigns import best_campaign_for
+    """The whole-table precompute must pick what predictor.campaigns.planning.best_campaign_for picks."""
+    from predictor.campaigns.planning import best_campaign_for
 
     deps = registry.deps
     store = deps.customers

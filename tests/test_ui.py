@@ -154,7 +154,7 @@ def download(page, selector: str = "#vd-download") -> list[dict[str, str]]:
 
 
 def test_at_risk_question_shows_the_tool_step_a_customer_table_and_exports_it(page, customers, built_settings):
-    from predictor.artifacts import load_model_bundle
+    from predictor.model.artifacts import load_model_bundle
 
     panel = page.inner_text("#vd-backend")
     assert "No LLM is answering" in panel

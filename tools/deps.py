@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from predictor.errors import ValueDeskError
-from predictor.filters import CustomerFilter
+from predictor.customers.audience import CustomerFilter
 from predictor.layout import REBUILD_COMMAND, IntegrityError, clean_debris, current_name, current_version
 from predictor.settings import Settings
 
@@ -35,7 +35,7 @@ class ToolFailure(ValueDeskError):
 
 
 SORT_KEYS = ("value_at_risk", "predicted_value", "historical_value", "churn_risk", "customer_value")
-# Filter argument -> customers-table column (predictor.filters.CustomerFilter.mask uses the same pairs).
+# Filter argument -> customers-table column (predictor.customers.audience.CustomerFilter.mask uses the same pairs).
 CATEGORICAL_FILTERS = (("tiers", "tier"), ("lifecycle", "lifecycle"), ("segments", "rfm_segment"))
 RANGE_FILTERS = (
     ("min_churn_risk", "churn_risk", "ge"), ("max_churn_risk", "churn_risk", "le"),
@@ -80,10 +80,10 @@ class CustomerStore:
                        for key in SORT_KEYS}
 
     def tier_floors(self) -> dict[str, float]:
-        """Lowest customer_value in each tier (predictor.campaigns.tier_floors), cached for this table."""
+        """Lowest customer_value in each tier (predictor.campaigns.planning.tier_floors), cached for this table."""
         floors = getattr(self, "_tier_floors", None)
         if floors is None:
-            from predictor.campaigns import tier_floors
+            from predictor.campaigns.planning import tier_floors
 
             floors = self._tier_floors = tier_floors(self.frame)
         return floors
@@ -158,17 +158,17 @@ class CustomerStore:
 
 
 class NextBestActions:
-    """Every customer's next best action (predictor.campaigns.best_campaigns), computed for the whole table
+    """Every customer's next best action (predictor.campaigns.planning.best_campaigns), computed for the whole table
     once, so get_customer's next best action is a lookup."""
 
     def __init__(self, store: CustomerStore, catalogue: Any, settings: Settings):
-        from predictor.campaigns import best_campaigns
+        from predictor.campaigns.planning import best_campaigns
 
         self.store, self.catalogue, self.currency = store, catalogue, settings.currency_symbol
         self.best, self.net = best_campaigns(store.frame, catalogue, store.tier_floors(), settings.horizon_days)
 
     def for_position(self, pos: int) -> dict[str, Any] | None:
-        from predictor.campaigns import describe_best
+        from predictor.campaigns.planning import describe_best
 
         k = int(self.best[pos])
         if k < 0:
@@ -328,18 +328,18 @@ class ToolDeps:
 
     @property
     def planning_customers(self) -> pd.DataFrame:
-        """The customers table narrowed for campaign planning (predictor.campaigns.planning_frame)."""
+        """The customers table narrowed for campaign planning (predictor.campaigns.planning.planning_frame)."""
         return self._get("planning_customers")
 
     @property
     def partial_search(self) -> Any:
-        """Search over the profiles embedded so far (predictor.index_jobs.PartialSearch), while indexing runs."""
+        """Search over the profiles embedded so far (predictor.search.jobs.PartialSearch), while indexing runs."""
         return self._get("partial_search")
 
     def index_state(self) -> Any:
-        """Background indexing progress (predictor.index_jobs.IndexState), read fresh on each call
+        """Background indexing progress (predictor.search.jobs.IndexState), read fresh on each call
         (a few hundred bytes); None when no background indexing ever ran in this data directory."""
-        read_index_state = _import("predictor.index_jobs", "read_index_state", "the profile index")
+        read_index_state = _import("predictor.search.jobs", "read_index_state", "the profile index")
         return read_index_state(self.settings.data_dir)
 
     def warm(self) -> None:
@@ -409,11 +409,11 @@ class ToolDeps:
                                                  [c for c in TransactionStore.COLUMNS if c in present]))
 
     def _load_bundle(self) -> Any:
-        load_model = _import("predictor.artifacts", "load_model", "the model")
+        load_model = _import("predictor.model.artifacts", "load_model", "the model")
         return load_model(self.version.model_dir, verify=self.version.verify, shown=self.version.rel)
 
     def _load_scorer(self) -> Any:
-        scorer_class = _import("predictor.scoring", "CustomerScorer", "the scorer")
+        scorer_class = _import("predictor.model.scoring", "CustomerScorer", "the scorer")
         return scorer_class(self.bundle, self.settings)
 
     def _load_index(self) -> Any:
@@ -422,7 +422,7 @@ class ToolDeps:
             # Fail fast: opening the index loads an embedding model, which is wasted work with nothing to search.
             raise ToolFailure("index_unavailable", "No profile index in the data directory.",
                               "Run `valuedesk build` (it writes the profiles and indexes them).")
-        profile_index = _import("predictor.index", "ProfileIndex", "the profile index")
+        profile_index = _import("predictor.search.index", "ProfileIndex", "the profile index")
         try:
             # The collection indexed for this build; none recorded (a flat or older data dir): the alias's.
             return profile_index(settings, collection=self.version.index_record().get("collection"))
@@ -431,15 +431,15 @@ class ToolDeps:
                               "Run `valuedesk build`, or check VALUEDESK_CHROMA_URL if the index runs as a server.") from exc
 
     def _load_partial_search(self) -> Any:
-        partial_search = _import("predictor.index_jobs", "PartialSearch", "the profile index")
+        partial_search = _import("predictor.search.jobs", "PartialSearch", "the profile index")
         return partial_search(self.settings)
 
     def _load_planning_customers(self) -> pd.DataFrame:
-        planning_frame = _import("predictor.campaigns", "planning_frame", "campaign planning")
+        planning_frame = _import("predictor.campaigns.planning", "planning_frame", "campaign planning")
         return planning_frame(self.customers.frame)
 
     def _load_catalogue(self) -> Any:
-        load_catalogue = _import("predictor.campaigns", "load_catalogue", "the campaign catalogue")
+        load_catalogue = _import("predictor.campaigns.planning", "load_catalogue", "the campaign catalogue")
         return load_catalogue(self.settings)
 
 

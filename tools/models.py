@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-from predictor.campaigns import GOALS, MAX_BUDGET, budget_problem
-from predictor.filters import LIFECYCLE_STAGES, RFM_SEGMENTS, TIERS, CustomerFilter
+from predictor.campaigns.planning import GOALS, MAX_BUDGET, budget_problem
+from predictor.customers.audience import LIFECYCLE_STAGES, RFM_SEGMENTS, TIERS, CustomerFilter
 
 SortKey = Literal["value_at_risk", "predicted_value", "historical_value", "churn_risk", "customer_value"]
 GroupKey = Literal["tier", "lifecycle", "segment", "country"]
@@ -33,7 +33,7 @@ def _names(allowed: tuple[str, ...]):
 
 
 class FilterArgs(CustomerFilter):
-    """The shared customer filter (validated by predictor.filters.CustomerFilter) as tool arguments."""
+    """The shared customer filter (validated by predictor.customers.audience.CustomerFilter) as tool arguments."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from predictor.errors import ArtifactError, DataError, ValueDeskError
-from predictor.filters import FilterError
+from predictor.customers.audience import FilterError
 from predictor.settings import Settings, get_settings
 from tools import functions as fn
 from tools import json_guard

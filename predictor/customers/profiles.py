@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from predictor.categories import FEES, OTHER
+from predictor.data.categories import FEES, OTHER
 
 METADATA_COLUMNS = ["tier", "lifecycle", "segment", "country", "predicted_value", "churn_risk", "value_at_risk",
                     "customer_value", "historical_value", "recency_days", "orders", "last_order_date",

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from predictor.errors import ValueDeskError
-from predictor.features import CustomerHistory, day_start
+from predictor.model.features import CustomerHistory, day_start
 
 
 class BaselineFitError(ValueDeskError):

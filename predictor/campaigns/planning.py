@@ -28,7 +28,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
                       model_validator)
 
 from predictor.errors import ValueDeskError
-from predictor.filters import (LIFECYCLE_STAGES, RFM_SEGMENTS, TIERS, CustomerFilter, FilterError,
+from predictor.customers.audience import (LIFECYCLE_STAGES, RFM_SEGMENTS, TIERS, CustomerFilter, FilterError,
                                canonical_names, column_isin)
 from predictor.settings import REPO_ROOT, Settings, get_settings
 

@@ -18,7 +18,7 @@ import xgboost as xgb
 from sklearn.isotonic import IsotonicRegression
 
 from predictor.errors import ArtifactError
-from predictor.models import MODEL_FEATURES, CLVModel, TrainingConfig
+from predictor.model.estimators import MODEL_FEATURES, CLVModel, TrainingConfig
 
 ARTIFACT_FORMAT = 2
 MODEL_FILES = {"value_model": "value.ubj", "churn_model": "churn.ubj", "interval_model": "interval.ubj",
@@ -134,7 +134,7 @@ def load_model(model_dir: Path, *, verify=None, shown=None) -> ModelBundle:
     manifest first; `shown(path)` names files in messages (relative to the data directory)."""
     from lifetimes import BetaGeoFitter, GammaGammaFitter
 
-    from predictor.baselines import BGNBDGammaGamma
+    from predictor.model.baselines import BGNBDGammaGamma
 
     shown = shown or (lambda p: Path(p).name)
     current = model_dir / "current"

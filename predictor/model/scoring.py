@@ -8,12 +8,12 @@ import time
 import numpy as np
 import pandas as pd
 
-from predictor.artifacts import ModelBundle, load_model_bundle, save_model, write_parquet_atomic
+from predictor.model.artifacts import ModelBundle, load_model_bundle, save_model, write_parquet_atomic
 from predictor.errors import DataError
-from predictor.explain import drivers, row_drivers
-from predictor.features import CustomerHistory, day_start
-from predictor.models import CLVModel, TrainingConfig
-from predictor.rescoring import NS_PER_DAY, customer_from_lines, feature_row, feature_vector
+from predictor.model.explain import drivers, row_drivers
+from predictor.model.features import CustomerHistory, day_start
+from predictor.model.estimators import CLVModel, TrainingConfig
+from predictor.model.rescoring import NS_PER_DAY, customer_from_lines, feature_row, feature_vector
 
 # A customer this likely to place no order in the horizon gets no expected next-order date.
 NO_NEXT_ORDER_ABOVE = 0.8
@@ -74,7 +74,7 @@ def _main_country(history: CustomerHistory, index: pd.Index) -> pd.Series:
 
 def with_categories(transactions: pd.DataFrame) -> pd.DataFrame:
     """The log with every product line categorised as `valuedesk build` does (the source's category
-    first, the keyword rules of predictor/categories.py for the rest); unchanged when every product
+    first, the keyword rules of predictor/data/categories.py for the rest); unchanged when every product
     line already has a category (a build's cached log) or the log names no products (CDNOW).
 
     Categorising is idempotent: a log categorised once gets the same categories again, so scoring the
@@ -86,7 +86,7 @@ def with_categories(transactions: pd.DataFrame) -> pd.DataFrame:
         return transactions
     if "category" in transactions and transactions.loc[products, "category"].notna().all():
         return transactions
-    from predictor.categories import apply_categories, build_category_map
+    from predictor.data.categories import apply_categories, build_category_map
 
     return apply_categories(transactions, build_category_map(transactions).mapping)
 
@@ -123,7 +123,7 @@ def score_customers(transactions: pd.DataFrame, settings, config: TrainingConfig
 class CustomerScorer:
     """Rescore one customer after a new order with the saved model: no retraining, no population refit.
 
-    `score_orders` computes the customer's feature row with numpy (predictor/rescoring.py) and predicts
+    `score_orders` computes the customer's feature row with numpy (predictor/model/rescoring.py) and predicts
     with the boosters directly, in a few milliseconds; `score_orders_population` runs the same orders
     through the population path (`score_frame`), the reference the fast path is tested against."""
 

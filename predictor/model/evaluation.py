@@ -11,11 +11,11 @@ import time
 import numpy as np
 import pandas as pd
 
-from predictor.baselines import BGNBDGammaGamma, LastPeriodSpend, rfm_summary
+from predictor.model.baselines import BGNBDGammaGamma, LastPeriodSpend, rfm_summary
 from predictor.errors import EvaluationWindowError
-from predictor.features import CustomerHistory, compute_labels, day_start
-from predictor.metrics import churn_metrics, interval_coverage, value_metrics
-from predictor.models import CLVModel, TrainingConfig
+from predictor.model.features import CustomerHistory, compute_labels, day_start
+from predictor.model.metrics import churn_metrics, interval_coverage, value_metrics
+from predictor.model.estimators import CLVModel, TrainingConfig
 
 MODEL_NAMES = {"xgboost": "ValueDesk (XGBoost)", "bgnbd_gg": "BG/NBD + Gamma-Gamma", "last_period": "Last-period spend"}
 

@@ -4,9 +4,9 @@
 The population path (`score_frame`: `compute_features`, `feature_frame`, `rfm_summary`, pandas
 groupbys over every customer) spends ~50-140 ms of pandas overhead on a single customer, far more
 than the arithmetic. This module computes the same row for one customer with numpy over that
-customer's few orders. The semantics are those of predictor/features.py `compute_features` and
-`_add_breadth`, predictor/baselines.py `rfm_summary` and `LastPeriodSpend`, predictor/models.py
-`feature_frame` and `predict_features`, and predictor/scoring.py `score_frame` and
+customer's few orders. The semantics are those of predictor/model/features.py `compute_features` and
+`_add_breadth`, predictor/model/baselines.py `rfm_summary` and `LastPeriodSpend`, predictor/model/estimators.py
+`feature_frame` and `predict_features`, and predictor/model/scoring.py `score_frame` and
 `history_from_transactions`; the BG/NBD formula itself is shared (`BGNBDGammaGamma.predict_arrays`),
 as are the driver phrases (`explain.row_drivers`). tests/test_rescoring.py checks that both paths
 give the same feature row, predictions and drivers for hundreds of real customers and the edge cases.
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from predictor.features import WINDOWS
-from predictor.models import MODEL_FEATURES
+from predictor.model.features import WINDOWS
+from predictor.model.estimators import MODEL_FEATURES
 
 NS_PER_DAY = 86_400 * 10**9
 

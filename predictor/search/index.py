@@ -67,9 +67,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from predictor.embeddings import Embedder, get_embedder
+from predictor.search.embeddings import Embedder, get_embedder
 from predictor.errors import ValueDeskError
-from predictor.filters import (LIFECYCLE_STAGES, RFM_SEGMENTS, TIERS, CustomerFilter, FilterError,
+from predictor.customers.audience import (LIFECYCLE_STAGES, RFM_SEGMENTS, TIERS, CustomerFilter, FilterError,
                                canonical_names)
 from predictor.layout import collections_in_use, write_text_atomic
 from predictor.settings import Settings, get_settings

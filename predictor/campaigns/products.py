@@ -7,7 +7,7 @@ mean the same thing for a one-order customer and for a wholesaler with 300 order
 * own history: how often and how recently the customer bought the item themselves, for items the data
   shows people rebuy (a wholesale shop's best predictor of next month's basket is last month's);
 * category affinity: the customer's share of purchases in each category times the item's popularity
-  inside that category (the data's categories, else predictor.categories' keyword rules on names);
+  inside that category (the data's categories, else predictor.data.categories' keyword rules on names);
 * popularity: a small prior so sparse histories still get sensible lists.
 
 Items bought in the last ``recent_days`` are excluded unless they are repeat-purchase items, defined by
@@ -24,7 +24,7 @@ import pandas as pd
 import scipy.sparse as sp
 from pydantic import BaseModel, Field
 
-from predictor.categories import categorize_name
+from predictor.data.categories import categorize_name
 from predictor.errors import EvaluationWindowError, ValueDeskError
 
 
@@ -33,7 +33,7 @@ class RecommendationError(ValueDeskError):
 
 
 def name_category(product_name: object) -> str:
-    """The category a product name falls in (predictor.categories' keyword rules); kept for callers by name."""
+    """The category a product name falls in (predictor.data.categories' keyword rules); kept for callers by name."""
     return categorize_name(product_name)
 
 
@@ -50,7 +50,7 @@ def _purchase_lines(transactions: pd.DataFrame, cutoff: pd.Timestamp | None) -> 
     if missing:
         raise RecommendationError(
             f"Transactions lack the columns {sorted(missing)} needed for product suggestions; "
-            "load them with predictor.data.load_transactions so product_id is present.")
+            "load them with predictor.data.load.load_transactions so product_id is present.")
     lines = transactions
     keep = lines["product_id"].notna()
     if "is_cancellation" in lines:
@@ -146,7 +146,7 @@ class ProductRecommender:
             self.category_source = "data"
         else:
             category = pd.Series([categorize_name(n, p) for p, n in zip(items, names.astype(object))], index=items)
-            self.category_source = "keyword rules on product names (predictor.categories)"
+            self.category_source = "keyword rules on product names (predictor.data.categories)"
         self.item_category = category
         cats = pd.Index(category.unique()).sort_values()
         cat_of_item = cats.get_indexer(category.to_numpy())

@@ -17,10 +17,10 @@ from scipy.stats import spearmanr
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import log_loss
 
-from predictor.baselines import BGNBDGammaGamma, LastPeriodSpend, rfm_summary
+from predictor.model.baselines import BGNBDGammaGamma, LastPeriodSpend, rfm_summary
 from predictor.errors import EvaluationWindowError, ValueDeskError
-from predictor.features import FEATURES, CustomerHistory, compute_features, compute_labels, day_start
-from predictor.metrics import normalized_gini
+from predictor.model.features import FEATURES, CustomerHistory, compute_features, compute_labels, day_start
+from predictor.model.metrics import normalized_gini
 
 BG_FEATURES = ["bg_expected_orders", "bg_p_alive", "bg_predicted_value", "bg_churn_risk", "last_period_value"]
 MODEL_FEATURES = FEATURES + BG_FEATURES

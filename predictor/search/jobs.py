@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from predictor.embedding_cache import DEFAULT_CHUNK, EmbeddingCache, cache_dir, caching_embedder, text_key
+from predictor.search.embedding_cache import DEFAULT_CHUNK, EmbeddingCache, cache_dir, caching_embedder, text_key
 from predictor.errors import ValueDeskError
 from predictor.settings import Settings
 
@@ -155,7 +155,7 @@ def embedded_texts(prepared: Any) -> list[str]:
 
 
 def _embedder(settings: Settings):
-    from predictor.embeddings import configured_embedder
+    from predictor.search.embeddings import configured_embedder
 
     return configured_embedder(settings)
 
@@ -212,7 +212,7 @@ class IndexJob:
 
     def _run(self) -> str:
         from predictor.build import PROFILES, sync_index
-        from predictor.index import _prepare
+        from predictor.search.index import _prepare
         from predictor.layout import current_version
 
         version = current_version(self.settings.data_dir)  # index the build serving now, recorded in it
@@ -265,7 +265,7 @@ class _Snapshot:
     texts: list[str]
     metadatas: list[dict[str, Any]]
     rows: np.ndarray  # rows of the prepared profiles that have a vector
-    columns: Any  # predictor.index._Columns over those rows
+    columns: Any  # predictor.search.index._Columns over those rows
     total: int
 
 
@@ -283,7 +283,7 @@ class PartialSearch:
 
     def search(self, query: str, filters: Any = None, limit: int = 10) -> tuple[list[Any], int, int]:
         """(hits, profiles searched, profiles in total)."""
-        from predictor.index import Hit, ProfileIndex, _snippet, check_query, hit_metadata, parse_filters
+        from predictor.search.index import Hit, ProfileIndex, _snippet, check_query, hit_metadata, parse_filters
 
         text = check_query(query)
         conditions = parse_filters(filters)
@@ -304,7 +304,7 @@ class PartialSearch:
 
     def _load(self) -> _Snapshot:
         from predictor.build import profiles_path
-        from predictor.index import _Columns, _prepare
+        from predictor.search.index import _Columns, _prepare
 
         if self.embedder is None:
             self.embedder = _embedder(self.settings)

@@ -10,7 +10,7 @@ Cleaning rules, in the order they are applied (each rule sees what the previous 
                             real purchases (CDNOW has 255 such pairs).
 2. missing customer       - lines without a customer id cannot be attributed; removed.
 3. non-product codes      - Online Retail postage, fees, manual/discount/bad-debt adjustments,
-                            samples, gift vouchers (see `predictor.schema.NON_PRODUCT_CODES`).
+                            samples, gift vouchers (see `predictor.data.schema.NON_PRODUCT_CODES`).
 4. non-positive prices    - lines whose unit price is <= 0 (only where the source has a price).
 5. cancellations          - a cancellation line stays in the data as a negative line dated when
                             it happened, so history before that day is never rewritten. It is
@@ -46,7 +46,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from predictor.errors import DataError
-from predictor.schema import (
+from predictor.data.schema import (
     ADJUSTMENT_INVOICE_PREFIX,
     CANCELLATION_INVOICE_PREFIX,
     CANONICAL_FIELDS,
