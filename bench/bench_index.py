@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -42,7 +43,10 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from chroma_server import real_profiles  # noqa: E402
 from predictor.search.embeddings import get_embedder  # noqa: E402
-from predictor.search.index import ProfileIndex, _Columns, _prepare, parse_filters, to_chroma_where  # noqa: E402
+from predictor.customers.audience import parse_conditions, to_chroma_where  # noqa: E402
+from predictor.search.columns import ColumnStore  # noqa: E402
+from predictor.search.index import ProfileIndex  # noqa: E402
+from predictor.search.prepare import prepare_profiles  # noqa: E402
 
 CACHE = Path(os.environ.get("BENCH_INDEX_CACHE", "/tmp/bench_index_cache"))
 QUERIES = ["buys vintage tea sets and cake stands", "christmas decorations and fairy lights",
@@ -170,7 +174,7 @@ def query_bench(idx: ProfileIndex, truth_frame: pd.DataFrame, vecs: np.ndarray, 
     for label, (flt, pandas_mask) in cases.items():
         keep = pandas_mask(truth_frame).to_numpy(dtype=bool)
         candidates = np.flatnonzero(keep)
-        conds = parse_filters(flt)
+        conds = parse_conditions(flt)
         where = to_chroma_where(conds)
         exact = {i: set(ids[exact_top(vecs, candidates, v, 10)]) for i, v in enumerate(qv)}
 
@@ -191,16 +195,16 @@ def query_bench(idx: ProfileIndex, truth_frame: pd.DataFrame, vecs: np.ndarray, 
                "index": ours, "index_cold_mask": cold, "with_query_embedding": e2e,
                "top10_overlap_with_exact": round(float(np.mean(overlap)), 3),
                "exact_bruteforce_numpy": brute, "speedup_p95_vs_bruteforce": ratio(brute, ours)}
-        if plan.startswith("exact") and idx.scan_max >= len(cols):
+        if plan.startswith("exact") and idx.thresholds.scan_max >= len(cols):
             # The same query through HNSW first, as above scan_max profiles (the latency/recall trade).
-            scan_max, idx.scan_max = idx.scan_max, 0
+            thresholds, idx.thresholds = idx.thresholds, dataclasses.replace(idx.thresholds, scan_max=0)
             try:
                 hnsw = pct(timed(lambda v: idx.search_vector(v, flt, 10), qv, queries))
                 hnsw_plan = idx.last_plan
                 hnsw_overlap = [len({h.customer_id for h in idx.search_vector(v, flt, 10)} & exact[i]) /
                                 max(1, len(exact[i])) for i, v in enumerate(qv)]
             finally:
-                idx.scan_max = scan_max
+                idx.thresholds = thresholds
             row["hnsw_first_scan_max_0"] = {**hnsw, "plan": hnsw_plan,
                                             "top10_overlap_with_exact": round(float(np.mean(hnsw_overlap)), 3)}
         if plain_queries:
@@ -268,15 +272,15 @@ def large_index(n: int, base, emb, base_vecs, noise: float, minutes: float) -> t
     # Written as ProfileIndex.rebuild does (same collection settings, metadata and column store),
     # but resumable: each run adds batches until its time is up.
     name = f"{idx.prefix}large-{n}"
-    collection = idx._client.get_or_create_collection(
-        name, metadata=idx._collection_meta(1, "building", {"rows": n}),
+    collection = idx.client.get_or_create_collection(
+        name, metadata=idx.collection_meta(1, "building", {"rows": n}),
         configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)
     done = collection.count()
     deadline = time.monotonic() + minutes * 60
     batch = idx.write_batch
     while done < n and time.monotonic() < deadline:
         stop = min(n, done + batch)
-        prepared = _prepare(bootstrap_profiles(base, rows[done:stop], start=done))
+        prepared = prepare_profiles(bootstrap_profiles(base, rows[done:stop], start=done))
         t = time.perf_counter()
         collection.add(ids=prepared.frame["customer_id"].tolist(), embeddings=np.asarray(vecs[done:stop]),
                        documents=prepared.texts, metadatas=prepared.metadatas)
@@ -288,10 +292,10 @@ def large_index(n: int, base, emb, base_vecs, noise: float, minutes: float) -> t
     if done < n:
         return None, state
     t = time.perf_counter()
-    frame = _prepare(base).frame.iloc[rows].reset_index(drop=True)
+    frame = prepare_profiles(base).frame.iloc[rows].reset_index(drop=True)
     frame["customer_id"] = [f"B{i:07d}" for i in range(n)]
-    _Columns(frame, np.asarray(vecs), 1).save(idx.columns_root / name, name, emb.name, emb.dim)
-    collection.modify(metadata=idx._collection_meta(1, "ready", {"rows": n}))
+    ColumnStore(frame, np.asarray(vecs), 1).save(idx.columns_root / name, name, emb.name, emb.dim)
+    collection.modify(metadata=idx.collection_meta(1, "ready", {"rows": n}))
     idx._alias().modify(metadata={"active": name, "model": emb.name, "dim": int(emb.dim)})
     state["column_store_seconds"] = round(time.perf_counter() - t, 1)
     state_path.write_text(json.dumps(state))

@@ -24,10 +24,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from predictor.campaigns.planning import audience_rows, load_catalogue, plan_campaigns, write_audience_csv  # noqa: E402
+from predictor.campaigns.catalogue import load_catalogue  # noqa: E402
+from predictor.campaigns.export import audience_rows, write_audience_csv  # noqa: E402
+from predictor.campaigns.planning import plan_campaigns  # noqa: E402
 from predictor.data.load import load_transactions  # noqa: E402
 from predictor.campaigns.products import ProductRecommender, evaluate_recommendations  # noqa: E402
-from predictor.settings import get_settings  # noqa: E402
+from predictor.settings import Settings  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -40,8 +42,8 @@ def step(label: str, start: float, rows: int | None = None) -> None:
     print(f"{label:<44} {took:8.2f} s{rate}  (peak RSS {peak_rss_mb():,.0f} MB)", flush=True)
 
 
-def base_customers(tx: pd.DataFrame) -> pd.DataFrame:
-    path = get_settings().customers_path
+def base_customers(tx: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    path = settings.customers_path
     if path.exists():
         print(f"customers table: {path}")
         return pd.read_parquet(path)
@@ -59,8 +61,9 @@ def main() -> None:
     ap.add_argument("--skip-eval", action="store_true")
     args = ap.parse_args()
 
+    settings = Settings()
     t = time.perf_counter()
-    tx = load_transactions(None, "online_retail").transactions
+    tx = load_transactions(None, "online_retail", settings=settings).transactions
     step(f"load + clean Online Retail ({len(tx):,} lines)", t)
 
     if not args.skip_eval:
@@ -77,17 +80,17 @@ def main() -> None:
     lists = rec.recommend(rec.customers, k=10)
     step(f"recommend k=10 for {len(lists):,} customers", t, len(lists))
 
-    base = base_customers(tx)
+    base = base_customers(tx, settings)
     rng = np.random.default_rng(42)
     big = base.iloc[rng.integers(0, len(base), args.customers)].reset_index(drop=True)
     big["customer_id"] = pd.array([f"B{i:07d}" for i in range(len(big))], dtype="string")
-    catalogue = load_catalogue()
+    catalogue = load_catalogue(settings)
     t = time.perf_counter()
-    plan = plan_campaigns(big, catalogue=catalogue)
+    plan = plan_campaigns(big, catalogue=catalogue, settings=settings)
     step(f"plan, no budget ({len(big):,} customers)", t, len(big))
     print(f"  targeted {plan.targeted:,} in {len(plan.campaigns)} campaigns, net {plan.expected_net_value:,.0f}")
     t = time.perf_counter()
-    budgeted = plan_campaigns(big, budget=args.budget, catalogue=catalogue)
+    budgeted = plan_campaigns(big, budget=args.budget, catalogue=catalogue, settings=settings)
     step(f"plan, budget {args.budget:,.0f}", t, len(big))
     print(f"  targeted {budgeted.targeted:,}, cost {budgeted.total_cost:,.2f}, net {budgeted.expected_net_value:,.0f}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,15 +22,20 @@ import pandas as pd
 import pytest
 import yaml
 
-from predictor.campaigns.planning import (AUDIENCE_COLUMNS, CampaignError, audience_rows, best_campaign_for,
-                                 eligible_mask, expected_value, explain_customer_ev, iter_audience_csv,
-                                 load_catalogue, parse_catalogue, plan_campaigns, tier_floors, write_audience_csv)
+from predictor.campaigns.catalogue import CampaignError, load_catalogue, parse_catalogue
+from predictor.campaigns.eligibility import eligible_mask
+from predictor.campaigns.export import AUDIENCE_COLUMNS, audience_rows, iter_audience_csv, write_audience_csv
+from predictor.campaigns.next_action import best_campaign_for
+from predictor.campaigns.planning import plan_campaigns
+from predictor.campaigns.value import expected_value, explain_customer_ev, tier_floors
 from predictor.data.load import load_transactions
 from predictor.settings import SHARED_DATA, Settings
 from predictor.customers.tiers import apply_tiers
 
 DATA = SHARED_DATA / "online_retail" / "online_retail.csv.gz"
 pytestmark = pytest.mark.skipif(not DATA.exists(), reason="real Online Retail data not available")
+# Planning takes its settings as an argument (no process-wide settings inside predictor.campaigns).
+SETTINGS = Settings()
 REQUIRED_PLAYBOOKS = {"vip_retention": "retain", "win_back": "win_back", "reactivation": "reactivate",
                       "cross_sell": "grow", "welcome_second_order": "grow", "loyalty_upgrade": "upgrade"}
 
@@ -63,7 +68,7 @@ def _stand_in_scores(tx: pd.DataFrame, horizon_days: int = 180) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def transactions() -> pd.DataFrame:
-    return load_transactions(DATA, "online_retail").transactions
+    return load_transactions(DATA, "online_retail", settings=SETTINGS).transactions
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +102,15 @@ def test_catalogue_path_comes_from_settings(tmp_path, raw_catalogue):
     cat = load_catalogue(settings=Settings(campaign_catalogue=path))
     assert [p.name for p in cat.playbooks] == ["vip_retention", "win_back"]
     assert load_catalogue(Settings(campaign_catalogue=path)).source == str(path)
+
+
+def test_catalogue_without_settings_is_the_packaged_one(tmp_path, monkeypatch, catalogue):
+    """predictor.campaigns reads no process-wide settings: the environment counts only through the
+    settings object a caller passes."""
+    monkeypatch.setenv("VALUEDESK_CAMPAIGN_CATALOGUE", str(tmp_path / "missing.yaml"))
+    assert load_catalogue().source == catalogue.source
+    with pytest.raises(CampaignError, match="Cannot read the campaign catalogue"):
+        load_catalogue(Settings())
 
 
 def _edit(raw: dict, index: int, dotted: str, value) -> dict:
@@ -194,7 +208,7 @@ def test_expected_value_worked_example(catalogue):
 
 
 def test_plan_json_shape_and_arithmetic(customers, catalogue):
-    plan = plan_campaigns(customers, catalogue=catalogue, holdout_share=0.1, seed=7)
+    plan = plan_campaigns(customers, settings=SETTINGS, catalogue=catalogue, holdout_share=0.1, seed=7)
     data = plan.model_dump(mode="json")
     for key in ("campaigns", "total_cost", "budget", "expected_net_value"):
         assert key in data
@@ -214,7 +228,7 @@ def test_plan_json_shape_and_arithmetic(customers, catalogue):
 
 
 def test_without_budget_each_customer_gets_their_best_campaign(customers, catalogue):
-    plan = plan_campaigns(customers, catalogue=catalogue, holdout_share=0.0)
+    plan = plan_campaigns(customers, settings=SETTINGS, catalogue=catalogue, holdout_share=0.0)
     chosen = {cid: c.name for c in plan.campaigns for cid in c.customer_ids}
     audience = customers.set_index(customers["customer_id"].astype(str))
     thresholds = audience.groupby("tier")["customer_value"].min().to_dict()
@@ -233,7 +247,7 @@ def test_without_budget_each_customer_gets_their_best_campaign(customers, catalo
 # ------------------------------------------------------------------------------------------ budget
 @pytest.mark.parametrize("budget", [15.0, 300.0, 2500.0])
 def test_budget_never_exceeded_and_no_customer_twice(customers, catalogue, budget):
-    plan = plan_campaigns(customers, budget=budget, catalogue=catalogue, holdout_share=0.0)
+    plan = plan_campaigns(customers, settings=SETTINGS, budget=budget, catalogue=catalogue, holdout_share=0.0)
     assert 0 < plan.total_cost <= budget
     ids = [cid for c in plan.campaigns for cid in c.customer_ids]
     assert len(ids) == len(set(ids))
@@ -241,7 +255,7 @@ def test_budget_never_exceeded_and_no_customer_twice(customers, catalogue, budge
 
 def test_greedy_beats_random_allocation(customers, catalogue):
     budget = 300.0
-    plan = plan_campaigns(customers, budget=budget, catalogue=catalogue, holdout_share=0.0)
+    plan = plan_campaigns(customers, settings=SETTINGS, budget=budget, catalogue=catalogue, holdout_share=0.0)
     # Random allocation over the same positive-value (customer, playbook) pairs, same budget, one each.
     thresholds = customers.groupby("tier")["customer_value"].min().to_dict()
     pairs = []
@@ -269,15 +283,15 @@ def test_greedy_beats_random_allocation(customers, catalogue):
                                           (0.01, "cannot pay for a single")])
 def test_bad_budgets(customers, catalogue, budget, match):
     with pytest.raises(CampaignError, match=match) as info:
-        plan_campaigns(customers, budget=budget, catalogue=catalogue)
+        plan_campaigns(customers, settings=SETTINGS, budget=budget, catalogue=catalogue)
     assert info.value.field == "budget" and info.value.hint
 
 
 # ------------------------------------------------------------------------------------------ holdout
 def test_holdout_is_seeded_disjoint_and_sized(customers, catalogue):
-    a = plan_campaigns(customers, catalogue=catalogue, holdout_share=0.2, seed=3)
-    b = plan_campaigns(customers, catalogue=catalogue, holdout_share=0.2, seed=3)
-    c = plan_campaigns(customers, catalogue=catalogue, holdout_share=0.2, seed=4)
+    a = plan_campaigns(customers, settings=SETTINGS, catalogue=catalogue, holdout_share=0.2, seed=3)
+    b = plan_campaigns(customers, settings=SETTINGS, catalogue=catalogue, holdout_share=0.2, seed=3)
+    c = plan_campaigns(customers, settings=SETTINGS, catalogue=catalogue, holdout_share=0.2, seed=4)
     assert [x.control_group_ids for x in a.campaigns] == [x.control_group_ids for x in b.campaigns]
     assert [x.control_group_ids for x in a.campaigns] != [x.control_group_ids for x in c.campaigns]
     treated = [cid for x in a.campaigns for cid in x.customer_ids]
@@ -288,7 +302,7 @@ def test_holdout_is_seeded_disjoint_and_sized(customers, catalogue):
     n = big.audience_size + len(big.control_group_ids)
     assert len(big.control_group_ids) == round(0.2 * n)
     # Same customers chosen with or without a holdout: the control is carved out of the chosen audience.
-    none = plan_campaigns(customers, catalogue=catalogue, holdout_share=0.0)
+    none = plan_campaigns(customers, settings=SETTINGS, catalogue=catalogue, holdout_share=0.0)
     assert {x.name: set(x.customer_ids) for x in none.campaigns} == \
            {x.name: set(x.customer_ids) | set(x.control_group_ids) for x in a.campaigns}
     assert "cannot be measured" in none.campaigns[0].measurement
@@ -296,7 +310,7 @@ def test_holdout_is_seeded_disjoint_and_sized(customers, catalogue):
 
 # ------------------------------------------------------------------------------------------ audience filters
 def test_filter_restricts_the_audience(customers, catalogue):
-    plan = plan_campaigns(customers, filter={"tiers": ["gold", "Platinum"]}, catalogue=catalogue)
+    plan = plan_campaigns(customers, settings=SETTINGS, filter={"tiers": ["gold", "Platinum"]}, catalogue=catalogue)
     tiers = customers.set_index(customers["customer_id"].astype(str))["tier"]
     ids = [cid for c in plan.campaigns for cid in c.customer_ids + c.control_group_ids]
     assert ids and set(tiers[ids]) <= {"Gold", "Platinum"}
@@ -309,7 +323,7 @@ def test_filter_restricts_the_audience(customers, catalogue):
                                        ({"colour": "red"}, "colour")])
 def test_unknown_filter_names(customers, catalogue, flt, match):
     with pytest.raises(CampaignError, match=match):
-        plan_campaigns(customers, filter=flt, catalogue=catalogue)
+        plan_campaigns(customers, settings=SETTINGS, filter=flt, catalogue=catalogue)
 
 
 def test_empty_audience_says_which_filter_emptied_it(customers, catalogue):
@@ -317,7 +331,8 @@ def test_empty_audience_says_which_filter_emptied_it(customers, catalogue):
     country = sorted(set(customers["country"].dropna()) - set(platinum["country"].dropna()))[0]
     in_country = int((customers["country"] == country).sum())
     with pytest.raises(CampaignError) as info:
-        plan_campaigns(customers, filter={"countries": [country], "tiers": ["Platinum"]}, catalogue=catalogue)
+        plan_campaigns(customers, settings=SETTINGS, filter={"countries": [country], "tiers": ["Platinum"]},
+                       catalogue=catalogue)
     msg = str(info.value)
     assert f"{len(customers):,} customers" in msg
     assert f"tiers in ['Platinum']: {len(platinum):,}" in msg
@@ -327,12 +342,12 @@ def test_empty_audience_says_which_filter_emptied_it(customers, catalogue):
 
 
 def test_goal_aliases_and_unknown_goals(customers, catalogue):
-    plan = plan_campaigns(customers, goal="cross-sell", catalogue=catalogue)
+    plan = plan_campaigns(customers, settings=SETTINGS, goal="cross-sell", catalogue=catalogue)
     assert {c.goal for c in plan.campaigns} == {"grow"}
-    only = plan_campaigns(customers, goal="loyalty_upgrade", catalogue=catalogue)
+    only = plan_campaigns(customers, settings=SETTINGS, goal="loyalty_upgrade", catalogue=catalogue)
     assert [c.name for c in only.campaigns] == ["loyalty_upgrade"]
     with pytest.raises(CampaignError, match="Unknown campaign goal 'retian'") as info:
-        plan_campaigns(customers, goal="retian", catalogue=catalogue)
+        plan_campaigns(customers, settings=SETTINGS, goal="retian", catalogue=catalogue)
     assert "retain" in info.value.hint
 
 
@@ -340,13 +355,14 @@ def test_nobody_worth_targeting_is_explained(customers, catalogue):
     new = int((customers["lifecycle"] == "new").sum())
     with pytest.raises(CampaignError, match=rf"No customer in the audience of {new:,} is worth targeting: "
                                             r"reactivation: 0 eligible, 0 with positive net value") as info:
-        plan_campaigns(customers, goal="reactivate", filter={"lifecycle": ["new"]}, catalogue=catalogue)
+        plan_campaigns(customers, settings=SETTINGS, goal="reactivate", filter={"lifecycle": ["new"]},
+                       catalogue=catalogue)
     assert "widen the filter" in info.value.hint
 
 
 # ------------------------------------------------------------------------------------------ export
 def test_audience_csv_rows(customers, catalogue, tmp_path):
-    plan = plan_campaigns(customers, budget=500.0, catalogue=catalogue, holdout_share=0.1)
+    plan = plan_campaigns(customers, settings=SETTINGS, budget=500.0, catalogue=catalogue, holdout_share=0.1)
     rows = audience_rows(plan)
     assert isinstance(rows, types.GeneratorType)
     path = tmp_path / "out" / "audience.csv"
@@ -368,7 +384,7 @@ def test_audience_csv_rows(customers, catalogue, tmp_path):
 
 
 def test_export_one_campaign_with_controls_and_plain_customers(customers, catalogue):
-    plan = plan_campaigns(customers, catalogue=catalogue, holdout_share=0.1)
+    plan = plan_campaigns(customers, settings=SETTINGS, catalogue=catalogue, holdout_share=0.1)
     name = plan.campaigns[0].name
     rows = list(audience_rows(plan, customers, campaign=name, include_control=True))
     assert {r["campaign"] for r in rows} == {name, f"{name} (control)"}
@@ -382,24 +398,34 @@ def test_export_one_campaign_with_controls_and_plain_customers(customers, catalo
 
 
 def test_best_campaign_for_one_customer(customers, catalogue):
-    plan = plan_campaigns(customers, catalogue=catalogue, holdout_share=0.0)
+    plan = plan_campaigns(customers, settings=SETTINGS, catalogue=catalogue, holdout_share=0.0)
     thresholds = customers.groupby("tier")["customer_value"].min().to_dict()
     camp = plan.campaigns[0]
     row = customers[customers["customer_id"].astype(str) == camp.customer_ids[0]].iloc[0].to_dict()
-    choice = best_campaign_for(row, catalogue, thresholds=thresholds)
+    choice = best_campaign_for(row, catalogue, SETTINGS, thresholds=thresholds)
     assert choice["campaign"] == camp.name
     assert choice["expected_net_value"] == pytest.approx(camp.expected_values[0], abs=0.01)
     assert math.isfinite(choice["expected_net_value"]) and choice["reason"]
+
+
+def test_plan_takes_its_settings_as_an_argument(customers, catalogue):
+    """Currency, holdout share and seed come from the settings passed in, never the process's own."""
+    mine = Settings(currency_symbol="$", holdout_share=0.0, random_seed=5)
+    plan = plan_campaigns(customers, settings=mine, catalogue=catalogue, budget=300.0)
+    assert (plan.currency, plan.holdout_share, plan.seed, plan.control_size) == ("$", 0.0, 5, 0)
+    assert all(c.offer_text.startswith("gift ($") for c in plan.campaigns if c.offer.type == "gift")
+    row = customers[customers["customer_id"].astype(str) == plan.campaigns[0].customer_ids[0]].iloc[0]
+    assert best_campaign_for(row.to_dict(), catalogue, mine, thresholds=tier_floors(customers)) is not None
 
 
 def test_plan_and_next_best_action_value_a_customer_with_unknown_order_value_alike(customers, catalogue):
     """One missing-value rule, per customer: the plan used to fill an unknown order value with the
     audience's median and the next best action with 0, so the two could disagree."""
     frame = customers.copy()
-    first = plan_campaigns(frame, catalogue=catalogue, holdout_share=0.0)
+    first = plan_campaigns(frame, settings=SETTINGS, catalogue=catalogue, holdout_share=0.0)
     targeted = [cid for c in first.campaigns for cid in c.customer_ids[:20]]
     frame.loc[frame["customer_id"].astype(str).isin(targeted), "aov"] = np.nan
-    plan = plan_campaigns(frame, catalogue=catalogue, holdout_share=0.0)
+    plan = plan_campaigns(frame, settings=SETTINGS, catalogue=catalogue, holdout_share=0.0)
     floors = tier_floors(frame)
     rows = frame.set_index(frame["customer_id"].astype(str))
     compared = 0
@@ -407,7 +433,7 @@ def test_plan_and_next_best_action_value_a_customer_with_unknown_order_value_ali
         for cid, value in zip(camp.customer_ids, camp.expected_values):
             if cid not in targeted:
                 continue
-            choice = best_campaign_for(rows.loc[cid].to_dict(), catalogue, thresholds=floors)
+            choice = best_campaign_for(rows.loc[cid].to_dict(), catalogue, SETTINGS, thresholds=floors)
             assert choice is not None and choice["campaign"] == camp.name
             assert choice["expected_net_value"] == pytest.approx(value, abs=0.01)
             compared += 1
@@ -425,7 +451,7 @@ def test_plan_on_real_model_scores(transactions):
     model = CLVModel(TrainingConfig.fast()).fit(history)
     scores = score_frame(model, history, history.end, with_drivers=False)
     table = apply_tiers(scores if "customer_id" in scores else scores.reset_index())
-    plan = plan_campaigns(table, budget=200.0, holdout_share=0.1, seed=1)
+    plan = plan_campaigns(table, settings=SETTINGS, budget=200.0, holdout_share=0.1, seed=1)
     assert 0 < plan.total_cost <= 200.0
     treated = [cid for c in plan.campaigns for cid in c.customer_ids]
     control = [cid for c in plan.campaigns for cid in c.control_group_ids]
@@ -458,7 +484,7 @@ def _reference_best(customer, playbook, net, cost, n):
 @pytest.mark.parametrize("seed", range(6))
 def test_fast_allocation_equals_the_plain_greedy_loop(seed):
     """The vectorised allocations give exactly the assignments of the simple algorithms, ties included."""
-    from predictor.campaigns.planning import _allocate_budget, _best_per_customer
+    from predictor.campaigns.allocation import allocate_budget, best_per_customer
 
     rng = np.random.default_rng(seed)
     n, k = 3000, 4
@@ -474,10 +500,10 @@ def test_fast_allocation_equals_the_plain_greedy_loop(seed):
     for budget in (0.5, 37.0, 800.0, 1e9):
         want, want_left = _reference_budget(customer, playbook, net, cost, budget, n)
         got = np.full(n, -1)
-        left = _allocate_budget(got, customer, playbook, net, cost, budget)
+        left = allocate_budget(got, customer, playbook, net, cost, budget)
         assert np.array_equal(got, want) and left == pytest.approx(want_left), budget
     got = np.full(n, -1)
-    _best_per_customer(got, customer, playbook, net, cost, k)
+    best_per_customer(got, customer, playbook, net, cost, k)
     assert np.array_equal(got, _reference_best(customer, playbook, net, cost, n))
 
 
@@ -487,11 +513,12 @@ def test_planning_frame_and_id_listing_limit_keep_the_plan(customers, catalogue,
     figure and lists exactly the first ids of the full plan, and such a plan refuses to be exported."""
     from predictor.campaigns.planning import planning_frame
 
-    full = plan_campaigns(customers, budget=budget, catalogue=catalogue, holdout_share=0.1, seed=3)
-    narrow = plan_campaigns(planning_frame(customers.sample(frac=1.0, random_state=1)), budget=budget,
-                            catalogue=catalogue, holdout_share=0.1, seed=3)
-    limited = plan_campaigns(planning_frame(customers), budget=budget, catalogue=catalogue, holdout_share=0.1,
-                             seed=3, list_ids=5)
+    full = plan_campaigns(customers, settings=SETTINGS, budget=budget, catalogue=catalogue, holdout_share=0.1,
+                          seed=3)
+    narrow = plan_campaigns(planning_frame(customers.sample(frac=1.0, random_state=1)), settings=SETTINGS,
+                            budget=budget, catalogue=catalogue, holdout_share=0.1, seed=3)
+    limited = plan_campaigns(planning_frame(customers), settings=SETTINGS, budget=budget, catalogue=catalogue,
+                             holdout_share=0.1, seed=3, list_ids=5)
     assert narrow.model_dump() == full.model_dump()  # row order does not change who is picked
     for want, got in zip(full.campaigns, limited.campaigns):
         assert (got.name, got.audience_size, got.cost, got.control_group_size) == (

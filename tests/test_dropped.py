@@ -21,7 +21,8 @@ import pytest
 
 from _agent_support import agent_data_dir, agent_embedder, make_settings, no_real_llm, offline_service  # noqa: F401
 from agent.planner import IntentModel, Planner
-from predictor.campaigns.planning import MAX_BUDGET, export_dir, prune_exports, write_audience_csv
+from predictor.campaigns.allocation import MAX_BUDGET
+from predictor.campaigns.export import export_dir, prune_exports, write_audience_csv
 from tools.deps import ToolDeps
 from tools.registry import ToolRegistry
 

@@ -19,11 +19,13 @@ import pandas as pd
 import pytest
 
 import chromadb.api.models.Collection as chroma_collection
-from predictor.search import index as index_mod
+from predictor.search import columns as columns_mod
+from predictor.search import prepare as prepare_mod
 from predictor.search.embeddings import HashingEmbedder, get_embedder
 from predictor.customers.audience import CustomerFilter
-from predictor.search.index import (FilterError, IndexMismatchError, ProfileIndex, ProfileIndexError, QueryError,
-                             parse_filters, to_chroma_where)
+from predictor.customers.audience import FilterError, parse_conditions, to_chroma_where
+from predictor.search.errors import IndexMismatchError, ProfileIndexError, QueryError
+from predictor.search.index import ProfileIndex
 from chroma_server import ChromaServer, free_port, real_profiles
 
 N_PROFILES = 240
@@ -132,7 +134,7 @@ def test_filtered_search_matches_brute_force_and_chroma_where(make_index, embedd
             assert all(a.score >= b.score for a, b in zip(hits, hits[1:]))
             assert len(got) == min(5, int(keep.sum()))
             plain = idx._active.collection.query(query_embeddings=embedder.embed([query]), n_results=5,
-                                                 where=to_chroma_where(parse_filters(filters)))
+                                                 where=to_chroma_where(parse_conditions(filters)))
             if idx.last_plan == "exact":
                 assert got == want, (filters, query)
                 # Plain Chroma with the equivalent `where` finds the same set (it searches exhaustively
@@ -154,11 +156,11 @@ def test_code_scan_plan_matches_brute_force(make_index, embedder, profiles, monk
     the same ids, order and scores as brute force, split into row shards or not; without faiss
     by gathering float32 vectors."""
     if shard_rows is None:
-        monkeypatch.setattr(index_mod, "_faiss", lambda: None)
+        monkeypatch.setattr(columns_mod, "_faiss", lambda: None)
     else:
         pytest.importorskip("faiss")
-        monkeypatch.setattr(index_mod, "_SHARD_MIN_ROWS", shard_rows)
-    monkeypatch.setattr(index_mod, "_GATHER_MAX", 0)  # as if every candidate set were large
+        monkeypatch.setattr(columns_mod, "_SHARD_MIN_ROWS", shard_rows)
+    monkeypatch.setattr(columns_mod, "_GATHER_MAX", 0)  # as if every candidate set were large
     idx = make_index(exact_max=100_000)
     idx.rebuild(profiles)
     codes = idx._active.columns.vector_codes()
@@ -195,7 +197,7 @@ def test_hits_carry_snippet_and_metadata(make_index, profiles):
     for h in hits:
         row = by_id.loc[h.customer_id]
         assert row["profile_text"].startswith(h.snippet.rstrip("…"))
-        assert len(h.snippet) <= index_mod.SNIPPET_CHARS + 1
+        assert len(h.snippet) <= prepare_mod.SNIPPET_CHARS + 1
         assert h.metadata["tier"] == row["tier"] and h.metadata["country"] == row["country"]
         assert h.metadata["churn_risk"] == pytest.approx(row["churn_risk"])
         assert -1.0 <= h.score <= 1.0
@@ -333,7 +335,7 @@ def test_search_before_build_says_how_to_build(make_index):
 
 
 def _collections(idx) -> set[str]:
-    return {c.name for c in idx._client.list_collections()}
+    return {c.name for c in idx.client.list_collections()}
 
 
 def test_failed_rebuild_keeps_old_index_serving(make_index, profiles, monkeypatch):
@@ -372,7 +374,7 @@ def test_disk_full_during_rebuild_keeps_old_index(make_index, profiles, monkeypa
     def no_space(path, array):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(index_mod, "_save_array", no_space)
+    monkeypatch.setattr(columns_mod, "_save_array", no_space)
     with pytest.raises(ProfileIndexError, match="disk full"):
         idx.rebuild(profiles)
     monkeypatch.undo()
@@ -387,7 +389,7 @@ def test_successful_rebuild_switches_and_drops_old(make_index, profiles):
     old = idx.collection_name
     # What a rebuild killed with SIGKILL leaves behind: a half-written collection nobody serves.
     orphan = idx.prefix + "killed-rebuild"
-    idx._client.create_collection(orphan, embedding_function=None)
+    idx.client.create_collection(orphan, embedding_function=None)
     assert make_index().collection_name == old
     idx.rebuild(profiles.head(100))
     assert idx.collection_name != old and old not in _collections(idx) and orphan not in _collections(idx)

@@ -9,7 +9,7 @@ import pytest
 from predictor.data.load import load_transactions
 from predictor.errors import EvaluationWindowError
 from predictor.campaigns.products import ProductRecommender, RecommendationError, evaluate_recommendations, suggest_products
-from predictor.settings import SHARED_DATA
+from predictor.settings import SHARED_DATA, Settings
 
 DATA = SHARED_DATA / "online_retail" / "online_retail.csv.gz"
 pytestmark = pytest.mark.skipif(not DATA.exists(), reason="real Online Retail data not available")
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not DATA.exists(), reason="real Online Retail da
 
 @pytest.fixture(scope="module")
 def transactions() -> pd.DataFrame:
-    return load_transactions(DATA, "online_retail").transactions
+    return load_transactions(DATA, "online_retail", settings=Settings()).transactions
 
 
 @pytest.fixture(scope="module")

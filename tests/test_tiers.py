@@ -11,9 +11,11 @@ import pytest
 from _tiers_data import loaded_sample, scored_sample
 from predictor.data.categories import (CATEGORIES, FEES, OTHER, apply_categories, build_category_map,
                                   categorize_name, load_category_map, save_category_map)
+from predictor.customers.clusters import kmeans_segments, parse_k_range
 from predictor.customers.tiers import (LIFECYCLE_STAGES, RFM_GRID, RFM_SEGMENTS, TierConfig, TierConfigError,
-                             apply_tiers, assign_lifecycle, cadence_days, churn_thresholds, kmeans_segments, parse_k_range,
-                             population_cadence, tier_transitions, top_at_risk)
+                                       apply_tiers, assign_lifecycle, cadence_days, churn_thresholds,
+                                       population_cadence, top_at_risk)
+from predictor.customers.transitions import tier_transitions
 
 
 @pytest.fixture(scope="module")

@@ -219,7 +219,7 @@ def test_cli_tool_prints_json(settings):
 
 def test_next_best_action_matches_the_planners_per_customer_choice(registry, customers):
     """The whole-table precompute must pick what predictor.campaigns.planning.best_campaign_for picks."""
-    from predictor.campaigns.planning import best_campaign_for
+    from predictor.campaigns.next_action import best_campaign_for
 
     deps = registry.deps
     store = deps.customers

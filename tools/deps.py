@@ -19,6 +19,7 @@ import pandas as pd
 
 from predictor.errors import ValueDeskError
 from predictor.customers.audience import CustomerFilter
+from predictor.customers.audience_engine import AudienceTable
 from predictor.layout import REBUILD_COMMAND, IntegrityError, clean_debris, current_name, current_version
 from predictor.settings import Settings
 
@@ -35,19 +36,13 @@ class ToolFailure(ValueDeskError):
 
 
 SORT_KEYS = ("value_at_risk", "predicted_value", "historical_value", "churn_risk", "customer_value")
-# Filter argument -> customers-table column (predictor.customers.audience.CustomerFilter.mask uses the same pairs).
-CATEGORICAL_FILTERS = (("tiers", "tier"), ("lifecycle", "lifecycle"), ("segments", "rfm_segment"))
-RANGE_FILTERS = (
-    ("min_churn_risk", "churn_risk", "ge"), ("max_churn_risk", "churn_risk", "le"),
-    ("min_value", "predicted_value", "ge"), ("max_value", "predicted_value", "le"),
-    ("min_recency_days", "recency_days", "ge"), ("max_recency_days", "recency_days", "le"),
-)
 REQUIRED_COLUMNS = ("customer_id", "tier", "lifecycle", "rfm_segment", "country", "churn_risk", "predicted_value",
                     "recency_days", "value_at_risk", "historical_value", "customer_value")
 
 
 class CustomerStore:
-    """The customers table, indexed for filter + top-k queries and id lookups."""
+    """The customers table, indexed for filter + top-k queries and id lookups. Filters run on the one
+    audience engine (predictor.customers.audience_engine), compiled once for this table."""
 
     def __init__(self, frame: pd.DataFrame):
         missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
@@ -62,13 +57,7 @@ class CustomerStore:
         if not self._position.is_unique:
             raise ToolFailure("not_built", "The customers table has duplicate customer ids.",
                               "Rebuild it with `valuedesk build`.")
-        self._codes: dict[str, tuple[np.ndarray, dict[str, int]]] = {}
-        self._members: dict[tuple[str, int], np.ndarray] = {}
-        for field, column in CATEGORICAL_FILTERS:
-            cat = pd.Categorical(frame[column].astype("string"))
-            self._codes[field] = (cat.codes, {name: i for i, name in enumerate(cat.categories)})
-        country = pd.Categorical(frame["country"].astype("string").str.lower())
-        self._codes["countries"] = (country.codes, {name: i for i, name in enumerate(country.categories)})
+        self.audience = AudienceTable(frame)
         self.labels = {field: pd.Categorical(frame[column].astype("string")) for field, column in
                        (("tier", "tier"), ("lifecycle", "lifecycle"), ("segment", "rfm_segment"),
                         ("country", "country"))}
@@ -80,10 +69,10 @@ class CustomerStore:
                        for key in SORT_KEYS}
 
     def tier_floors(self) -> dict[str, float]:
-        """Lowest customer_value in each tier (predictor.campaigns.planning.tier_floors), cached for this table."""
+        """Lowest customer_value in each tier (predictor.campaigns.value.tier_floors), cached for this table."""
         floors = getattr(self, "_tier_floors", None)
         if floors is None:
-            from predictor.campaigns.planning import tier_floors
+            from predictor.campaigns.value import tier_floors
 
             floors = self._tier_floors = tier_floors(self.frame)
         return floors
@@ -95,44 +84,8 @@ class CustomerStore:
             return None
 
     def mask(self, flt: CustomerFilter) -> np.ndarray | None:
-        """Same selection as `CustomerFilter.mask(frame)`, on precomputed codes; None means everyone."""
-        keep: np.ndarray | None = None
-
-        def both(m: np.ndarray) -> None:
-            nonlocal keep
-            if keep is None:
-                keep = m
-            elif keep is m or any(keep is c for c in self._members.values()):
-                keep = keep & m  # never write into a cached membership array
-            else:
-                np.logical_and(keep, m, out=keep)
-
-        for field, _ in (*CATEGORICAL_FILTERS, ("countries", "country")):
-            wanted = getattr(flt, field)
-            if not wanted:
-                continue
-            lookup = self._codes[field][1]
-            names = {w.strip().lower() for w in wanted} if field == "countries" else set(wanted)
-            members = [self._member(field, lookup[name]) for name in names if name in lookup]
-            if not members:
-                both(np.zeros(self.n, dtype=bool))
-                continue
-            chosen = members[0] if len(members) == 1 else np.logical_or.reduce(members)
-            both(chosen)
-        for field, column, op in RANGE_FILTERS:
-            bound = getattr(flt, field)
-            if bound is not None:
-                values = self.numbers[column]
-                both(values >= bound if op == "ge" else values <= bound)
-        return keep
-
-    def _member(self, field: str, code: int) -> np.ndarray:
-        """Boolean membership of one category, cached: OR-ing a few of these beats a gather over codes."""
-        key = (field, code)
-        hit = self._members.get(key)
-        if hit is None:
-            hit = self._members[key] = self._codes[field][0] == code
-        return hit
+        """The rows passing `flt` (read-only); None means everyone."""
+        return None if flt.is_empty() else self.audience.mask(flt)
 
     def top(self, flt: CustomerFilter, sort_by: str, limit: int | None) -> tuple[np.ndarray, int]:
         """Row positions of the best `limit` customers by `sort_by` among those passing the filter."""
@@ -158,17 +111,17 @@ class CustomerStore:
 
 
 class NextBestActions:
-    """Every customer's next best action (predictor.campaigns.planning.best_campaigns), computed for the whole table
+    """Every customer's next best action (predictor.campaigns.next_action.best_campaigns), computed for the whole table
     once, so get_customer's next best action is a lookup."""
 
     def __init__(self, store: CustomerStore, catalogue: Any, settings: Settings):
-        from predictor.campaigns.planning import best_campaigns
+        from predictor.campaigns.next_action import best_campaigns
 
         self.store, self.catalogue, self.currency = store, catalogue, settings.currency_symbol
-        self.best, self.net = best_campaigns(store.frame, catalogue, store.tier_floors(), settings.horizon_days)
+        self.best, self.net = best_campaigns(store.audience, catalogue, store.tier_floors(), settings.horizon_days)
 
     def for_position(self, pos: int) -> dict[str, Any] | None:
-        from predictor.campaigns.planning import describe_best
+        from predictor.campaigns.next_action import describe_best
 
         k = int(self.best[pos])
         if k < 0:
@@ -439,7 +392,7 @@ class ToolDeps:
         return planning_frame(self.customers.frame)
 
     def _load_catalogue(self) -> Any:
-        load_catalogue = _import("predictor.campaigns.planning", "load_catalogue", "the campaign catalogue")
+        load_catalogue = _import("predictor.campaigns.catalogue", "load_catalogue", "the campaign catalogue")
         return load_catalogue(self.settings)
 
 

@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-from predictor.campaigns.planning import GOALS, MAX_BUDGET, budget_problem
+from predictor.campaigns.allocation import MAX_BUDGET, budget_problem
+from predictor.campaigns.catalogue import GOALS
 from predictor.customers.audience import LIFECYCLE_STAGES, RFM_SEGMENTS, TIERS, CustomerFilter
 
 SortKey = Literal["value_at_risk", "predicted_value", "historical_value", "churn_risk", "customer_value"]

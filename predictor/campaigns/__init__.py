@@ -1,3 +1,6 @@
-"""Step 5, customers to actions: the campaign catalogue, eligibility through the audience engine,
-budget allocation, control groups and exports (`planning`), the next best action of one customer,
-and product suggestions from co-purchases (`products`)."""
+"""Step 5, customers to actions. The campaign catalogue (`catalogue`), who a campaign may reach
+(`eligibility`), the expected value of each customer-campaign pair (`value`), who gets which campaign
+within a budget (`allocation`), control groups (`holdout`), the plan that puts them together
+(`planning`), audience exports (`export`), each customer's next best action (`next_action`) and
+product suggestions from co-purchases (`products`). Settings come in as arguments: nothing here
+reads the process's settings."""

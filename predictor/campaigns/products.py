@@ -135,6 +135,17 @@ class ProductRecommender:
         self._recent = sp.csr_matrix((np.ones(int(recent.sum()), dtype=bool),
                                       (ci["c"].to_numpy()[recent], ci["i"].to_numpy()[recent])), shape=(n_c, n_i))
 
+        cats = self._fit_categories(lines, items, binary, buyers)
+
+        self.customers, self.items, self.categories = customers, items, cats
+        self._fitted = True
+        return self
+
+    def _fit_categories(self, lines: pd.DataFrame, items: pd.Index, binary: sp.csr_matrix,
+                        buyers: np.ndarray) -> pd.Index:
+        """Each item's category, each customer's category mix and the within-category popularity;
+        returns the categories."""
+        n_i = len(items)
         # Categories: the data's own when present, otherwise a product type read from the name.
         item_lines = lines.assign(product_id=lines["product_id"].astype(str)).drop_duplicates("product_id")
         item_lines = item_lines.set_index("product_id").reindex(items)
@@ -163,10 +174,7 @@ class ProductRecommender:
         self._cat_item = sp.csr_matrix((within, (cat_of_item, np.arange(n_i))), shape=(len(cats), n_i))
         self._popularity = (pop / max(pop.max(), 1.0)).astype(np.float32)
         self._popular_order = np.argsort(-pop, kind="stable")
-
-        self.customers, self.items, self.categories = customers, items, cats
-        self._fitted = True
-        return self
+        return cats
 
     def _item_neighbours(self, binary: sp.csr_matrix, buyers: np.ndarray) -> sp.csr_matrix:
         n_i = binary.shape[1]

@@ -147,7 +147,7 @@ def _priority(profiles: pd.DataFrame) -> np.ndarray:
 
 
 def embedded_texts(prepared: Any) -> list[str]:
-    """The texts the index computes vectors from (`_prepare`'s embed_texts where it has them, else
+    """The texts the index computes vectors from (`prepare_profiles`'s embed_texts where it has them, else
     the profile texts): the job embeds and looks up exactly these, so the index's own sync finds
     every vector in the cache."""
     texts = getattr(prepared, "embed_texts", None)
@@ -212,12 +212,12 @@ class IndexJob:
 
     def _run(self) -> str:
         from predictor.build import PROFILES, sync_index
-        from predictor.search.index import _prepare
+        from predictor.search.prepare import prepare_profiles
         from predictor.layout import current_version
 
         version = current_version(self.settings.data_dir)  # index the build serving now, recorded in it
         profiles = _profiles(version.path(PROFILES), version)
-        texts = embedded_texts(_prepare(profiles))
+        texts = embedded_texts(prepare_profiles(profiles))
         embedder = caching_embedder(self._embedder or _embedder(self.settings), self.settings.data_dir,
                                     chunk=self.chunk, on_chunk=self._advance)
         have = embedder.cache.has(embedder.keys(texts))
@@ -265,7 +265,7 @@ class _Snapshot:
     texts: list[str]
     metadatas: list[dict[str, Any]]
     rows: np.ndarray  # rows of the prepared profiles that have a vector
-    columns: Any  # predictor.search.index._Columns over those rows
+    columns: Any  # predictor.search.columns.ColumnStore over those rows
     total: int
 
 
@@ -283,10 +283,12 @@ class PartialSearch:
 
     def search(self, query: str, filters: Any = None, limit: int = 10) -> tuple[list[Any], int, int]:
         """(hits, profiles searched, profiles in total)."""
-        from predictor.search.index import Hit, ProfileIndex, _snippet, check_query, hit_metadata, parse_filters
+        from predictor.customers.audience import parse_conditions
+        from predictor.search.index import ProfileIndex
+        from predictor.search.prepare import Hit, check_query, hit_metadata, snippet
 
         text = check_query(query)
-        conditions = parse_filters(filters)
+        conditions = parse_conditions(filters)
         ProfileIndex._check_limit(limit)
         with self._lock:
             snap = self._load()
@@ -298,13 +300,14 @@ class PartialSearch:
         vector = self.embedder.embed([text])[0]
         positions, scores, _ = snap.columns.top(vector, selection, limit)
         hits = [Hit(customer_id=str(snap.columns.ids[p]), score=round(float(s), 6),
-                    snippet=_snippet(snap.texts[snap.rows[p]]), metadata=hit_metadata(snap.metadatas[snap.rows[p]]))
+                    snippet=snippet(snap.texts[snap.rows[p]]), metadata=hit_metadata(snap.metadatas[snap.rows[p]]))
                 for p, s in zip(positions.tolist(), scores.tolist())]
         return hits, len(snap.rows), snap.total
 
     def _load(self) -> _Snapshot:
         from predictor.build import profiles_path
-        from predictor.search.index import _Columns, _prepare
+        from predictor.search.columns import ColumnStore
+        from predictor.search.prepare import prepare_profiles
 
         if self.embedder is None:
             self.embedder = _embedder(self.settings)
@@ -316,7 +319,7 @@ class PartialSearch:
         stat = path.stat()
         profile_stamp = (stat.st_mtime_ns, stat.st_size)
         if self._keys is None or self._keys[0] != profile_stamp:
-            prepared = _prepare(pd.read_parquet(path))
+            prepared = prepare_profiles(pd.read_parquet(path))
             self._keys = (profile_stamp, [text_key(self.embedder.name, t) for t in embedded_texts(prepared)], prepared)
         self._cache.refresh()
         stamp = (profile_stamp, len(self._cache))
@@ -325,7 +328,7 @@ class PartialSearch:
         _, keys, prepared = self._keys
         vectors, found = self._cache.get(keys)
         rows = np.flatnonzero(found)
-        columns = (_Columns(prepared.frame.iloc[rows].reset_index(drop=True), vectors[rows], 0,
+        columns = (ColumnStore(prepared.frame.iloc[rows].reset_index(drop=True), vectors[rows], 0,
                             threads=self.settings.threads) if len(rows) else None)
         self._snapshot = _Snapshot(stamp, prepared.texts, prepared.metadatas, rows, columns, len(keys))
         return self._snapshot

@@ -1,0 +1,120 @@
+"""The campaign tools: recommend_campaigns (a ranked, optionally budgeted plan for an audience) and
+export_audience (an audience or a plan's targets written to a CSV file under the data directory)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tools.deps import ToolDeps, ToolFailure
+from tools.functions.filters import customer_filter
+from tools.models import (
+    CampaignArgs, CampaignPlanItem, ExportAudienceArgs, ExportAudienceResult, RecommendCampaignsResult,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_IDS_PER_CAMPAIGN = 200
+
+
+def _plan(args: CampaignArgs, deps: ToolDeps, list_ids: int | None = None) -> Any:
+    from predictor.campaigns.planning import plan_campaigns
+
+    return plan_campaigns(deps.planning_customers, goal=args.goal, budget=args.budget,
+                          filter=customer_filter(args, deps), catalogue=deps.catalogue, settings=deps.settings,
+                          list_ids=list_ids)
+
+
+def recommend_campaigns(args: CampaignArgs, deps: ToolDeps) -> RecommendCampaignsResult:
+    """Recommend campaigns for an audience (the same filters as find_customers), an optional goal
+    ('retain', 'win back', 'reactivate', 'cross-sell', 'grow') and an optional budget. Returns ranked
+    campaigns, each with its audience size and customer ids, offer, cost, expected incremental revenue,
+    expected net value, ROI and the assumptions behind the numbers; with a budget, customers are chosen
+    across campaigns to maximise expected net value within it, and nobody gets two campaigns.
+    Use export_audience to get the full audience as a CSV file.
+    """
+    # Per-customer lists can hold a million ids: plan with only the first few listed (the export plans in full).
+    full = _plan(args, deps, list_ids=MAX_IDS_PER_CAMPAIGN)
+    plan = full.model_dump(mode="json", exclude={"campaigns": {"__all__": {
+        "customer_ids", "expected_values", "control_group_ids", "control_group_size", "ids_complete"}}})
+    campaigns = []
+    for item, result in zip(plan.pop("campaigns", []), full.campaigns):
+        item["customer_ids"] = result.customer_ids
+        item["customer_ids_truncated"] = result.audience_size > len(result.customer_ids)
+        item["control_group_size"] = result.control_group_size
+        campaigns.append(CampaignPlanItem.model_validate(item))
+    plan["currency"] = deps.settings.currency_symbol
+    return RecommendCampaignsResult.model_validate({**plan, "campaigns": campaigns})
+
+
+def _preview(path: Path, n: int = 5) -> tuple[list[str], list[dict[str, Any]]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        rows = list(itertools.islice(reader, n))
+        return list(reader.fieldnames or []), rows
+
+
+def _export_name(args: ExportAudienceArgs) -> str:
+    digest = hashlib.sha1(args.model_dump_json(exclude_none=True).encode()).hexdigest()[:8]
+    return f"audience-{time.strftime('%Y%m%d-%H%M%S')}-{digest}.csv"
+
+
+def _data_file(path: Path, deps: ToolDeps) -> str:
+    """A file as results and messages name it: relative to the data directory (no absolute server path)."""
+    try:
+        return path.relative_to(deps.settings.data_dir).as_posix()
+    except ValueError:
+        return path.name
+
+
+def export_audience(args: ExportAudienceArgs, deps: ToolDeps) -> ExportAudienceResult:
+    """Write an audience to a CSV file a marketing tool can import (ids, tier, segment, offer, products,
+    expected value) under the data directory's exports folder, and return its file name, row count, a
+    preview and when it expires. The file name is always chosen here (no path or name can be given).
+    The audience is either everyone passing the filter (source 'filter', the default) or the
+    customers a campaign plan for the same filter, goal and budget targets (source 'campaigns', the
+    default when a goal or budget is given). Nothing is sent anywhere.
+    """
+    from predictor.campaigns.export import audience_rows, export_dir, prune_exports, write_audience_csv
+
+    source = args.source or ("campaigns" if (args.goal or args.budget is not None or args.campaign) else "filter")
+    flt = customer_filter(args, deps, empty=", so nothing was exported")
+    store = deps.customers
+    if source == "campaigns":
+        rows = audience_rows(_plan(args, deps), store.frame, campaign=args.campaign)
+    else:
+        idx, total = store.top(flt, args.sort_by or "value_at_risk", args.max_rows)
+        if total == 0:
+            raise ToolFailure("not_found", "No customer passes this filter, so there is nothing to export.",
+                              "Check the filter with find_customers or segment_summary.")
+        rows = audience_rows(store.frame.iloc[idx])
+    if args.max_rows:
+        rows = itertools.islice(rows, args.max_rows)
+    max_age_h = deps.settings.export_max_age_hours
+    path = Path(deps.settings.data_dir) / "exports" / _export_name(args)
+    try:
+        removed = prune_exports(export_dir(deps.settings.data_dir), max_age_h)
+        if removed:
+            log.info("removed %d expired export file(s) from exports/", len(removed))
+        n = write_audience_csv(rows, path)
+    except OSError as exc:
+        # Named relative to the data directory; the registry still maps a full or read-only disk
+        # (the cause) to its storage error code.
+        raise ToolFailure("internal_error", f"Could not write {_data_file(path, deps)}: "
+                          f"{exc.strerror or type(exc).__name__}.",
+                          "Check that the data directory's exports folder is writable and has space.") from exc
+    if n == 0:
+        path.unlink(missing_ok=True)
+        raise ToolFailure("campaign_error", "The campaign plan targets nobody, so there is nothing to export.",
+                          "Widen the filter, raise the budget or drop the campaign name.")
+    columns, preview = _preview(path)
+    expires = datetime.fromtimestamp(path.stat().st_mtime + max_age_h * 3600, tz=timezone.utc)
+    return ExportAudienceResult(path=str(path), file=_data_file(path, deps),
+                                expires_at=expires.isoformat(timespec="seconds"), rows=n, columns=columns,
+                                preview=preview)
