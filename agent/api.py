@@ -1,5 +1,5 @@
-"""Agent routes for the tools' FastAPI app (`valuedesk api` mounts them through the `valuedesk.api_routers`
-entry point, so they sit behind the same API key and body limit):
+"""Agent routes, mounted beside the tool routes by the one HTTP server (valuedesk.server, `valuedesk api`),
+so they sit behind the same API key and body limit:
 
 - `POST /v1/agent/chat` {message, session_id?, stream?} -> AgentReply JSON (with the `session_id` to pass
   back for a follow-up; without one the turn starts a fresh session), or server-sent events
@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from predictor.settings import Settings
+from agent.settings import AgentSettings
 
 FACADE_MODEL = "valuedesk"
 
@@ -72,7 +72,7 @@ def _store_error(exc: Any) -> JSONResponse:
     return _error(exc.code, str(exc), exc.status, exc.hint)
 
 
-def caller_owner(settings: Settings, request: Request) -> str:
+def caller_owner(settings: AgentSettings, request: Request) -> str:
     """Whose sessions these are: a hash of the bearer key the caller sent (never the key), or
     "anonymous" when the server has no API key (every caller may then claim any key)."""
     from agent.memory import ANONYMOUS_OWNER, owner_for_key
@@ -91,16 +91,17 @@ def _text(content: Any) -> str:
     return ""
 
 
-def agent_router(settings: Settings, service: Any = None) -> APIRouter:
+def agent_router(settings: AgentSettings, service: Any = None) -> APIRouter:
     """The agent's routes; `service` defaults to the process-wide AgentService (built on first request)."""
     router = APIRouter()
+    resolved = [service]
 
     def get_service():
-        if service is not None:
-            return service
-        from agent.service import get_agent_service
+        if resolved[0] is None:  # looked up once: the service stays the same for the router's life
+            from agent.service import get_agent_service
 
-        return get_agent_service(settings)
+            resolved[0] = get_agent_service(settings)
+        return resolved[0]
 
     def events(message: str, session_id: str | None, owner: str) -> Iterator[bytes]:
         from predictor.errors import ValueDeskError

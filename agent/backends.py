@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from agent.settings import AgentSettings
 from predictor.errors import ValueDeskError
-from predictor.settings import Settings
 
 
 class AgentConfigError(ValueDeskError):
@@ -29,7 +29,7 @@ class BackendInfo:
     base_url: str | None
 
 
-def backend_info(settings: Settings) -> BackendInfo:
+def backend_info(settings: AgentSettings) -> BackendInfo:
     backend = settings.llm_backend
     if backend == "offline":
         return BackendInfo("offline", "valuedesk-planner", None)
@@ -45,7 +45,7 @@ def backend_info(settings: Settings) -> BackendInfo:
     return BackendInfo("openai", settings.llm_model, settings.llm_base_url.rstrip("/"))
 
 
-def build_chat_model(settings: Settings, *, registry: Any = None) -> Any:
+def build_chat_model(settings: AgentSettings, *, registry: Any = None) -> Any:
     """A LangChain chat model for the configured backend."""
     info = backend_info(settings)
     if info.backend == "offline":

@@ -1,4 +1,5 @@
-"""`valuedesk` subcommands owned by the agent layer."""
+"""`valuedesk` subcommands owned by the agent layer: serve-llm, chat, eval (`valuedesk agent-api`, the
+one HTTP server, is the wiring's: valuedesk.server). Handlers get `args.settings` from the CLI."""
 
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ from agent.eval import register_eval
 def _serve_llm(args: argparse.Namespace) -> int:
     # Imported here so `valuedesk --help` stays fast and never touches the LLM stack.
     from agent.llm_server import serve_forever
-    from predictor.settings import get_settings
 
-    settings = get_settings()
+    settings = args.settings
     if args.model:
         settings = settings.model_copy(update={"vllm_model": args.model})
     return serve_forever(settings, port=args.port)
@@ -22,9 +22,8 @@ def _serve_llm(args: argparse.Namespace) -> int:
 
 def _chat(args: argparse.Namespace) -> int:
     from agent.service import get_agent_service
-    from predictor.settings import get_settings
 
-    service = get_agent_service(get_settings())
+    service = get_agent_service(args.settings)
     if args.json:
         reply = service.chat(args.question, args.session)
         print(json.dumps(reply.model_dump(mode="json"), indent=2, ensure_ascii=False))
@@ -52,19 +51,6 @@ def _chat(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from predictor.settings import get_settings
-    from tools.api import serve
-
-    settings = get_settings()
-    if args.workers < 1:
-        print("error: --workers must be at least 1", file=sys.stderr)
-        return 2
-    # `valuedesk api` already mounts the agent routes (entry point valuedesk.api_routers); this is its alias.
-    serve(settings, args.host, args.port, access_log=args.access_log, workers=args.workers)
-    return 0
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this layer's subcommands."""
     serve = sub.add_parser(
@@ -84,13 +70,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "question starts a fresh session, whose id is printed")
     chat.add_argument("--json", action="store_true", help="print the answer and the tool trace as JSON")
     chat.set_defaults(handler=_chat)
-
-    agent_api = sub.add_parser("agent-api", help="alias of `valuedesk api` (tools and agent routes on one app)")
-    agent_api.add_argument("--host", default=None)
-    agent_api.add_argument("--port", type=int, default=None)
-    agent_api.add_argument("--access-log", action="store_true")
-    agent_api.add_argument("--workers", type=int, default=1,
-                           help="server processes (each holds its own customers table and agent)")
-    agent_api.set_defaults(handler=_serve)
 
     register_eval(sub)

@@ -35,8 +35,9 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemM
 from langchain_core.tools import StructuredTool
 
 from agent import grounding
+from agent.settings import AgentSettings
 from agent.tool_schema import bound_schema, max_call_tokens
-from predictor.settings import REPO_ROOT, Settings
+from predictor.settings import REPO_ROOT
 from tools.registry import ToolRegistry
 
 PROMPTS_DIR = REPO_ROOT / "prompts"
@@ -47,7 +48,7 @@ EGRESS = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+|\b(?:https?|ftp|s3|gs)://\S+|\bww
 # ---------------------------------------------------------------- tools
 
 
-def tool_names(settings: Settings, registry: ToolRegistry) -> list[str]:
+def tool_names(settings: AgentSettings, registry: ToolRegistry) -> list[str]:
     wanted = [n.strip() for n in settings.agent_tools.split(",") if n.strip()]
     return [n for n in wanted if n in registry.tools] if wanted else registry.names()
 
@@ -172,7 +173,7 @@ def load_examples(path: Path | None = None) -> list[AnyMessage]:
 
 
 class ValueDeskMiddleware(AgentMiddleware):
-    def __init__(self, registry: ToolRegistry, settings: Settings, *, strict_tools: bool,
+    def __init__(self, registry: ToolRegistry, settings: AgentSettings, *, strict_tools: bool,
                  examples: list[AnyMessage] | None = None):
         super().__init__()
         self.registry, self.settings = registry, settings
@@ -266,7 +267,7 @@ def _egress(value: Any) -> str | None:
     return None
 
 
-def system_prompt(settings: Settings, facts: dict[str, Any]) -> str:
+def system_prompt(settings: AgentSettings, facts: dict[str, Any]) -> str:
     text = (PROMPTS_DIR / "system.md").read_text(encoding="utf-8")
     values = {"currency": settings.currency_symbol, "horizon_days": settings.horizon_days,
               "data_range": "unknown", "training_window": "unknown", **{k: v for k, v in facts.items() if v}}
@@ -275,7 +276,7 @@ def system_prompt(settings: Settings, facts: dict[str, Any]) -> str:
     return text
 
 
-def build_agent(model: BaseChatModel, registry: ToolRegistry, settings: Settings, *, checkpointer: Any = None,
+def build_agent(model: BaseChatModel, registry: ToolRegistry, settings: AgentSettings, *, checkpointer: Any = None,
                 prompt: str | None = None, strict_tools: bool = True, few_shot: bool | None = None):
     """The compiled LangGraph agent for `model` over the registry's tools."""
     few_shot = settings.agent_few_shot if few_shot is None else few_shot

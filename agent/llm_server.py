@@ -46,8 +46,9 @@ from collections import deque
 from pathlib import Path
 
 from agent.llm_model import MODELS, ModelSpec, cached_model_dir, is_converted
+from agent.settings import AgentSettings
 from predictor.errors import ValueDeskError
-from predictor.settings import REPO_ROOT, Settings
+from predictor.settings import REPO_ROOT
 
 PROMPTS_DIR = REPO_ROOT / "prompts"
 LLM_MODEL_SCRIPT = Path(__file__).resolve().with_name("llm_model.py")
@@ -58,19 +59,19 @@ class LLMServerError(ValueDeskError):
     """The vLLM server could not be set up, started, or did not become healthy."""
 
 
-def model_spec(settings: Settings) -> ModelSpec:
+def model_spec(settings: AgentSettings) -> ModelSpec:
     name = settings.vllm_model
     return MODELS.get(name) or ModelSpec(name=name, hf_id=name)
 
 
-def served_model_name(settings: Settings) -> str:
+def served_model_name(settings: AgentSettings) -> str:
     return model_spec(settings).name
 
 
 class LLMServer:
     """One vLLM server process. Use as a context manager or call start()/stop()."""
 
-    def __init__(self, settings: Settings, *, port: int | None = None, log_path: Path | str | None = None):
+    def __init__(self, settings: AgentSettings, *, port: int | None = None, log_path: Path | str | None = None):
         self.settings = settings
         self.spec = model_spec(settings)
         self.host = settings.vllm_host
@@ -247,7 +248,7 @@ class LLMServer:
         self.stop()
 
 
-def serve_forever(settings: Settings, port: int | None = None) -> int:
+def serve_forever(settings: AgentSettings, port: int | None = None) -> int:
     """`valuedesk serve-llm`: start, report, and keep the server up until Ctrl-C."""
     server = LLMServer(settings, port=port)
     # A service manager stops us with SIGTERM; turn it into an exception so `finally` stops vLLM

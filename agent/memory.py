@@ -1,6 +1,6 @@
 """Per-session conversation memory: a small SQLite store of finished turns under the data directory.
 
-What a follow-up needs is kept, nothing else: per turn the user's question, the final answer, and a
+What a follow-up needs is kept (agent.turns shapes it), nothing else: per turn the user's question, the final answer, and a
 compact summary of each tool call (name, arguments, and the result's scalars, ids and counts: never
 whole result lists), plus the offline planner's plan of the turn. Each turn the service reads the
 session's last `agent_history_turns` turns back as chat messages and feeds them to the agent graph
@@ -8,7 +8,7 @@ ahead of the new question; the graph itself runs without a checkpointer, so no i
 state is ever written (a LangGraph checkpointer writes the whole state at every step of every turn,
 which grows with the square of the conversation).
 
-Bounds (predictor/settings.py, Agent group): a session keeps at most `agent_session_max_turns` turns and
+Bounds (agent/settings.py): a session keeps at most `agent_session_max_turns` turns and
 `agent_session_max_bytes` bytes (oldest turns dropped on every write); turns older than
 `agent_session_max_age_days` are never read and are deleted by the prune; all sessions together keep at
 most `agent_session_store_max_mb` (least recently used sessions dropped first). The prune runs when the
@@ -36,22 +36,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.graph import nested_lists
+from agent.settings import AgentSettings
 from predictor.errors import ValueDeskError
-from predictor.settings import Settings
 
 log = logging.getLogger(__name__)
 
 LOCAL_OWNER = "local"
 ANONYMOUS_OWNER = "anonymous"
 PRUNE_INTERVAL_S = 600.0
-MAX_QUESTION_CHARS = 4000
-MAX_ANSWER_CHARS = 6000
-MAX_SUMMARY_CHARS = 2000
-MAX_IDS = 50
-MAX_ROWS = 12
-MAX_SCALARS = 20
-MAX_TEXT = 200
 LEGACY_FILES = ("sessions.sqlite", "sessions.sqlite-wal", "sessions.sqlite-shm")
 
 SCHEMA = """
@@ -89,7 +81,7 @@ class SessionStoreFull(SessionStoreError):
     hint = "Free space (or quota) on the disk that holds the data directory, then try again."
 
 
-def sessions_path(settings: Settings) -> Path:
+def sessions_path(settings: AgentSettings) -> Path:
     return settings.data_dir / "agent" / "sessions.db"
 
 
@@ -111,112 +103,13 @@ def store_error(exc: BaseException, action: str) -> SessionStoreError:
     return SessionStoreUnavailable(f"The agent's session store could not be {action} ({reason}).")
 
 
-# ---------------------------------------------------------------- what a turn keeps
-
-
-def _scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (bool, int, float, str))
-
-
-def _short(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > MAX_TEXT:
-        return value[:MAX_TEXT] + "…"
-    return value
-
-
-def summarize(value: Any, depth: int = 0) -> Any:
-    """A compact stand-in for a tool result: scalars, ids and counts, no whole lists."""
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if _scalar(item):
-                out[key] = _short(item)
-            elif isinstance(item, list):
-                out[key] = _summarize_list(item, depth)
-            elif isinstance(item, dict) and depth < 2:
-                out[key] = summarize(item, depth + 1)
-        return out
-    if isinstance(value, list):
-        return _summarize_list(value, depth)
-    return _short(value) if _scalar(value) else str(value)[:MAX_TEXT]
-
-
-def _summarize_list(items: list, depth: int) -> Any:
-    if items and all(isinstance(r, dict) for r in items) and any("customer_id" in r for r in items):
-        # Customer lists: the ids in order (so "the second one" resolves) and how many there were.
-        return {"count": len(items), "customer_ids": [str(r.get("customer_id")) for r in items[:MAX_IDS]]}
-    if all(_scalar(r) for r in items):
-        head = [_short(r) for r in items[:MAX_SCALARS]]
-        return head + ([f"... {len(items) - MAX_SCALARS} more"] if len(items) > MAX_SCALARS else [])
-    if depth >= 2:
-        return {"count": len(items)}
-    rows = [summarize(r, depth + 1) for r in items[:MAX_ROWS]]
-    return rows + ([{"more": len(items) - MAX_ROWS}] if len(items) > MAX_ROWS else [])
-
-
-def _fit(value: Any, max_chars: int) -> Any:
-    """Halve the longest list until the JSON fits (then drop what still does not)."""
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    for _ in range(60):
-        if len(text) <= max_chars:
-            return value
-        lists = nested_lists(value)
-        if not lists:
-            break
-        holder, key, items = max(lists, key=lambda h: len(json.dumps(h[2], ensure_ascii=False, default=str)))
-        holder[key] = items[: len(items) // 2]
-        text = json.dumps(value, ensure_ascii=False, default=str)
-    if len(text) <= max_chars:
-        return value
-    keys = list(value)[:20] if isinstance(value, dict) else []
-    return {"note": "result too large to keep", "keys": keys}
-
-
-def turn_record(question: str, answer: str, kind: str, calls: list[dict[str, Any]],
-                meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What one finished turn keeps: `calls` are tool traces ({name, arguments, result, error});
-    `meta` the final message's valuedesk_* fields (the offline planner's plan and result ids)."""
-    kept = []
-    for call in calls:
-        entry: dict[str, Any] = {"name": call.get("name"), "arguments": call.get("arguments") or {}}
-        if call.get("error"):
-            err = call["error"]
-            entry["error"] = {k: _short(err.get(k)) for k in ("code", "message") if err.get(k)}
-        else:
-            entry["summary"] = _fit(summarize(call.get("result")), MAX_SUMMARY_CHARS)
-        kept.append(entry)
-    answer = answer if len(answer) <= MAX_ANSWER_CHARS else answer[:MAX_ANSWER_CHARS] + " […]"
-    return {"q": question[:MAX_QUESTION_CHARS], "a": answer, "kind": kind, "calls": kept,
-            "meta": {k: v for k, v in (meta or {}).items() if k.startswith("valuedesk_")}}
-
-
-def turn_messages(records: list[dict[str, Any]]) -> list:
-    """Stored turns as chat messages: question, the tool calls with their summaries, the answer."""
-    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
-
-    out: list = []
-    for i, record in enumerate(records):
-        out.append(HumanMessage(record.get("q", "")))
-        calls = record.get("calls") or []
-        if calls:
-            ids = [f"prior_{i}_{j}" for j in range(len(calls))]
-            out.append(AIMessage("", tool_calls=[{"name": c["name"], "args": c.get("arguments") or {}, "id": cid,
-                                                  "type": "tool_call"} for c, cid in zip(calls, ids)]))
-            for call, cid in zip(calls, ids):
-                body = {"error": call["error"]} if call.get("error") else call.get("summary")
-                out.append(ToolMessage(json.dumps(body, ensure_ascii=False, default=str), tool_call_id=cid,
-                                       name=call["name"], status="error" if call.get("error") else "success"))
-        out.append(AIMessage(record.get("a", ""), additional_kwargs=dict(record.get("meta") or {})))
-    return out
-
-
 # ---------------------------------------------------------------- the store
 
 
 class SessionStore:
     """The turns of every session in one SQLite file (WAL; safe for several server processes)."""
 
-    def __init__(self, settings: Settings, path: Path | None = None, *, clock: Callable[[], float] = time.time):
+    def __init__(self, settings: AgentSettings, path: Path | None = None, *, clock: Callable[[], float] = time.time):
         self.settings = settings
         self.path = Path(path or sessions_path(settings))
         self.clock = clock

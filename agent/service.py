@@ -17,9 +17,11 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
 from pydantic import BaseModel, Field
 
-from agent.memory import LOCAL_OWNER, MAX_ANSWER_CHARS
+from agent.memory import LOCAL_OWNER
+from agent.settings import AgentSettings
+from agent.turns import MAX_ANSWER_CHARS
 from predictor.errors import ValueDeskError
-from predictor.settings import Settings, get_settings
+from tools.registry import PerSettings
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ class AgentEvent(BaseModel):
 class AgentService:
     """Answers questions with the configured backend; `model`, `registry` and `memory` may be injected (tests)."""
 
-    def __init__(self, settings: Settings, *, registry: Any = None, model: Any = None, memory: Any = None,
+    def __init__(self, settings: AgentSettings, *, registry: Any = None, model: Any = None, memory: Any = None,
                  backend: str | None = None):
         self.settings = settings
         self._registry = registry
@@ -172,7 +174,8 @@ class AgentService:
 
     def _run(self, message: str, session_id: str | None, *, owner: str, history: list[tuple[str, str]] | None,
              tokens: bool, raise_store: bool) -> Iterator[AgentEvent]:
-        from agent.memory import SessionStoreError, turn_messages, turn_record
+        from agent.memory import SessionStoreError
+        from agent.turns import turn_messages, turn_record
 
         message = _message(message)
         stateless = history is not None
@@ -351,15 +354,9 @@ def _describe(exc: Exception, info) -> str:
     return f"The agent failed unexpectedly ({name}: {exc}); the server log has the details."
 
 
-_services: dict[int, AgentService] = {}
-_services_lock = threading.Lock()
+_services: PerSettings[AgentService] = PerSettings(AgentService)
 
 
-def get_agent_service(settings: Settings | None = None) -> AgentService:
+def get_agent_service(settings: AgentSettings) -> AgentService:
     """The process-wide agent service for these settings (built on first use, never at import)."""
-    settings = settings or get_settings()
-    with _services_lock:
-        service = _services.get(id(settings))
-        if service is None:
-            service = _services[id(settings)] = AgentService(settings)
-        return service
+    return _services.get(settings)

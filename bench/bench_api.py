@@ -193,7 +193,7 @@ def main() -> int:
     if not shutil.which("wrk"):
         print("error: wrk not found; install it with `apt-get install -y wrk`", file=sys.stderr)
         return 2
-    from predictor.settings import get_settings
+    from valuedesk.config import load_settings
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="vd-bench-api-"))
     if args.source == "crude":
@@ -203,7 +203,7 @@ def main() -> int:
         if not (args.reuse and (source / "customers.parquet").exists()):
             crude_data_dir(source)
     else:
-        source = get_settings().data_dir
+        source = load_settings().data_dir
         if not (source / "customers.parquet").exists():
             print(f"error: no customers table in {source}; run `valuedesk build` or use --source crude",
                   file=sys.stderr)

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.llm_server import LLMServer  # noqa: E402
-from predictor.settings import get_settings  # noqa: E402
+from valuedesk.config import load_settings  # noqa: E402
 
 TOOL = {
     "type": "function",
@@ -53,7 +53,7 @@ def main() -> int:
 
     import openai
 
-    settings = get_settings()
+    settings = load_settings()
     load_at_start = round(os.getloadavg()[0], 1)
     log = Path(tempfile.gettempdir()) / "valuedesk-bench-vllm.log"
     server = LLMServer(settings, port=args.port, log_path=log)

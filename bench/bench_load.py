@@ -136,10 +136,10 @@ def compare(data: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from predictor.settings import get_settings
+    from predictor.settings import Settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(get_settings().default_data))
+    parser.add_argument("--data", default=str(Settings().default_data))
     parser.add_argument("--scale", type=int, default=1, help="also run on the file copied N times")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)

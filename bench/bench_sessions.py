@@ -90,7 +90,7 @@ class Server:
                "VALUEDESK_API_KEY": KEY, "VALUEDESK_THREADS": os.environ.get("VALUEDESK_THREADS", "1"),
                "PYTHONPATH": str(code_dir)}
         self.log = open(log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "predictor.cli", "api", "--port", str(self.port)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "valuedesk.cli", "api", "--port", str(self.port)],
                                      cwd=code_dir, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         try:
             wait_ready(self.url, self.proc, timeout=300)

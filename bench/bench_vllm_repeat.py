@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent.llm_server import LLMServer  # noqa: E402
-from predictor.settings import Settings  # noqa: E402
+from agent.settings import AgentSettings  # noqa: E402
 
 DEFAULT_TESTS = ["tests/test_agent_vllm.py", "tests/test_vllm_server.py::test_real_server_tool_call_round_trip",
                  "tests/test_vllm_server.py::test_real_server_streams_tool_call_deltas"]
@@ -58,7 +58,7 @@ def main() -> int:
     parser.add_argument("--run-timeout", type=float, default=600.0)
     args = parser.parse_args()
 
-    settings = Settings()
+    settings = AgentSettings()
     log = Path(tempfile.gettempdir()) / "valuedesk-bench-vllm-repeat.log"
     server = LLMServer(settings.model_copy(update={"vllm_startup_timeout_s": 600.0}), port=_free_port(), log_path=log)
     load_start = os.getloadavg()[0]

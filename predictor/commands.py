@@ -1,14 +1,14 @@
-"""Predictor subcommands: `valuedesk evaluate`, `valuedesk score` (and `build`, registered by predictor.build)."""
+"""Predictor subcommands: `valuedesk evaluate`, `valuedesk score` and `valuedesk build` (predictor.build_cli).
+Handlers get the settings the CLI entry read as `args.settings` (valuedesk.cli)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-from predictor.settings import get_settings
+from predictor.build_cli import register_build
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +28,7 @@ def load_from_args(args, settings):
     path = args.data
     if path is None and schema == settings.default_schema and schema != "cdnow":
         path = settings.default_data
-    return load_transactions(path, schema, parse_column_map(args.column_map), settings)
+    return load_transactions(path, schema, parse_column_map(args.column_map), settings=settings)
 
 
 def parse_cutoff(text: str):
@@ -47,7 +47,7 @@ def run_evaluate(args) -> int:
     from predictor.model.estimators import TrainingConfig
     from predictor.model.scoring import history_from_transactions
 
-    settings = get_settings()
+    settings = args.settings
     cutoff = parse_cutoff(args.cutoff)
     config = TrainingConfig.from_settings(settings, args.horizon_days)  # a bad horizon fails before loading
     loaded = load_from_args(args, settings)
@@ -56,7 +56,7 @@ def run_evaluate(args) -> int:
     report["data_fingerprint"] = loaded.fingerprint
     print(format_table(report))
     if args.json:
-        from predictor.model.artifacts import write_json_atomic
+        from predictor.atomic import write_json_atomic
 
         write_json_atomic(Path(args.json), report)
         print(f"wrote {args.json}")
@@ -68,7 +68,7 @@ def run_score(args) -> int:
     from predictor.model.estimators import TrainingConfig
     from predictor.model.scoring import score_customers
 
-    settings = get_settings()
+    settings = args.settings
     if args.out:
         settings = settings.model_copy(update={"data_dir": Path(args.out)})
     if current_name(settings.data_dir) is not None:
@@ -109,8 +109,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     score.add_argument("--quiet", action="store_true", help="Only print the summary line.")
     score.set_defaults(handler=run_score)
 
-    try:
-        from predictor.build import register_build
-    except ImportError:  # the build step lands separately
-        return
     register_build(sub)

@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from predictor.atomic import fsync_dir, replace_symlink, write_text_atomic
 from predictor.errors import ArtifactError
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,17 @@ INDEX_FILE = "index.json"  # attached after the build (background indexing), so 
 STAGING_PREFIX = ".staging-"
 BUILD_LOCK = ".build.lock"
 REBUILD_COMMAND = "valuedesk build --rescore"
+# The files of a version folder (see the module docstring).
+MODELS = "models"
+SCORES = "scores.parquet"
+CUSTOMERS = "customers.parquet"
+PROFILES = "profiles.parquet"
+TRANSACTIONS = "transactions.parquet"
+CATEGORIES = "categories.parquet"
+TRANSITIONS = "tier_transitions.parquet"
+BUILD_JSON = "build.json"
 # Files of the pre-version flat layout, removed once a version serves (they are never read again).
-FLAT_FILES = ("scores.parquet", "customers.parquet", "profiles.parquet", "transactions.parquet",
-              "categories.parquet", "tier_transitions.parquet", "build.json")
+FLAT_FILES = (SCORES, CUSTOMERS, PROFILES, TRANSACTIONS, CATEGORIES, TRANSITIONS, BUILD_JSON)
 
 
 class IntegrityError(ArtifactError):
@@ -60,21 +69,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_text_atomic(path: Path, text: str, mode: int = 0o600) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @dataclass(frozen=True)
 class BuildVersion:
     """The files of one build (or of a flat data directory when `name` is None)."""
@@ -86,7 +80,7 @@ class BuildVersion:
     # -- paths
     @property
     def model_dir(self) -> Path:
-        return self.root / "models"
+        return self.root / MODELS
 
     def path(self, name: str) -> Path:
         return self.root / name
@@ -238,11 +232,8 @@ class StagedBuild:
         final = self.data_dir / BUILDS_DIR / self.name
         _fsync_tree(self.root)
         os.replace(self.root, final)
-        link = self.data_dir / f".{CURRENT}.{self.name}.tmp"
-        link.unlink(missing_ok=True)
-        link.symlink_to(Path(BUILDS_DIR) / self.name)
-        os.replace(link, self.data_dir / CURRENT)
-        _fsync_dir(self.data_dir)
+        replace_symlink(self.data_dir / CURRENT, Path(BUILDS_DIR) / self.name)
+        fsync_dir(self.data_dir)
         self.published = BuildVersion(data_dir=self.data_dir, root=final, name=self.name)
         return self.published
 
@@ -254,25 +245,12 @@ class StagedBuild:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree(root: Path) -> None:
     for path in root.rglob("*"):
         if path.is_file() and not path.is_symlink():
             with path.open("rb") as fh:
                 os.fsync(fh.fileno())
-    _fsync_dir(root)
+    fsync_dir(root)
 
 
 def clean_debris(data_dir: Path | str, *, build_lock_held: bool = False) -> list[str]:
@@ -315,9 +293,9 @@ def _clean(data_dir: Path) -> list[str]:
             if (data_dir / name).is_file():
                 (data_dir / name).unlink()
                 removed.append(name)
-        if (data_dir / "models").is_dir():
-            shutil.rmtree(data_dir / "models", ignore_errors=True)
-            removed.append("models")
+        if (data_dir / MODELS).is_dir():
+            shutil.rmtree(data_dir / MODELS, ignore_errors=True)
+            removed.append(MODELS)
     if removed:
         log.info("removed debris of earlier builds: %s", ", ".join(removed))
     return removed

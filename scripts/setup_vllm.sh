@@ -25,7 +25,7 @@ KEY="$TORCH_REQ $VLLM_REQS $MODEL_PKG"
 # The data directory comes from the project's settings when .venv exists (same rules as the app),
 # else from the same environment variable with the same default.
 if [[ -z "${VALUEDESK_DATA_DIR:-}" && -x "$ROOT/.venv/bin/python" ]]; then
-    DATA_DIR="$(cd "$ROOT" && "$ROOT/.venv/bin/python" -c 'from predictor.settings import get_settings; print(get_settings().data_dir)' 2>/dev/null || true)"
+    DATA_DIR="$(cd "$ROOT" && "$ROOT/.venv/bin/python" -c 'from valuedesk.config import load_settings; print(load_settings().data_dir)' 2>/dev/null || true)"
 fi
 DATA_DIR="${DATA_DIR:-${VALUEDESK_DATA_DIR:-$ROOT/.valuedesk}}"
 MODEL_DIR="$DATA_DIR/llm/$MODEL"

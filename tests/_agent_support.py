@@ -137,9 +137,9 @@ def agent_embedder(tmp_path_factory):
 
 
 def make_settings(data_dir: Path, **kw):
-    from predictor.settings import Settings
+    from agent.settings import AgentSettings
 
-    return Settings(data_dir=data_dir, threads=1, **kw)
+    return AgentSettings(data_dir=data_dir, threads=1, **kw)
 
 
 def offline_service(settings, embedder, registry=None):
@@ -150,5 +150,5 @@ def offline_service(settings, embedder, registry=None):
     from tools.registry import ToolRegistry
 
     registry = registry or ToolRegistry(ToolDeps(settings))
-    planner = Planner(settings, registry, intent_model=IntentModel(settings, embedder=embedder))
+    planner = Planner.for_registry(settings, registry, intent_model=IntentModel(settings, embedder=embedder))
     return AgentService(settings, registry=registry, model=PlannerChatModel(planner=planner), backend="offline")

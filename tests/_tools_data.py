@@ -24,6 +24,7 @@ import pandas as pd
 from predictor.customers.audience import LIFECYCLE_STAGES, RFM_SEGMENTS
 from predictor.campaigns.products import name_category
 from predictor.settings import SHARED_DATA, Settings
+from tools.settings import ServingSettings
 
 ONLINE_RETAIL = SHARED_DATA / "online_retail" / "online_retail.csv.gz"
 
@@ -116,8 +117,8 @@ def crude_data_dir(data_dir: Path, nrows: int | None = None) -> Path:
 TEST_ENV = {"VALUEDESK_EMBEDDING_MODEL": "hashing", "VALUEDESK_THREADS": "1"}
 
 
-def tools_settings(**overrides) -> Settings:
-    return Settings(data_dir=tools_data_dir(), embedding_model="hashing", threads=1, **overrides)
+def tools_settings(**overrides) -> ServingSettings:
+    return ServingSettings(data_dir=tools_data_dir(), embedding_model="hashing", threads=1, **overrides)
 
 
 def tools_env() -> dict[str, str]:

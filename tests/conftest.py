@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from predictor.settings import Settings, get_settings
+from predictor.settings import Settings
+from valuedesk.config import load_settings
 
 
 @pytest.fixture(autouse=True)
 def _isolated_data_dir(tmp_path_factory, monkeypatch):
     """No test may write into the repo's .valuedesk: each one gets its own default data dir."""
     monkeypatch.setenv("VALUEDESK_DATA_DIR", str(tmp_path_factory.mktemp("data_dir")))
-    get_settings.cache_clear()
+    load_settings.cache_clear()
     yield
-    get_settings.cache_clear()
+    load_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")

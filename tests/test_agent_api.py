@@ -15,8 +15,7 @@ import pytest
 
 from _agent_support import agent_data_dir, agent_embedder, make_settings, no_real_llm, offline_service  # noqa: F401
 from _tools_data import free_port, serve_in_thread
-from agent.api import agent_router
-from tools.api import create_app
+from valuedesk.server import build_app
 
 KEY = "test-key-123"
 
@@ -34,7 +33,7 @@ def server(tmp_path_factory, agent_embedder):
         shutil.copy(tables_dir() / name, data_dir / name)
     settings = make_settings(data_dir, api_key=KEY)
     service = offline_service(settings, agent_embedder)
-    app = create_app(settings, extra_routers=[agent_router(settings, service)], registry=service.registry)
+    app = build_app(settings, service)
     with serve_in_thread(app) as url:
         yield url
 
@@ -108,7 +107,7 @@ def test_agent_routes_need_the_api_key(server):
 
 def test_valuedesk_api_serves_tools_and_agent_on_one_app(tmp_path, agent_embedder):
     """`valuedesk api` (the public subcommand, a real process and socket) mounts the agent routes
-    beside the tools through the valuedesk.api_routers entry point."""
+    beside the tools (the one server of valuedesk.server)."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     for name in ("customers.parquet", "transactions.parquet"):
@@ -117,7 +116,7 @@ def test_valuedesk_api_serves_tools_and_agent_on_one_app(tmp_path, agent_embedde
     port = free_port()
     env = {**os.environ, "VALUEDESK_DATA_DIR": str(data_dir), "VALUEDESK_THREADS": "1",
            "VALUEDESK_LLM_BACKEND": "offline", "VALUEDESK_API_KEY": KEY}
-    proc = subprocess.Popen([sys.executable, "-m", "predictor.cli", "api", "--port", str(port)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "valuedesk.cli", "api", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -143,3 +142,13 @@ def test_valuedesk_api_serves_tools_and_agent_on_one_app(tmp_path, agent_embedde
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_agent_services_are_shared_by_equal_settings_and_bounded(tmp_path):
+    from agent.service import _services, get_agent_service
+
+    service = get_agent_service(make_settings(tmp_path))  # built lazily: no model, graph or store yet
+    assert get_agent_service(make_settings(tmp_path)) is service
+    for i in range(20):
+        get_agent_service(make_settings(tmp_path / str(i)))
+    assert len(_services) <= 8

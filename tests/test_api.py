@@ -6,11 +6,10 @@ import httpx
 import pytest
 
 from _tools_data import serve_in_thread, tools_settings
-from predictor.settings import Settings
-from tools import functions
 from tools.api import ServeError, check_bind, create_app
 from tools.deps import ToolDeps
 from tools.registry import TOOLS, ToolRegistry
+from tools.settings import ServingSettings
 
 KEY = "test-key-7f3a"
 
@@ -107,7 +106,7 @@ def test_unexpected_failure_is_500_without_stack_trace(base_url, monkeypatch):
     def explode(deps):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(functions, "_horizon", explode)  # a bug deep inside find_customers
+    monkeypatch.setattr(ToolDeps, "current", explode)  # a bug inside the call, past argument validation
     r = post(base_url, "find_customers", {"limit": 1})
     assert r.status_code == 500
     text = r.text
@@ -144,11 +143,11 @@ def test_body_size_limit_is_413(keyed_url):
 
 def test_refuses_public_bind_without_key():
     with pytest.raises(ServeError, match="VALUEDESK_API_KEY"):
-        check_bind("0.0.0.0", Settings(api_key=None))
-    check_bind("0.0.0.0", Settings(api_key="k"))
-    check_bind("127.0.0.1", Settings(api_key=None))
-    check_bind("::1", Settings(api_key=None))
-    check_bind("localhost", Settings(api_key=None))
+        check_bind("0.0.0.0", ServingSettings(api_key=None))
+    check_bind("0.0.0.0", ServingSettings(api_key="k"))
+    check_bind("127.0.0.1", ServingSettings(api_key=None))
+    check_bind("::1", ServingSettings(api_key=None))
+    check_bind("localhost", ServingSettings(api_key=None))
 
 
 def test_openapi_documents_tool_inputs_and_outputs(base_url):
@@ -158,3 +157,18 @@ def test_openapi_documents_tool_inputs_and_outputs(base_url):
     args = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
     assert {"tiers", "min_churn_risk", "sort_by", "limit"} <= set(args["properties"])
     assert "422" in op["responses"] and "200" in op["responses"]
+
+
+def test_registries_are_shared_by_equal_settings_and_bounded(tmp_path):
+    """One registry per settings *values* (it was per id(), never freed, and a reused id could hand out
+    another settings' registry); only the most recently used are kept."""
+    from tools.registry import PerSettings, get_registry
+
+    first = get_registry(ServingSettings(data_dir=tmp_path))
+    assert get_registry(ServingSettings(data_dir=tmp_path)) is first  # an equal copy, another object
+    assert get_registry(ServingSettings(data_dir=tmp_path / "other")) is not first
+    cache = PerSettings(lambda settings: object(), size=3)
+    built = [cache.get(ServingSettings(data_dir=tmp_path / str(i))) for i in range(10)]
+    assert len(cache) == 3
+    assert cache.get(ServingSettings(data_dir=tmp_path / "9")) is built[9]
+    assert cache.get(ServingSettings(data_dir=tmp_path / "0")) is not built[0]  # dropped, built afresh

@@ -12,7 +12,9 @@ import pytest
 
 import predictor.build as build_mod
 from _tiers_data import fast_config, make_settings, sample_csv
-from predictor.build import BuildError, build, register_build
+from predictor.build import build
+from predictor.build_cli import register_build
+from predictor.build_report import BuildError
 
 CUSTOMER_COLUMNS = [
     "customer_id", "as_of", "horizon_days", "predicted_value", "value_p10", "value_p90", "churn_risk",
@@ -74,7 +76,7 @@ def test_second_build_reports_no_changes_and_writes_nothing(built, capsys, monke
     register_build(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["build", "--data", str(sample_csv()), "--schema", "online_retail", "--no-index",
                               "--quiet"])
-    monkeypatch.setattr(build_mod, "get_settings", lambda: settings)
+    args.settings = settings  # what the CLI entry (valuedesk.cli) sets
     assert args.handler(args) == 0
     assert "no changes" in capsys.readouterr().out
 

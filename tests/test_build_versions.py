@@ -33,7 +33,8 @@ RUNNER = textwrap.dedent("""
     import errno, os, pathlib, signal, sys
     import pandas as pd
     import predictor.build as b
-    import predictor.search.index as ix
+    from predictor.build_report import BuildError
+    import predictor.search.columns as columns
     from predictor.model.estimators import TrainingConfig
     from predictor.settings import Settings
 
@@ -46,7 +47,7 @@ RUNNER = textwrap.dedent("""
     if kind == "kill":
         b._checkpoint = lambda step: die() if step == where else None
         if where == "index-columns":  # inside the index step: collection written, not yet ready
-            ix._Columns.save = lambda *a, **k: die()
+            columns.ColumnStore.save = lambda *a, **k: die()
         if where == "before-switch":  # the version folder renamed into place, `current` not yet moved
             real = pathlib.Path.symlink_to
             pathlib.Path.symlink_to = lambda self, *a, **k: die() if self.name.startswith(".current.") \\
@@ -61,12 +62,12 @@ RUNNER = textwrap.dedent("""
         if where == "index":
             def full_columns(*a, **k):
                 raise OSError(errno.ENOSPC, "No space left on device")
-            ix._Columns.save = full_columns
+            columns.ColumnStore.save = full_columns
     s = Settings(data_dir=data_dir, embedding_model="hashing-384", threads=1, tier_thresholds=tiers)
     try:
         b.build(s, data_path=sys.argv[5], schema="online_retail", rescore=rescore, progress=False,
                 training_config=TrainingConfig.fast(s.horizon_days))
-    except b.BuildError as exc:
+    except BuildError as exc:
         print("BUILD ERROR:", exc)
         sys.exit(3)
 """)
@@ -225,9 +226,10 @@ def test_api_starts_on_a_damaged_build_and_answers_what_it_can(data_dir):
     from fastapi.testclient import TestClient
 
     from tools.api import create_app
+    from tools.settings import ServingSettings
 
     _damage(current_version(data_dir).path("customers.parquet"), "truncate")
-    app = create_app(_settings(data_dir))
+    app = create_app(ServingSettings(data_dir=data_dir, embedding_model="hashing-384", threads=1))
     with TestClient(app) as client:  # runs the lifespan (warm) like `valuedesk api`
         bad = client.post("/v1/tools/find_customers", json={"limit": 3})
         assert bad.status_code == 503 and "customers.parquet is truncated" in bad.json()["error"]["message"]

@@ -190,7 +190,7 @@ def test_unreadable_catalogues(tmp_path):
 def test_expected_value_worked_example(catalogue):
     win_back = catalogue.get("win_back")  # 15% discount, uplift 8%, email at 0.10
     customer = {"churn_risk": 0.5, "value_at_risk": 200.0, "aov": 100.0, "horizon_days": 180}
-    ev = explain_customer_ev(win_back, customer, offer_window_days=30)
+    ev = explain_customer_ev(win_back, customer, offer_window_days=30, default_horizon=180)
     p_anyway = 1 - 0.5 ** (30 / 180)                   # 0.10910
     p_redeem = p_anyway + 0.08                         # 0.18910
     offer_cost = p_redeem * 0.15 * 100                 # 2.8365
@@ -201,7 +201,7 @@ def test_expected_value_worked_example(catalogue):
     assert ev.expected_net_value == pytest.approx(16.0 - 2.8365 - 0.10, abs=1e-3)
 
     grow = catalogue.get("welcome_second_order")  # 10% discount, uplift 6%, one extra order
-    ev = explain_customer_ev(grow, customer, offer_window_days=30)
+    ev = explain_customer_ev(grow, customer, offer_window_days=30, default_horizon=180)
     assert ev.value_gained == pytest.approx(100.0)  # an extra order at the average order value, not value at risk
     assert ev.expected_incremental_revenue == pytest.approx(6.0)
     assert ev.expected_net_value == pytest.approx(6.0 - (p_anyway + 0.06) * 10.0 - 0.10)

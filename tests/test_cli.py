@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 FIXTURE = Path(__file__).parent / "fixtures" / "online_retail_sample.csv.gz"
-VALUEDESK = [sys.executable, "-m", "predictor.cli"]
+VALUEDESK = [sys.executable, "-m", "valuedesk.cli"]
 
 
 def run(*args, env_dir: Path, **extra_env: str):
@@ -86,3 +86,19 @@ def test_score_refuses_a_data_dir_that_serves_builds(tmp_path):
     result = run("score", "--data", str(FIXTURE), "--quiet", env_dir=data_dir)
     assert result.returncode == 2 and "valuedesk build --rescore" in result.stderr
     assert not any((data_dir / "builds" / "20260101T000000000000Z").iterdir())
+
+
+def test_settings_are_read_once_in_groups_owned_by_each_layer(monkeypatch):
+    from agent.settings import AgentSettings
+    from predictor.settings import Settings
+    from tools.settings import ServingSettings
+    from valuedesk.config import load_settings
+
+    monkeypatch.setenv("VALUEDESK_API_PORT", "8123")
+    monkeypatch.setenv("VALUEDESK_AGENT_MAX_STEPS", "3")
+    load_settings.cache_clear()
+    settings = load_settings()
+    assert settings is load_settings() and isinstance(settings, AgentSettings)
+    assert settings.api_port == 8123 and settings.agent_max_steps == 3 and settings.horizon_days == 180
+    assert not {"api_key", "max_body_bytes", "llm_backend", "agent_max_steps"} & set(Settings.model_fields)
+    assert not {"llm_backend", "vllm_model", "agent_tools"} & set(ServingSettings.model_fields)

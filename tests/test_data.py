@@ -17,14 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from predictor.data.load import (
-    CleaningReport,
-    LoadResult,
-    cdnow_path,
-    load_transactions,
-    parse_column_map,
-    source_fingerprint,
-)
+from predictor.data.cleaning_report import CleaningReport
+from predictor.data.load import LoadResult, cdnow_path, load_transactions, parse_column_map, source_fingerprint
 from predictor.errors import DataError
 from predictor.data.schema import NON_PRODUCT_CODES, OUTPUT_DTYPES
 from predictor.settings import SHARED_DATA, Settings

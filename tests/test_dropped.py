@@ -48,7 +48,7 @@ def registry(data_dir) -> ToolRegistry:
 
 @pytest.fixture(scope="module")
 def planner(registry, agent_embedder) -> Planner:
-    return Planner(registry.settings, registry, intent_model=IntentModel(registry.settings, embedder=agent_embedder))
+    return Planner.for_registry(registry.settings, registry, intent_model=IntentModel(registry.settings, embedder=agent_embedder))
 
 
 def _exports(data_dir: Path) -> list[str]:
@@ -173,7 +173,7 @@ def test_planner_passes_an_explicit_unknown_country_on_instead_of_dropping_it(pl
     for text in ("now by country instead", "How many customers do we have in each country?",
                  "customers in country 'Ireland'", "customers in country: United Kingdom",
                  "break customers down by country/region", "customers per country Please"):
-        assert planner._unknown_countries(text) == [], text
+        assert planner.slots.unknown_countries(text) == [], text
 
 
 @pytest.mark.parametrize("question,targets", [

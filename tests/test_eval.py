@@ -1,10 +1,11 @@
-"""The eval harness (agent/eval.py): matching rules, groundedness, query-file validation, the runner and
+"""The eval harness (agent/eval/): matching rules, groundedness, query-file validation, the runner and
 report on a scripted stand-in, the offline-planner CI gate, and a reported (not gated) vLLM subset run."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,6 +18,7 @@ from agent.eval import (
     EvalError,
     Evidence,
     TurnExpect,
+    Unresolved,
     check_ref,
     compare_markdown,
     gate_failures,
@@ -40,6 +42,12 @@ TEST_OUTPUT = REPO / "test-output"
 
 def expect(**kw) -> TurnExpect:
     return TurnExpect.model_validate(kw)
+
+
+def has_row(markdown: str, *cells: str) -> bool:
+    """A table row with these cells, whatever the column padding."""
+    pattern = r"^\|" + r"\|".join(rf" *{re.escape(c)} *" for c in cells) + r"\|$"
+    return re.search(pattern, markdown, re.M) is not None
 
 
 FIND_RESULT = {
@@ -130,6 +138,21 @@ def test_reference_paths_are_checked_against_the_tool_result_models():
         check_ref("$from_tool:find_customers:total_matching[0]")
     with pytest.raises(ValueError, match="bad reference"):
         check_ref("$from_tool:find_customers")
+    # Paths are JMESPath; only the steps the checker can follow against a model are accepted.
+    with pytest.raises(ValueError, match="not supported"):
+        check_ref("$from_tool:find_customers:customers[?tier=='Gold'].customer_id")
+    with pytest.raises(ValueError, match="bad path"):
+        check_ref("$from_tool:find_customers:customers[0")
+
+
+def test_a_reference_to_nothing_is_unresolved_not_none():
+    calls = [[Call(name="find_customers", arguments={}, result=FIND_RESULT)]]
+    with pytest.raises(Unresolved, match="nothing at"):
+        resolve("$from_tool:find_customers:customers[7].customer_id", calls)
+    with pytest.raises(Unresolved, match="nothing at"):
+        resolve("$from_tool:find_customers:segments", calls)
+    assert resolve("$from_tool:find_customers:customers[-1].tier", calls) == "Silver"
+    assert resolve("$from_tool:find_customers:customers[5:].tier", calls) == []
 
 
 # ------------------------------------------------------------------ groundedness
@@ -147,6 +170,7 @@ def test_reference_paths_are_checked_against_the_tool_result_models():
     "Value at risk £1,234.50 for 17850.",                         # 1234.5 == £1,234.50
     "4,372 customers match; the last order was on 8 December 2011 (2011-12-08).",
     "Last order in Feb 2011.",
+    "Last orders on Dec. 7th, 2011 and the 10th of February 2011.",  # written dates, any month spelling
     "1. 14646\n2. 17850\n3. 12347",                               # list markers are layout, not claims
     "Over the next 180 days, Silver customer 12347 is worth £1,520.",
 ])
@@ -161,6 +185,7 @@ def test_grounded_answers(answer):
     ("Value at risk £1,235.50 for 17850.", "£1,235.50"),
     ("Customer 99999 is new.", "99999"),                          # an id no tool returned
     ("The last order was on 9 December 2011.", "9 December 2011"),
+    ("Nothing ordered since SEPT 2011.", "SEPT 2011"),
     ("Revenue will grow 12% next year.", "12%"),
 ])
 def test_ungrounded_figures_are_reported(answer, bad):
@@ -383,14 +408,14 @@ def test_run_eval_metrics_sessions_and_report(tmp_path):
     assert by_id["broken"]["turns"][0]["error"].startswith("RuntimeError")
 
     md = markdown_report(report)
-    assert "| tool selection | 80.0% |" in md and "`clarify` turn 1" in md
+    assert has_row(md, "tool selection", "80.0%") and "`clarify` turn 1" in md
 
     other = json.loads(json.dumps(report))
     other.update(backend="other", tool_selection_accuracy=0.5)
     other["results"][0]["passed"] = False
     side = compare_markdown([report, other])
-    assert "| tool selection | 80.0% | 50.0% |" in side
-    assert "| multi | pass | FAIL |" in side
+    assert has_row(side, "tool selection", "80.0%", "50.0%")
+    assert has_row(side, "multi", "pass", "FAIL")
 
 
 def test_tokens_fall_back_to_the_counter_without_usage(tmp_path):
@@ -434,15 +459,17 @@ def _cli(argv: list[str]):
     parser = argparse.ArgumentParser()
     register_eval(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["eval", *argv])
+    args.settings = SimpleNamespace()  # what the `valuedesk` entry point passes; the stand-in ignores it
     return args.handler(args)
 
 
 def test_cli_runs_writes_json_and_compares(tmp_path, monkeypatch, capsys):
-    import agent.eval as ev
+    import agent.eval.cli as eval_cli
 
     path = tmp_path / "cases.yaml"
     path.write_text(yaml.safe_dump(CASES_YAML))
-    monkeypatch.setattr(ev, "service_for", lambda backend, base_url=None, model=None: ScriptedService(SCRIPT))
+    monkeypatch.setattr(eval_cli, "service_for",
+                        lambda settings, backend, base_url=None, model=None: ScriptedService(SCRIPT))
     out = tmp_path / "a.json"
     rc = _cli(["--queries", str(path), "--backend", "offline", "--tags", "multi_turn,out_of_scope",
                "--json", str(out), "--markdown", str(tmp_path / "a.md"), "--quiet"])
@@ -455,7 +482,7 @@ def test_cli_runs_writes_json_and_compares(tmp_path, monkeypatch, capsys):
                  "--fail-under", "tool_selection=0.95"]) == 1
     capsys.readouterr()
     assert _cli(["--compare", str(out), str(tmp_path / "b.json")]) == 0
-    assert "| tool selection | 100.0% | 80.0% |" in capsys.readouterr().out
+    assert has_row(capsys.readouterr().out, "tool selection", "100.0%", "80.0%")
     with pytest.raises(EvalError, match="--json OUT is required"):
         _cli(["--queries", str(path)])
 
@@ -464,10 +491,12 @@ def test_cli_runs_writes_json_and_compares(tmp_path, monkeypatch, capsys):
 
 def _built_settings(tmp_path_factory):
     """A real `valuedesk build` (model, customer tables, profile index) on one Online Retail customer in four."""
-    from _tiers_data import fast_config, make_settings, sample_csv
+    from _tiers_data import fast_config, sample_csv
+    from agent.settings import AgentSettings
     from predictor.build import build
 
-    settings = make_settings(tmp_path_factory.mktemp("eval_data"))
+    # The agent's settings group (it extends the data and model settings the build reads).
+    settings = AgentSettings(data_dir=tmp_path_factory.mktemp("eval_data"), threads=1)
     # Product suggestions and clusters do not change which tools a question needs; skipping them saves minutes.
     build(settings, data_path=sample_csv(), schema="online_retail", with_index=True, progress=False,
           with_suggestions=False, with_clusters=False, training_config=fast_config(settings))

@@ -21,17 +21,20 @@ import pytest
 pytest.importorskip("chromadb")
 
 import ui  # noqa: E402
+from agent.display import index_markdown  # noqa: E402
+from agent.settings import AgentSettings  # noqa: E402
 from _tools_data import tools_data_dir  # noqa: E402
 from predictor.search import jobs as index_jobs  # noqa: E402
 from predictor.build import sync_index  # noqa: E402
 from predictor.search.embedding_cache import EmbeddingCache, cache_dir, text_key  # noqa: E402
 from predictor.search.embeddings import HashingEmbedder  # noqa: E402
-from predictor.search.index import _prepare  # noqa: E402
+from predictor.search.prepare import prepare_profiles  # noqa: E402
 from predictor.search.jobs import IndexJob, IndexState, read_index_state, write_index_state  # noqa: E402
 from predictor.layout import current_version  # noqa: E402
 from predictor.settings import Settings  # noqa: E402
 from tools.deps import ToolDeps  # noqa: E402
 from tools.registry import ToolRegistry  # noqa: E402
+from valuedesk import bootstrap  # noqa: E402
 
 
 
@@ -66,7 +69,7 @@ def settings(tmp_path) -> Settings:
 
 def _texts(settings: Settings) -> list[str]:
     """What the index embeds for each profile."""
-    return index_jobs.embedded_texts(_prepare(pd.read_parquet(settings.build_root / "profiles.parquet")))
+    return index_jobs.embedded_texts(prepare_profiles(pd.read_parquet(settings.build_root / "profiles.parquet")))
 
 
 def _search(settings: Settings, **args) -> dict:
@@ -101,7 +104,7 @@ def test_search_while_indexing_says_so_with_counts_and_searches_what_is_embedded
     bad = ToolRegistry(ToolDeps(settings)).call("search_profiles", {"query": " "})
     assert not bad.ok and bad.error.code == "invalid_arguments"
 
-    from agent.templates import search_profiles as render
+    from agent.planner.templates import search_profiles as render
 
     text = render(result, {"query": "Christmas decorations"}, settings)
     assert text.startswith("Profile search is still being built") and "Customer " in text
@@ -120,7 +123,7 @@ def test_search_before_anything_is_embedded_or_after_a_crash_is_a_plain_answer(s
                                                     host=socket.gethostname()))
     assert read_index_state(settings.data_dir).state == "interrupted"
     assert "stopped at 0 of" in _search(settings)["note"]
-    assert "restart the UI to resume" in ui.index_markdown(read_index_state(settings.data_dir))
+    assert "restart the UI to resume" in index_markdown(read_index_state(settings.data_dir))
 
 
 # --------------------------------------------------------------------------- (b) resume after a crash
@@ -134,7 +137,7 @@ def test_interrupted_indexing_resumes_and_embeds_only_the_rest(settings):
         IndexJob(settings, embedder=crashed, chunk=40).run()
     state = read_index_state(settings.data_dir)
     assert state.state == "failed" and state.done == 160 and "killed mid-run" in state.message
-    assert ui.missing_artifacts(settings) == ["chroma/"]  # the next start indexes again
+    assert bootstrap.missing_artifacts(settings) == ["chroma/"]  # the next start indexes again
 
     resumed = Counting()
     summary = IndexJob(settings, embedder=resumed, chunk=40).run()
@@ -142,7 +145,7 @@ def test_interrupted_indexing_resumes_and_embeds_only_the_rest(settings):
     state = read_index_state(settings.data_dir)
     assert state.ready and state.done == state.total == len(texts) and state.embedded == distinct - 160
     assert f"{len(texts)} profiles" in summary and current_version(settings.data_dir).index_record()["summary"] == summary
-    assert ui.missing_artifacts(settings) == []
+    assert bootstrap.missing_artifacts(settings) == []
     result = _search(settings, limit=3)
     assert result["note"] is None and result["returned"] == 3
 
@@ -188,17 +191,17 @@ def test_first_run_serves_before_indexing_finishes(settings, monkeypatch):
     import predictor.build
 
     monkeypatch.setattr(predictor.build, "build", fake_build)
-    ui.ensure_built(settings, progress=False)
+    bootstrap.ensure_built(settings, progress=False)
     try:
         assert calls == [False] and settings.customers_path.exists()
         state = read_index_state(settings.data_dir)
-        assert state.running and ui.index_markdown(state).startswith("**Profile search:** preparing")
+        assert state.running and index_markdown(state).startswith("**Profile search:** preparing")
         deadline = time.monotonic() + 30
         while not state.total and time.monotonic() < deadline:  # the job counts the profiles first
             time.sleep(0.05)
             state = read_index_state(settings.data_dir)
         assert state.running and state.done == 0 < state.total  # held at the gate: nothing embedded yet
-        assert ui.index_markdown(state).startswith(f"**Profile search:** indexing 0 of {state.total:,} profiles (0%)")
+        assert index_markdown(state).startswith(f"**Profile search:** indexing 0 of {state.total:,} profiles (0%)")
         registry = ToolRegistry(ToolDeps(settings))
         assert registry.call("find_customers", {"tiers": ["Gold"], "limit": 3}).ok  # answers now
         building = registry.call("search_profiles", {"query": "tea sets"})
@@ -210,25 +213,25 @@ def test_first_run_serves_before_indexing_finishes(settings, monkeypatch):
     job = index_jobs._JOBS[str(settings.data_dir.resolve())]
     assert job.wait(60) and job.error is None
     state = read_index_state(settings.data_dir)
-    assert state.ready and "ready (" in ui.index_markdown(state)
+    assert state.ready and "ready (" in index_markdown(state)
     # The same registry (its index object opened while indexing ran) now searches the full index.
     done = registry.call("search_profiles", {"query": "tea sets", "limit": 4})
     assert done.ok and done.result["note"] is None and done.result["returned"] == 4
-    assert ui.missing_artifacts(settings) == []
+    assert bootstrap.missing_artifacts(settings) == []
 
 
 def test_no_index_starts_no_job(settings, monkeypatch):
     monkeypatch.setattr(index_jobs, "start_index_job", lambda *a, **k: pytest.fail("indexing started"))
-    assert ui.ensure_built(settings, with_index=False) is None
+    assert bootstrap.ensure_built(settings, with_index=False) is None
     assert read_index_state(settings.data_dir) is None
 
 
 def test_status_line_follows_the_state():
-    assert ui.index_markdown(None) == ""
-    line = ui.index_markdown({"state": "embedding", "done": 1200, "total": 4333})
+    assert index_markdown(None) == ""
+    line = index_markdown({"state": "embedding", "done": 1200, "total": 4333})
     assert line == "**Profile search:** indexing 1,200 of 4,333 profiles (27%); every other question answers now."
-    assert "writing 4,333" in ui.index_markdown({"state": "writing", "done": 4333, "total": 4333})
-    assert "failed" in ui.index_markdown({"state": "failed", "done": 1, "total": 2, "message": "disk full"})
+    assert "writing 4,333" in index_markdown({"state": "writing", "done": 4333, "total": 4333})
+    assert "failed" in index_markdown({"state": "failed", "done": 1, "total": 2, "message": "disk full"})
 
 
 def test_side_panel_shows_indexing_progress_and_stops_refreshing_when_ready(tmp_path):
@@ -238,7 +241,7 @@ def test_side_panel_shows_indexing_progress_and_stops_refreshing_when_ready(tmp_
             return {"backend": "offline"}
 
     states = [{"state": "embedding", "done": 1200, "total": 4333}, {"state": "ready", "done": 4333, "total": 4333}]
-    demo = ui.build_app(service=Service(), settings=Settings(data_dir=tmp_path), index_status=lambda: states[0])
+    demo = ui.build_app(service=Service(), settings=AgentSettings(data_dir=tmp_path), index_status=lambda: states[0])
     fns = demo.fns.values() if isinstance(demo.fns, dict) else demo.fns
     tick = next(f.fn for f in fns if getattr(f.fn, "__name__", "") == "index_line")
     line, timer = tick()

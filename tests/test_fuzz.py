@@ -32,11 +32,11 @@ from hypothesis import strategies as st
 
 from _agent_support import agent_embedder, no_real_llm, offline_service  # noqa: F401
 from _tools_data import serve_in_thread, tools_env, tools_settings
-from agent.api import agent_router
+from agent.settings import AgentSettings
 from predictor.settings import Settings
-from tools.api import create_app
 from tools.json_guard import max_depth_of
 from tools.registry import TOOLS
+from valuedesk.server import build_app
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER_COMMAND = os.environ.get("VALUEDESK_TEST_MCP_COMMAND", str(REPO / ".venv" / "bin" / "valuedesk"))
@@ -126,10 +126,10 @@ BODIES = st.integers(0, 3).flatmap(lambda i: st.binary(max_size=300) if i == 0 e
 @pytest.fixture(scope="module")
 def api(agent_embedder):
     """Tools and agent routes on one app, over the shared real build (profile index included)."""
-    app_settings = tools_settings(api_key=KEY, max_body_bytes=BODY_LIMIT)
+    app_settings = AgentSettings(**tools_settings(api_key=KEY, max_body_bytes=BODY_LIMIT).model_dump())
     data_dir = app_settings.data_dir
     service = offline_service(app_settings, agent_embedder)
-    app = create_app(app_settings, extra_routers=[agent_router(app_settings, service)], registry=service.registry)
+    app = build_app(app_settings, service)
     routes = sorted((method.upper(), path) for path, ops in app.openapi()["paths"].items() for method in ops
                     if method in ("get", "post") and "{" not in path)
     with serve_in_thread(app) as url, httpx.Client(base_url=url, headers=AUTH, timeout=60) as client:
@@ -230,7 +230,7 @@ def test_export_on_a_full_disk_is_507_and_leaves_nothing(api, monkeypatch):
     """ENOSPC while the CSV is written: 507 insufficient_storage naming the file, no partial file left."""
     import csv
 
-    import predictor.campaigns.planning as campaigns
+    import predictor.campaigns.export as campaigns
 
     class FullDisk:
         def __init__(self, fh, **kw):
@@ -337,7 +337,7 @@ def needs_reply(line: bytes) -> bool:
     nests deeper than the server reads."""
     if not line.strip():
         return False
-    if max_depth_of(line.decode("utf-8", "replace")) > Settings().max_json_depth:
+    if max_depth_of(line.decode("utf-8", "replace")) > AgentSettings().max_json_depth:
         return True
     try:
         message = mtypes.jsonrpc_message_adapter.validate_json(line, by_name=False)

@@ -3,10 +3,13 @@ own (paraphrases, typos, numbers in words, non-native English), not the eval fil
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
 from _agent_support import agent_data_dir, agent_embedder, make_settings, no_real_llm  # noqa: F401
-from agent.planner import IntentModel, Plan, Planner, numbers_to_digits, words_to_number
+from agent.planner import IntentModel, Plan, Planner, StaticFacts, numbers_to_digits, words_to_number
+from agent.planner.dates import parse_date
 from tools.deps import ToolDeps
 from tools.registry import ToolRegistry
 
@@ -15,7 +18,16 @@ from tools.registry import ToolRegistry
 def planner(agent_embedder):
     settings = make_settings(agent_data_dir())
     registry = ToolRegistry(ToolDeps(settings))
-    return Planner(settings, registry, intent_model=IntentModel(settings, embedder=agent_embedder))
+    return Planner.for_registry(settings, registry, intent_model=IntentModel(settings, embedder=agent_embedder))
+
+
+@pytest.fixture(scope="module")
+def planner_on_fixed_facts(agent_embedder):
+    """A planner over fixed facts instead of a build: the stages read the data only through them."""
+    settings = make_settings(agent_data_dir())
+    facts = StaticFacts(country_names=("France", "Germany", "Narnia"), customer_ids=frozenset({"4242"}),
+                        as_of_date=datetime(2011, 12, 9))
+    return Planner(settings, facts, intent_model=IntentModel(settings, embedder=agent_embedder))
 
 
 def one_call(plan: Plan) -> tuple[str, dict]:
@@ -128,3 +140,23 @@ def test_campaign_follow_up_changes_only_the_budget(planner):
     name, args = one_call(planner.plan("and with a budget of nine hundred pounds?", [_turn(first)]))
     assert name == "recommend_campaigns" and args["budget"] == 900
     assert args["goal"] == "win_back" and args["tiers"] == ["Platinum"]
+
+
+def test_stages_read_countries_ids_and_dates_from_the_facts(planner_on_fixed_facts):
+    name, args = one_call(planner_on_fixed_facts.plan("list the gold customers in Narnia", []))
+    assert name == "find_customers" and args["countries"] == ["Narnia"] and args["tiers"] == ["Gold"]
+    name, args = one_call(planner_on_fixed_facts.plan("tell me about 4242", []))
+    assert name == "get_customer" and args == {"customer_id": "4242"}
+    name, args = one_call(planner_on_fixed_facts.plan("customers who ordered since 9 november 2011", []))
+    assert args["max_recency_days"] == 30
+    name, args = one_call(planner_on_fixed_facts.plan("customers outside France", []))
+    assert args["countries"] == ["Germany", "Narnia"]
+
+
+@pytest.mark.parametrize("text,day", [
+    ("2011-08-19", datetime(2011, 8, 19)), ("3rd of march, 2011", datetime(2011, 3, 3)),
+    ("march 3rd, 2011", datetime(2011, 3, 3)), ("may 2011", datetime(2011, 5, 1)),
+    ("5 sept 2011", datetime(2011, 9, 5)), ("31 february 2011", None), ("2011-02-30", None),
+    ("5 monday 2011", None), ("5 of 2011", None)])
+def test_parse_date(text, day):
+    assert parse_date(text) == day

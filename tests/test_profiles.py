@@ -13,6 +13,7 @@ from predictor.data.categories import apply_categories, build_category_map
 from predictor.customers.profiles import (METADATA_COLUMNS, PROFILE_COLUMNS, build_profiles, clean_text, content_hash,
                                 customer_products, embedding_text, profile_metadata, profile_text)
 from predictor.customers.tiers import apply_tiers
+from predictor.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +118,7 @@ def test_logs_without_products_or_countries_still_profile(data):
     """CDNOW has no products, categories or countries: no favourites, no empty phrases."""
     from predictor.data.load import load_transactions
 
-    cdnow = load_transactions(None, "cdnow").transactions
+    cdnow = load_transactions(None, "cdnow", settings=Settings()).transactions
     mapping = build_category_map(cdnow)
     assert mapping.mapping.empty and mapping.report.products == 0
     products = customer_products(cdnow)

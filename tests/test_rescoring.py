@@ -304,7 +304,8 @@ def test_rescoring_unchanged_data_reembeds_nothing_and_moves_no_tier_and_one_ord
     index (the model-free hashing embedder keeps it quick; the texts are what matter)."""
     pytest.importorskip("chromadb")
     from _tiers_data import fast_config, make_settings, sample_csv
-    from predictor.build import build, profiles_path
+    from predictor.build import build
+    from predictor.build_state import profiles_path
 
     settings = make_settings(tmp_path / "data", embedding_model="hashing-384")
     kwargs = dict(schema="online_retail", with_index=True, progress=False, training_config=fast_config(settings))

@@ -15,12 +15,12 @@ from _agent_support import (  # noqa: F401  (fixtures)
     ScriptedChatModel, agent_embedder, copy_tables, make_settings, no_real_llm, offline_service,
 )
 from _tools_data import serve_in_thread
-from agent.api import agent_router
-from agent.memory import SessionStore, owner_for_key, sessions_path, turn_record
+from agent.memory import SessionStore, owner_for_key, sessions_path
 from agent.service import AgentService
-from tools.api import create_app
+from agent.turns import turn_record
 from tools.deps import ToolDeps
 from tools.registry import ToolRegistry
+from valuedesk.server import build_app
 
 KEY_A = "key-of-app-a-123"
 KEY_B = "key-of-app-b-456"
@@ -201,7 +201,7 @@ def apps(shared_service, registry):
     """Servers with API key A, key B and no key, over one agent service and session store."""
     def app(key):
         settings = make_settings(shared_service.settings.data_dir, api_key=key)
-        return create_app(settings, extra_routers=[agent_router(settings, shared_service)], registry=registry)
+        return build_app(settings, shared_service)
 
     with serve_in_thread(app(KEY_A)) as url_a, serve_in_thread(app(KEY_B)) as url_b, \
             serve_in_thread(app(None)) as url_open:
@@ -268,8 +268,7 @@ def test_chat_completions_uses_the_history_the_client_sends(apps, shared_service
 
 def _serve(service, key=KEY_A):
     settings = make_settings(service.settings.data_dir, api_key=key)
-    return serve_in_thread(create_app(settings, extra_routers=[agent_router(settings, service)],
-                                      registry=service.registry))
+    return serve_in_thread(build_app(settings, service))
 
 
 def test_full_store_answers_507_with_a_message(tmp_path, data_dir, registry, agent_embedder):

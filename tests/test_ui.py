@@ -20,7 +20,9 @@ import pandas as pd
 import pytest
 
 import ui
-from predictor.settings import Settings
+from agent import display
+from agent.settings import AgentSettings
+from valuedesk import bootstrap
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -46,11 +48,11 @@ def chromium() -> Path:
 
 
 @pytest.fixture(scope="module")
-def built_settings(tmp_path_factory) -> Settings:
+def built_settings(tmp_path_factory) -> AgentSettings:
     """Every real Online Retail customer scored (fast training profile), tiered and profiled; no index."""
     from predictor.build import build
 
-    settings = Settings(data_dir=tmp_path_factory.mktemp("ui_data"), training_profile="fast", threads=1)
+    settings = AgentSettings(data_dir=tmp_path_factory.mktemp("ui_data"), training_profile="fast", threads=1)
     build(settings, with_index=False, progress=False)
     return settings
 
@@ -73,7 +75,7 @@ def app_url(built_settings):
 
     demo = ui.build_app(service=AgentService(built_settings), settings=built_settings)
     port = _free_port()
-    ui.launch(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    bootstrap.launch(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 
@@ -338,33 +340,33 @@ def test_stream_without_reply_and_empty_question():
 
 def test_audience_export_arguments_follow_the_tool_call():
     args = {"tiers": ["Gold"], "lifecycle": ["lapsed"], "goal": "win_back", "budget": 2000, "limit": 20}
-    assert ui.export_arguments(args, "campaigns") == {"tiers": ["Gold"], "lifecycle": ["lapsed"], "goal": "win_back",
+    assert display.export_arguments(args, "campaigns") == {"tiers": ["Gold"], "lifecycle": ["lapsed"], "goal": "win_back",
                                                       "budget": 2000, "source": "campaigns"}
-    assert ui.export_arguments(args, "filter") == {"tiers": ["Gold"], "lifecycle": ["lapsed"], "source": "filter"}
+    assert display.export_arguments(args, "filter") == {"tiers": ["Gold"], "lifecycle": ["lapsed"], "source": "filter"}
 
 
 def test_backend_panel_names_the_backend():
-    assert "No LLM is answering" in ui.backend_markdown({"backend": "offline", "training_window": "a to b"})
-    vllm = ui.backend_markdown({"backend": "vllm", "model": "smollm2-135m", "base_url": "http://h:8001/v1"})
+    assert "No LLM is answering" in display.backend_markdown({"backend": "offline", "training_window": "a to b"})
+    vllm = display.backend_markdown({"backend": "vllm", "model": "smollm2-135m", "base_url": "http://h:8001/v1"})
     assert "vLLM" in vllm and "smollm2-135m" in vllm and "http://h:8001/v1" in vllm
-    openai = ui.backend_markdown({"backend": "openai", "model": "gpt-x", "base_url": "https://e/v1",
+    openai = display.backend_markdown({"backend": "openai", "model": "gpt-x", "base_url": "https://e/v1",
                                   "training_window": {"first_cutoff": "2011-01-01", "last_cutoff": "2011-06-01"}})
     assert "OpenAI-compatible" in openai and "2011-01-01 to 2011-06-01" in openai
 
 
 def test_first_run_builds_only_what_is_missing(built_settings, monkeypatch):
-    assert ui.missing_artifacts(built_settings, with_index=False) == []
-    assert ui.missing_artifacts(built_settings, with_index=True) == ["chroma/"]
+    assert bootstrap.missing_artifacts(built_settings, with_index=False) == []
+    assert bootstrap.missing_artifacts(built_settings, with_index=True) == ["chroma/"]
     import predictor.build
 
     monkeypatch.setattr(predictor.build, "build", lambda *a, **k: pytest.fail("built although nothing was missing"))
-    assert ui.ensure_built(built_settings, with_index=False) is None
+    assert bootstrap.ensure_built(built_settings, with_index=False) is None
 
 
 def test_ui_subcommand_registers_with_the_cli():
     import argparse
 
     parser = argparse.ArgumentParser(prog="valuedesk")
-    ui.register(parser.add_subparsers(dest="command"))
+    bootstrap.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["ui", "--port", "7999", "--no-index"])
-    assert args.handler is ui._run and args.port == 7999 and args.host == "127.0.0.1" and args.no_index
+    assert args.handler is bootstrap.run_ui and args.port == 7999 and args.host == "127.0.0.1" and args.no_index

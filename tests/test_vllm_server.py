@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.llm_server import PROMPTS_DIR, LLMServer, LLMServerError
 from agent.tool_schema import bound_schema, max_call_tokens
-from predictor.settings import Settings
+from agent.settings import AgentSettings
 from vllm_fixture import requires_vllm
 
 
@@ -51,9 +51,9 @@ def _fake_python(tmp_path: Path, body: str) -> Path:
     return script
 
 
-def _settings(tmp_path: Path, **kw) -> Settings:
+def _settings(tmp_path: Path, **kw) -> AgentSettings:
     base = dict(data_dir=tmp_path / "data", vllm_model="org/some-model", vllm_port=1, vllm_startup_timeout_s=20)
-    return Settings(**{**base, **kw})
+    return AgentSettings(**{**base, **kw})
 
 
 def test_missing_interpreter_says_how_to_fix(tmp_path):
@@ -91,11 +91,11 @@ def test_failed_model_conversion_is_reported(tmp_path):
 
 
 def test_serve_llm_command_prints_actionable_error(tmp_path, monkeypatch, capsys):
-    from predictor.cli import main
-    from predictor.settings import get_settings
+    from valuedesk.cli import main
+    from valuedesk.config import load_settings
 
     monkeypatch.setenv("VALUEDESK_VLLM_PYTHON", str(tmp_path / "missing" / "python"))
-    get_settings.cache_clear()
+    load_settings.cache_clear()
     assert main(["serve-llm", "--model", "org/some-model", "--port", str(_unused_port())]) == 2
     assert "setup_vllm.sh" in capsys.readouterr().err
 
@@ -154,7 +154,7 @@ def test_serve_llm_stops_vllm_on_sigterm(tmp_path, monkeypatch):
     fake, pids = _fake_vllm(tmp_path, monkeypatch)
     env = {**os.environ, "VALUEDESK_VLLM_PYTHON": str(fake), "VALUEDESK_DATA_DIR": str(tmp_path / "data")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "predictor.cli", "serve-llm", "--model", "org/some-model",
+        [sys.executable, "-m", "valuedesk.cli", "serve-llm", "--model", "org/some-model",
          "--port", str(_unused_port())], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         ready = proc.stdout.readline()

@@ -25,12 +25,12 @@ from pathlib import Path
 import pytest
 
 from agent.llm_server import LLMServer, served_model_name
-from predictor.settings import Settings
+from agent.settings import AgentSettings
 
 # Read at import (collection), before conftest's per-test data-dir isolation kicks in: the
 # converted model is a cache that scripts/setup_vllm.sh filled under the real data directory,
 # and the server only reads it.
-SERVING_SETTINGS = Settings()
+SERVING_SETTINGS = AgentSettings()
 
 
 def vllm_unavailable_reason() -> str | None:

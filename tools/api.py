@@ -1,4 +1,5 @@
-"""HTTP surface: thin FastAPI routes over the tool registry.
+"""HTTP surface: thin FastAPI routes over the tool registry (valuedesk.server serves them together with
+the agent's routes).
 
 One route per tool (`POST /v1/tools/{name}`) so the OpenAPI document carries each tool's real input
 and output schema; the body is validated once, by the registry, exactly as the CLI and MCP server do.
@@ -23,10 +24,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from predictor.errors import ValueDeskError
-from predictor.settings import Settings
 from tools import json_guard
 from tools.models import ToolError
 from tools.registry import ToolRegistry, ToolSpec, get_registry
+from tools.settings import ServingSettings
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_bind(host: str, settings: Settings) -> None:
+def check_bind(host: str, settings: ServingSettings) -> None:
     """Refuse to expose the tools beyond this machine without an API key."""
     if not is_loopback(host) and not settings.api_key:
         raise ServeError(
@@ -169,9 +170,10 @@ def _openapi_with_tool_inputs(app: FastAPI, registry: ToolRegistry) -> dict[str,
     return schema
 
 
-def create_app(settings: Settings, extra_routers: Iterable[APIRouter] = (),
+def create_app(settings: ServingSettings, extra_routers: Iterable[APIRouter] = (),
                registry: ToolRegistry | None = None) -> FastAPI:
-    """The HTTP app. `extra_routers` (e.g. the agent's routes) are mounted behind the same key and limits."""
+    """The HTTP app with the tool routes. `extra_routers` (the agent's routes, mounted by the wiring in
+    valuedesk.server) sit behind the same key, body limit and error shapes."""
     registry = registry or get_registry(settings)
 
     @asynccontextmanager
@@ -283,57 +285,3 @@ def create_app(settings: Settings, extra_routers: Iterable[APIRouter] = (),
     app.openapi = lambda: _openapi_with_tool_inputs(app, registry)  # type: ignore[method-assign]
     app.add_middleware(BodyGuard, limit=settings.max_body_bytes, max_depth=settings.max_json_depth)
     return app
-
-
-ROUTER_GROUP = "valuedesk.api_routers"
-
-
-def installed_routers(settings: Settings) -> list[APIRouter]:
-    """Routers that later layers add to this app (the agent's chat routes), found through the
-    `valuedesk.api_routers` entry-point group so the tools layer never imports the layers above it.
-    Each entry point is a callable taking the settings and returning an APIRouter."""
-    from importlib.metadata import entry_points
-
-    routers = []
-    for entry in sorted(entry_points(group=ROUTER_GROUP), key=lambda e: e.name):
-        try:
-            factory = entry.load()
-        except ImportError as exc:  # a layer that is not installed must not take the tools down
-            log.warning("API routes '%s' not loaded: %s", entry.name, exc)
-            continue
-        routers.append(factory(settings))
-    return routers
-
-
-def app_from_env() -> FastAPI:
-    """App factory for multi-process serving: each uvicorn worker builds its app from the environment."""
-    from predictor.settings import get_settings
-
-    settings = get_settings()
-    return create_app(settings, extra_routers=installed_routers(settings))
-
-
-def serve(settings: Settings, host: str | None = None, port: int | None = None, *,
-          extra_routers: Iterable[APIRouter] | None = None, access_log: bool = False, workers: int = 1,
-          app_factory: str = "tools.api:app_from_env") -> None:
-    """Run the API with uvicorn (refusing a non-loopback host without an API key).
-
-    Without `extra_routers`, every installed layer's routes are served too (the agent's chat routes).
-
-    With `workers` > 1, uvicorn starts that many processes, each calling `app_factory` (an import
-    string, so the workers can build it); each loads its own copy of the customers table.
-    """
-    import uvicorn
-
-    host = host or settings.api_host
-    port = port or settings.api_port
-    check_bind(host, settings)
-    if workers > 1:
-        # Loading a large customers table can keep a worker from answering the supervisor's ping for
-        # seconds; the default 5 s would kill and restart it in a loop.
-        uvicorn.run(app_factory, factory=True, host=host, port=port, workers=workers, access_log=access_log,
-                    log_level="info", timeout_worker_healthcheck=120)
-    else:
-        routers = installed_routers(settings) if extra_routers is None else extra_routers
-        uvicorn.run(create_app(settings, extra_routers=routers), host=host, port=port,
-                    access_log=access_log, log_level="info")

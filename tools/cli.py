@@ -1,4 +1,5 @@
-"""`valuedesk` subcommands owned by the tools layer: tool, api, mcp."""
+"""`valuedesk` subcommands owned by the tools layer: tool, mcp (`valuedesk api`, which serves the tools
+with the agent's routes, is the wiring's: valuedesk.server). Handlers get `args.settings` from the CLI."""
 
 from __future__ import annotations
 
@@ -17,14 +18,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     tool.add_argument("--list", action="store_true", help="Print the tools as OpenAI function-tool JSON schemas.")
     tool.set_defaults(handler=_tool)
 
-    api = sub.add_parser("api", help="Serve the tools (and the agent's chat routes) over HTTP; OpenAPI docs at /docs.")
-    api.add_argument("--host", default=None, help="Interface to bind (default VALUEDESK_API_HOST, 127.0.0.1).")
-    api.add_argument("--port", type=int, default=None, help="Port (default VALUEDESK_API_PORT, 8000).")
-    api.add_argument("--access-log", action="store_true", help="Log every request.")
-    api.add_argument("--workers", type=int, default=1,
-                     help="Server processes (each holds its own copy of the customers table).")
-    api.set_defaults(handler=_api)
-
     mcp = sub.add_parser("mcp", help="Serve the tools as an MCP server (stdio or streamable HTTP).")
     mcp.add_argument("--transport", choices=("stdio", "http"), default="stdio")
     mcp.add_argument("--host", default="127.0.0.1")
@@ -33,11 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _tool(args: argparse.Namespace) -> int:
-    from predictor.settings import get_settings
     from tools.json_guard import JSONProblem, parse
     from tools.registry import get_registry
 
-    settings = get_settings()
+    settings = args.settings
     registry = get_registry(settings)
     if args.list:
         print(json.dumps(registry.openai_tools(), indent=2, ensure_ascii=False))
@@ -61,22 +53,10 @@ def _tool(args: argparse.Namespace) -> int:
     return 2
 
 
-def _api(args: argparse.Namespace) -> int:
-    from predictor.settings import get_settings
-    from tools.api import serve
-
-    if args.workers < 1:
-        print("error: --workers must be at least 1", file=sys.stderr)
-        return 2
-    serve(get_settings(), args.host, args.port, access_log=args.access_log, workers=args.workers)
-    return 0
-
-
 def _mcp(args: argparse.Namespace) -> int:
-    from predictor.settings import get_settings
     from tools import mcp_server
 
-    settings = get_settings()
+    settings = args.settings
     if args.transport == "stdio":
         mcp_server.serve_stdio(settings)
     else:

@@ -21,12 +21,12 @@ from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from predictor.settings import Settings
 from tools import json_guard
 from tools.registry import ToolRegistry, get_registry
+from tools.settings import ServingSettings
 
 
-def create_server(settings: Settings, registry: ToolRegistry | None = None) -> Server:
+def create_server(settings: ServingSettings, registry: ToolRegistry | None = None) -> Server:
     registry = registry or get_registry(settings)
     tools = [
         types.Tool(name=spec.name, description=spec.description,
@@ -210,7 +210,7 @@ def _claim_stdin() -> tuple[BinaryIO, Callable[[], None]]:
     return os.fdopen(private, "rb", closefd=False), restore
 
 
-def serve_stdio(settings: Settings) -> None:
+def serve_stdio(settings: ServingSettings) -> None:
     from mcp.server.stdio import stdio_server
 
     server = create_server(settings)
@@ -228,7 +228,7 @@ def serve_stdio(settings: Settings) -> None:
     anyio.run(main)
 
 
-def serve_http(settings: Settings, host: str, port: int) -> None:
+def serve_http(settings: ServingSettings, host: str, port: int) -> None:
     """Streamable HTTP at http://HOST:PORT/mcp (loopback unless an API key is set)."""
     import uvicorn
 

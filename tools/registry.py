@@ -9,22 +9,25 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from predictor.errors import ArtifactError, DataError, ValueDeskError
 from predictor.customers.audience import FilterError
-from predictor.settings import Settings, get_settings
+from predictor.settings import Settings
 from tools import functions as fn
 from tools import json_guard
 from tools import models as m
 from tools.deps import ToolDeps, ToolFailure
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -263,15 +266,43 @@ class ToolRegistry:
                                     "This is a bug; the server log has the details.")
 
 
-_registries: dict[int, ToolRegistry] = {}
-_lock = threading.Lock()
+class PerSettings(Generic[T]):
+    """One object per distinct settings, built on first use: settings equal in type and values share it
+    (a copy of the process's settings finds the same registry; a freed settings object's reused id never
+    hands out another's). Only the `size` most recently used are kept, so a long process that is handed
+    many settings (tests, the eval harness) does not hold every registry's tables forever."""
+
+    def __init__(self, build: Callable[[Any], T], size: int = 8):
+        self._build, self._size = build, size
+        self._items: OrderedDict[tuple[str, str], T] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(settings: BaseModel) -> tuple[str, str]:
+        return type(settings).__qualname__, settings.model_dump_json()
+
+    def get(self, settings: BaseModel) -> T:
+        key = self.key(settings)
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                item = self._items[key] = self._build(settings)
+                while len(self._items) > self._size:
+                    self._items.popitem(last=False)
+            self._items.move_to_end(key)
+            return item
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
 
 
-def get_registry(settings: Settings | None = None) -> ToolRegistry:
+_registries: PerSettings[ToolRegistry] = PerSettings(lambda settings: ToolRegistry(ToolDeps(settings)))
+
+
+def get_registry(settings: Settings) -> ToolRegistry:
     """The process-wide registry for these settings (deps load lazily on first use)."""
-    settings = settings or get_settings()
-    with _lock:
-        reg = _registries.get(id(settings))
-        if reg is None:
-            reg = _registries[id(settings)] = ToolRegistry(ToolDeps(settings))
-        return reg
+    return _registries.get(settings)

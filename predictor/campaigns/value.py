@@ -72,9 +72,12 @@ def order_anyway(churn_risk: Any, horizon_days: Any, offer_window_days: int) -> 
     return 1.0 - np.power(churn, offer_window_days / np.asarray(horizon_days, dtype=float))
 
 
-def explain_customer_ev(playbook: Playbook, customer: Mapping[str, Any], offer_window_days: int = 30) -> CustomerEV:
+def explain_customer_ev(playbook: Playbook, customer: Mapping[str, Any], offer_window_days: int = 30, *,
+                        default_horizon: int) -> CustomerEV:
+    """One customer's expected-value arithmetic; `default_horizon` (the served model's) applies only to a
+    row without its own horizon_days."""
     ev = expected_value(playbook, churn_risk=[customer["churn_risk"]], value_at_risk=[customer["value_at_risk"]],
-                        aov=[customer["aov"]], horizon_days=[customer.get("horizon_days", 180)],
+                        aov=[customer["aov"]], horizon_days=[customer.get("horizon_days", default_horizon)],
                         offer_window_days=offer_window_days)
     return CustomerEV(**{k: float(v[0]) for k, v in ev.items()})
 

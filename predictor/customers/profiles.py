@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from predictor.errors import ValueDeskError
+
 from predictor.data.categories import FEES, OTHER
 
 METADATA_COLUMNS = ["tier", "lifecycle", "segment", "country", "predicted_value", "churn_risk", "value_at_risk",
@@ -122,7 +124,7 @@ def profile_text(row: Mapping, currency: str = "£") -> str:
     recency = _num(row.get("recency_days"))
     last = row.get("last_order")
     last_s = pd.Timestamp(last).date().isoformat() if last is not None and not pd.isna(last) else "unknown"
-    horizon = int(_num(row.get("horizon_days"), 180))
+    horizon = int(row["horizon_days"])  # written by scoring from the model bundle; never guessed here
     parts = [
         f"Customer {cid} from {country}." if country else f"Customer {cid}.",
         f"{clean_text(row.get('tier'))} tier, RFM segment {clean_text(row.get('rfm_segment'))}, "
@@ -221,6 +223,10 @@ def content_hash(text: str, metadata: dict) -> str:
 
 def build_profiles(customers: pd.DataFrame, currency: str = "£") -> pd.DataFrame:
     """One row per customer: customer_id, profile_text (display), embedding_text, metadata and content_hash."""
+    missing = [c for c in ("customer_id", "horizon_days") if c not in customers.columns]
+    if missing:
+        raise ValueDeskError(f"the customers table lacks {missing}: profiles state the model's horizon, which "
+                             "scoring writes into every row; rebuild with `valuedesk build`")
     rows = []
     for row in customers.to_dict("records"):
         text = profile_text(row, currency)

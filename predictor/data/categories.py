@@ -25,13 +25,13 @@ The mapping (product_id -> product_name, category, source) is written to
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 from pydantic import BaseModel
+
+from predictor.atomic import atomic_path
 
 OTHER = "Other"
 FEES = "Postage & fees"
@@ -228,17 +228,10 @@ def categories_path(data_dir: Path) -> Path:
 
 
 def save_category_map(mapping: pd.DataFrame, data_dir: Path) -> Path:
-    """Write the mapping atomically (temp file in the same folder, then os.replace)."""
+    """Write the mapping atomically (a reader never sees half a file)."""
     path = categories_path(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".categories.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         mapping.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -17,36 +17,13 @@ import pandas as pd
 import xgboost as xgb
 from sklearn.isotonic import IsotonicRegression
 
+from predictor.atomic import replace_symlink, write_json_atomic
 from predictor.errors import ArtifactError
 from predictor.model.estimators import MODEL_FEATURES, CLVModel, TrainingConfig
 
 ARTIFACT_FORMAT = 2
 MODEL_FILES = {"value_model": "value.ubj", "churn_model": "churn.ubj", "interval_model": "interval.ubj",
                "next_order_model": "next_order.ubj"}
-
-
-def write_json_atomic(path: Path, payload) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def library_versions() -> dict:
@@ -107,9 +84,7 @@ def save_model(model: CLVModel, model_dir: Path, data_fingerprint: str, evaluati
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    link_tmp = model_dir / f".current.{version}"
-    link_tmp.symlink_to(version)
-    os.replace(link_tmp, model_dir / "current")
+    replace_symlink(model_dir / "current", version)
     return ModelBundle(model=model, metadata=metadata, path=final)
 
 

@@ -8,7 +8,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from predictor.model.artifacts import ModelBundle, load_model_bundle, save_model, write_parquet_atomic
+from predictor.atomic import atomic_path
+from predictor.model.artifacts import ModelBundle, load_model_bundle, save_model
 from predictor.errors import DataError
 from predictor.model.explain import drivers, row_drivers
 from predictor.model.features import CustomerHistory, day_start
@@ -116,7 +117,8 @@ def score_customers(transactions: pd.DataFrame, settings, config: TrainingConfig
     scores = score_frame(model, history, history.end, settings.currency_symbol)
     bundle = save_model(model, settings.model_dir, data_fingerprint, evaluation)
     scores["model_version"] = bundle.metadata["version"]
-    write_parquet_atomic(scores, settings.scores_path)
+    with atomic_path(settings.scores_path) as tmp:
+        scores.to_parquet(tmp, index=False)
     return scores, bundle
 
 

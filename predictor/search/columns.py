@@ -18,7 +18,7 @@ import pandas as pd
 
 from predictor.customers.audience import Condition
 from predictor.customers.audience_engine import AudienceTable, Selection
-from predictor.layout import write_text_atomic
+from predictor.atomic import atomic_path, write_text_atomic
 
 
 def _save_array(path: Path, array: np.ndarray) -> None:
@@ -194,20 +194,13 @@ class ColumnStore:
         """Write generation-named files, then the manifest (atomically), then drop older ones."""
         directory.mkdir(parents=True, exist_ok=True)
         meta_name, emb_name = f"meta-{self.generation}.parquet", f"emb-{self.generation}.npy"
-        tmp_meta = directory / (meta_name + ".tmp")
-        tmp_emb = directory / (emb_name + ".tmp")
-        try:
-            self.frame.to_parquet(tmp_meta, index=False)
-            _save_array(tmp_emb, np.ascontiguousarray(self.embeddings, dtype=np.float32))
-            os.replace(tmp_meta, directory / meta_name)
-            os.replace(tmp_emb, directory / emb_name)
-            write_text_atomic(directory / "manifest.json", json.dumps({
-                "collection": collection, "generation": self.generation, "rows": len(self),
-                "model": model, "dim": dim, "meta": meta_name, "embeddings": emb_name}))
-        except BaseException:
-            tmp_meta.unlink(missing_ok=True)
-            tmp_emb.unlink(missing_ok=True)
-            raise
+        with atomic_path(directory / meta_name, 0o644) as tmp:
+            self.frame.to_parquet(tmp, index=False)
+        with atomic_path(directory / emb_name, 0o644) as tmp:
+            _save_array(tmp, np.ascontiguousarray(self.embeddings, dtype=np.float32))
+        write_text_atomic(directory / "manifest.json", json.dumps({
+            "collection": collection, "generation": self.generation, "rows": len(self),
+            "model": model, "dim": dim, "meta": meta_name, "embeddings": emb_name}), 0o644)
         for old in directory.iterdir():
             if old.name not in {meta_name, emb_name, "manifest.json"}:
                 old.unlink(missing_ok=True)

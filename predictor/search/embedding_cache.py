@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
-import tempfile
 import threading
 import time
 import uuid
@@ -25,6 +23,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+
+from predictor.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -126,17 +126,8 @@ class EmbeddingCache:
         self._add(packed, vectors)
 
     def _write(self, name: str, keys: np.ndarray, vectors: np.ndarray) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".", suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, keys=keys, vectors=vectors)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.directory / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(self.directory / name) as tmp, tmp.open("wb") as fh:
+            np.savez(fh, keys=keys, vectors=vectors)
 
     def _merge(self) -> None:
         """One file instead of many: write the merged chunk first, then drop the ones it covers."""

@@ -26,15 +26,14 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from predictor.atomic import atomic_path, write_text_atomic
 from predictor.errors import ValueDeskError
-from predictor.layout import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -165,22 +164,17 @@ def export_minilm_onnx(model_dir: Path, target: Path) -> None:
     assert int(example["attention_mask"].min()) == 0, "export example must contain padding"
     axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
             "token_type_ids": {0: "batch", 1: "seq"}, "last_hidden_state": {0: "batch", 1: "seq"}}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".onnx.tmp")
-    os.close(fd)
     try:
-        with torch.no_grad():
+        with atomic_path(target) as tmp, torch.no_grad():
             torch.onnx.export(
                 _Wrapper(model),
                 (example["input_ids"], example["attention_mask"], example["token_type_ids"]),
-                tmp, input_names=["input_ids", "attention_mask", "token_type_ids"],
+                str(tmp), input_names=["input_ids", "attention_mask", "token_type_ids"],
                 output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=17, dynamo=False,
             )
-        os.replace(tmp, target)
+    except EmbeddingError:
+        raise
     except Exception as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, EmbeddingError):
-            raise
         raise EmbeddingError(f"ONNX export of {model_dir} failed: {exc}") from exc
 
 
@@ -288,20 +282,23 @@ def available_models() -> list[str]:
     return ["minilm", "minilm-onnx", "minilm-st", "hashing", "<path to a sentence-transformers model>"]
 
 
-def get_embedder(name: str | None = None, cache_dir: Path | str | None = None, *,
-                 threads: int | None = None) -> Embedder:
-    """Return the embedder for `name` (default: settings.embedding_model), loaded once per process."""
-    from predictor.settings import get_settings
+# Threads for callers that hold no settings (the default of VALUEDESK_THREADS); callers that hold
+# settings pass settings.threads (see configured_embedder).
+DEFAULT_THREADS = 2
+_NEEDS_EXPORT_CACHE = ("minilm", "minilm-onnx")
 
-    settings = get_settings()
-    name = (name or settings.embedding_model).strip()
-    cache_dir = Path(cache_dir) if cache_dir else settings.data_dir / "embeddings"
-    threads = threads or settings.threads
+
+def get_embedder(name: str, cache_dir: Path | str | None = None, *, threads: int = DEFAULT_THREADS) -> Embedder:
+    """Return the embedder `name` (see `available_models`), loaded once per process. `cache_dir` holds
+    the ONNX export of MiniLM (required for "minilm" and "minilm-onnx")."""
+    name = name.strip()
+    if cache_dir is None and name in _NEEDS_EXPORT_CACHE:
+        raise EmbeddingError(f"embedding model '{name}' needs a cache directory for its ONNX export")
     key = (name, str(cache_dir))
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]
-        embedder = _load(name, cache_dir, threads)
+        embedder = _load(name, Path(cache_dir) if cache_dir is not None else None, threads)
         _CACHE[key] = embedder
         return embedder
 
@@ -311,7 +308,7 @@ def configured_embedder(settings: Any) -> Embedder:
     return get_embedder(settings.embedding_model, settings.data_dir / "embeddings", threads=settings.threads)
 
 
-def _load(name: str, cache_dir: Path, threads: int) -> Embedder:
+def _load(name: str, cache_dir: Path | None, threads: int) -> Embedder:
     if name == "minilm-onnx":
         return OnnxMiniLMEmbedder(cache_dir, threads=threads)
     if name == "minilm-st":
@@ -355,7 +352,8 @@ def chroma_embedding_function(embedder: Embedder):
         @staticmethod
         def build_from_config(config: dict[str, Any]) -> "ValueDeskEmbeddingFunction":
             model = config.get("model")
-            return ValueDeskEmbeddingFunction(get_embedder("minilm" if model == MINILM_NAME else model))
+            # No export cache is known here; the sentence-transformers runtime gives the same vectors.
+            return ValueDeskEmbeddingFunction(get_embedder("minilm-st" if model == MINILM_NAME else model))
 
         def default_space(self):
             return "cosine"

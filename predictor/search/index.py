@@ -46,9 +46,6 @@ import logging
 import re
 import shutil
 import threading
-import time
-import uuid
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -56,9 +53,10 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from predictor.customers.audience import FILTER_FIELDS, Condition, CustomerFilter, parse_conditions
+from predictor.customers.audience import Condition, CustomerFilter, parse_conditions
 from predictor.layout import collections_in_use
 from predictor.search.chroma import ChromaConnection
+from predictor.search.collections import Active, Progress, progress_callback, read_columns, write_collection
 from predictor.search.columns import ColumnStore
 from predictor.search.embeddings import Embedder, get_embedder
 from predictor.search.errors import REBUILD_COMMAND, IndexMismatchError, ProfileIndexError, QueryError
@@ -76,40 +74,6 @@ MAX_LIMIT = 500
 def _default(name: str) -> Any:
     """A setting's declared default (no environment read): for indexes opened without settings."""
     return Settings.model_fields[name].default
-
-@dataclass
-class _Active:
-    name: str
-    collection: Any
-    columns: ColumnStore
-    model: str
-    dim: int
-    generation: int
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-Progress = Callable[[int, int], None] | bool | None
-
-
-def _progress(progress: Progress, label: str) -> Callable[[int, int], None] | None:
-    """True means a tqdm bar (the CLI); a callable gets (done, total)."""
-    if not progress:
-        return None
-    if callable(progress):
-        return progress
-    from tqdm.auto import tqdm
-
-    bar = tqdm(desc=label, unit="profile", leave=False)
-
-    def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-        if done >= total:
-            bar.close()
-
-    return update
-
 
 class ProfileIndex:
     """Customer profiles in Chroma, kept in sync with the scores and searchable with filters."""
@@ -156,7 +120,7 @@ class ProfileIndex:
         self._lock = threading.RLock()
         self._pinned = collection
         self.chroma = ChromaConnection(self.data_dir, chroma_url, self.timeout_s)
-        self._active: _Active | None = self._load_active()
+        self._active: Active | None = self._load_active()
         self.last_plan: str | None = None  # which search plan the last query used (for benches/tests)
         if verify:
             self.check_model()
@@ -178,7 +142,7 @@ class ProfileIndex:
         return self.chroma.call("reading the index alias", lambda: self.client.get_or_create_collection(
             self.alias_name, embedding_function=None))
 
-    def _load_active(self) -> _Active | None:
+    def _load_active(self) -> Active | None:
         name = self._pinned or (self._alias().metadata or {}).get("active")
         if not name:
             return None
@@ -197,40 +161,10 @@ class ProfileIndex:
         columns = ColumnStore.load(self.columns_root / name, threads=self.threads)
         if columns is None or columns.generation != generation:
             log.info("column store of %s is missing or stale; reloading it from Chroma", name)
-            columns = self._columns_from_chroma(collection, generation)
+            columns = read_columns(self, collection, generation)
             columns.save(self.columns_root / name, name, str(meta.get("model")), int(meta.get("dim", 0)))
-        return _Active(name=name, collection=collection, columns=columns, model=str(meta.get("model")),
+        return Active(name=name, collection=collection, columns=columns, model=str(meta.get("model")),
                        dim=int(meta.get("dim", 0)), generation=generation, meta=meta)
-
-    def _columns_from_chroma(self, collection, generation: int) -> ColumnStore:
-        ids: list[str] = []
-        metas: list[dict] = []
-        vectors: list[np.ndarray] = []
-        page = 5_000
-        total = self.chroma.call("counting profiles", collection.count)
-        with self.chroma.bulk():
-            for offset in range(0, total, page):
-                got = self.chroma.call("reading profiles", lambda: collection.get(
-                    limit=page, offset=offset, include=["metadatas", "embeddings"]))
-                ids += got["ids"]
-                metas += got["metadatas"]
-                vectors.append(np.asarray(got["embeddings"], dtype=np.float32))
-        frame = pd.DataFrame(metas)
-        frame.insert(0, "customer_id", ids)
-        for column in ("text_hash", "content_hash"):
-            if column not in frame:
-                frame[column] = ""
-        for columns, kind in FILTER_FIELDS.values():
-            column = columns[-1]  # the profiles' name for the field
-            if kind == "date" and column in frame:
-                frame[column] = pd.to_datetime(frame[column], errors="coerce")
-        frame = frame.drop(columns=[c for c in frame.columns if c.endswith("_ns")])
-        # Metadata hashes cannot be recomputed exactly from Chroma's copy; a zero hash makes the
-        # next sync refresh every profile's metadata (cheap: no embedding).
-        frame["meta_hash"] = np.zeros(len(frame), dtype=np.uint64)
-        dim = int(self.embedder.dim)
-        emb = np.concatenate(vectors) if vectors else np.zeros((0, dim), dtype=np.float32)
-        return ColumnStore(frame, emb, generation, threads=self.threads)
 
     def check_model(self) -> None:
         active = self._active
@@ -283,11 +217,11 @@ class ProfileIndex:
         """
         with self._lock:
             previous = self._active
-            report, active = self._new_collection(profiles, embeddings, progress, previous)
+            report, active = write_collection(self, profiles, embeddings, progress, previous)
             try:
                 self._switch_alias(active.name)
             except BaseException:
-                self._discard(active.name, active.collection)
+                self.discard(active.name, active.collection)
                 raise
             self._active = active
             # The previous collection and leftovers of killed rebuilds go, unless a kept build reads them.
@@ -300,7 +234,7 @@ class ProfileIndex:
         Texts already embedded come from the embedder's cache, so `embedded` counts only new texts."""
         before = getattr(self.embedder, "embedded", None)
         with self._lock:
-            report, active = self._new_collection(profiles, None, progress, self._active)
+            report, active = write_collection(self, profiles, None, progress, self._active)
         report.mode = "staged"
         if before is not None:
             report.embedded = int(self.embedder.embedded - before)
@@ -315,7 +249,7 @@ class ProfileIndex:
             self._pinned = name if self._pinned else None
             self._active = staged if staged is not None and staged.name == name else self._load_active_named(name)
 
-    def _load_active_named(self, name: str) -> _Active | None:
+    def _load_active_named(self, name: str) -> Active | None:
         pinned, self._pinned = self._pinned, name
         try:
             return self._load_active()
@@ -328,7 +262,7 @@ class ProfileIndex:
         with contextlib.suppress(Exception):
             for col in self.client.list_collections():
                 if col.name.startswith(self.prefix) and col.name not in keep:
-                    self._discard(col.name, None)
+                    self.discard(col.name, None)
                     dropped.append(col.name)
         if self.columns_root.exists():
             for path in self.columns_root.iterdir():
@@ -342,57 +276,7 @@ class ProfileIndex:
             "active": name, "model": self.embedder.name, "dim": int(self.embedder.dim),
             "switched": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
 
-    def _new_collection(self, profiles: pd.DataFrame, embeddings: np.ndarray | None, progress: Progress,
-                        previous: _Active | None) -> tuple[SyncReport, _Active]:
-        """Write every profile into a fresh collection (and its column store), marked ready; nothing switched."""
-        started = time.perf_counter()
-        prepared = prepare_profiles(profiles)
-        n = len(prepared.frame)
-        progress = _progress(progress, "indexing profiles")
-        if embeddings is not None and (embeddings.shape[0] != n or embeddings.shape[1] != self.embedder.dim):
-            raise ProfileIndexError(f"precomputed embeddings have shape {embeddings.shape}, expected ({n}, {self.embedder.dim})")
-        name = f"{self.prefix}{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}"
-        collection = None
-        try:
-            collection = self.chroma.call("creating a profile collection", lambda: self.client.create_collection(
-                name, metadata=self.collection_meta(1, "building", {"rows": n}),
-                configuration={"hnsw": {"space": "cosine"}}, embedding_function=None))
-            vectors = np.zeros((n, self.embedder.dim), dtype=np.float32) if embeddings is None \
-                else np.asarray(embeddings, dtype=np.float32)
-            step = self.write_batch
-            with self.chroma.bulk():
-                for start in range(0, n, step):
-                    stop = min(n, start + step)
-                    if embeddings is None:
-                        vectors[start:stop] = self.embedder.embed(prepared.embed_texts[start:stop])
-                    ids = prepared.frame["customer_id"].iloc[start:stop].tolist()
-                    self.chroma.call("writing profiles to the new collection", lambda: collection.add(
-                        ids=ids, embeddings=vectors[start:stop], documents=prepared.texts[start:stop],
-                        metadatas=prepared.metadatas[start:stop]))
-                    if progress:
-                        progress(stop, n)
-            columns = ColumnStore(prepared.frame, vectors, 1, threads=self.threads)
-            try:
-                columns.save(self.columns_root / name, name, self.embedder.name, self.embedder.dim)
-            except OSError as exc:
-                raise self.chroma.translate("writing the index column store", exc) from exc
-            self.chroma.call("marking the new collection ready", lambda: collection.modify(
-                metadata=self.collection_meta(1, "ready", {"rows": n})))
-        except BaseException as exc:
-            self._discard(name, collection)
-            served = f"the previous index ({previous.name}) still serves" if previous else "no index was active"
-            if isinstance(exc, ProfileIndexError):
-                raise ProfileIndexError(f"index rebuild failed, {served}: {exc}") from exc
-            if isinstance(exc, Exception):
-                raise ProfileIndexError(f"index rebuild failed, {served}: {self.chroma.translate('rebuild', exc)}") from exc
-            raise
-        active = _Active(name=name, collection=collection, columns=columns, model=self.embedder.name,
-                         dim=int(self.embedder.dim), generation=1)
-        report = SyncReport(mode="full", collection=name, total=n, added=n,
-                            embedded=0 if embeddings is not None else n, seconds=time.perf_counter() - started)
-        return report, active
-
-    def _discard(self, name: str, collection) -> None:
+    def discard(self, name: str, collection) -> None:
         """Best effort: a leftover collection wastes space but is never served."""
         with contextlib.suppress(Exception):
             self.client.delete_collection(name)
@@ -407,9 +291,9 @@ class ProfileIndex:
             self.check_model()
             active = self._active
             report, columns = sync_collection(self, active, prepare_profiles(profiles),
-                                              _progress(progress, "embedding changed profiles"))
+                                              progress_callback(progress, "embedding changed profiles"))
             if columns is not None:
-                self._active = _Active(name=active.name, collection=active.collection, columns=columns,
+                self._active = Active(name=active.name, collection=active.collection, columns=columns,
                                        model=active.model, dim=active.dim, generation=columns.generation)
             return report
 
@@ -436,7 +320,7 @@ class ProfileIndex:
         if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or not 1 <= limit <= MAX_LIMIT:
             raise QueryError(f"limit must be an integer from 1 to {MAX_LIMIT}, got {limit!r}")
 
-    def _require_active(self) -> _Active:
+    def _require_active(self) -> Active:
         active = self._active
         if active is None:
             # Opened before the first build finished (a UI indexing in the background, another
@@ -450,7 +334,7 @@ class ProfileIndex:
         self.check_model()
         return active
 
-    def _search(self, active: _Active, vector: np.ndarray, conditions: list[Condition], limit: int) -> list[Hit]:
+    def _search(self, active: Active, vector: np.ndarray, conditions: list[Condition], limit: int) -> list[Hit]:
         import chromadb.errors
 
         try:
@@ -466,20 +350,20 @@ class ProfileIndex:
                 active = self._require_active()
             positions, scores = self._rank(active, vector, conditions, limit)
             return self._hits(active, positions, scores)
-    def _rank(self, active: _Active, vector: np.ndarray, conditions: list[Condition],
+    def _rank(self, active: Active, vector: np.ndarray, conditions: list[Condition],
               limit: int) -> tuple[np.ndarray, np.ndarray]:
         positions, scores, self.last_plan = rank(active.columns, vector, conditions, limit,
                                                  lambda k: self._ann(active, vector, k), self.thresholds)
         return positions, scores
 
-    def _ann(self, active: _Active, vector: np.ndarray, k: int) -> np.ndarray:
+    def _ann(self, active: Active, vector: np.ndarray, k: int) -> np.ndarray:
         res = self.chroma.call("searching the index", lambda: active.collection.query(
             query_embeddings=[vector], n_results=k, include=["distances"]))
         positions = active.columns.position.get_indexer(res["ids"][0])
         # Ids Chroma has but the column store lacks can only come from an interrupted write; skip them.
         return positions[positions >= 0]
 
-    def _hits(self, active: _Active, positions: np.ndarray, scores: np.ndarray) -> list[Hit]:
+    def _hits(self, active: Active, positions: np.ndarray, scores: np.ndarray) -> list[Hit]:
         if len(positions) == 0:
             return []
         ids = [str(active.columns.ids[p]) for p in positions]

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import socket
-import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -32,6 +31,7 @@ import pandas as pd
 
 from predictor.search.embedding_cache import DEFAULT_CHUNK, EmbeddingCache, cache_dir, caching_embedder, text_key
 from predictor.errors import ValueDeskError
+from predictor.atomic import write_text_atomic
 from predictor.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -109,15 +109,7 @@ def write_index_state(data_dir: Path | str, state: IndexState) -> None:
     path = state_path(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     state.updated_at = _now()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(asdict(state), fh)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(asdict(state)), mode=0o644)
 
 
 def mark_index_ready(data_dir: Path | str, summary: str) -> None:

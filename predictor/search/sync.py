@@ -14,7 +14,8 @@ from predictor.search.columns import ColumnStore
 from predictor.search.prepare import PreparedProfiles, SyncReport
 
 if TYPE_CHECKING:  # the index passes itself in
-    from predictor.search.index import ProfileIndex, _Active
+    from predictor.search.collections import Active
+    from predictor.search.index import ProfileIndex
 
 
 @dataclass
@@ -64,7 +65,7 @@ def _write_changes(index: "ProfileIndex", collection, prepared: PreparedProfiles
             index.write(collection, "delete", changes.removed)
 
 
-def sync_collection(index: "ProfileIndex", active: "_Active", prepared: PreparedProfiles,
+def sync_collection(index: "ProfileIndex", active: "Active", prepared: PreparedProfiles,
                     progress) -> tuple[SyncReport, ColumnStore | None]:
     """Apply `prepared` to the live collection; returns the report and the new column store (None
     when nothing changed). The caller holds the index lock and swaps the store in."""

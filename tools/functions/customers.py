@@ -11,7 +11,8 @@ import pandas as pd
 
 from predictor.customers.audience import TIERS
 from predictor.errors import ValueDeskError
-from tools.deps import CustomerStore, ToolDeps, ToolFailure
+from tools.deps import ToolDeps
+from tools.stores import CustomerStore, ToolFailure
 from tools.functions.filters import customer_filter
 from tools.functions.rows import DETAIL_FIELDS, ROW_FIELDS, horizon_days, jsonable, row_reader
 from tools.models import (

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from predictor.customers.audience import CustomerFilter
-from tools.deps import CustomerStore, ToolDeps, ToolFailure
+from tools.deps import ToolDeps
+from tools.stores import CustomerStore, ToolFailure
 
 KNOWN_COUNTRIES_SHOWN = 8
 

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tools.deps import CustomerStore, ToolDeps
+from tools.deps import ToolDeps
+from tools.stores import CustomerStore
 
 # Customers-table column -> output field, for the columns every customer row carries.
 ROW_FIELDS = {

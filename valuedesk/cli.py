@@ -1,5 +1,6 @@
-"""`valuedesk` command line. Each package registers its own subcommands through the
-`valuedesk.commands` entry-point group, so this module never imports downstream layers."""
+"""The `valuedesk` command line. Each layer registers its own subcommands through the
+`valuedesk.commands` entry-point group; the wiring adds the ones that span layers (`api`, `agent-api`,
+`ui`). Handlers get the settings, read once here, as `args.settings`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ import argparse
 import sys
 from importlib.metadata import entry_points
 
+from pydantic import ValidationError
+
 from predictor.errors import ValueDeskError
+from valuedesk import bootstrap, server
+from valuedesk.config import load_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,12 +20,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for ep in sorted(entry_points(group="valuedesk.commands"), key=lambda e: e.name):
         ep.load()(sub)
+    server.register(sub)
+    bootstrap.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        args.settings = load_settings()
+    except ValidationError as exc:  # a VALUEDESK_ variable out of range: say which, without a traceback
+        print(f"error: invalid settings: {exc}", file=sys.stderr)
+        return 2
     try:
         return int(args.handler(args) or 0)
     except ValueDeskError as exc:
@@ -29,13 +41,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    """Predictor subcommands: evaluate, score, build. Filled in by predictor.commands."""
-    from predictor import commands
-
-    commands.register(sub)
 
 
 if __name__ == "__main__":

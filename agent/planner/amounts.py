@@ -1,0 +1,89 @@
+"""Money slots: predicted-value bands and campaign budgets, signed and with exponents, and the reason
+in words when an amount cannot be used (negative, zero, not finite, over the planner's limit)."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from agent.planner.facts import PlannerFacts
+from agent.planner.numbers import in_words
+
+# Amounts: digits with an optional exponent ("1e308" is a number, not "1"); a sign written before
+# them ("minus 500", "-£500", "£-500") is kept, so a negative amount is refused, never made positive.
+AMOUNT = r"(\d+(?:\.\d+)?(?:e[+-]?\d+)?)"
+SIGN = r"(?:(?:minus|negative)\s+|-)?"
+SIGN_BEFORE = re.compile(r"(?:\b(?:minus|negative)\s+(?:£|\$|€)?\s?|(?<![\w-])-(?:£|\$|€)?|(?:£|\$|€)\s?-)$")
+MONEY = SIGN + r"(?:£|\$|€)?\s?-?" + AMOUNT + r"\s?(?:pounds|quid|gbp|euros?|dollars)?"
+VALUE_CONTEXT = r"(?:spend|value|worth|predicted|expected)"
+LOWER_BOUND = ("over", "above", "more than", "at least", "greater than")
+# Where a budget is written, most specific first.
+BUDGET = [
+    re.compile(r"budget (?:of |is |=|:)?\s*" + SIGN + r"(?:£|\$|€)?\s?-?" + AMOUNT),
+    re.compile(r"(?:£|\$|€)\s?-?" + AMOUNT + r"\s*(?:of )?(?:marketing |promo )?budget"),
+    re.compile(r"\b" + AMOUNT + r"\s?(?:pounds|quid|gbp|euros?|dollars)\b"),
+    re.compile(r"(?:with|have|spend|for|of|got|use)\s(?:only |just |about )?" + SIGN + r"(?:£|\$|€)\s?-?" + AMOUNT),
+    re.compile(r"(?:£|\$|€)\s?-?" + AMOUNT),
+]
+
+
+def signed_amount(text: str, match: re.Match, group: int) -> float:
+    """The amount a money match captured, with the sign written before it ("minus 500" is -500)."""
+    value = float(match.group(group))  # inf for "1e999": refused as not finite, never clamped
+    return -value if SIGN_BEFORE.search(text[:match.start(group)]) else value
+
+
+def money_slots(text: str, raw: str, facts: PlannerFacts) -> dict[str, Any]:
+    """min_value / max_value, budget, and `problems`: why a stated amount cannot be used."""
+    slots = _value_band(text)
+    problems: list[str] = []
+    for key in ("min_value", "max_value"):
+        value = slots.get(key)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            problems.append("I can't filter on that predicted value: "
+                            + ("it is negative, and predicted values are never below zero."
+                               if value < 0 else "it is not a finite amount."))
+            slots.pop(key)
+    budget = next((m for m in (p.search(text) for p in BUDGET) if m), None)
+    if budget and not ("min_value" in slots or "max_value" in slots):
+        value = signed_amount(text, budget, 1)
+        problem = budget_problem(value, budget.group(1), raw, facts)
+        if problem:
+            problems.append(problem)
+        else:
+            slots["budget"] = value
+    if problems:
+        slots["problems"] = problems
+    return slots
+
+
+def _value_band(text: str) -> dict[str, float]:
+    """A predicted-value filter: "between X and Y", "spend over X", "value under X"."""
+    band = re.search(r"between " + MONEY + r" and " + MONEY, text)
+    if band and re.search(VALUE_CONTEXT, text):
+        return {"min_value": signed_amount(text, band, 1), "max_value": signed_amount(text, band, 2)}
+    m = re.search(VALUE_CONTEXT + r"[^.?!]{0,30}?\b(over|above|more than|at least|greater than|under|below|"
+                  r"less than|at most)\s*" + MONEY, text)
+    if m and not re.search(r"churn|risk", text[max(0, m.start() - 5):m.end()]):
+        key = "min_value" if m.group(1) in LOWER_BOUND else "max_value"
+        return {key: signed_amount(text, m, 2)}
+    return {}
+
+
+def budget_problem(value: float, token: str, raw: str, facts: PlannerFacts) -> str | None:
+    """Why a budget the message states cannot be used, in words (no figure the user did not write)."""
+    cur = facts.currency_symbol
+    written = re.search(r"(?<![\d.])" + re.escape(token) + r"(?![\d.])", raw, flags=re.I)
+    shown = f"a budget of {'-' if value < 0 else ''}{cur}{token}" if written else "that budget"
+    if math.isfinite(value) and 0 < value <= facts.max_budget:
+        return None
+    if value < 0:
+        why = "it is negative, and a budget has to be a positive amount"
+    elif value == 0:
+        why = "a budget of zero pays for no contact at all"
+    else:
+        why = f"it is more than the largest budget I plan with, {in_words(facts.max_budget)}"
+    return (f"I can't plan with {shown}: {why}. I have not changed it into another amount; give the "
+            "budget as a positive amount (for example 'a budget of five thousand pounds'), or leave it "
+            "out to plan without a limit.")

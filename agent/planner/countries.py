@@ -1,0 +1,76 @@
+"""Country slots: the data's own country names, aliases and demonyms, typos of them, "outside X", and
+countries named explicitly that the data does not have (passed on, so the tool refuses them by name)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from agent.planner.facts import PlannerFacts
+from agent.planner.vocabulary import COMMON, COUNTRY_ALIASES
+
+# A country given explicitly ("in country 'X'", "country: X", "from country Atlantis"): a value that
+# names no country in the data is passed on, so the tool refuses it by name instead of it being
+# dropped and the audience silently becoming everyone.
+COUNTRY_VALUE = [
+    re.compile(r"\bcountr(?:y|ies)\b\s*(?:(?:is|are|=|:|named|called|equals?)\s*)?"
+               r"(?P<q>['\"])(?P<v>[^'\"]{1,100})(?P=q)", re.I),
+    re.compile(r"\bcountr(?:y|ies)(?:\s*[=:]\s*|\s+(?:is\s+|named\s+|called\s+)?)"
+               r"(?P<v>(?:~|\.{1,2})?[/\\][^\s,;?!'\"]*)", re.I),
+    re.compile(r"\b[Cc]ountr(?:y|ies)(?::| is| =| named| called| of)? ?(?P<v>[A-Z][\w'.-]*(?: [A-Z][\w'.-]*)*)"),
+]
+
+
+def countries_in(text: str, raw: str, facts: PlannerFacts) -> list[str]:
+    """The known countries the (normalised) text names; `raw` keeps the case that tells "US" from "us"."""
+    from rapidfuzz import fuzz, process
+
+    known = facts.countries()
+    lower = {c.lower(): c for c in known}
+    found: list[str] = []
+    for name, canonical in sorted({**COUNTRY_ALIASES, **lower}.items(), key=lambda kv: -len(kv[0])):
+        if known and canonical not in known:
+            continue
+        if re.search(r"(?<![\w.])" + re.escape(name) + r"(?![\w])", text):
+            if name == "us":
+                continue
+            found.append(canonical)
+    if re.search(r"(?<![a-z])(US|U\.S\.)(?![a-z])", raw) and (not known or "USA" in known):
+        found.append("USA")
+    if not found and known:
+        # typos the vocabulary pass missed ("frnace"): fuzzy match words after "in/from/of"
+        for word in re.findall(r"\b(?:in|from|of|for)\s+(?:the\s+)?([a-z]{4,})\b", text):
+            hit = process.extractOne(word, list(lower), scorer=fuzz.ratio, score_cutoff=80)
+            if hit:
+                found.append(lower[hit[0]])
+    out = list(dict.fromkeys(found))
+    if re.search(r"\b(outside|except|excluding|other than|non[- ])\s?(?:the\s)?", text) and out and known:
+        excluded = set(out)
+        return [c for c in known if c not in excluded and c not in ("Unspecified",)]
+    return out
+
+
+def unknown_countries(message: str, facts: PlannerFacts, vocab: Iterable[str]) -> list[str]:
+    """Countries the message names explicitly ("in country 'X'") that match no country of the data,
+    an alias or (as a typo) one of them: passed on as they are, so the tool names them in its refusal.
+    `vocab`: the planner's words, which an unquoted value is not ("by country Instead")."""
+    from rapidfuzz import fuzz, process
+
+    known = facts.countries()
+    if not known:
+        return []
+    lower = {c.lower() for c in known} | set(COUNTRY_ALIASES)
+    words = set(vocab) | COMMON
+    out: list[str] = []
+    for i, pattern in enumerate(COUNTRY_VALUE):
+        for m in pattern.finditer(message):
+            value = m.group("v").strip().rstrip(".,;:!?")
+            norm = value.lower()
+            if not value or norm in lower or norm in ("us", "u.s.") or norm in out:
+                continue
+            if i == len(COUNTRY_VALUE) - 1 and norm in words:
+                continue
+            if process.extractOne(norm, list(lower), scorer=fuzz.ratio, score_cutoff=80):
+                continue  # a typo of a known country, which countries_in repairs
+            out.append(value[:100])
+    return out

@@ -1,0 +1,86 @@
+"""The plan: what the planner decided for one question (tool calls, a clarifying question or a refusal),
+and how an intent and its slots become the tool call."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from agent.planner.texts import CLARIFY_CUSTOMER, CLARIFY_ORDERS, CLARIFY_VAGUE, NOTE_INJECTION
+from agent.planner.vocabulary import FILTER_KEYS
+
+# The options each tool takes besides the audience filter (FILTER_KEYS).
+TOOL_OPTIONS = {"find_customers": {"sort_by", "limit"}, "segment_summary": {"group_by"},
+                "search_profiles": {"query", "limit"}, "recommend_campaigns": {"goal", "budget"},
+                "export_audience": {"goal", "budget", "source", "sort_by", "max_rows", "campaign"}}
+
+
+@dataclass
+class Plan:
+    intent: str
+    kind: str = "answer"  # answer | clarify | refuse
+    calls: list[dict[str, Any]] = field(default_factory=list)  # [{"name", "args"}]
+    text: str = ""  # clarify/refuse/help text, or a note added to the answer
+    note: str = ""
+    # Paths, file names and addresses the request asked to write to, which no tool can honour: the
+    # answer says so (exports always go to the data directory's exports folder under their own name).
+    dropped: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Plan":
+        return cls(**{k: d[k] for k in ("intent", "kind", "calls", "text", "note", "dropped") if k in d})
+
+
+def call_plan(tool: str, args: dict[str, Any], note: str = "") -> Plan:
+    """A plan of one call to `tool` with the arguments it takes."""
+    return Plan(tool, calls=[{"name": tool, "args": args_for(tool, args)}], note=note)
+
+
+def args_for(tool: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Keep only the arguments this tool takes."""
+    allowed = set(FILTER_KEYS) | TOOL_OPTIONS.get(tool, set())
+    out = {k: v for k, v in args.items() if k in allowed and v is not None}
+    if tool == "export_audience" and "limit" in args and "max_rows" not in out:
+        out["max_rows"] = args["limit"]
+    if tool == "search_profiles" and "query" not in out:
+        out["query"] = "customers"
+    if tool == "get_customer":
+        return {"customer_id": args.get("customer_id")}
+    return out
+
+
+def build_plan(intent: str, slots: dict[str, Any], text: str, injected: bool) -> Plan:
+    """The plan for a new question (not a follow-up) whose intent and slots are known."""
+    note = NOTE_INJECTION if injected else ""
+    if intent == "get_customer":
+        if not slots.get("customer_id"):
+            return Plan(intent, "clarify", text=CLARIFY_CUSTOMER)
+        return Plan(intent, calls=[{"name": "get_customer", "args": {"customer_id": slots["customer_id"]}}],
+                    note=note)
+    if intent == "score_customer":
+        if not slots.get("orders"):
+            return Plan(intent, "clarify", text=CLARIFY_ORDERS)
+        return Plan(intent, calls=[{"name": "score_customer", "args": {"orders": slots["orders"]}}], note=note)
+    if intent == "model_report":
+        return Plan(intent, calls=[{"name": "model_report", "args": {}}], note=note)
+    if intent == "search_profiles" and not slots.get("query"):
+        intent = "find_customers"
+    args = {k: slots[k] for k in FILTER_KEYS if k in slots}
+    for k in ("limit", "sort_by", "group_by", "goal", "budget", "query"):
+        if k in slots and slots[k] is not None:
+            args[k] = slots[k]
+    if intent == "segment_summary" and args.get("group_by") and re.search(
+            r"\b(share|proportion|percentage|what part|fraction|how many of)\b", text):
+        # "what share of German customers is lapsed, by lifecycle": the grouping answers the share;
+        # filtering on the same dimension would make it 100%.
+        dim = {"tier": "tiers", "lifecycle": "lifecycle", "segment": "segments"}.get(args["group_by"])
+        if dim and len(args.get(dim) or []) == 1:
+            args.pop(dim)
+    if intent == "find_customers" and not args:
+        if not re.search(r"\b(customers?|clients?|accounts?|shoppers?|buyers?)\b", text):
+            return Plan(intent, "clarify", text=CLARIFY_VAGUE)
+    return call_plan(intent, args, note)

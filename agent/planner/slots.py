@@ -1,0 +1,211 @@
+"""The slots stage: the arguments a question gives, read from its normalised text. Audience filters
+(tiers, lifecycle stages, RFM segments, countries, churn thresholds, value bands, recency windows),
+ranking, grouping and row limits, a campaign goal and budget, a customer id, an order history to
+score and a product search phrase. Money is read in `amounts`, dates in `dates`, countries in
+`countries`; the data facts (countries, as-of date, ids) come from a `PlannerFacts`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from agent.planner.amounts import money_slots
+from agent.planner.countries import countries_in, unknown_countries
+from agent.planner.dates import orders_in, recency_slots
+from agent.planner.facts import PlannerFacts
+from agent.planner.vocabulary import (CHURN_PHRASE, COUNTRY_ALIASES, GOALS, GROUPS, SEGMENT_PATTERNS, SORT_WORDS,
+                                      SORTS, STOP)
+
+LOWER_BOUND = ("over", "above", "more than", "greater than", "at least", ">", ">=", "exceeding", "higher than")
+CHURN_THRESHOLD = re.compile(
+    r"(?:churn|risk|leav\w*)[^.?!]{0,40}?\b(over|above|more than|greater than|at least|>=?|"
+    r"exceeding|higher than|under|below|less than|lower than|at most|<=?)\s*(\d+(?:\.\d+)?)\s*(%|percent)?")
+ROW_LIMIT = [
+    re.compile(r"\b(?:top|first|best|bottom|show|list|give me|display|find|get|the|next|biggest|largest|"
+               r"highest|worst|riskiest)\s(?:me\s)?(?:the\s)?"
+               r"(\d{1,4})\b(?!\s?(?:%|percent|days?|weeks?|months?|years?|pounds|quid))"),
+    re.compile(r"\b(\d{1,4})\s(?:\w+\s){0,2}(?:customers|clients|accounts|people|ones|shoppers|buyers|rows)\b"),
+    re.compile(r"\bmake (?:it|that) (\d{1,4})\b"),
+]
+
+
+class SlotReader:
+    """Reads the slots of a question against the data facts and the planner's vocabulary."""
+
+    def __init__(self, facts: PlannerFacts, vocab: Callable[[], list[str]]):
+        self.facts = facts
+        self._vocab = vocab
+
+    def read(self, text: str, raw: str, quoted: str, original: str | None = None) -> dict[str, Any]:
+        """`text`: the normalised question; `raw`: as written (case kept); `quoted`: its search phrase;
+        `original`: with its quotes, which delimit explicit country names."""
+        facts = self.facts
+        slots: dict[str, Any] = {}
+        slots.update(tier_slots(text, facts.tiers))
+        slots.update(lifecycle_slots(text))
+        slots.update(segment_slots(text))
+        countries = countries_in(text, raw, facts) + self.unknown_countries(original or raw)
+        if countries:
+            slots["countries"] = list(dict.fromkeys(countries))
+        slots.update(churn_slots(text, slots))
+        slots.update(money_slots(text, raw, facts))
+        slots.update(recency_slots(text, facts))
+        slots.update(ranking_slots(text))
+        limit = row_limit(text, facts)
+        if limit is not None:
+            slots["limit"] = limit
+        slots.update(goal_slots(text, slots, facts.tiers))
+        cid = customer_id_in(text, facts)
+        if cid:
+            slots["customer_id"] = cid
+        orders = orders_in(text)
+        if orders:
+            slots["orders"] = orders
+        slots["query"] = search_query(text, quoted)
+        return slots
+
+    def unknown_countries(self, message: str) -> list[str]:
+        """Countries named explicitly that the data does not have (see countries.unknown_countries)."""
+        return unknown_countries(message, self.facts, self._vocab())
+
+
+def tier_slots(text: str, tiers: tuple[str, ...]) -> dict[str, list[str]]:
+    words = {t.lower(): t for t in tiers}
+    found = [words[w] for w in re.findall(r"\b(platinum|gold|silver|bronze)\b", text)]
+    upgrade_to = re.search(r"\b(?:up )?(?:to|into) (gold|platinum|silver)\b", text)
+    if upgrade_to and len(found) > 1:
+        found = [t for t in found if t.lower() != upgrade_to.group(1)]
+    if found:
+        return {"tiers": list(dict.fromkeys(found))}
+    if re.search(r"\b(top|best|vip|most valuable|high[- ]value|valuable|key) (customers|clients|accounts)\b",
+                 text) and not re.search(r"\btop \d+\b", text) and re.search(r"\brisk|churn|losing|lose\b", text):
+        return {"tiers": ["Platinum", "Gold"]}  # "our top customers at risk": the two best tiers
+    return {}
+
+
+def lifecycle_slots(text: str) -> dict[str, list[str]]:
+    stages = []
+    if re.search(r"\bnew (customers?|clients?|buyers?|ones)\b|\bnewly\b|first[- ]time", text) and \
+            not re.search(r"\bnew (customer|client|buyer)\b.{0,40}\b(ordered|bought|order of|spent|score)\b", text):
+        stages.append("new")
+    if re.search(r"\bactive\b", text) and not re.search(r"\binactive\b", text):
+        stages.append("active")
+    if re.search(r"\blapsing\b", text):
+        stages.append("lapsing")
+    if re.search(r"\b(lapsed|inactive|churned|dormant)\b", text):
+        stages.append("lapsed")
+    if re.search(r"\bat[- ]risk (stage|lifecycle)|(stage|lifecycle) (is )?at[- ]risk|in the at[- ]risk", text):
+        stages.append("at risk")
+    return {"lifecycle": list(dict.fromkeys(stages))} if stages else {}
+
+
+def segment_slots(text: str) -> dict[str, list[str]]:
+    segments = []
+    for pattern, name in SEGMENT_PATTERNS:
+        if re.search(pattern, text):
+            if name == "Loyal" and re.search(r"loyalty|loyal (customers?|clients?) (?:happy|program)", text):
+                continue
+            segments.append(name)
+    return {"segments": list(dict.fromkeys(segments))} if segments else {}
+
+
+def churn_slots(text: str, slots: dict[str, Any]) -> dict[str, float]:
+    """A churn-risk threshold: a stated one, "low risk" (at most 30%), or "likely to churn" (at least 50%)."""
+    m = CHURN_THRESHOLD.search(text)
+    if m:
+        value = float(m.group(2))
+        value = value / 100 if (m.group(3) or value > 1) else value
+        if not 0 <= value <= 1:
+            return {}
+        return {"min_churn_risk" if m.group(1) in LOWER_BOUND else "max_churn_risk": value}
+    if re.search(r"\b(low|little|no real) (churn )?risk\b|unlikely to (churn|leave)", text):
+        return {"max_churn_risk": 0.3}
+    if CHURN_PHRASE.search(re.sub(r"\bat[- ]risk\b", "", text)) and "at risk" not in slots.get(
+            "lifecycle", []) and not re.search(r"value at risk|revenue at risk|money at risk|at stake|at risk segment",
+                                               text):
+        # "likely to churn", "drifting away": churn risk of 50% or more. A bare "at risk" sets no
+        # threshold: calibrated churn rarely passes 0.5 on real data, and ranking by value at risk
+        # already puts the likeliest, most valuable churners first.
+        return {"min_churn_risk": 0.5}
+    return {}
+
+
+def ranking_slots(text: str) -> dict[str, str]:
+    """sort_by ("sort by churn" first, then ranking phrases) and group_by ("by country")."""
+    slots: dict[str, str] = {}
+    explicit = re.search(r"\b(?:sort|sorted|order|ordered|rank|ranked|ranking)\s+(?:them\s+)?by\s+"
+                         r"(?:the\s+)?([a-z ]{3,30})", text)
+    if explicit:
+        key = next((k for pattern, k in SORT_WORDS if re.match(pattern, explicit.group(1))), None)
+        if key:
+            slots["sort_by"] = key
+    if "sort_by" not in slots:
+        key = next((k for pattern, k in SORTS if re.search(pattern, text)), None)
+        if key:
+            slots["sort_by"] = key
+    for pattern, key in GROUPS:
+        if re.search(r"\b(by|per|across|each|for every|split|breakdown|overview|between|over|into|fall)\b[^.?!]{0,25}\b"
+                     + pattern, text) or re.search(r"\b" + pattern + r"\w* (overview|breakdown|split|summary)", text):
+            slots["group_by"] = key
+            break
+    return slots
+
+
+def row_limit(text: str, facts: PlannerFacts) -> int | None:
+    """How many rows the question asks for (1 to 500), unless the number is an amount or a customer id."""
+    lim = next((m for m in (p.search(text) for p in ROW_LIMIT) if m), None)
+    if not lim or re.search(r"£\s?" + lim.group(1) + r"\b", text):
+        return None
+    value = int(lim.group(1))
+    if 1 <= value <= 500 and not is_customer_id_token(lim.group(1), facts):
+        return value
+    return None
+
+
+def goal_slots(text: str, slots: dict[str, Any], tiers: tuple[str, ...]) -> dict[str, Any]:
+    """The campaign goal; for an upgrade to a tier, the audience becomes the tier below it."""
+    out: dict[str, Any] = {}
+    goal = next((g for pattern, g in GOALS if re.search(pattern, text)), None)
+    if goal:
+        out["goal"] = goal
+    target = re.search(r"\b(?:up )?(?:to|into) (platinum|gold|silver)\b", text)
+    if goal == "upgrade" and target:
+        tier = {t.lower(): t for t in tiers}[target.group(1)]
+        if slots.get("tiers") == [tier]:
+            # "who could be upgraded to platinum": the audience is the tier below the target
+            out["tiers"] = [tiers[tiers.index(tier) + 1]]
+    return out
+
+
+def is_customer_id_token(token: str, facts: PlannerFacts) -> bool:
+    return len(token) >= 4 and facts.is_customer_id(token)
+
+
+def customer_id_in(text: str, facts: PlannerFacts) -> str | None:
+    """A customer id: after "customer"/"account"/"#", a 4-8 digit number that is an id in the data,
+    or a 5-8 digit number after "about"."""
+    m = re.search(r"\b(?:customer|client|cust|account|id|user|buyer|shopper)\s*(?:id|number|no\.?)?\s*[#:]?\s*"
+                  r"([A-Za-z]?\d{3,12})\b", text) or re.search(r"#\s?(\d{3,12})\b", text)
+    if m:
+        return m.group(1).upper() if m.group(1)[0].isalpha() else m.group(1)
+    for token in re.findall(r"(?<![£$€\d.,])\b(\d{4,8})\b(?!\s?(?:%|pounds|quid|days|weeks|months|years)|[.,]\d)", text):
+        if is_customer_id_token(token, facts):
+            return token
+    m = re.search(r"\babout (\d{5,8})\b", text)
+    return m.group(1) if m else None
+
+
+def search_query(text: str, quoted: str) -> str | None:
+    """The product phrase of a profile search ("who buy tea sets" -> "tea sets"); a quoted phrase as is."""
+    if quoted:
+        return quoted[:500]
+    m = re.search(r"\b(?:buy|buys|buying|bought|purchas\w*|love|loves|like|likes|into|collect\w*|interested in|"
+                  r"mentions?|buyers of|shopping for|search(?: for)?)\b(.+)", text)
+    if not m:
+        return None
+    rest = re.split(r"[,;?!]|\b(in|from) (?=[a-z]+\s*$)", m.group(1))[0]
+    words = [w for w in re.findall(r"[a-z][a-z'-]*", rest) if w not in STOP]
+    tail = [w for w in words if w not in COUNTRY_ALIASES and w not in ("france", "germany", "lapsing", "lapsed")]
+    query = " ".join(tail).strip()
+    return query or None

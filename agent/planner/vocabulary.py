@@ -1,0 +1,104 @@
+"""The words the planner knows: aliases, segment, goal, ranking and grouping phrases, domain words,
+month names, and the English word list typo repair checks against."""
+
+from __future__ import annotations
+
+import functools
+import re
+
+# The arguments that select an audience; a follow-up keeps them unless it restates them.
+FILTER_KEYS = ("tiers", "lifecycle", "segments", "countries", "min_churn_risk", "max_churn_risk", "min_value",
+               "max_value", "min_recency_days", "max_recency_days")
+
+COUNTRY_ALIASES = {
+    "uk": "United Kingdom", "u.k.": "United Kingdom", "britain": "United Kingdom", "great britain": "United Kingdom",
+    "british": "United Kingdom", "england": "United Kingdom", "english": "United Kingdom", "scotland": "United Kingdom",
+    "wales": "United Kingdom", "german": "Germany", "germans": "Germany", "french": "France", "spanish": "Spain",
+    "dutch": "Netherlands", "holland": "Netherlands", "irish": "EIRE", "ireland": "EIRE", "eire": "EIRE",
+    "usa": "USA", "america": "USA", "american": "USA", "united states": "USA", "swiss": "Switzerland",
+    "belgian": "Belgium", "portuguese": "Portugal", "italian": "Italy", "australian": "Australia",
+    "norwegian": "Norway", "swedish": "Sweden", "danish": "Denmark", "finnish": "Finland", "japanese": "Japan",
+    "austrian": "Austria", "polish": "Poland", "greek": "Greece", "cypriot": "Cyprus", "icelandic": "Iceland",
+    "canadian": "Canada", "brazilian": "Brazil", "israeli": "Israel", "lebanese": "Lebanon", "maltese": "Malta",
+    "czech": "Czech Republic", "uae": "United Arab Emirates", "emirati": "United Arab Emirates",
+    "saudi": "Saudi Arabia", "singaporean": "Singapore", "lithuanian": "Lithuania", "south africa": "RSA",
+    "south african": "RSA", "bahraini": "Bahrain", "hong kong": "Hong Kong",
+}
+
+SEGMENT_PATTERNS = [
+    (r"champions?", "Champions"), (r"potential loyalists?", "Potential Loyalist"), (r"loyal(?! ?ists?)", "Loyal"),
+    (r"promising", "Promising"), (r"needs? (?:of )?attention", "Need Attention"), (r"about to sleep", "About to Sleep"),
+    (r"can'?t lose(?: them)?|cannot lose(?: them)?|can not lose(?: them)?", "Can't Lose Them"),
+    (r"hibernating", "Hibernating"), (r"\blost\b", "Lost"),
+    (r"at risk segment|segment at risk|rfm at risk|\"at risk\" segment", "At Risk"),
+    (r"new segment|segment new", "New"),
+]
+GOALS = [
+    (r"win ?-?back|winback|win them back|win back|losing|we'?re losing|re-?engage", "win_back"),
+    (r"reactivat|re-?activat|wake up|buy again|come back|bring back|dormant", "reactivate"),
+    (r"upgrade|move up|push .* up|next tier|up to gold|up to platinum", "upgrade"),
+    (r"cross-?sell|upsell|up-?sell|second (?:order|purchase)|grow|buy more|order again", "grow"),
+    (r"retain|retention|keep|loyal(?:ty)? program|happy|hold on", "retain"),
+]
+SORTS = [
+    (r"most likely to (?:churn|leave|go)|highest churn|riskiest|biggest risk (?:of|for)|most big risk|"
+     r"churn (?:risk|probability)(?: first| order| descending)?\b(?! (?:over|above|under|below|of|is|more|less|>|<))",
+     "churn_risk"),
+    (r"value at risk|at stake|money at risk|revenue at risk", "value_at_risk"),
+    (r"customer value|total value|overall value", "customer_value"),
+    (r"predicted (?:value|spend)|future (?:value|spend)|expected (?:value|spend)|will spend|forecast|"
+     r"most valuable|more valuable|valuable first|highest value|high value|spend the most next", "predicted_value"),
+    (r"historical|lifetime|whole history|all[- ]time|spent the most|biggest spenders|total spend|so far", "historical_value"),
+]
+# What follows "sort by" / "rank by": the first matching key wins.
+SORT_WORDS = [(r"value at risk|risk value|at risk", "value_at_risk"), (r"churn|risk|likel", "churn_risk"),
+              (r"customer value|total value", "customer_value"),
+              (r"predict|future|expected|forecast|next", "predicted_value"),
+              (r"lifetime|historic|revenue|spend|spent|sales|value", "historical_value")]
+GROUPS = [(r"countr(?:y|ies)|nation|market", "country"), (r"lifecycle|stage", "lifecycle"),
+          (r"segment|rfm", "segment"), (r"tier", "tier")]
+
+DOMAIN = re.compile(
+    r"customer|client|buyer|shopper|people|tier|platinum|gold|silver|bronze|churn|segment|campaign|budget|export|"
+    r"csv|model|lapsed|lapsing|champion|order|spend|revenue|value|score|risk|audience|cohort|promo|offer|"
+    r"retention|win.?back|reactivat|profile|\bbuy|bought|purchas")
+CHURN_PHRASE = re.compile(
+    r"\bat[- ]risk\b|likely to (churn|leave|stop)|might (churn|leave)|could (churn|leave)|about to (churn|leave)|"
+    r"risk of (churn|churning|leaving)|churning|drift\w* away|slipping away|going away|walk\w* away|"
+    r"worry about losing|we'?re losing|risk for going|stop buying")
+DOMAIN_STRONG = re.compile(
+    r"customer|client|buyer|shopper|tier|platinum|gold|silver|bronze|churn|segment|campaign|export|csv|lapsed|"
+    r"lapsing|champion|revenue|audience|cohort|retention|win.?back|reactivat|profile|rfm|model|predict|forecast")
+
+MONTHS = {m: i + 1 for i, m in enumerate(
+    "january february march april may june july august september october november december".split())}
+MONTHS.update({m[:3]: i for m, i in list(MONTHS.items())})
+MONTHS["sept"] = 9
+
+# Everyday words typo repair leaves alone even when the English list lacks them.
+COMMON = set("percent what which where when show give list with from that this them they those these have about much many "
+             "more most only also just into over under than like love find tell need want please would could "
+             "should there their your ours does doing done make made each every next last first year years".split())
+
+# Words a product search phrase leaves out ("customers who buy tea sets" -> "tea sets").
+STOP = set("find show me list give the a an of for to in on at who whom which that is are were was be customers "
+           "customer clients client people shoppers buyers buyer those these ones search profiles profile whose "
+           "mention mentions mentioning buy buys buying bought purchase purchases purchasing purchased love loves like "
+           "likes into interested collect collects collecting are is our my we us and or please with many things "
+           "stuff type sort kind lot lots usually often really all any some wholesale-type wholesale".split())
+
+
+@functools.lru_cache(maxsize=1)
+def english_words() -> frozenset[str]:
+    """Whole words of the embedding model's WordPiece vocabulary: a ready English word list."""
+    try:
+        from predictor.search.embeddings import minilm_model_dir
+
+        lines = (minilm_model_dir() / "vocab.txt").read_text(encoding="utf-8").split()
+    except Exception:  # noqa: BLE001 - without it typo repair is only more eager
+        return frozenset()
+    return frozenset(w for w in lines if w.isalpha() and w.islower() and len(w) >= 4)
+
+
+def slots_filled(slots: dict) -> bool:
+    return any(k in slots for k in (*FILTER_KEYS, "limit", "sort_by", "group_by", "goal", "budget", "orders"))

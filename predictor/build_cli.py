@@ -1,0 +1,33 @@
+"""`valuedesk build`: the subcommand's arguments and handler (the pipeline itself is predictor.build)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register_build(sub: argparse._SubParsersAction) -> None:
+    """Add `valuedesk build` to the CLI."""
+    p = sub.add_parser("build", help="score, tier and profile every customer, and index the profiles",
+                       description="Build the customer tables from a transaction log (default: the bundled "
+                                   "Online Retail data): load, categorise products, score, tier, write profiles "
+                                   "and index them. Idempotent: an unchanged input prints 'no changes'.")
+    p.add_argument("--data", metavar="PATH", help="transaction file (CSV, CSV.gz or Parquet); default: settings")
+    p.add_argument("--schema", metavar="S", help="online_retail, cdnow or generic (default: settings)")
+    p.add_argument("--map", metavar="M", dest="column_map",
+                   help="column map, e.g. customer_id=household_id,order_id=basket_id,...")
+    p.add_argument("--rescore", action="store_true", help="score again even if the data and model are unchanged")
+    p.add_argument("--rebuild-index", action="store_true", help="rebuild the search index from scratch")
+    p.add_argument("--no-index", action="store_true", help="do not touch the search index")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=run_build)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    """The handler: `args.settings` are the settings the CLI entry read (valuedesk.cli)."""
+    from predictor.build import build
+
+    report = build(args.settings, data_path=args.data, schema=args.schema, column_map=args.column_map,
+                   rescore=args.rescore, rebuild_index=args.rebuild_index, with_index=not args.no_index,
+                   progress=not args.quiet)
+    print(report.summary())
+    return 0
