@@ -25,7 +25,7 @@ from agent.display import index_markdown  # noqa: E402
 from agent.settings import AgentSettings  # noqa: E402
 from _tools_data import tools_data_dir  # noqa: E402
 from predictor.search import jobs as index_jobs  # noqa: E402
-from predictor.build import sync_index  # noqa: E402
+from predictor.build_index import sync_index  # noqa: E402
 from predictor.search.embedding_cache import EmbeddingCache, cache_dir, text_key  # noqa: E402
 from predictor.search.embeddings import HashingEmbedder  # noqa: E402
 from predictor.search.prepare import prepare_profiles  # noqa: E402

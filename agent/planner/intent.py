@@ -47,7 +47,8 @@ class IntentModel:
         if self._embedder is None:
             from predictor.search.embeddings import get_embedder
 
-            self._embedder = get_embedder(self._settings.embedding_model, self._settings.data_dir / "embeddings")
+            self._embedder = get_embedder(self._settings.embedding_model, self._settings.data_dir / "embeddings",
+                                          threads=self._settings.threads)
         return self._embedder
 
     def vectors(self) -> np.ndarray:

@@ -192,6 +192,31 @@ class CLVModel:
         last_val = x_val["last_period_value"].to_numpy() * (cfg.horizon_days / val_days)
 
         self.validation = {"cutoff": str(val_cutoff.date()), "label_days": val_days, "rows": len(x_val)}
+        v_depth, v_rounds, blended = self._choose_value_model(x_tr, y_tr, x_val, y_val_target, last_val)
+        churn_val = ~y_val["ordered"].to_numpy()
+        c_depth, c_rounds, churn_loss = self._choose_churn_model(x_tr, y_tr, x_val, churn_val)
+        self.params = {"value": {"max_depth": v_depth, "n_estimators": v_rounds},
+                       "churn": {"max_depth": c_depth, "n_estimators": c_rounds}}
+        self.validation_metrics = {
+            "spearman": float(spearmanr(blended, y_val_target).statistic),
+            "normalized_gini": normalized_gini(y_val_target, blended),
+            "churn_log_loss": churn_loss,
+            "blend_weight": self.blend_weight,
+        }
+        self._fit_final(history, start, end)
+        self.data_range = {"start": str(start.date()), "end": str(end.date())}
+        self.warnings = []
+        if span < 365 + cfg.horizon_days:
+            self.warnings.append(
+                f"Only {span:.0f} days of history: no training label covers the same season a year earlier, so "
+                "seasonal peaks (e.g. Christmas) are learnt only through the blend with last-period spend "
+                f"(weight {1 - self.blend_weight:.1f}). Predictions for seasonal windows are less reliable.")
+        self.fit_seconds = time.perf_counter() - started
+        return self
+
+    def _choose_value_model(self, x_tr, y_tr, x_val, y_val_target, last_val) -> tuple[int, int, np.ndarray]:
+        """The value model's depth and rounds by validation rank score, and its blend with last-period spend."""
+        cfg = self.config
         best = None
         for depth, rounds in cfg.value_grid:
             model = _value_model(depth, rounds, cfg).fit(x_tr[MODEL_FEATURES], y_tr["target"])
@@ -207,35 +232,33 @@ class CLVModel:
         last_val = last_val * self.last_period_scale
         blend_scores = {w: _rank_score(y_val_target, w * val_pred + (1 - w) * last_val) for w in cfg.blend_grid}
         self.blend_weight = float(max(blend_scores, key=blend_scores.get))
-        blended = self.blend_weight * val_pred + (1 - self.blend_weight) * last_val
         self.total_scale = 1.0  # kept for artifact compatibility: totals are not rescaled
+        return v_depth, v_rounds, self.blend_weight * val_pred + (1 - self.blend_weight) * last_val
 
+    def _choose_churn_model(self, x_tr, y_tr, x_val, churn_val) -> tuple[int, int, float]:
+        """The churn model's depth and rounds by validation log loss, and its isotonic calibration."""
+        cfg = self.config
         best = None
-        churn_val = ~y_val["ordered"].to_numpy()
         for depth, rounds in cfg.churn_grid:
             model = _churn_model(depth, rounds, cfg).fit(x_tr[MODEL_FEATURES], ~y_tr["ordered"])
             prob = model.predict_proba(x_val[MODEL_FEATURES])[:, 1]
             loss = log_loss(churn_val, np.clip(prob, 1e-6, 1 - 1e-6), labels=[False, True])
             if best is None or loss < best[0]:
                 best = (loss, depth, rounds, prob)
-        _, c_depth, c_rounds, val_prob = best
+        loss, c_depth, c_rounds, val_prob = best
         # Isotonic calibration on the validation window (labels at the full horizon length when available).
         self.calibrator = IsotonicRegression(out_of_bounds="clip", y_min=0.005, y_max=0.995).fit(val_prob, churn_val)
-        self.params = {"value": {"max_depth": v_depth, "n_estimators": v_rounds},
-                       "churn": {"max_depth": c_depth, "n_estimators": c_rounds}}
-        self.validation_metrics = {
-            "spearman": float(spearmanr(blended, y_val_target).statistic),
-            "normalized_gini": normalized_gini(y_val_target, blended),
-            "churn_log_loss": float(best[0]),
-            "blend_weight": self.blend_weight,
-        }
+        return c_depth, c_rounds, float(loss)
 
-        # Final models on every row whose labels end by `end`.
+    def _fit_final(self, history: CustomerHistory, start, end) -> None:
+        """Final models, with the chosen settings, on every row whose labels end by `end`."""
+        cfg = self.config
         all_pairs = training_cutoffs(start, end, cfg)
         x_all, y_all = stack_rows(history, all_pairs, cfg)
         features = x_all[MODEL_FEATURES]
-        self.value_model = _value_model(v_depth, v_rounds, cfg).fit(features, y_all["target"])
-        self.churn_model = _churn_model(c_depth, c_rounds, cfg).fit(features, ~y_all["ordered"])
+        value, churn = self.params["value"], self.params["churn"]
+        self.value_model = _value_model(value["max_depth"], value["n_estimators"], cfg).fit(features, y_all["target"])
+        self.churn_model = _churn_model(churn["max_depth"], churn["n_estimators"], cfg).fit(features, ~y_all["ordered"])
         # The interval is learnt from rows whose label window is long enough to show the spread.
         long_rows = (y_all["label_days"] >= 0.5 * cfg.horizon_days).to_numpy()
         if long_rows.sum() < 200:
@@ -250,15 +273,6 @@ class CLVModel:
             "cutoffs": len(all_pairs), "rows": int(len(x_all)),
             "label_days": sorted({int(d) for _, d in all_pairs}),
         }
-        self.data_range = {"start": str(start.date()), "end": str(end.date())}
-        self.warnings = []
-        if span < 365 + cfg.horizon_days:
-            self.warnings.append(
-                f"Only {span:.0f} days of history: no training label covers the same season a year earlier, so "
-                "seasonal peaks (e.g. Christmas) are learnt only through the blend with last-period spend "
-                f"(weight {1 - self.blend_weight:.1f}). Predictions for seasonal windows are less reliable.")
-        self.fit_seconds = time.perf_counter() - started
-        return self
 
     def features_at(self, history: CustomerHistory, cutoff, bg: BGNBDGammaGamma | None = None) -> pd.DataFrame:
         """Features at the full horizon; keeps the BG/NBD fit so single customers can be rescored later."""

@@ -148,17 +148,7 @@ def compute_features(history: CustomerHistory, cutoff, label_days: int) -> pd.Da
     lifetime_rate = out["monetary_total"] / np.maximum(out["tenure_days"], 30.0)
     out["trend_90d"] = (out["spend_90d"] / 90.0) / lifetime_rate.replace(0, np.nan)
 
-    # Inter-purchase gaps in days between distinct purchase days.
-    day_idx = np.floor((ts - np.datetime64(history.start)) / DAY)
-    gaps = np.diff(day_idx, prepend=np.nan)
-    gaps[first_pos] = np.nan
-    gaps = np.where(gaps == 0, np.nan, gaps)
-    gap_frame = pd.DataFrame({"c": np.repeat(np.arange(len(ids)), counts), "g": gaps})
-    gap_stats = gap_frame.groupby("c")["g"].agg(["mean", "std", "last"])
-    out["mean_gap_days"] = gap_stats["mean"].to_numpy()
-    out["gap_cv"] = (gap_stats["std"] / gap_stats["mean"]).to_numpy()
-    out["last_gap_days"] = gap_stats["last"].to_numpy()
-    out["recency_over_gap"] = out["recency_days"] / out["mean_gap_days"]
+    _add_gaps(out, ts, history.start, first_pos, counts)
 
     qty = purchases["quantity"].to_numpy(float)
     out["items_per_order"] = np.add.reduceat(np.nan_to_num(qty), first_pos) / counts if np.isfinite(qty).any() else np.nan
@@ -172,6 +162,21 @@ def compute_features(history: CustomerHistory, cutoff, label_days: int) -> pd.Da
     out["label_days"] = float(label_days)
     _add_breadth(out, history, edge)
     return out[FEATURES]
+
+
+def _add_gaps(out: pd.DataFrame, ts: np.ndarray, start: pd.Timestamp, first_pos: np.ndarray,
+              counts: np.ndarray) -> None:
+    """Cadence features from the inter-purchase gaps, in days between distinct purchase days."""
+    day_idx = np.floor((ts - np.datetime64(start)) / DAY)
+    gaps = np.diff(day_idx, prepend=np.nan)
+    gaps[first_pos] = np.nan
+    gaps = np.where(gaps == 0, np.nan, gaps)
+    gap_frame = pd.DataFrame({"c": np.repeat(np.arange(len(first_pos)), counts), "g": gaps})
+    gap_stats = gap_frame.groupby("c")["g"].agg(["mean", "std", "last"])
+    out["mean_gap_days"] = gap_stats["mean"].to_numpy()
+    out["gap_cv"] = (gap_stats["std"] / gap_stats["mean"]).to_numpy()
+    out["last_gap_days"] = gap_stats["last"].to_numpy()
+    out["recency_over_gap"] = out["recency_days"] / out["mean_gap_days"]
 
 
 def _same_window_last_year(purchases: pd.DataFrame, edge: pd.Timestamp, label_days: int,

@@ -138,15 +138,7 @@ def feature_row(c: OneCustomer, as_of: pd.Timestamp, horizon_days: int, bg) -> d
     lifetime_rate = total / max(f["tenure_days"], 30.0)
     f["trend_90d"] = (f["spend_90d"] / 90.0) / lifetime_rate if lifetime_rate != 0 else np.nan
 
-    # Gaps between distinct purchase days; same-day orders add no gap.
-    day_idx = np.floor((ts - c.start_ns) / NS_PER_DAY)
-    gaps = np.diff(day_idx)
-    gaps = gaps[gaps != 0]
-    f["mean_gap_days"] = float(gaps.mean()) if len(gaps) else np.nan
-    std = float(gaps.std(ddof=1)) if len(gaps) > 1 else np.nan
-    f["gap_cv"] = std / f["mean_gap_days"]
-    f["last_gap_days"] = float(gaps[-1]) if len(gaps) else np.nan
-    f["recency_over_gap"] = f["recency_days"] / f["mean_gap_days"]
+    _gaps(f, ts, c.start_ns)
     qty = c.order_quantity[buy]
     f["items_per_order"] = float(np.nan_to_num(qty).sum() / count) if np.isfinite(qty).any() else np.nan
 
@@ -162,20 +154,7 @@ def feature_row(c: OneCustomer, as_of: pd.Timestamp, horizon_days: int, bg) -> d
     f["label_days"] = float(horizon_days)
     _breadth(f, c, edge)
 
-    # BG/NBD inputs as rfm_summary builds them: purchases summed per calendar day.
-    day = (ts // NS_PER_DAY) * NS_PER_DAY
-    first_day, last_day = day[0], day[-1]
-    n_days = len(np.unique(day))
-    freq = float(n_days - 1)
-    first_spend = float(amount[day == first_day].sum())
-    monetary = max(total - first_spend, 0.0) / freq if freq > 0 else 0.0
-    predicted = bg.predict_arrays(np.array([freq]), np.array([(last_day - first_day) / NS_PER_DAY]),
-                                  np.array([(as_of_ns - first_day) / NS_PER_DAY]), np.array([monetary]),
-                                  horizon_days)
-    f["bg_expected_orders"] = float(predicted["expected_orders"][0])
-    f["bg_p_alive"] = float(predicted["p_alive"][0])
-    f["bg_predicted_value"] = float(predicted["predicted_value"][0])
-    f["bg_churn_risk"] = float(predicted["churn_risk"][0])
+    _bgnbd(f, ts, amount, as_of_ns, horizon_days, bg)
 
     # Last-period spend: every order (refunds too) in the last horizon before the edge, scaled up when the
     # data is shorter than the horizon.
@@ -184,6 +163,35 @@ def feature_row(c: OneCustomer, as_of: pd.Timestamp, horizon_days: int, bg) -> d
     recent = (c.order_ns >= lo) & past
     f["last_period_value"] = max(float(c.order_amount[recent].sum()), 0.0) * (horizon_days / window_days)
     return {name: f[name] for name in MODEL_FEATURES}
+
+
+def _gaps(f: dict, ts: np.ndarray, start_ns: int) -> None:
+    """Gaps between distinct purchase days; same-day orders add no gap."""
+    day_idx = np.floor((ts - start_ns) / NS_PER_DAY)
+    gaps = np.diff(day_idx)
+    gaps = gaps[gaps != 0]
+    f["mean_gap_days"] = float(gaps.mean()) if len(gaps) else np.nan
+    std = float(gaps.std(ddof=1)) if len(gaps) > 1 else np.nan
+    f["gap_cv"] = std / f["mean_gap_days"]
+    f["last_gap_days"] = float(gaps[-1]) if len(gaps) else np.nan
+    f["recency_over_gap"] = f["recency_days"] / f["mean_gap_days"]
+
+
+def _bgnbd(f: dict, ts: np.ndarray, amount: np.ndarray, as_of_ns: int, horizon_days: int, bg) -> None:
+    """BG/NBD inputs as rfm_summary builds them: purchases summed per calendar day."""
+    day = (ts // NS_PER_DAY) * NS_PER_DAY
+    first_day, last_day = day[0], day[-1]
+    n_days = len(np.unique(day))
+    freq = float(n_days - 1)
+    first_spend = float(amount[day == first_day].sum())
+    monetary = max(float(amount.sum()) - first_spend, 0.0) / freq if freq > 0 else 0.0
+    predicted = bg.predict_arrays(np.array([freq]), np.array([(last_day - first_day) / NS_PER_DAY]),
+                                  np.array([(as_of_ns - first_day) / NS_PER_DAY]), np.array([monetary]),
+                                  horizon_days)
+    f["bg_expected_orders"] = float(predicted["expected_orders"][0])
+    f["bg_p_alive"] = float(predicted["p_alive"][0])
+    f["bg_predicted_value"] = float(predicted["predicted_value"][0])
+    f["bg_churn_risk"] = float(predicted["churn_risk"][0])
 
 
 def _breadth(f: dict, c: OneCustomer, edge: int) -> None:

@@ -103,15 +103,15 @@ class ProfileIndex:
             raise ProfileIndexError("the profile index needs a data directory (or the settings that name one)")
         self.data_dir = Path(data_dir)
         self.timeout_s = float(timeout_s if timeout_s is not None else value("chroma_timeout_s"))
+        self.threads = value("threads")  # the column store's scans and the embedder
         if embedder is None or isinstance(embedder, str):
-            embedder = get_embedder(embedder, self.data_dir / "embeddings")
+            embedder = get_embedder(embedder, self.data_dir / "embeddings", threads=self.threads)
         self.embedder: Embedder = embedder
         self.thresholds = SearchThresholds(
             scan_max=value("index_scan_max") if scan_max is None else scan_max,
             exact_max=value("index_exact_max") if exact_max is None else exact_max,
             overfetch=value("index_overfetch") if overfetch is None else overfetch, ann_max=ann_max)
         self.write_batch = write_batch
-        self.threads = value("threads")  # for the column store's scans
         # Several indexes (tests, tenants) can share one Chroma server under distinct namespaces.
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{1,40}", namespace):
             raise ProfileIndexError(f"index namespace '{namespace}' must be 2-41 lowercase letters, digits or '-'")
@@ -387,5 +387,5 @@ def open_index(settings: Settings, *, verify: bool = True, collection: str | Non
     """The index configured by settings (what the tools' dependencies object holds); `collection`
     pins the one a build version recorded."""
     return ProfileIndex(settings.data_dir, settings.chroma_url,
-                        get_embedder(settings.embedding_model, settings.data_dir / "embeddings"),
+                        get_embedder(settings.embedding_model, settings.data_dir / "embeddings", threads=settings.threads),
                         settings.chroma_timeout_s, verify=verify, collection=collection)

@@ -5,7 +5,7 @@ the UI builds the customer tables first, starts serving, and indexes in an `Inde
 
 1. embed the profiles whose vectors are not in the embedding cache yet, most valuable customers
    first, chunk by chunk (each chunk is on disk as soon as it is computed: a restart resumes);
-2. write the index from the cache (`predictor.build.sync_index`: seconds, nothing is re-embedded);
+2. write the index from the cache (`predictor.build_index.sync_index`: seconds, nothing is re-embedded);
 3. record the result in build.json, so the next start knows the index is complete.
 
 Progress lives in ``<data_dir>/index_state.json`` (written atomically after each chunk), which this
@@ -203,7 +203,8 @@ class IndexJob:
         return summary
 
     def _run(self) -> str:
-        from predictor.build import PROFILES, sync_index
+        from predictor.build_index import sync_index
+        from predictor.layout import PROFILES
         from predictor.search.prepare import prepare_profiles
         from predictor.layout import current_version
 
@@ -297,7 +298,7 @@ class PartialSearch:
         return hits, len(snap.rows), snap.total
 
     def _load(self) -> _Snapshot:
-        from predictor.build import profiles_path
+        from predictor.build_state import profiles_path
         from predictor.search.columns import ColumnStore
         from predictor.search.prepare import prepare_profiles
 
