@@ -91,6 +91,21 @@ def _text(content: Any) -> str:
     return ""
 
 
+STORE_ERRORS = {503: {"description": "The session store cannot be opened, read or written."},
+                507: {"description": "The session store (its disk) is full."}}
+
+
+def _agent_events(service: Any, message: str, session_id: str | None, owner: str) -> Iterator[bytes]:
+    """The agent's events for one question as server-sent events; a refused question ends in `error`."""
+    from predictor.errors import ValueDeskError
+
+    try:
+        for event in service.stream(message, session_id, owner=owner):
+            yield _sse(event.type, event.data)
+    except ValueDeskError as exc:
+        yield _sse("error", {"message": str(exc)})
+
+
 def agent_router(settings: AgentSettings, service: Any = None) -> APIRouter:
     """The agent's routes; `service` defaults to the process-wide AgentService (built on first request)."""
     router = APIRouter()
@@ -103,17 +118,7 @@ def agent_router(settings: AgentSettings, service: Any = None) -> APIRouter:
             resolved[0] = get_agent_service(settings)
         return resolved[0]
 
-    def events(message: str, session_id: str | None, owner: str) -> Iterator[bytes]:
-        from predictor.errors import ValueDeskError
-
-        try:
-            for event in get_service().stream(message, session_id, owner=owner):
-                yield _sse(event.type, event.data)
-        except ValueDeskError as exc:
-            yield _sse("error", {"message": str(exc)})
-
-    store_errors = {503: {"description": "The session store cannot be opened, read or written."},
-                    507: {"description": "The session store (its disk) is full."}}
+    store_errors = STORE_ERRORS
 
     @router.post("/v1/agent/chat", tags=["agent"], responses=store_errors)
     async def chat(body: ChatRequest, request: Request):
@@ -129,7 +134,7 @@ def agent_router(settings: AgentSettings, service: Any = None) -> APIRouter:
                 await run_in_threadpool(get_service().check_store)
             except SessionStoreError as exc:
                 return _store_error(exc)
-            return StreamingResponse(iterate_in_threadpool(events(body.message, body.session_id, owner)),
+            return StreamingResponse(iterate_in_threadpool(_agent_events(get_service(), body.message, body.session_id, owner)),
                                      media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         try:
@@ -157,6 +162,12 @@ def agent_router(settings: AgentSettings, service: Any = None) -> APIRouter:
         """Which backend and model answer, and the data/training window behind the numbers."""
         return await run_in_threadpool(get_service().backend_info)
 
+    _add_completions_route(router, get_service)
+    return router
+
+
+
+def _add_completions_route(router: APIRouter, get_service) -> None:
     @router.post("/v1/chat/completions", tags=["agent"])
     async def chat_completions(body: FacadeRequest):
         """OpenAI-compatible chat completions: ValueDesk as a model for other apps."""
@@ -169,35 +180,11 @@ def agent_router(settings: AgentSettings, service: Any = None) -> APIRouter:
         # The conversation is what the client sends (OpenAI semantics): the user and assistant messages
         # before the question; system, tool and later messages are ignored, and nothing is stored.
         history = [(m.role, _text(m.content)) for m in body.messages[:last] if m.role in ("user", "assistant")]
-        cid = f"chatcmpl-{uuid.uuid4().hex}"
-        created = int(time.time())
+        cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if body.stream:
-            def chunks() -> Iterator[bytes]:
-                def chunk(delta: dict, finish: str | None = None, extra: dict | None = None) -> bytes:
-                    obj = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": FACADE_MODEL,
-                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **(extra or {})}
-                    return f"data: {json.dumps(obj, ensure_ascii=False, default=str)}\n\n".encode()
-
-                yield chunk({"role": "assistant", "content": ""})
-                streamed = False
-                try:
-                    for event in get_service().stream(question, history=history):
-                        if event.type == "token":
-                            streamed = True
-                            yield chunk({"content": event.data["text"]})
-                        elif event.type == "answer":
-                            if not streamed:
-                                yield chunk({"content": event.data["answer"]})
-                            yield chunk({}, "stop", {"valuedesk": {k: event.data[k] for k in
-                                                                   ("tool_calls", "kind", "unverified", "backend")}})
-                        elif event.type == "error":
-                            yield chunk({"content": event.data.get("message", "error")}, "stop")
-                except ValueDeskError as exc:
-                    yield chunk({"content": str(exc)}, "stop")
-                yield b"data: [DONE]\n\n"
-
-            return StreamingResponse(iterate_in_threadpool(chunks()), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
+            return StreamingResponse(iterate_in_threadpool(_completion_chunks(get_service(), question, history,
+                                                                             cid, created)),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         try:
             reply = await run_in_threadpool(lambda: get_service().chat(question, history=history))
         except ValueDeskError as exc:
@@ -211,5 +198,30 @@ def agent_router(settings: AgentSettings, service: Any = None) -> APIRouter:
                           "unverified": reply.unverified, "backend": reply.backend, "latency_ms": reply.latency_ms},
         })
 
-    return router
 
+def _completion_chunks(service: Any, question: str, history: list, cid: str, created: int) -> Iterator[bytes]:
+    """The streamed completion as OpenAI chunks: a role chunk, the answer's tokens, a stop chunk, [DONE]."""
+    from predictor.errors import ValueDeskError
+
+    def chunk(delta: dict, finish: str | None = None, extra: dict | None = None) -> bytes:
+        obj = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": FACADE_MODEL,
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **(extra or {})}
+        return f"data: {json.dumps(obj, ensure_ascii=False, default=str)}\n\n".encode()
+
+    yield chunk({"role": "assistant", "content": ""})
+    streamed = False
+    try:
+        for event in service.stream(question, history=history):
+            if event.type == "token":
+                streamed = True
+                yield chunk({"content": event.data["text"]})
+            elif event.type == "answer":
+                if not streamed:
+                    yield chunk({"content": event.data["answer"]})
+                yield chunk({}, "stop", {"valuedesk": {k: event.data[k] for k in
+                                                       ("tool_calls", "kind", "unverified", "backend")}})
+            elif event.type == "error":
+                yield chunk({"content": event.data.get("message", "error")}, "stop")
+    except ValueDeskError as exc:
+        yield chunk({"content": str(exc)}, "stop")
+    yield b"data: [DONE]\n\n"

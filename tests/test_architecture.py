@@ -96,3 +96,33 @@ def test_every_layer_says_what_it_owns():
     for layer in FORBIDDEN:
         doc = ast.get_docstring(ast.parse((ROOT / layer / "__init__.py").read_text(encoding="utf-8")))
         assert doc and len(doc) > 80, f"{layer}/__init__.py needs a docstring saying what the layer owns"
+
+
+def _packages() -> list[Path]:
+    return sorted(p.parent for layer in ("predictor", "tools", "agent", "valuedesk")
+                  for p in (ROOT / layer).rglob("__init__.py"))
+
+
+@pytest.mark.parametrize("package", _packages(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_package_says_which_step_it_owns(package):
+    doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text(encoding="utf-8")))
+    assert doc and len(doc) > 80, f"{package.relative_to(ROOT)}/__init__.py needs a docstring saying what it owns"
+
+
+def test_source_modules_and_functions_stay_small():
+    """Issue 14's bound: no source module over ~400 lines, no function over ~60 (the Gradio UI
+    builder's nested handlers are counted with it: the known exception until the UI issue rebuilds it)."""
+    exceptions = {"ui.py:build_app"}  # the chat UI is rebuilt by the UI issue (16)
+    big_modules, long_functions = [], []
+    paths = [ROOT / "ui.py", *(p for layer in ("predictor", "tools", "agent", "valuedesk")
+                                for p in (ROOT / layer).rglob("*.py"))]
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        name = str(path.relative_to(ROOT))
+        if text.count("\n") > 420:
+            big_modules.append(name)
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                if f"{name}:{node.name}" not in exceptions:
+                    long_functions.append(f"{name}:{node.name}")
+    assert big_modules == [] and long_functions == []

@@ -551,3 +551,11 @@ def test_column_store_scans_with_the_threads_it_was_given(tmp_path, profiles, th
         assert reopened._active.columns.threads == threads
     finally:
         reopened.close()
+
+
+def test_scan_pools_are_never_replaced_under_a_running_scan():
+    """A scan asking for more shards used to swap the shared pool out from under a scan submitting to it."""
+    small = columns_mod._pool(1)
+    large = columns_mod._pool(3)
+    assert columns_mod._pool(1) is small and columns_mod._pool(3) is large and small is not large
+    assert small.submit(lambda: 41 + 1).result(timeout=5) == 42  # still accepting work

@@ -252,3 +252,10 @@ def test_recommend_campaigns_and_campaign_export(registry, settings):
     assert "No country named 'Atlantis'" in res.error.message
     res = registry.call("recommend_campaigns", {"tiers": ["Platinum"], "min_value": 1e12})
     assert not res.ok and res.error.code == "campaign_error" and res.error.hint
+
+
+def test_model_report_states_the_served_models_horizon(registry, settings):
+    """It used to read a top-level key the bundle does not have and always said null."""
+    report = ok(registry, "model_report", {})
+    bundle_horizon = registry.deps.bundle.metadata["config"]["horizon_days"]
+    assert report["horizon_days"] == bundle_horizon == settings.horizon_days

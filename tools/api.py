@@ -170,6 +170,18 @@ def _openapi_with_tool_inputs(app: FastAPI, registry: ToolRegistry) -> dict[str,
     return schema
 
 
+ERROR_RESPONSES = {
+    400: {"model": ErrorBody, "description": "The body is not UTF-8 JSON, holds a lone surrogate, or nests "
+                                             "too deeply (which, and where, in the message)."},
+    401: {"model": ErrorBody, "description": "Missing or wrong API key."},
+    404: {"model": ErrorBody, "description": "Unknown tool or customer."},
+    413: {"model": ErrorBody, "description": "Body too large."},
+    422: {"model": ErrorBody, "description": "Invalid arguments, with the field and reason."},
+    503: {"model": ErrorBody, "description": "Data, model or index not built or unavailable, or the data "
+                                             "directory cannot be written."},
+    507: {"model": ErrorBody, "description": "No space left for the file a tool writes."}}
+
+
 def create_app(settings: ServingSettings, extra_routers: Iterable[APIRouter] = (),
                registry: ToolRegistry | None = None) -> FastAPI:
     """The HTTP app with the tool routes. `extra_routers` (the agent's routes, mounted by the wiring in
@@ -187,41 +199,60 @@ def create_app(settings: ServingSettings, extra_routers: Iterable[APIRouter] = (
     app = FastAPI(title="ValueDesk tools", version="1", lifespan=lifespan,
                   description="Customer value, churn and campaign tools. Every route calls the same tool "
                               "functions as the CLI, the MCP server and the agent.")
+    # Without a key there is nothing to check; skipping the dependency saves its cost on every call.
+    guarded = [Depends(_key_check(settings.api_key))] if settings.api_key else []
+    _add_tool_routes(app, registry, settings, guarded)
+    for router in extra_routers:
+        app.include_router(router, dependencies=guarded, responses={k: ERROR_RESPONSES[k] for k in (400, 401, 413)})
+    _add_error_handlers(app)
+    app.openapi = lambda: _openapi_with_tool_inputs(app, registry)  # type: ignore[method-assign]
+    app.add_middleware(BodyGuard, limit=settings.max_body_bytes, max_depth=settings.max_json_depth)
+    return app
+
+
+def _key_check(key: str):
+    """The dependency that refuses a request without the server's bearer key."""
     bearer = HTTPBearer(auto_error=False, description="Required when the server has VALUEDESK_API_KEY set.")
 
     async def check_key(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        key = settings.api_key
-        if key and (credentials is None or credentials.scheme.lower() != "bearer"
-                    or not secrets.compare_digest(credentials.credentials.encode(), key.encode())):
+        if credentials is None or credentials.scheme.lower() != "bearer" \
+                or not secrets.compare_digest(credentials.credentials.encode(), key.encode()):
             raise StarletteHTTPException(401, "Missing or wrong API key.")
 
-    # Without a key there is nothing to check; skipping the dependency saves its cost on every call.
-    guarded = [Depends(check_key)] if settings.api_key else []
+    return check_key
 
-    errors = {400: {"model": ErrorBody, "description": "The body is not UTF-8 JSON, holds a lone surrogate, or nests "
-                                                       "too deeply (which, and where, in the message)."},
-              401: {"model": ErrorBody, "description": "Missing or wrong API key."},
-              404: {"model": ErrorBody, "description": "Unknown tool or customer."},
-              413: {"model": ErrorBody, "description": "Body too large."},
-              422: {"model": ErrorBody, "description": "Invalid arguments, with the field and reason."},
-              503: {"model": ErrorBody, "description": "Data, model or index not built or unavailable, or the data "
-                                                       "directory cannot be written."},
-              507: {"model": ErrorBody, "description": "No space left for the file a tool writes."}}
 
+def _add_tool_routes(app: FastAPI, registry: ToolRegistry, settings: ServingSettings, guarded: list) -> None:
+    """/health, /v1/tools and one POST route per tool, each a thin call of the registry."""
     @app.get("/health", tags=["meta"])
     async def health() -> dict[str, Any]:
         return {"status": "ok", "built": settings.customers_path.exists(), "tools": registry.names()}
 
     tool_list: list[dict[str, Any]] = []
 
-    @app.get("/v1/tools", tags=["tools"], dependencies=guarded, responses={401: errors[401]})
+    @app.get("/v1/tools", tags=["tools"], dependencies=guarded, responses={401: ERROR_RESPONSES[401]})
     async def list_tools() -> dict[str, Any]:
         """The tools as OpenAI function-tool JSON schemas (strict mode)."""
         if not tool_list:
             tool_list.extend(registry.openai_tools())
         return {"tools": tool_list}
 
-    async def run_tool(spec: ToolSpec, request: Request) -> Response:
+    for spec in registry.tools.values():
+        app.add_api_route(
+            f"/v1/tools/{spec.name}", _tool_endpoint(registry, spec), methods=["POST"], name=spec.name,
+            tags=["tools"], summary=spec.description.split("\n")[0], description=spec.description,
+            response_model=spec.result_model, responses=ERROR_RESPONSES, dependencies=guarded,
+            openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{spec.args_model.__name__}"}}}}})
+
+    @app.post("/v1/tools/{name}", include_in_schema=False, dependencies=guarded)
+    async def unknown_tool(name: str) -> Response:
+        return error_response("unknown_tool", f"There is no tool named '{name}'.",
+                              f"Available tools: {', '.join(registry.names())} (GET /v1/tools).")
+
+
+def _tool_endpoint(registry: ToolRegistry, spec: ToolSpec):
+    async def endpoint(request: Request) -> Response:
         # BodyGuard parsed (and vetted) a non-empty body before routing; an empty body means no arguments.
         args = request.scope.get(PARSED_BODY, {})
         if not isinstance(args, dict):
@@ -236,28 +267,11 @@ def create_app(settings: ServingSettings, extra_routers: Iterable[APIRouter] = (
             return Response(result.__pydantic_serializer__.to_json(result), media_type="application/json")
         return error_response(err.code, err.message, err.hint, fields=err.fields)
 
-    def add_tool_route(spec: ToolSpec) -> None:
-        async def endpoint(request: Request) -> Response:
-            return await run_tool(spec, request)
+    return endpoint
 
-        app.add_api_route(
-            f"/v1/tools/{spec.name}", endpoint, methods=["POST"], name=spec.name, tags=["tools"],
-            summary=spec.description.split("\n")[0], description=spec.description,
-            response_model=spec.result_model, responses=errors, dependencies=guarded,
-            openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{spec.args_model.__name__}"}}}}})
 
-    for spec in registry.tools.values():
-        add_tool_route(spec)
-
-    @app.post("/v1/tools/{name}", include_in_schema=False, dependencies=guarded)
-    async def unknown_tool(name: str) -> Response:
-        return error_response("unknown_tool", f"There is no tool named '{name}'.",
-                              f"Available tools: {', '.join(registry.names())} (GET /v1/tools).")
-
-    for router in extra_routers:
-        app.include_router(router, dependencies=guarded, responses={k: errors[k] for k in (400, 401, 413)})
-
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as {error: {code, message, hint}}; never a stack trace."""
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
         code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
@@ -281,7 +295,3 @@ def create_app(settings: ServingSettings, extra_routers: Iterable[APIRouter] = (
         log.exception("unhandled error", exc_info=exc)
         return error_response("internal_error", "The server failed to answer this request.",
                               "This is a bug; the server log has the details.")
-
-    app.openapi = lambda: _openapi_with_tool_inputs(app, registry)  # type: ignore[method-assign]
-    app.add_middleware(BodyGuard, limit=settings.max_body_bytes, max_depth=settings.max_json_depth)
-    return app

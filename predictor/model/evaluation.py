@@ -80,16 +80,21 @@ def evaluate(history: CustomerHistory, cutoff, horizon_days: int, config: Traini
 
 
 def format_table(report: dict) -> str:
-    header = f"{'model':<24} {'Spearman':>8} {'norm.Gini':>9} {'top-10%':>8} {'MAE':>9} {'total err':>9} {'churn AUC':>9} {'Brier':>6} {'fit s':>7}"
-    lines = [f"Holdout: {report['population']:,} customers with an order on or before {report['cutoff']}, "
-             f"next {report['horizon_days']} days ({report['source']})", header, "-" * len(header)]
+    """The evaluation as a plain-text table (tabulate) with the holdout described above it."""
+    from tabulate import tabulate
+
+    headers = ["model", "Spearman", "norm.Gini", "top-10%", "MAE", "total err", "churn AUC", "Brier", "fit s"]
+    rows = []
     for key, metrics in report["models"].items():
         total_err = (metrics["total_predicted"] / metrics["total_actual"] - 1) * 100 if metrics["total_actual"] else np.nan
         auc = "-" if metrics["churn_auc"] is None else f"{metrics['churn_auc']:.3f}"
         brier = "-" if metrics["brier"] is None else f"{metrics['brier']:.3f}"
-        lines.append(f"{MODEL_NAMES[key]:<24} {metrics['spearman']:>8.3f} {metrics['normalized_gini']:>9.3f} "
-                     f"{metrics['top_decile_capture']:>8.3f} {metrics['mae']:>9.1f} {total_err:>+8.1f}% "
-                     f"{auc:>9} {brier:>6} {metrics['fit_seconds']:>7.1f}")
+        rows.append([MODEL_NAMES[key], f"{metrics['spearman']:.3f}", f"{metrics['normalized_gini']:.3f}",
+                     f"{metrics['top_decile_capture']:.3f}", f"{metrics['mae']:.1f}", f"{total_err:+.1f}%", auc, brier,
+                     f"{metrics['fit_seconds']:.1f}"])
+    lines = [f"Holdout: {report['population']:,} customers with an order on or before {report['cutoff']}, "
+             f"next {report['horizon_days']} days ({report['source']})",
+             tabulate(rows, headers, tablefmt="simple", disable_numparse=True, colalign=("left",) + ("right",) * 8)]
     xgb_metrics = report["models"]["xgboost"]
     lines.append(f"P10-P90 interval coverage: {xgb_metrics['interval_coverage_p10_p90']:.1%}; "
                  f"blend weight on the model vs last-period spend (chosen on validation): {xgb_metrics['blend_weight']:.1f}")
