@@ -203,7 +203,7 @@ def main() -> int:
         if not (args.reuse and (source / "customers.parquet").exists()):
             crude_data_dir(source)
     else:
-        source = load_settings().data_dir
+        source = load_settings().build_root  # the serving build's version folder (flat data dirs: the folder)
         if not (source / "customers.parquet").exists():
             print(f"error: no customers table in {source}; run `valuedesk build` or use --source crude",
                   file=sys.stderr)

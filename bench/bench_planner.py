@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -69,8 +68,10 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
 
+    from agent.settings import AgentSettings
     from bench_api import bootstrap
     from predictor.settings import Settings
+    from valuedesk.config import load_settings
 
     if args.source == "crude":
         from _tools_data import crude_data_dir
@@ -78,7 +79,9 @@ def main() -> int:
         source = Path(tempfile.mkdtemp(prefix="vd-planner-src-"))
         crude_data_dir(source, nrows=None)
     else:
-        source = Settings().data_dir
+        # The serving build's version folder (or the data directory itself for a flat one).
+        data_dir = load_settings().data_dir
+        source = Settings(data_dir=data_dir).build_root
         if not (source / "customers.parquet").exists():
             print(f"error: no customers table in {source}; run `valuedesk build` or use --source crude", file=sys.stderr)
             return 2
@@ -88,15 +91,17 @@ def main() -> int:
         bootstrap(source, target, args.customers, args.seed, lines_per_customer=5)
         print(f"bootstrapped {args.customers:,} customers in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     # Model, index and catalogue come from the source build (the model report and search need them).
-    for name in ("models", "chroma", "chroma_columns", "build.json", "embeddings"):
-        src, dst = source / name, target / name
+    shared = source if args.source == "crude" else data_dir
+    for name, root in (("models", source), ("build.json", source), ("chroma", shared), ("chroma_columns", shared),
+                       ("embeddings", shared)):
+        src, dst = root / name, target / name
         if src.exists() and not dst.exists():
             if src.is_dir():
                 shutil.copytree(src, dst, symlinks=True)
             else:
                 shutil.copy(src, dst)
 
-    settings = Settings(data_dir=target, threads=int(os.environ.get("VALUEDESK_THREADS", "2")))
+    settings = AgentSettings(data_dir=target)
     from agent.service import AgentService
 
     service = AgentService(settings)

@@ -90,6 +90,12 @@ class AudienceTable:
     def mask(self, conditions: Sequence[Condition] | CustomerFilter) -> np.ndarray:
         return self.select(conditions).mask
 
+    def clear(self) -> None:
+        """Forget cached selections and category members (benches time a filter as if never asked)."""
+        with self._lock:
+            self._selections.clear()
+            self._members.clear()
+
     def condition_mask(self, c: Condition) -> np.ndarray:
         """One condition's rows (a fresh array the caller may modify)."""
         kind = FILTER_FIELDS[c.field][1]
@@ -115,7 +121,10 @@ class AudienceTable:
     def _category(self, field: str) -> tuple[np.ndarray, list[str], dict[str, int]]:
         hit = self._codes.get(field)
         if hit is None:
-            cat = pd.Categorical(self.frame[self._columns[field]].astype("string"))
+            column = self.frame[self._columns[field]]
+            # A categorical column (the planning frame's) already has its codes: converting a million
+            # values to strings first costs more than every selection after it.
+            cat = column.array if isinstance(column.dtype, pd.CategoricalDtype) else pd.Categorical(column.astype("string"))
             names = [str(c) for c in cat.categories]
             # Shifted by one so a missing value (-1) becomes 0, in no set and in no complement.
             dtype = np.int16 if len(names) < 32_000 else np.int32

@@ -168,6 +168,9 @@ class ColumnStore:
     def mask(self, conditions: list[Condition]) -> np.ndarray:
         return self.selection(conditions).mask
 
+    def clear_cache(self) -> None:
+        self.audience.clear()
+
     def top(self, vector: np.ndarray, selection: Selection, limit: int) -> tuple[np.ndarray, np.ndarray, str]:
         """The `limit` selected rows closest to `vector`, best first, with float32 cosine scores."""
         pool = max(4 * limit, limit + 32)
