@@ -90,7 +90,9 @@ class Server:
                "VALUEDESK_API_KEY": KEY, "VALUEDESK_THREADS": os.environ.get("VALUEDESK_THREADS", "1"),
                "PYTHONPATH": str(code_dir)}
         self.log = open(log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "valuedesk.cli", "api", "--port", str(self.port)],
+        # The baseline is an older checkout: its CLI entry was predictor.cli before the wiring package.
+        cli = "valuedesk.cli" if (code_dir / "valuedesk" / "cli.py").exists() else "predictor.cli"
+        self.proc = subprocess.Popen([sys.executable, "-m", cli, "api", "--port", str(self.port)],
                                      cwd=code_dir, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         try:
             wait_ready(self.url, self.proc, timeout=300)
