@@ -63,6 +63,9 @@ def scored_settings(tmp_path_factory, online_retail):
 # (a fixture imported into several modules would start one server per module).
 from vllm_fixture import vllm_server  # noqa: E402,F401
 
+# The profile-index fixtures likewise: one MiniLM export and one `chroma run` server per session.
+from index_fixtures import chroma_server, embedder, make_index, minilm, profiles  # noqa: E402,F401
+
 
 def pytest_collection_modifyitems(config, items):
     """Run the tests that use the real vLLM server last and back to back: the session-scoped server
