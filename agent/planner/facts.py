@@ -73,20 +73,23 @@ class RegistryFacts:
         self.lifecycle_stages = tuple(LIFECYCLE_STAGES)
         self.segments = tuple(RFM_SEGMENTS)
         self._countries: list[str] | None = None
+        self._countries_of: Any = None  # the customers table they were read from
         self._as_of: datetime | None = None
 
     def _customers(self) -> Any:
         return self._registry.deps.customers
 
     def countries(self) -> list[str]:
-        if self._countries is None:
-            names: list[str] = []
-            try:
-                frame = self._customers().frame
-                names = sorted({str(c) for c in frame["country"].dropna().unique()})
-            except Exception as exc:  # noqa: BLE001 - no table: country slots fall back to aliases only
-                log.info("no country list: %s", exc)
-            self._countries = names
+        """The serving table's countries: the names its audience engine compiled (no pass over the rows),
+        read again when a build switch brings a new table."""
+        try:
+            store = self._customers()
+        except Exception as exc:  # noqa: BLE001 - no table: country slots fall back to aliases only
+            log.info("no country list: %s", exc)
+            return []
+        if self._countries is None or self._countries_of is not store:
+            self._countries = sorted(store.audience.values("country"))
+            self._countries_of = store
         return self._countries
 
     def as_of(self) -> datetime | None:
