@@ -28,7 +28,7 @@ EXAMPLES = (
     "plan a win-back campaign for lapsed gold customers with a £2,000 budget",
     "plan campaigns for my Gold and Platinum customers with a £2,000 budget",
     "how are my customers spread across tiers?",
-    "export the at-risk Platinum customers as a CSV",
+    "export my at-risk customers as a CSV",
     "how good is the model?",
 )
 

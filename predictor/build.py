@@ -43,7 +43,7 @@ from predictor.layout import (BUILDS_DIR, CATEGORIES, CUSTOMERS, MODELS, PROFILE
                               prune_versions)
 from predictor.settings import Settings
 
-BUILD_VERSION = "2"
+BUILD_VERSION = "3"  # 3: customers and profiles carry the at_risk flag
 log = logging.getLogger(__name__)
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 
 from predictor.customers.audience import LIFECYCLE_STAGES, RFM_SEGMENTS
 from predictor.campaigns.products import name_category
+from predictor.customers.tiers import flag_at_risk
 from predictor.settings import SHARED_DATA, Settings
 from tools.settings import ServingSettings
 
@@ -80,6 +81,7 @@ def crude_customers(tx: pd.DataFrame, horizon_days: int = 180) -> pd.DataFrame:
     ratio = out["recency_days"] / gap
     out["lifecycle"] = np.select(
         [out["tenure_days"] < 60, ratio < 1, ratio < 2, ratio < 4], list(LIFECYCLE_STAGES[:4]), LIFECYCLE_STAGES[4])
+    out["at_risk"] = flag_at_risk(out, out["lifecycle"])  # the one definition, on these crude stages
     out["r_score"] = pd.qcut(-out["recency_days"].rank(method="first"), 5, labels=False) + 1
     out["f_score"] = pd.qcut(out["orders"].rank(method="first"), 5, labels=False) + 1
     out["m_score"] = pd.qcut(out["historical_value"].rank(method="first"), 5, labels=False) + 1

@@ -36,6 +36,8 @@ def brute(frame: pd.DataFrame, flt: dict) -> np.ndarray:
             keep &= frame["rfm_segment"].isin(value)
         elif key == "countries":
             keep &= lower.isin([v.lower() for v in value]).fillna(False)
+        elif key == "at_risk":
+            keep &= frame["at_risk"] == value
         else:
             bound, field = key.split("_", 1)
             column = {"churn_risk": "churn_risk", "value": "predicted_value", "recency_days": "recency_days"}[field]
@@ -52,6 +54,8 @@ FILTERS = [
     {"max_churn_risk": 0.3, "min_recency_days": 10, "max_recency_days": 120},
     {"tiers": ["Bronze"], "countries": ["Atlantis"]},
     {"countries": ["Germany", "France", "Spain", "Belgium", "Norway", "EIRE"]},  # the lookup-table path
+    {"at_risk": True, "tiers": ["Gold", "Platinum", "Silver"]},
+    {"at_risk": False, "countries": ["France"]},
 ]
 
 
@@ -72,6 +76,29 @@ def test_operator_language_matches_pandas(customers):
                 & (customers["churn_risk"] > 0.2) & (customers["last_order"] >= "2011-01-01")
                 & (customers["country"] != "United Kingdom") & customers["country"].notna())
     np.testing.assert_array_equal(table.mask(parse_conditions(flt)), expected.fillna(False).to_numpy(dtype=bool))
+
+
+def test_at_risk_flag_takes_only_true_or_false(customers):
+    table = AudienceTable(customers)
+    assert table.mask(parse_conditions({"at_risk": True})).sum() == customers["at_risk"].sum()
+    assert table.mask(parse_conditions({"at_risk": {"!=": True}})).sum() == (~customers["at_risk"]).sum()
+    for bad in ("yes", 1, {">": True}):
+        with pytest.raises(FilterError, match="at_risk"):
+            parse_conditions({"at_risk": bad})
+    with pytest.raises(FilterError, match="min/max"):
+        parse_conditions({"min_at_risk": 1})
+    assert [c.label() for c in CustomerFilter(at_risk=True).conditions()] == ["at risk"]
+
+
+def test_narrowing_counts_each_step_like_pandas(customers):
+    table = AudienceTable(customers)
+    steps = table.narrowing(CustomerFilter(tiers=["Gold", "Platinum"], at_risk=True, countries=["Germany"]))
+    gold = customers["tier"].isin(["Gold", "Platinum"])
+    german = gold & (customers["country"] == "Germany").fillna(False)
+    risky = german & customers["at_risk"]
+    # Names first, in the filter's field order, then the at-risk flag.
+    assert steps == [("tier in Gold, Platinum", int(gold.sum())), ("country in Germany", int(german.sum())),
+                     ("at risk", int(risky.sum()))]
 
 
 def test_selections_are_cached_and_read_only(customers):

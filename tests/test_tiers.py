@@ -12,7 +12,7 @@ from _tiers_data import loaded_sample, scored_sample
 from predictor.data.categories import (CATEGORIES, FEES, OTHER, apply_categories, build_category_map,
                                   categorize_name, load_category_map, save_category_map)
 from predictor.customers.clusters import kmeans_segments, parse_k_range
-from predictor.customers.tiers import (LIFECYCLE_STAGES, RFM_GRID, RFM_SEGMENTS, TierConfig, TierConfigError,
+from predictor.customers.tiers import (AT_RISK_STAGES, LIFECYCLE_STAGES, RFM_GRID, RFM_SEGMENTS, TierConfig, TierConfigError,
                                        apply_tiers, assign_lifecycle, cadence_days, churn_thresholds,
                                        population_cadence, top_at_risk)
 from predictor.customers.transitions import tier_transitions
@@ -106,6 +106,30 @@ def test_lifecycle_stages_follow_the_documented_rules(customers):
     assert np.allclose(cadence_days(customers)[one], max(pop, 7.0))
 
 
+def test_at_risk_is_an_overdue_stage_the_model_agrees_with(customers):
+    """The one "at risk": lifecycle at risk or lapsing AND churn risk at or above the population's
+    25th percentile; nobody active, new or lapsed, and nobody the model is nearly sure will return."""
+    churn = customers["churn_risk"]
+    floor = churn_thresholds(customers)["at_risk_from"]
+    assert floor == pytest.approx(churn.quantile(0.25))
+    flagged = customers["at_risk"]
+    assert flagged.dtype == bool and 0 < flagged.sum() < len(customers)
+    assert set(customers.loc[flagged, "lifecycle"]) <= set(AT_RISK_STAGES)
+    assert (churn[flagged] >= floor).all()
+    in_stage = customers["lifecycle"].isin(AT_RISK_STAGES)
+    # The churn floor removes real customers the stage alone would call at risk, and only those.
+    dropped = in_stage & ~flagged
+    assert dropped.any() and (churn[dropped] < floor).all()
+    # A customer listed as at risk is never one the model gives under 1% churn.
+    assert (churn[flagged] >= 0.01).all()
+
+
+def test_top_at_risk_lists_only_at_risk_customers(customers):
+    ranked = top_at_risk(customers, n=50)
+    assert len(ranked) == min(50, int(customers["at_risk"].sum()))
+    assert ranked["at_risk"].all() and ranked["at_risk_priority"].is_monotonic_decreasing
+
+
 def test_lifecycle_of_one_real_customer_moves_with_recency(scores):
     row = scores[(scores["orders"] >= 3) & (scores["mean_gap_days"] > 10)].iloc[[0]].copy()
     cadence = float(row["mean_gap_days"].iloc[0])
@@ -164,7 +188,7 @@ def test_top_at_risk_ranks_valuable_churners_above_cheap_ones(customers):
     for row in (big, small):
         row["value_if_retained"] = row["aov"]
         row["value_at_risk"] = row["churn_risk"] * row["value_if_retained"]
-        row["lifecycle"] = "lapsing"
+        row["lifecycle"], row["at_risk"] = "lapsing", True
     frame = pd.concat([customers, pd.DataFrame([big, small])], ignore_index=True)
     ranked = top_at_risk(frame, n=len(frame), min_churn_risk=0.5)
     ids = ranked["customer_id"].tolist()
@@ -172,7 +196,7 @@ def test_top_at_risk_ranks_valuable_churners_above_cheap_ones(customers):
     assert ids.index("big-churner") < 5
     # Ranking by predicted value alone would have buried them.
     assert (frame["predicted_value"] > 5.0).mean() > 0.5
-    assert (ranked["churn_risk"] >= 0.5).all() and "lapsed" not in set(ranked["lifecycle"])
+    assert (ranked["churn_risk"] >= 0.5).all() and ranked["at_risk"].all()
     assert ranked["at_risk_priority"].is_monotonic_decreasing
 
 

@@ -90,6 +90,8 @@ class CustomerRow(Out):
     customer_id: str
     tier: str | None = Field(None, description="Value tier: Platinum, Gold, Silver or Bronze.")
     lifecycle: str | None = Field(None, description="new, active, at risk, lapsing or lapsed.")
+    at_risk: bool | None = Field(None, description="At risk: lifecycle 'at risk' or 'lapsing' and churn risk at or "
+                                                   "above the population's lowest quarter (the filter at_risk).")
     segment: str | None = Field(None, description="Classic RFM segment name.")
     country: str | None = None
     predicted_value: float | None = Field(None, description="Predicted spend over the horizon.")

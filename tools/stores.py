@@ -27,8 +27,8 @@ class ToolFailure(ValueDeskError):
 
 
 SORT_KEYS = ("value_at_risk", "predicted_value", "historical_value", "churn_risk", "customer_value")
-REQUIRED_COLUMNS = ("customer_id", "tier", "lifecycle", "rfm_segment", "country", "churn_risk", "predicted_value",
-                    "recency_days", "value_at_risk", "historical_value", "customer_value")
+REQUIRED_COLUMNS = ("customer_id", "tier", "lifecycle", "at_risk", "rfm_segment", "country", "churn_risk",
+                    "predicted_value", "recency_days", "value_at_risk", "historical_value", "customer_value")
 
 
 class CustomerStore:

@@ -14,7 +14,7 @@ from agent.planner.amounts import money_slots
 from agent.planner.countries import countries_in, unknown_countries
 from agent.planner.dates import orders_in, recency_slots
 from agent.planner.facts import PlannerFacts
-from agent.planner.vocabulary import (CHURN_PHRASE, COUNTRY_ALIASES, GOALS, GROUPS, SEGMENT_PATTERNS, SORT_WORDS,
+from agent.planner.vocabulary import (AT_RISK_PHRASE, CHURN_PHRASE, COUNTRY_ALIASES, GOALS, GROUPS, SEGMENT_PATTERNS, SORT_WORDS,
                                       SORTS, STOP)
 
 LOWER_BOUND = ("over", "above", "more than", "greater than", "at least", ">", ">=", "exceeding", "higher than")
@@ -110,8 +110,9 @@ def segment_slots(text: str) -> dict[str, list[str]]:
     return {"segments": list(dict.fromkeys(segments))} if segments else {}
 
 
-def churn_slots(text: str, slots: dict[str, Any]) -> dict[str, float]:
-    """A churn-risk threshold: a stated one, "low risk" (at most 30%), or "likely to churn" (at least 50%)."""
+def churn_slots(text: str, slots: dict[str, Any]) -> dict[str, Any]:
+    """A churn-risk threshold: a stated one, "low risk" (at most 30%), or "likely to churn" (at least 50%);
+    or the product's one "at risk" (the at_risk filter) for "at risk", "slipping away" and the like."""
     m = CHURN_THRESHOLD.search(text)
     if m:
         value = float(m.group(2))
@@ -119,14 +120,17 @@ def churn_slots(text: str, slots: dict[str, Any]) -> dict[str, float]:
         if not 0 <= value <= 1:
             return {}
         return {"min_churn_risk" if m.group(1) in LOWER_BOUND else "max_churn_risk": value}
-    if re.search(r"\b(low|little|no real) (churn )?risk\b|unlikely to (churn|leave)", text):
-        return {"max_churn_risk": 0.3}
-    if CHURN_PHRASE.search(re.sub(r"\bat[- ]risk\b", "", text)) and "at risk" not in slots.get(
-            "lifecycle", []) and not re.search(r"value at risk|revenue at risk|money at risk|at stake|at risk segment",
-                                               text):
-        # "likely to churn", "drifting away": churn risk of 50% or more. A bare "at risk" sets no
-        # threshold: calibrated churn rarely passes 0.5 on real data, and ranking by value at risk
-        # already puts the likeliest, most valuable churners first.
+    if re.search(r"\b(low|little|no real) (churn )?risk\b|unlikely to (churn|leave)|\bnot at[- ]risk\b", text):
+        return {"max_churn_risk": 0.3} if not re.search(r"\bnot at[- ]risk\b", text) else {"at_risk": False}
+    named = re.sub(r"(value|revenue|money|spend) at[- ]risk|at[- ]risk (segment|stage|lifecycle)|"
+                   r"(segment|rfm|stage|lifecycle) (is )?at[- ]risk|\"at risk\" segment|in the at[- ]risk (stage|segment)",
+                   "", text)
+    if AT_RISK_PHRASE.search(named) and "at risk" not in slots.get("lifecycle", []):
+        return {"at_risk": True}
+    if CHURN_PHRASE.search(named) and "at risk" not in slots.get("lifecycle", []) and not re.search(
+            r"\b(keep|stop|prevent|reduce|avoid)\b[^.?!]{0,40}\b(churn\w*|leaving)\b", text):
+        # "likely to churn": churn risk of 50% or more. "Keep my VIPs from churning" is a campaign goal,
+        # not a threshold (calibrated churn rarely passes 0.5 for top customers).
         return {"min_churn_risk": 0.5}
     return {}
 

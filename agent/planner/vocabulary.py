@@ -7,7 +7,7 @@ import functools
 import re
 
 # The arguments that select an audience; a follow-up keeps them unless it restates them.
-FILTER_KEYS = ("tiers", "lifecycle", "segments", "countries", "min_churn_risk", "max_churn_risk", "min_value",
+FILTER_KEYS = ("tiers", "lifecycle", "at_risk", "segments", "countries", "min_churn_risk", "max_churn_risk", "min_value",
                "max_value", "min_recency_days", "max_recency_days")
 
 COUNTRY_ALIASES = {
@@ -62,6 +62,10 @@ DOMAIN = re.compile(
     r"customer|client|buyer|shopper|people|tier|platinum|gold|silver|bronze|churn|segment|campaign|budget|export|"
     r"csv|model|lapsed|lapsing|champion|order|spend|revenue|value|score|risk|audience|cohort|promo|offer|"
     r"retention|win.?back|reactivat|profile|\bbuy|bought|purchas")
+# What marketers say for the product's one "at risk" (the at_risk filter): overdue and likely to go.
+AT_RISK_PHRASE = re.compile(
+    r"\bat[- ]?risk\b|\bslipping( away)?\b|drift\w* away|going away|walk\w* away|worry about losing|"
+    r"we'?re losing|\bin danger\b|risk for going")
 CHURN_PHRASE = re.compile(
     r"\bat[- ]risk\b|likely to (churn|leave|stop)|might (churn|leave)|could (churn|leave)|about to (churn|leave)|"
     r"risk of (churn|churning|leaving)|churning|drift\w* away|slipping away|going away|walk\w* away|"

@@ -55,6 +55,8 @@ class Eligibility(BaseModel):
     tiers: list[str] | None = None
     lifecycle: list[str] | None = None
     segments: list[str] | None = None
+    at_risk: bool | None = Field(None, description="Only customers at risk (true) or not at risk (false), by the "
+                                                   "one definition (predictor.customers.tiers.flag_at_risk).")
     min_churn_risk: float | None = Field(None, ge=0, le=1)
     max_churn_risk: float | None = Field(None, ge=0, le=1)
     value_field: Literal["customer_value", "predicted_value", "value_at_risk", "revenue_12m"] = "customer_value"

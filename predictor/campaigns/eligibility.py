@@ -17,7 +17,7 @@ from predictor.customers.audience import TIERS, CustomerFilter, FilterError, par
 from predictor.customers.audience_engine import AudienceTable
 
 # The marketer's filter fields in the order an explanation reads them (names first, then ranges).
-_STEP_ORDER = ("tiers", "lifecycle", "segments", "countries", "min_churn_risk", "max_churn_risk", "min_value",
+_STEP_ORDER = ("tiers", "lifecycle", "at_risk", "segments", "countries", "min_churn_risk", "max_churn_risk", "min_value",
                "max_value", "min_recency_days", "max_recency_days")
 
 
@@ -51,6 +51,8 @@ def _as_filter(filter: CustomerFilter | Mapping[str, Any] | None) -> CustomerFil
 
 
 def _step_label(field: str, value: Any) -> str:
+    if field == "at_risk":
+        return "at risk" if value else "not at risk"
     return f"{field} in {value}" if isinstance(value, list) else f"{field} {value:g}"
 
 
@@ -79,12 +81,11 @@ def select_audience(customers: pd.DataFrame | AudienceTable,
         if not keep.any():
             raise CampaignError(
                 "The audience is empty: " + " -> ".join(trail) + f". The filter '{label}' removed everyone left.",
-                hint=_empty_hint(frame[before], label), field=field)
+                hint=_empty_hint(frame[before], field), field=field)
     return frame[keep]
 
 
-def _empty_hint(frame: pd.DataFrame, label: str) -> str:
-    field = label.split(" ")[0]
+def _empty_hint(frame: pd.DataFrame, field: str) -> str:
     column = {"tiers": "tier", "lifecycle": "lifecycle", "segments": "rfm_segment", "countries": "country"}.get(field)
     if column and column in frame and len(frame):
         counts = frame[column].astype("string").value_counts().head(6)
@@ -97,7 +98,8 @@ def rule_conditions(playbook: Playbook) -> list:
     """A playbook's eligibility rule (all but the next-tier gap) in the audience engine's terms."""
     rule = playbook.eligibility
     bounds = lambda low, high: {op: v for op, v in ((">=", low), ("<=", high)) if v is not None} or None  # noqa: E731
-    return parse_conditions({"tier": rule.tiers, "lifecycle": rule.lifecycle, "segment": rule.segments,
+    return parse_conditions({"tier": rule.tiers, "lifecycle": rule.lifecycle, "at_risk": rule.at_risk,
+                             "segment": rule.segments,
                              "churn_risk": bounds(rule.min_churn_risk, rule.max_churn_risk),
                              rule.value_field: bounds(rule.min_value, rule.max_value)})
 

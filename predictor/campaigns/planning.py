@@ -73,7 +73,7 @@ class CampaignPlan(BaseModel):
     _customers: pd.DataFrame | None = PrivateAttr(default=None)
 
 
-PLANNING_COLUMNS = (*REQUIRED_COLUMNS, "country", "predicted_value", "recency_days", "horizon_days")
+PLANNING_COLUMNS = (*REQUIRED_COLUMNS, "country", "predicted_value", "recency_days", "horizon_days", "at_risk")
 _CATEGORICAL = ("tier", "lifecycle", "rfm_segment", "country")
 
 

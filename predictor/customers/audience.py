@@ -49,6 +49,8 @@ FILTER_FIELDS: dict[str, tuple[tuple[str, ...], str]] = {
     "recency_days": (("recency_days",), "number"),
     "orders": (("orders",), "number"),
     "last_order_date": (("last_order_date",), "date"),
+    # The one "at risk" (predictor.customers.tiers.flag_at_risk), stored per customer: true or false.
+    "at_risk": (("at_risk",), "flag"),
 }
 _ALIASES = {
     "tiers": "tier", "segments": "segment", "rfm_segment": "segment", "countries": "country",
@@ -68,6 +70,7 @@ _OPS = {
 }
 _CATEGORY_OPS = ("==", "!=", "in", "not in")
 _NUMBER_OPS = ("==", "!=", ">", ">=", "<", "<=", "between")
+_FLAG_OPS = ("==", "!=")
 _KNOWN_VALUES = {"tier": (TIERS, "tiers"), "lifecycle": (LIFECYCLE_STAGES, "lifecycle stages"),
                  "segment": (RFM_SEGMENTS, "segments")}
 
@@ -84,6 +87,8 @@ class Condition:
         """How a marketer reads it in an explanation, e.g. "tier in Gold, Platinum", "churn_risk >= 0.5"."""
         if isinstance(self.value, tuple):
             return f"{self.field} {self.op} {', '.join(self.value)}"
+        if self.field == "at_risk":
+            return "at risk" if (self.op == "==") == bool(self.value) else "not at risk"
         return f"{self.field} {self.op} {self.value:g}" if isinstance(self.value, float) else f"{self.field} {self.op} {self.value}"
 
 
@@ -122,6 +127,9 @@ class CustomerFilter(BaseModel):
     max_value: float | None = Field(None, ge=0, description="Highest predicted value over the horizon.")
     min_recency_days: float | None = Field(None, ge=0, description="At least this many days since the last order.")
     max_recency_days: float | None = Field(None, ge=0, description="At most this many days since the last order.")
+    at_risk: bool | None = Field(None, description=(
+        "True: only customers at risk (lifecycle 'at risk' or 'lapsing' and churn risk at or above the "
+        "population's lowest quarter): what 'at-risk customers' means everywhere. False: only those not at risk."))
 
     @field_validator("tiers")
     @classmethod
@@ -186,7 +194,7 @@ def _field_conditions(raw_key: str, spec: Any) -> list[Condition]:
     bound = re.match(r"^(min|max)_(.+)$", key)
     if bound and key not in FILTER_FIELDS:
         name = _resolve_field(bound.group(2))
-        if FILTER_FIELDS[name][1] == "category":
+        if FILTER_FIELDS[name][1] in ("category", "flag"):
             raise FilterError(f"'{raw_key}': min/max only apply to numeric fields, not '{name}'.")
         return _condition(name, ">=" if bound.group(1) == "min" else "<=", spec)
     name = _resolve_field(key)
@@ -245,11 +253,15 @@ def _category_condition(field_name: str, op: str, value: Any) -> list[Condition]
 def _condition(field_name: str, op: str, value: Any) -> list[Condition]:
     kind = FILTER_FIELDS[field_name][1]
     norm = _OPS.get(str(op).strip().lower())
-    valid = _CATEGORY_OPS if kind == "category" else _NUMBER_OPS
+    valid = {"category": _CATEGORY_OPS, "flag": _FLAG_OPS}.get(kind, _NUMBER_OPS)
     if norm is None or norm not in valid:
         raise FilterError(f"Unknown operator '{op}' for filter '{field_name}'. Valid operators: {', '.join(valid)}.")
     if kind == "category":
         return _category_condition(field_name, norm, value)
+    if kind == "flag":
+        if not isinstance(value, (bool, np.bool_)):
+            raise FilterError(f"Filter '{field_name}' is true or false, got {value!r}.")
+        return [Condition(field_name, norm, 1.0 if value else 0.0)]
     convert = _number if kind == "number" else _date
     if norm == "between":
         if not isinstance(value, (list, tuple)) or len(value) != 2:
@@ -269,6 +281,8 @@ def to_chroma_where(conditions: list[Condition]) -> dict | None:
         column, kind = FILTER_FIELDS[c.field][0][-1], FILTER_FIELDS[c.field][1]
         if kind == "category":
             clauses.append({column: {"$in" if c.op == "in" else "$nin": list(c.value)}})
+        elif kind == "flag":
+            clauses.append({column: {"$eq" if c.op == "==" else "$ne": bool(c.value)}})
         else:
             op = {"==": "$eq", "!=": "$ne", ">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte"}[c.op]
             clauses.append({column if kind == "number" else column + "_ns": {op: c.value}})

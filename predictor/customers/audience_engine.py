@@ -90,6 +90,18 @@ class AudienceTable:
     def mask(self, conditions: Sequence[Condition] | CustomerFilter) -> np.ndarray:
         return self.select(conditions).mask
 
+    def narrowing(self, conditions: Sequence[Condition] | CustomerFilter) -> list[tuple[str, int]]:
+        """How many rows remain after each condition in turn, as (label, count): what explains an
+        empty audience ("tier in Platinum: 43, at risk: 0") in the order a marketer reads the filter."""
+        if isinstance(conditions, CustomerFilter):
+            conditions = conditions.conditions()
+        keep = np.ones(self.n, dtype=bool)
+        steps = []
+        for c in conditions:
+            keep &= self.condition_mask(c)
+            steps.append((c.label(), int(keep.sum())))
+        return steps
+
     def clear(self) -> None:
         """Forget cached selections and category members (benches time a filter as if never asked)."""
         with self._lock:

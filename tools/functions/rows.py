@@ -17,7 +17,8 @@ from tools.stores import CustomerStore
 
 # Customers-table column -> output field, for the columns every customer row carries.
 ROW_FIELDS = {
-    "customer_id": "customer_id", "tier": "tier", "lifecycle": "lifecycle", "rfm_segment": "segment",
+    "customer_id": "customer_id", "tier": "tier", "lifecycle": "lifecycle", "at_risk": "at_risk",
+    "rfm_segment": "segment",
     "country": "country", "predicted_value": "predicted_value", "value_p10": "value_p10",
     "value_p90": "value_p90", "churn_risk": "churn_risk", "value_at_risk": "value_at_risk",
     "customer_value": "customer_value", "historical_value": "historical_value", "revenue_12m": "revenue_12m",
