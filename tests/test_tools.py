@@ -53,15 +53,6 @@ FILTERS = [
 ]
 
 
-@pytest.mark.parametrize("flt", FILTERS)
-def test_fast_mask_matches_customer_filter(registry, customers, flt):
-    store = registry.deps.customers
-    expected = CustomerFilter(**flt).mask(customers).to_numpy()
-    got = store.mask(CustomerFilter(**flt))
-    got = np.ones(len(customers), bool) if got is None else got
-    assert np.array_equal(got, expected)
-
-
 @pytest.mark.parametrize("flt,sort_by", list(itertools.product(FILTERS[:5], ["value_at_risk", "churn_risk",
                                                                                "historical_value"])))
 def test_find_customers_ranks_like_pandas(registry, customers, flt, sort_by):
@@ -74,15 +65,27 @@ def test_find_customers_ranks_like_pandas(registry, customers, flt, sort_by):
     assert values == sorted(values, reverse=True)
 
 
-def test_at_risk_top_customers_is_one_call_with_value_at_risk_default(registry, customers):
-    top = customers[customers["tier"].isin(["Platinum", "Gold"])]
-    risk = float(top["churn_risk"].nlargest(25).min())  # a threshold that leaves 25 top customers
-    result = ok(registry, "find_customers", {"tiers": ["Platinum", "Gold"], "min_churn_risk": risk})
-    assert result["sort_by"] == "value_at_risk"
-    assert result["total_matching"] >= 25 and result["returned"] == 20
-    for row in result["customers"]:
-        assert row["tier"] in ("Platinum", "Gold") and row["churn_risk"] >= round(risk, 4)
-        assert row["customer_id"] in set(customers["customer_id"].astype(str))
+def _at_risk_by_hand(customers: pd.DataFrame) -> pd.Series:
+    """The documented definition, written out independently of flag_at_risk."""
+    floor = customers["churn_risk"].quantile(0.25)
+    return customers["lifecycle"].isin(["at risk", "lapsing"]) & (customers["churn_risk"] >= floor)
+
+
+def test_at_risk_top_customers_are_all_at_risk_and_ranked_by_value_at_risk(registry, customers):
+    result = ok(registry, "find_customers", {"tiers": ["Platinum", "Gold", "Silver"], "at_risk": True, "limit": 500})
+    expected = customers[customers["tier"].isin(["Platinum", "Gold", "Silver"]) & _at_risk_by_hand(customers)]
+    assert result["sort_by"] == "value_at_risk" and 0 < result["total_matching"] == len(expected)
+    assert {r["customer_id"] for r in result["customers"]} == set(expected["customer_id"].astype(str))
+    assert all(r["at_risk"] and r["lifecycle"] in ("at risk", "lapsing") for r in result["customers"])
+    values = [r["value_at_risk"] for r in result["customers"]]
+    assert values == sorted(values, reverse=True)
+    # The same flag exports exactly the same people, and "not at risk" is the complement.
+    export = ok(registry, "export_audience", {"at_risk": True})
+    assert export["rows"] == int(_at_risk_by_hand(customers).sum())
+    rest = ok(registry, "find_customers", {"at_risk": False})
+    assert rest["total_matching"] == len(customers) - export["rows"]
+    res = registry.call("find_customers", {"at_risk": "maybe"})
+    assert not res.ok and res.error.code == "invalid_arguments"
 
 
 def test_find_customers_rejects_bad_arguments_as_data(registry):
