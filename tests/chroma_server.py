@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from predictor.customers.tiers import flag_at_risk
+
 REPO = Path(__file__).resolve().parent.parent
 ONLINE_RETAIL = REPO.parent / "shared" / "data" / "online_retail" / "online_retail.csv.gz"
 
@@ -122,6 +124,7 @@ def _customers() -> pd.DataFrame:
     ratio = df["recency_days"] / cadence
     df["lifecycle"] = np.select([df["tenure_days"] < 30, ratio < 1.0, ratio < 2.0, ratio < 4.0],
                                 ["new", "active", "at risk", "lapsing"], "lapsed")
+    df["at_risk"] = flag_at_risk(df, df["lifecycle"])  # the one definition, on these proxy stages
     r = pd.qcut(df["recency_days"].rank(method="first"), 5, labels=[5, 4, 3, 2, 1]).astype(int)
     f = pd.qcut(df["orders"].rank(method="first"), 5, labels=[1, 2, 3, 4, 5]).astype(int)
     df["rfm_segment"] = np.select([(r >= 4) & (f >= 4), (f >= 4), (r >= 4) & (f <= 1), (r >= 3) & (f >= 2),

@@ -49,6 +49,9 @@ FILTER_CASES = [
      lambda p: (p["predicted_value"] >= 200) & (p["value_at_risk"] >= 10) & (p["value_at_risk"] <= 5000)),
     ({"segment": {"not in": ["Lost", "At Risk"]}, "last_order_date": {">=": "2011-11-01"}},
      lambda p: ~p["segment"].isin(["Lost", "At Risk"]) & (pd.to_datetime(p["last_order_date"]) >= "2011-11-01")),
+    # The one "at risk" travels into the index's metadata as a flag.
+    ({"at_risk": True, "tier": {"!=": "Platinum"}},
+     lambda p: p["lifecycle"].isin(["at risk", "lapsing"]) & p["at_risk"].astype(bool) & (p["tier"] != "Platinum")),
 ]
 QUERIES = ["buys vintage tea sets and cake stands", "christmas decorations and lights", "lunch bags"]
 
