@@ -12,10 +12,13 @@ from agent.eval import (
     Evidence,
     TurnExpect,
     Unresolved,
+    asks_about_at_risk,
+    at_risk_mention,
     check_ref,
     groundedness,
     match_args,
     match_value,
+    names_a_goal,
     resolve,
     score_turn,
 )
@@ -75,6 +78,36 @@ def test_match_args_only_checks_key_arguments_and_explains_mismatch():
     assert match_args({"tiers": ["Platinum"], "lifecycle": ["lapsing"]}, actual) == []
     problems = match_args({"tiers": ["Gold"], "limit": 20}, actual)
     assert len(problems) == 1 and problems[0].startswith("tiers:")
+
+
+@pytest.mark.parametrize("expected,ok", [
+    ({"contains_any": ["at risk", "lapsing"]}, True),             # how the held-out set writes an at-risk turn
+    (["lapsing", "at risk"], True),                               # exactly the stages the flag implies
+    ({"contains": ["lapsing"]}, True),
+    (["lapsing"], False),                                         # the flag also keeps "at risk" customers
+    (["active"], False),
+    ({"absent": True}, False),                                    # the flag restricts the lifecycle
+    ({"one_of": [["at risk", "lapsing"], None]}, True),
+])
+def test_at_risk_flag_meets_lifecycle_expectations_its_definition_implies(expected, ok):
+    assert (match_args({"lifecycle": expected}, {"at_risk": True, "tiers": ["Gold"]}) == []) is ok
+    # Only where the call names no lifecycle of its own, and only for at_risk true.
+    assert match_args({"lifecycle": ["lapsing"]}, {"at_risk": True, "lifecycle": ["lapsing"]}) == []
+    assert match_args({"lifecycle": {"contains_any": ["at risk"]}}, {"at_risk": False}) != []
+
+
+def test_an_expected_at_risk_flag_is_met_by_the_flag_only():
+    assert match_args({"at_risk": True}, {"at_risk": True}) == []
+    for actual in ({"lifecycle": ["at risk", "lapsing"]}, {"at_risk": 1}, {"at_risk": "true"}, {"at_risk": False}):
+        problems = match_args({"at_risk": True}, actual)
+        assert len(problems) == 1 and problems[0].startswith("at_risk:"), actual
+
+
+def test_the_expansion_uses_the_one_definition_of_the_stages():
+    from predictor.customers.tiers import AT_RISK_STAGES
+
+    problems = match_args({"lifecycle": ["new"]}, {"at_risk": True})
+    assert problems and all(stage in problems[0] for stage in AT_RISK_STAGES) and "implied by at_risk" in problems[0]
 
 
 def test_references_resolve_this_turn_first_then_earlier_turns():
@@ -162,6 +195,60 @@ def test_names_with_digits_are_not_figures_and_user_numbers_count():
     assert g.figures == 0
     ev = Evidence().add("Show me the top 50 customers")
     assert groundedness("Here are the top 50 customers.", ev).ungrounded == []
+
+
+def test_a_field_named_for_its_period_backs_the_period():
+    row = {"group": "Gold", "revenue_12m": 1492688.79}
+    answer = "Gold: revenue over the last 12 months £1,492,689."
+    assert groundedness(answer, Evidence().add(row)).ungrounded == []
+    assert groundedness(answer, Evidence().add({"group": "Gold", "revenue": 1492688.79})).ungrounded == ["12"]
+
+
+# ------------------------------------------------------------------ semantic checks: which turns they apply to
+
+
+@pytest.mark.parametrize("message,mention", [
+    ("Who are my at-risk top customers?", True),                  # the UI's first example
+    ("custmers at risk in france pls", True),
+    ("export the at-risk Platinum customers as a CSV", True),
+    ("Who is slipping away?", True),                              # the README's wording
+    ("AT RISK gold customers", True),
+    ("At risk customers in Germany", True),                       # sentence start, not the segment's name
+    ("high value customers at risk of churning", True),
+    ("what are the sales from at-risk customers?", True),
+    ("Top customers by value at risk", False),
+    ("How much revenue do we have at risk?", False),
+    ("value-at-risk by tier", False),
+    ("show value_at_risk for gold", False),
+    ("Which customers are not at risk?", False),
+    ("customers in the At Risk segment", False),                  # the RFM segment by name
+    ("List the At Risk and Can't Lose Them customers", False),
+    ("Show me the 'At Risk' RFM segment", False),
+    ("Silver tier customers in the at risk stage", False),        # the lifecycle stage by name
+    ("Top 20 customers by predicted value", None),
+])
+def test_which_messages_ask_about_at_risk_customers(message, mention):
+    assert at_risk_mention(message) is mention
+
+
+def test_a_follow_up_that_refers_back_keeps_the_at_risk_question():
+    first = ["Who are my at-risk top customers?"]
+    assert asks_about_at_risk("which of them are in Germany?", first)
+    assert not asks_about_at_risk("top 10 by predicted value in Germany", first)
+    assert not asks_about_at_risk("which of them are in Germany?", ["Top 20 by predicted value"])
+    assert not asks_about_at_risk("which of them are not at risk?", first)
+
+
+@pytest.mark.parametrize("message,named", [
+    ("Plan a win-back campaign for lapsed gold customers with a £2,000 budget", True),
+    ("What campaign should I run to keep my VIPs from churning?", True),
+    ("set up a reactivation push for dormant buyers", True),
+    ("plan a cross sell for silver", True),
+    ("what should I do about my customers?", False),
+    ("keep it short", False),
+])
+def test_which_messages_name_a_campaign_goal(message, named):
+    assert names_a_goal(message) is named
 
 
 # ------------------------------------------------------------------ turn scoring

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from _eval_support import FIND_RESULT, has_row
+from _eval_support import FIND_RESULT, ScriptedService, has_row
 from agent.eval import (
     DEFAULT_QUERIES,
     EvalError,
@@ -99,30 +99,9 @@ def test_the_query_file_covers_every_tool_and_intent():
 # ------------------------------------------------------------------ runner on a scripted stand-in
 
 
-class ScriptedService:
-    """Stands in for AgentService in these tests only: replies are scripted per question."""
-
-    def __init__(self, script: dict[str, tuple[str, str, list[dict]]]):
-        self.script = script
-        self.sessions: list[tuple[str, str]] = []
-        self.resets: list[str] = []
-
-    def reset(self, session_id: str) -> None:
-        self.resets.append(session_id)
-
-    def chat(self, message: str, session_id: str = "default"):
-        self.sessions.append((session_id, message))
-        if message not in self.script:
-            raise RuntimeError("backend down")
-        answer, kind, calls = self.script[message]
-        return SimpleNamespace(answer=answer, kind=kind, unverified=[], latency_ms=1.0,
-                               tool_calls=[SimpleNamespace(**{"error": None, "duration_ms": 1.0, **c}) for c in calls],
-                               usage={"completion_tokens": len(answer.split())})
-
-
 CASES_YAML = {"cases": [
     {"id": "multi", "tags": ["multi_turn"], "turns": [
-        {"user": "top 3 at risk", "expect": {"kind": "answer", "tools": [
+        {"user": "top 3 by value at risk", "expect": {"kind": "answer", "tools": [
             {"name": "find_customers", "args": {"limit": 3}}],
             "answer": {"must_contain_ids": ["$from_tool:find_customers:customers[0].customer_id"]}}},
         {"user": "tell me about the first one", "expect": {"kind": "answer", "tools": [
@@ -137,7 +116,7 @@ CASES_YAML = {"cases": [
 ]}
 
 SCRIPT = {
-    "top 3 at risk": ("Top at risk: 14646, 17850 and 12347 (4,372 match).", "answer",
+    "top 3 by value at risk": ("Top by value at risk: 14646, 17850 and 12347 (4,372 match).", "answer",
                       [{"name": "find_customers", "arguments": {"limit": 3}, "result": FIND_RESULT}]),
     "tell me about the first one": ("Customer 14646 is Platinum, churn risk 7%.", "answer",
                                     [{"name": "get_customer", "arguments": {"customer_id": "14646"},
@@ -259,3 +238,120 @@ def test_cli_runs_writes_json_and_compares(tmp_path, monkeypatch, capsys):
 
 
 # ------------------------------------------------------------------ real runs on the built data
+
+
+# ------------------------------------------------------------------ semantic checks in the report
+
+
+SEMANTIC_YAML = {"cases": [
+    {"id": "at-risk", "tags": ["plain"], "turns": [
+        {"user": "Who are my at-risk customers?", "expect": {"kind": "answer", "tools": [{"name": "find_customers"}]}}]},
+    {"id": "win-back", "tags": ["plain"], "turns": [
+        {"user": "Plan a win-back campaign", "expect": {"kind": "answer", "tools": [{"name": "recommend_campaigns"}]}}]},
+    {"id": "any-campaign", "tags": ["plain"], "turns": [
+        {"user": "what should I do next?", "expect": {"kind": "answer", "tools": [{"name": "recommend_campaigns"}]}}]},
+]}
+EMPTY_PLAN = {"campaigns": [], "total_cost": 0.0, "expected_net_value": 0.0, "currency": "GBP"}
+SEMANTIC_SCRIPT = {
+    # FIND_RESULT's rows carry no at_risk field: the check cannot pass on them.
+    "Who are my at-risk customers?": ("At risk: 14646, 17850 and 12347.", "answer",
+                                      [{"name": "find_customers", "arguments": {"at_risk": True},
+                                        "result": FIND_RESULT}]),
+    "Plan a win-back campaign": ("No campaign could be planned.", "answer",
+                                 [{"name": "recommend_campaigns", "arguments": {"goal": "win_back"},
+                                   "result": EMPTY_PLAN}]),
+    # No goal asked for or passed: the non-empty rule does not apply.
+    "what should I do next?": ("No campaign could be planned.", "answer",
+                               [{"name": "recommend_campaigns", "arguments": {}, "result": EMPTY_PLAN}]),
+}
+
+
+def test_semantic_checks_are_metrics_and_fail_their_turns(tmp_path):
+    path = _write_cases(tmp_path, SEMANTIC_YAML["cases"])
+    report = run_eval(ScriptedService(SEMANTIC_SCRIPT), load_cases(path), backend="scripted")
+    assert report["tool_selection_accuracy"] == 1.0 and report["groundedness"] == 1.0
+    assert report["cases_passed"] == 1  # only the case no semantic rule applies to
+    assert report["semantic_at_risk_answer_turns"] == 1 and report["semantic_at_risk_answer_accuracy"] == 0.0
+    assert report["semantic_campaign_non_empty_turns"] == 1 and report["semantic_campaign_non_empty_accuracy"] == 0.0
+    [at_risk] = report["semantic_failures"]["at_risk_answer"]
+    assert at_risk["case"] == "at-risk" and "no at_risk field" in at_risk["problems"][0]
+    [campaign] = report["semantic_failures"]["campaign_non_empty"]
+    assert campaign["case"] == "win-back" and "goal win_back" in campaign["problems"][0]
+    md = markdown_report(report)
+    assert has_row(md, "semantic: at-risk answers", "0.0%") and has_row(md, "semantic: campaign not empty", "0.0%")
+    assert "#### campaign_non_empty failures (1)" not in md and "### campaign_non_empty failures (1)" in md
+    assert "`win-back` turn 1" in md.split("## Failed turns")[1]
+
+
+# ------------------------------------------------------------------ several query sets
+
+
+def _two_sets(tmp_path: Path) -> tuple[Path, Path]:
+    dev = tmp_path / "dev.yaml"
+    dev.write_text(yaml.safe_dump(CASES_YAML))
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(SEMANTIC_YAML))
+    return dev, other
+
+
+def _scripted(monkeypatch):
+    import agent.eval.cli as eval_cli
+
+    monkeypatch.setattr(eval_cli, "service_for", lambda settings, backend, base_url=None, model=None:
+                        ScriptedService({**SCRIPT, **SEMANTIC_SCRIPT}))
+
+
+def test_cli_runs_several_sets_side_by_side(tmp_path, monkeypatch, capsys):
+    _scripted(monkeypatch)
+    dev, other = _two_sets(tmp_path)
+    out = tmp_path / "sets.json"
+    assert _cli(["--queries", f"dev={dev}", "--queries", str(other), "--json", str(out), "--quiet"]) == 0
+    md = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["labels"] == ["dev", "other"] and set(report["sets"]) == {"dev", "other"}
+    assert report["sets"]["dev"]["cases"] == 4 and report["sets"]["other"]["cases"] == 3
+    assert has_row(md, "metric", "dev", "other") and has_row(md, "tool selection", "80.0%", "100.0%")
+    assert has_row(md, "semantic: at-risk answers", "n/a", "0.0%")
+    assert "### Failed turns: dev (2)" in md and "### Failed turns: other (2)" in md
+    # nargs: one --queries with two files reads the same; a repeated file gets its own label.
+    assert _cli(["--queries", str(dev), str(dev), "--json", str(tmp_path / "twice.json"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "twice.json").read_text())["labels"] == ["dev", "dev-2"]
+    # A saved multi-set report compares as one column per set.
+    capsys.readouterr()
+    assert _cli(["--compare", str(out)]) == 0
+    assert has_row(capsys.readouterr().out, "tool selection", "80.0%", "100.0%")
+
+
+def test_gates_apply_to_each_set_or_to_the_one_named(tmp_path, monkeypatch, capsys):
+    _scripted(monkeypatch)
+    dev, other = _two_sets(tmp_path)
+    run = ["--queries", f"dev={dev}", f"other={other}", "--json", str(tmp_path / "g.json"), "--quiet", "--fail-under"]
+    assert _cli([*run, "other:tool_selection=0.95"]) == 0
+    assert _cli([*run, "tool_selection=0.95"]) == 1
+    assert "dev: tool_selection_accuracy 80.0% < 95%" in capsys.readouterr().err
+    assert _cli([*run, "other:at_risk_answers=1"]) == 1
+    err = capsys.readouterr().err
+    assert "other: semantic_at_risk_answer_accuracy 0.0%" in err and "dev:" not in err
+    with pytest.raises(EvalError, match="no query set labelled 'held-out'"):
+        _cli([*run, "held-out:arguments=0.9"])
+
+
+def test_the_default_run_is_the_development_and_the_held_out_set(tmp_path, monkeypatch):
+    import agent.eval.cases as eval_cases
+
+    _scripted(monkeypatch)
+    dev, other = _two_sets(tmp_path)
+    monkeypatch.setattr(eval_cases, "DEFAULT_QUERIES", dev)
+    monkeypatch.setattr(eval_cases, "HELDOUT_QUERIES", other)
+    out = tmp_path / "default.json"
+    assert _cli(["--json", str(out), "--quiet"]) == 0
+    assert json.loads(out.read_text())["labels"] == ["development", "held-out"]
+    # Without the held-out file the default is the development set alone, in the single-set shape.
+    monkeypatch.setattr(eval_cases, "HELDOUT_QUERIES", tmp_path / "absent.yaml")
+    assert _cli(["--json", str(out), "--quiet"]) == 0
+    assert json.loads(out.read_text())["cases"] == 4
+    # --ids picks cases from whichever set holds them.
+    monkeypatch.setattr(eval_cases, "HELDOUT_QUERIES", other)
+    assert _cli(["--json", str(out), "--quiet", "--ids", "refuse,win-back"]) == 0
+    picked = json.loads(out.read_text())
+    assert {label: r["cases"] for label, r in picked["sets"].items()} == {"development": 1, "held-out": 1}

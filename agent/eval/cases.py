@@ -19,6 +19,9 @@ from predictor.errors import ValueDeskError
 from predictor.settings import REPO_ROOT
 
 DEFAULT_QUERIES = REPO_ROOT / "evals" / "queries.yaml"
+# The blind held-out set (issue 15): run by default beside the development set, never tuned on.
+HELDOUT_QUERIES = REPO_ROOT / "evals" / "heldout.yaml"
+SET_LABELS = {"queries.yaml": "development", "heldout.yaml": "held-out"}
 Kind = Literal["answer", "clarify", "refuse"]
 MATCHER_KEYS = {"approx", "tol", "range", "one_of", "contains", "contains_any", "startswith", "absent",
                 "present", "len", "items"}
@@ -201,3 +204,37 @@ def select_cases(cases: list[Case], tags: Iterable[str] | None = None, ids: Iter
     if not out:
         raise EvalError(f"No case matches tags={sorted(tags)} ids={sorted(ids)}.")
     return out[:limit] if limit else out
+
+
+def _set_label(path: Path) -> str:
+    """A query set's name in reports: the two sets of evals/ by role, any other file by its stem."""
+    for known, label in ((DEFAULT_QUERIES, "development"), (HELDOUT_QUERIES, "held-out")):
+        if path.resolve() == known.resolve():
+            return label
+    return path.stem
+
+
+def default_query_sets() -> list[tuple[str, Path]]:
+    """The development set, and the held-out set when the checkout has it."""
+    sets = [("development", DEFAULT_QUERIES)]
+    return sets + [("held-out", HELDOUT_QUERIES)] if HELDOUT_QUERIES.is_file() else sets
+
+
+def query_sets(specs: Iterable[str] | None) -> list[tuple[str, Path]]:
+    """(label, path) for each `--queries` value: `PATH` or `LABEL=PATH`; none = `default_query_sets()`.
+    Labels are unique (a repeated one gets a suffix), so a report can hold each set under its label."""
+    specs = list(specs or [])
+    if not specs:
+        return default_query_sets()
+    out: list[tuple[str, Path]] = []
+    for spec in specs:
+        label, sep, rest = spec.partition("=")
+        named = bool(sep) and label.strip() and "/" not in label and not Path(spec).exists()
+        path = Path(rest if named else spec)
+        label = label.strip() if named else _set_label(path)
+        taken = {existing for existing, _ in out}
+        unique, n = label, 2
+        while unique in taken:
+            unique, n = f"{label}-{n}", n + 1
+        out.append((unique, path))
+    return out

@@ -1,7 +1,7 @@
 """Is every figure and date in an answer backed by the turn's evidence?
 
-Evidence is what the answer may quote: the tool outputs of the turn, its tool arguments and the
-user's own words. A figure counts as grounded when it is a presentation of one of the evidence numbers
+Evidence is what the answer may quote: the tool outputs of the turn (values, and the period a field
+is named for: `revenue_12m` backs "the last 12 months"), its tool arguments and the user's own words. A figure counts as grounded when it is a presentation of one of the evidence numbers
 at the precision the answer shows it (rounded or truncated, as a percentage, in k/m/bn); a date when
 an evidence date starts with it (a month-year matches any day of that month).
 
@@ -35,6 +35,8 @@ _WRITTEN_DATES = [
 ]
 _LIST_MARKER = re.compile(r"(?m)^(\s*)\d{1,2}[.)](?=\s)")
 _SCALE = {"k": 1e3, "m": 1e6, "million": 1e6, "bn": 1e9}
+# A field named for the period it covers ("revenue_12m"): the answer may say "the last 12 months".
+_PERIOD_KEY = re.compile(r"_(\d+)(?:d|w|m|y)$")
 
 
 class Evidence:
@@ -53,7 +55,10 @@ class Evidence:
         elif isinstance(value, str):
             self._add_text(value)
         elif isinstance(value, dict):
-            for v in value.values():
+            for k, v in value.items():
+                period = _PERIOD_KEY.search(str(k))
+                if period:
+                    self.numbers.append(float(period[1]))
                 self.add(v)
         elif isinstance(value, (list, tuple)):
             for v in value:

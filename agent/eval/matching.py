@@ -3,6 +3,15 @@
 Plain values compare tolerantly (numbers to 1e-6, strings case-, space- and dash-insensitive), lists as
 sets; a mapping is a matcher with operators (`approx`, `range`, `one_of`, `contains`, `items`, ...,
 see `cases.MATCHER_KEYS`). Every check returns (ok, reason when not) so a report can say why.
+
+One argument implies another: `at_risk: true` selects customers whose lifecycle is one of
+`predictor.customers.tiers.AT_RISK_STAGES` ("at risk", "lapsing") with churn risk at or above the
+population's lowest quarter. So when a call sets `at_risk: true` and no lifecycle of its own, an
+expectation on `lifecycle` is judged against the stages the flag implies: `{contains_any: [at risk,
+lapsing]}` and `[at risk, lapsing]` are met, `[lapsing]` is not (the flag also keeps "at risk"
+customers), `{absent: true}` is not (the flag restricts the lifecycle). The other way round there is no
+implication: an expected `at_risk: true` is met only by `at_risk: true`, never by a lifecycle list
+(which would also keep the low-churn customers the definition leaves out). Booleans match booleans only.
 """
 
 from __future__ import annotations
@@ -42,6 +51,8 @@ def as_number(v: Any) -> float | None:
 def _scalar_eq(expected: Any, actual: Any) -> bool:
     if expected is None or actual is None:
         return expected is None and actual is None
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return type(expected) is type(actual) and expected == actual  # True is not 1, nor "true"
     en, an = as_number(expected), as_number(actual)
     if isinstance(expected, (int, float)) and not isinstance(expected, bool):
         return an is not None and math.isclose(en, an, rel_tol=1e-6, abs_tol=1e-9)
@@ -179,12 +190,25 @@ def _match_ops(ops: dict, actual: Any, turns_calls: list[list[Call]]) -> Outcome
     return OK
 
 
+def implied_args(actual: dict[str, Any]) -> dict[str, Any]:
+    """The call's arguments with what they imply made explicit: `at_risk: true` without a lifecycle of
+    its own restricts the lifecycle to the at-risk stages (see the module docstring)."""
+    if actual.get("at_risk") is True and actual.get("lifecycle") in (None, []):
+        # Here, not at the top: tiers loads pandas, and `valuedesk --help` imports this package.
+        from predictor.customers.tiers import AT_RISK_STAGES
+
+        return {**actual, "lifecycle": list(AT_RISK_STAGES)}
+    return actual
+
+
 def match_args(expected: dict[str, Any], actual: dict[str, Any],
                turns_calls: list[list[Call]] | None = None) -> list[str]:
     """Mismatch reasons (empty = every key argument matches)."""
     problems = []
+    effective = implied_args(actual)
     for key, matcher in expected.items():
-        ok, why = match_value(matcher, actual.get(key), turns_calls)
+        ok, why = match_value(matcher, effective.get(key), turns_calls)
         if not ok:
-            problems.append(f"{key}: {why}")
+            implied = " (implied by at_risk: true)" if effective.get(key) is not actual.get(key) else ""
+            problems.append(f"{key}: {why}{implied}")
     return problems

@@ -13,6 +13,7 @@ from tabulate import tabulate
 
 from agent.eval.cases import EvalError
 from agent.eval.scoring import CaseResult, TurnResult
+from agent.eval.semantics import AT_RISK, CAMPAIGN, CHECKS
 from predictor.atomic import write_text_atomic
 
 # Reports are meant to be shared (the data directory's private default does not apply).
@@ -29,6 +30,8 @@ HEADLINE = [
     ("refusal_accuracy", "refusals", "pct"),
     ("clarification_accuracy", "clarifications", "pct"),
     ("answer_check_accuracy", "answer checks", "pct"),
+    (f"semantic_{AT_RISK}_accuracy", "semantic: at-risk answers", "pct"),
+    (f"semantic_{CAMPAIGN}_accuracy", "semantic: campaign not empty", "pct"),
     ("latency_p50_ms", "latency p50 (ms)", "{:,.0f}"),
     ("latency_p95_ms", "latency p95 (ms)", "{:,.0f}"),
     ("tokens_per_answer", "tokens per answer", "{:,.0f}"),
@@ -38,7 +41,10 @@ HEADLINE = [
 
 GATES = {"tool_selection": "tool_selection_accuracy", "arguments": "argument_accuracy",
          "groundedness": "groundedness", "refusals": "refusal_accuracy",
-         "clarifications": "clarification_accuracy", "kinds": "kind_accuracy"}
+         "clarifications": "clarification_accuracy", "kinds": "kind_accuracy",
+         "at_risk_answers": f"semantic_{AT_RISK}_accuracy", "campaign_not_empty": f"semantic_{CAMPAIGN}_accuracy"}
+SEMANTIC_LABELS = {AT_RISK: "at-risk answers list only at-risk customers",
+                   CAMPAIGN: "a campaign for a named goal or playbook has customers"}
 
 
 # ---------------------------------------------------------------- metrics
@@ -72,6 +78,19 @@ def _by_tag(results: list[CaseResult]) -> dict[str, dict[str, Any]]:
             for tag, ts in sorted(by_tag.items())}
 
 
+def _semantic_metrics(results: list[CaseResult]) -> dict[str, Any]:
+    """Per check: pass rate over the turns it applied to, how many, and the failed turns."""
+    out: dict[str, Any] = {"semantic_failures": {}}
+    for check in CHECKS:
+        applied = [(c, t) for c in results for t in c.turns if check in t.semantic_checks]
+        failed = [(c, t) for c, t in applied if t.semantic_checks[check]]
+        out[f"semantic_{check}_accuracy"] = _ratio(len(applied) - len(failed), len(applied))
+        out[f"semantic_{check}_turns"] = len(applied)
+        out["semantic_failures"][check] = [
+            {"case": c.id, "turn": t.turn, "user": t.user, "problems": t.semantic_checks[check]} for c, t in failed]
+    return out
+
+
 def summarise(results: list[CaseResult], *, backend: str, model: str | None,
               queries: str | None = None) -> dict[str, Any]:
     """The report: headline metrics, per-tag tool selection, and every case's turns."""
@@ -100,6 +119,7 @@ def summarise(results: list[CaseResult], *, backend: str, model: str | None,
         "tokens_per_answer": round(sum(tokens) / len(tokens), 1) if tokens else None,
         "tokens_source": ",".join(sorted({t.tokens_source for t in turns if t.tokens_source})) or None,
         "errors": sum(t.error is not None for t in turns),
+        **_semantic_metrics(results),
         "by_tag": _by_tag(results),
         "results": [c.model_dump() for c in results],
     }
@@ -108,7 +128,7 @@ def summarise(results: list[CaseResult], *, backend: str, model: str | None,
 # ---------------------------------------------------------------- markdown
 
 
-def _fmt(value: Any, fmt: str) -> str:
+def format_value(value: Any, fmt: str) -> str:
     if value is None:
         return "n/a"
     if fmt == "pct":
@@ -116,57 +136,80 @@ def _fmt(value: Any, fmt: str) -> str:
     return fmt.format(value)
 
 
-def _label(report: dict[str, Any]) -> str:
+def run_label(report: dict[str, Any]) -> str:
     return f"{report.get('backend')}" + (f" ({report['model']})" if report.get("model") else "")
 
 
-def _table(rows: list[list[str]], headers: list[str]) -> list[str]:
+def markdown_table(rows: list[list[str]], headers: list[str]) -> list[str]:
     # Cells are preformatted text ("99.3%", "n/a"): no number parsing, no realignment.
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True).splitlines()
 
 
 def _failure_reasons(turn: dict[str, Any]) -> list[str]:
-    return (turn["tool_problems"] + turn["arg_problems"] + turn["answer_problems"]
+    semantic = [f"{check}: {p}" for check, problems in turn.get("semantic_checks", {}).items() for p in problems]
+    return (turn["tool_problems"] + turn["arg_problems"] + turn["answer_problems"] + semantic
             + ([f"kind {turn['kind']}, expected {'/'.join(turn['expected_kinds'])}"] if not turn["kind_ok"] else [])
             + ([turn["error"]] if turn.get("error") else []))
 
 
-def markdown_report(report: dict[str, Any], max_failures: int = MAX_FAILURES_SHOWN) -> str:
-    """One run: headline metrics, tool selection by tag, and the failed turns with their reasons."""
-    lines = [f"# ValueDesk eval: {_label(report)}", "",
-             f"{report['cases']} cases, {report['turns']} turns from {report.get('queries') or 'queries'}.", ""]
-    lines += _table([[label, _fmt(report.get(key), fmt)] for key, label, fmt in HEADLINE if key != "cases"],
-                    ["metric", "value"])
-    tag_rows = [[tag, str(row["turns"]), _fmt(row["tool_selection_accuracy"], "pct"), _fmt(row["passed"], "pct")]
-                for tag, row in report.get("by_tag", {}).items()]
-    lines += ["", "## By tag (turns)", "", *_table(tag_rows, ["tag", "turns", "tool selection", "passed"])]
+def semantic_markdown(report: dict[str, Any], heading: str = "##",
+                      max_failures: int = MAX_FAILURES_SHOWN) -> list[str]:
+    """Each semantic check: the turns it applied to, its pass rate, and its failures."""
+    rows = [[check, SEMANTIC_LABELS[check], str(report.get(f"semantic_{check}_turns", 0)),
+             format_value(report.get(f"semantic_{check}_accuracy"), "pct")] for check in CHECKS]
+    lines = [f"{heading} Semantic checks", "", *markdown_table(rows, ["check", "rule", "turns checked", "passed"])]
+    for check, failures in report.get("semantic_failures", {}).items():
+        if failures:
+            lines += ["", f"{heading}# {check} failures ({len(failures)})", ""]
+            lines += [f"- `{f['case']}` turn {f['turn'] + 1} \u201c{f['user'][:80]}\u201d: "
+                      + "; ".join(f["problems"])[:400] for f in failures[:max_failures]]
+    return lines
+
+
+def failed_turns_markdown(report: dict[str, Any], title: str = "## Failed turns",
+                          max_failures: int = MAX_FAILURES_SHOWN) -> list[str]:
+    """The failed turns of a run with their reasons."""
     failed = [(c, t) for c in report["results"] for t in c["turns"] if not t["passed"]]
-    lines += ["", f"## Failed turns ({len(failed)})", ""]
+    lines = [f"{title} ({len(failed)})", ""]
     for case, turn in failed[:max_failures]:
         lines.append(f"- `{case['id']}` turn {turn['turn'] + 1} \u201c{turn['user'][:80]}\u201d: "
                      + "; ".join(_failure_reasons(turn))[:400])
     if len(failed) > max_failures:
         lines.append(f"- ... and {len(failed) - max_failures} more (see the JSON report)")
+    return lines
+
+
+def markdown_report(report: dict[str, Any], max_failures: int = MAX_FAILURES_SHOWN) -> str:
+    """One run: headline metrics, tool selection by tag, the semantic checks, and the failed turns."""
+    lines = [f"# ValueDesk eval: {run_label(report)}", "",
+             f"{report['cases']} cases, {report['turns']} turns from {report.get('queries') or 'queries'}.", ""]
+    lines += markdown_table([[label, format_value(report.get(key), fmt)] for key, label, fmt in HEADLINE if key != "cases"],
+                    ["metric", "value"])
+    tag_rows = [[tag, str(row["turns"]), format_value(row["tool_selection_accuracy"], "pct"), format_value(row["passed"], "pct")]
+                for tag, row in report.get("by_tag", {}).items()]
+    lines += ["", "## By tag (turns)", "", *markdown_table(tag_rows, ["tag", "turns", "tool selection", "passed"])]
+    lines += ["", *semantic_markdown(report, max_failures=max_failures)]
+    lines += ["", *failed_turns_markdown(report, max_failures=max_failures)]
     return "\n".join(lines) + "\n"
 
 
 def compare_markdown(reports: list[dict[str, Any]], names: list[str] | None = None) -> str:
     """Backends side by side: headline metrics, per-tag tool selection, and cases whose outcome differs."""
-    names = names or [_label(r) for r in reports]
+    names = names or [run_label(r) for r in reports]
     lines = ["# ValueDesk eval: comparison", ""]
-    lines += _table([[label, *(_fmt(r.get(key), fmt) for r in reports)] for key, label, fmt in HEADLINE],
+    lines += markdown_table([[label, *(format_value(r.get(key), fmt) for r in reports)] for key, label, fmt in HEADLINE],
                     ["metric", *names])
     tags = sorted({t for r in reports for t in r.get("by_tag", {})})
-    tag_rows = [[tag, *(_fmt(r.get("by_tag", {}).get(tag, {}).get("tool_selection_accuracy"), "pct")
+    tag_rows = [[tag, *(format_value(r.get("by_tag", {}).get(tag, {}).get("tool_selection_accuracy"), "pct")
                         for r in reports)] for tag in tags]
-    lines += ["", "## Tool selection by tag", "", *_table(tag_rows, ["tag", *names])]
+    lines += ["", "## Tool selection by tag", "", *markdown_table(tag_rows, ["tag", *names])]
     outcome = [{c["id"]: c["passed"] for c in r["results"]} for r in reports]
     common = sorted(set.intersection(*(set(o) for o in outcome))) if outcome else []
     differ = [cid for cid in common if len({o[cid] for o in outcome}) > 1]
     lines += ["", f"## Cases with different outcomes ({len(differ)} of {len(common)} in common)", ""]
     if differ:
         rows = [[cid, *("pass" if o[cid] else "FAIL" for o in outcome)] for cid in differ]
-        lines += _table(rows, ["case", *names])
+        lines += markdown_table(rows, ["case", *names])
     return "\n".join(lines) + "\n"
 
 
@@ -181,9 +224,13 @@ def load_report(path: str | Path) -> dict[str, Any]:
         raise EvalError(f"Eval report {path} not found; write one with `valuedesk eval --json {path}`.") from None
     except json.JSONDecodeError as exc:
         raise EvalError(f"Eval report {path} is not JSON ({exc}).") from None
-    missing = [k for k in ("cases", "tool_selection_accuracy", "results") if k not in data]
-    if missing:
-        raise EvalError(f"{path} is not a `valuedesk eval` report (missing {missing}).")
+    # A run over several query sets holds one report per set (see agent.eval.sets).
+    for label, report in (data.get("sets") or {"": data}).items() if isinstance(data, dict) else [("", data)]:
+        missing = [k for k in ("cases", "tool_selection_accuracy", "results")
+                   if not isinstance(report, dict) or k not in report]
+        if missing:
+            where = f" (set {label!r})" if label else ""
+            raise EvalError(f"{path} is not a `valuedesk eval` report{where} (missing {missing}).")
     return data
 
 
@@ -215,5 +262,5 @@ def gate_failures(report: dict[str, Any], gates: dict[str, float]) -> list[str]:
     for key, threshold in gates.items():
         value = report.get(key)
         if value is None or value < threshold:
-            bad.append(f"{key} {_fmt(value, 'pct')} < {threshold:.0%}")
+            bad.append(f"{key} {format_value(value, 'pct')} < {threshold:.0%}")
     return bad

@@ -99,7 +99,8 @@ def run_case(service: ChatService, case: Case, run_id: str, token_counter: Token
     results: list[TurnResult] = []
     for i, turn in enumerate(case.turns):
         reply = _ask(service, turn.user, session)
-        result = score_turn(turn.expect, turn.user, reply.answer, reply.kind, reply.calls, before)
+        result = score_turn(turn.expect, turn.user, reply.answer, reply.kind, reply.calls, before,
+                            earlier_users=[t.user for t in case.turns[:i]])
         result.turn, result.latency_ms = i, reply.latency_ms
         # An "error" reply (LLM unreachable, context overflow, ...) is a failed turn with its message kept.
         result.error = reply.error or (f"agent error: {reply.answer[:300]}" if reply.kind == "error" else None)

@@ -1,5 +1,7 @@
 """Judging one turn of a case against its expectations: tool selection, arguments, the kind of reply
-(answer / clarify / refuse), the answer checks, and groundedness."""
+(answer / clarify / refuse), the answer checks, groundedness, and the semantic checks every turn gets
+whatever its case expects (`semantics`: an at-risk answer lists only at-risk customers, a campaign for a
+named goal is not empty)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from agent.eval.cases import ToolExpect, TurnExpect
 from agent.eval.groundedness import Evidence, Grounding, figure_matches, figures, groundedness
 from agent.eval.matching import as_number, match_args
 from agent.eval.references import Call, Unresolved, resolve
+from agent.eval.semantics import semantic_checks
 
 
 class TurnResult(BaseModel):
@@ -35,6 +38,8 @@ class TurnResult(BaseModel):
     grounded: int = 0
     ungrounded: list[str] = Field(default_factory=list)
     agent_unverified: list[str] = Field(default_factory=list)
+    # Semantic check name -> its problems (empty = passed), for the checks that applied to this turn.
+    semantic_checks: dict[str, list[str]] = Field(default_factory=dict)
     latency_ms: float = 0.0
     completion_tokens: int | None = None
     # "usage": reported by the backend (every generated token); "tokenize": the answer text counted
@@ -138,8 +143,9 @@ def _ground(user: str, answer: str, kind: str, calls: list[Call]) -> Grounding:
 
 
 def score_turn(expect: TurnExpect, user: str, answer: str, kind: str, calls: list[Call],
-               turns_calls_before: list[list[Call]]) -> TurnResult:
-    """Score one turn from its trace. `turns_calls_before` are the earlier turns' calls of the case."""
+               turns_calls_before: list[list[Call]], earlier_users: list[str] | None = None) -> TurnResult:
+    """Score one turn from its trace. `turns_calls_before` are the earlier turns' calls of the case and
+    `earlier_users` their messages (a follow-up's "them" may refer to an at-risk question)."""
     turns_calls = [*turns_calls_before, calls]
     # Arguments are judged against the alternative the calls fit best.
     option, tool_problems = _judge_tools(expect, calls)
@@ -151,11 +157,13 @@ def score_turn(expect: TurnExpect, user: str, answer: str, kind: str, calls: lis
     if expect.require_grounded and ground.ungrounded:
         answer_problems.append(f"figures not in the tool output: {ground.ungrounded[:6]}")
     answer_ok = not answer_problems
+    semantic = semantic_checks(user, answer, calls, earlier_users)
     return TurnResult(
         turn=0, user=user, answer=answer, kind=kind, expected_kinds=expect.kinds, kind_ok=kind_ok,
         tools_called=[c.name for c in calls],
         tool_calls=[{"name": c.name, "arguments": c.arguments, "error": c.error} for c in calls],
         tool_selection_ok=selection_ok, tool_problems=tool_problems, arg_checks=arg_checks,
         arg_matches=arg_matches, arg_problems=arg_problems, answer_ok=answer_ok, answer_problems=answer_problems,
-        figures=ground.figures, grounded=ground.grounded, ungrounded=ground.ungrounded,
-        passed=selection_ok and arg_matches == arg_checks and kind_ok and answer_ok)
+        figures=ground.figures, grounded=ground.grounded, ungrounded=ground.ungrounded, semantic_checks=semantic,
+        passed=(selection_ok and arg_matches == arg_checks and kind_ok and answer_ok
+                and not any(semantic.values())))
