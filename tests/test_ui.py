@@ -265,6 +265,37 @@ def test_campaign_example_shows_the_plan_chart_and_its_audience_csv(page, custom
     assert set(customers.loc[ids, "tier"]) <= {"Platinum", "Gold"}
 
 
+def test_remaining_examples_give_non_empty_correct_answers(page, customers):
+    """The example buttons not covered above: a win-back plan with customers in it (lapsed Gold ones), the
+    tier split of every customer, and the model's quality in words."""
+    page.get_by_role("button", name="plan a win-back campaign for lapsed gold customers with a £2,000 budget").click()
+    wait_for_step(page, "recommend_campaigns")
+    page.wait_for_selector("#vd-campaigns [role=gridcell]", timeout=ANSWER_TIMEOUT_MS)
+    wait_idle(page)
+    shot(page, "example_win_back")
+    headers, rows = table(page, "vd-campaigns")
+    assert sum(int(r[headers.index("audience_size")]) for r in rows) > 0
+    assert "Tool: recommend_campaigns (failed)" not in chat_text(page)
+    page.click("#vd-export")
+    page.wait_for_selector("#vd-download", state="visible")
+    ids = [r["customer_id"] for r in download(page)]
+    assert ids and set(customers.loc[ids, "tier"]) == {"Gold"} and set(customers.loc[ids, "lifecycle"]) == {"lapsed"}
+
+    page.get_by_role("button", name="how are my customers spread across tiers?").click()
+    wait_for_step(page, "segment_summary")
+    wait_idle(page)
+    headers, rows = table(page, "vd-table")
+    counts = {r[0]: int(r[headers.index("customers")].replace(",", "")) for r in rows}
+    assert counts == customers["tier"].value_counts().to_dict()
+
+    page.get_by_role("button", name="how good is the model?").click()
+    wait_for_step(page, "model_report")
+    wait_idle(page)
+    answer = chat_text(page).rsplit("Tool: model_report", 1)[1]
+    assert "Tool: model_report (failed)" not in chat_text(page)
+    assert re.search(r"top 10%.{0,80}\d+(\.\d+)?% of", answer), answer[:600]
+
+
 def test_tool_error_is_a_friendly_message_and_the_session_keeps_working(page):
     ask(page, "why is customer 99999999 flagged?")
     wait_for_step(page, "get_customer")

@@ -127,9 +127,8 @@ class CustomerFilter(BaseModel):
     max_value: float | None = Field(None, ge=0, description="Highest predicted value over the horizon.")
     min_recency_days: float | None = Field(None, ge=0, description="At least this many days since the last order.")
     max_recency_days: float | None = Field(None, ge=0, description="At most this many days since the last order.")
-    at_risk: bool | None = Field(None, description=(
-        "True: only customers at risk (lifecycle 'at risk' or 'lapsing' and churn risk at or above the "
-        "population's lowest quarter): what 'at-risk customers' means everywhere. False: only those not at risk."))
+    # The one "at risk" (predictor.customers.tiers.flag_at_risk); kept short: it is in every tool's schema.
+    at_risk: bool | None = Field(None, description="true: only at-risk customers; false: only those not at risk.")
 
     @field_validator("tiers")
     @classmethod
