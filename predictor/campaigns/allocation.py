@@ -115,3 +115,45 @@ def allocate_budget(assigned: np.ndarray, customer: np.ndarray, playbook: np.nda
             tail = tail[np.lexsort((-net[tail], -ratio[tail]))]
             remaining = greedy_fill(assigned, customer[tail], playbook[tail], cost[tail], remaining)
     return remaining
+
+
+def unspent_budget_notes(budget: float, spent: float, control_cost: float, *, control: int, left_out: int,
+                         cheapest_left_out: float | None, audience_size: int, chosen: int,
+                         currency: str) -> list[str]:
+    """What the budget left out and why part of it stays unspent, each cause with its figure.
+
+    `spent` is what the contacted customers cost; `control_cost` what the `control` customers held out
+    of the chosen would have cost (they are drawn from the chosen and not contacted);
+    `left_out` customers had a worthwhile campaign the budget did not reach, the cheapest costing
+    `cheapest_left_out`; `chosen` of the `audience_size` customers were chosen. Whatever the control
+    groups do not explain is left because the next worthwhile contact does not fit, or because nobody
+    else in the audience is worth a contact (every customer already has one, or the rest have no
+    positive expected net value).
+    """
+    notes = []
+    if left_out:
+        notes.append(f"{left_out:,} customers with a positive-value campaign were left out by the budget.")
+    unspent = round(budget - spent, 2)
+    if unspent < 0.01:
+        return notes
+    held = min(round(control_cost, 2), unspent)
+    rest = round(unspent - held, 2)
+    causes = []
+    if held >= 0.01:
+        people = ("1 control-group customer, who is" if control == 1 else
+                  f"{control:,} control-group customers, who are")
+        causes.append(f"{currency}{held:,.2f} would have paid for the {people} held out and not contacted so "
+                      "the campaign's real lift can be measured")
+    if rest >= 0.01:
+        if left_out and cheapest_left_out is not None:
+            why = (f"the cheapest remaining worthwhile contact costs {currency}{cheapest_left_out:,.2f}, more "
+                   "than what is left")
+        elif chosen >= audience_size:
+            why = f"every one of the {audience_size:,} customers in the audience already has a campaign"
+        else:
+            why = (f"no other customer in the audience has a positive expected net value ({audience_size - chosen:,}"
+                   f" of the {audience_size:,} have none under these playbooks)")
+        causes.append(f"{'the other ' if causes else ''}{currency}{rest:,.2f} because {why}")
+    notes.append(f"{currency}{unspent:,.2f} of the {currency}{budget:,.2f} budget stays unspent: "
+                 + "; ".join(causes) + ".")
+    return notes

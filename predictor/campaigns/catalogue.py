@@ -9,11 +9,13 @@ arithmetic, so every number in a plan can be traced to a catalogue field or a cu
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -23,11 +25,40 @@ from predictor.settings import REPO_ROOT, Settings
 
 Goal = Literal["retain", "win_back", "reactivate", "grow", "upgrade"]
 GOALS: tuple[str, ...] = ("retain", "win_back", "reactivate", "grow", "upgrade")
-# Words marketers use for the goals (the agent passes their phrasing through).
-GOAL_ALIASES = {"retention": "retain", "keep": "retain", "winback": "win_back", "win": "win_back",
-                "reactivation": "reactivate", "reactivate_lapsed": "reactivate", "cross_sell": "grow",
-                "crosssell": "grow", "upsell": "grow", "up_sell": "grow", "growth": "grow",
-                "second_order": "grow", "welcome": "grow", "loyalty": "upgrade", "tier_upgrade": "upgrade"}
+# Words marketers use for the goals (the agent passes their phrasing through), after `goal_key`'s
+# normalising (lower case, spaces and hyphens as underscores, a trailing "campaign" dropped). A word
+# names one goal, or one packaged playbook where the word is what that playbook does (cross-selling is
+# the cross_sell playbook; welcome_second_order grows orders but does not cross-sell). No word is a goal
+# or a packaged playbook's own name ("reactivation" is the reactivation playbook, the reactivate goal's
+# only one), so a playbook name still plans just that playbook; tests/test_campaign_catalogue.py checks it.
+GOAL_ALIASES = {
+    # Customers slipping away or already gone: at risk, lapsing, lapsed.
+    **dict.fromkeys(("winback", "win", "re_engage", "reengage", "re_engagement", "reengagement", "save", "rescue",
+                     "comeback", "come_back", "bring_back", "win_them_back"), "win_back"),
+    # Lapsed customers only.
+    **dict.fromkeys(("reactivate_lapsed", "wake_up", "wakeup", "dormant", "re_activate", "re_activation"),
+                    "reactivate"),
+    # Keep customers who are still buying, the top tiers first.
+    **dict.fromkeys(("retention", "keep", "vip", "vips", "loyalty", "churn_prevention", "prevent_churn",
+                     "anti_churn"), "retain"),
+    # More orders from customers who are buying.
+    **dict.fromkeys(("upsell", "up_sell", "growth", "second_order", "welcome"), "grow"),
+    **dict.fromkeys(("crosssell", "cross_selling"), "cross_sell"),
+    # Customers close to the next tier.
+    **dict.fromkeys(("tier_upgrade", "next_tier", "upgrade_tier"), "upgrade"),
+}
+
+
+def goal_key(text: str, playbook_names: Sequence[str] = ()) -> str:
+    """A goal as a marketer wrote it, as a goal or playbook name: a goal's or playbook's own name first,
+    then GOAL_ALIASES (so a custom catalogue's playbook named like an alias keeps its name)."""
+    key = re.sub(r"[\s\-]+", "_", str(text).strip().lower())
+    key = re.sub(r"_?campaigns?$", "", key).strip("_")
+    if key in GOALS or key in playbook_names:
+        return key
+    return GOAL_ALIASES.get(key, key)
+
+
 # Goals whose value is keeping future value that would otherwise be lost; the others buy extra orders.
 RETENTION_GOALS = frozenset({"retain", "win_back", "reactivate"})
 
@@ -36,8 +67,11 @@ class CampaignError(ValueDeskError):
     """A campaign request or catalogue the planner cannot act on; ``hint`` says what to do instead."""
 
     def __init__(self, message: str, *, hint: str | None = None, playbook: str | None = None,
-                 field: str | None = None):
+                 field: str | None = None, step: str | None = None, nearest: list[dict] | None = None):
         self.message, self.hint, self.playbook, self.field = message, hint, playbook, field
+        # For an empty plan: the step that emptied it ("audience", "rule", "value" or "budget") and the
+        # nearest plans that do work (what was changed and their figures); the hint names them too.
+        self.step, self.nearest = step, nearest or []
         super().__init__(message + (f" Hint: {hint}" if hint else ""))
 
 
@@ -138,8 +172,53 @@ class Playbook(BaseModel):
     channel: Literal["email", "sms", "direct_mail"]
     contact_cost: float = Field(ge=0, le=1000)
     uplift: float = Field(gt=0, le=1, description="Incremental response probability caused by the campaign.")
+    uplift_by_lifecycle: dict[str, float] | None = Field(
+        None, description="Uplift for customers in these lifecycle stages instead of `uplift` (a playbook whose "
+                          "audience spans stages that respond differently).")
     uplift_source: str = Field(min_length=10, description="Why this uplift: a measurement or a stated rationale.")
     incremental_orders: float = Field(1.0, gt=0, le=100, description="Extra orders per incremental responder (grow/upgrade).")
+
+    @field_validator("uplift_by_lifecycle")
+    @classmethod
+    def _stage_uplifts(cls, value):
+        if value is None:
+            return None
+        try:
+            names = canonical_names(list(value), LIFECYCLE_STAGES, "lifecycle stages")
+        except FilterError as exc:
+            raise _Problem("uplift_by_lifecycle", str(exc)) from None
+        for name, uplift in zip(names, value.values()):
+            if not isinstance(uplift, (int, float)) or isinstance(uplift, bool) or not 0 < uplift <= 1:
+                raise _Problem("uplift_by_lifecycle", f"the uplift for '{name}' must be a number above 0 and at most 1")
+        return {name: float(u) for name, u in zip(names, value.values())}
+
+    @model_validator(mode="after")
+    def _stages_eligible(self):
+        stages = self.eligibility.lifecycle
+        outside = sorted(set(self.uplift_by_lifecycle or {}) - set(stages or LIFECYCLE_STAGES))
+        if outside:
+            raise _Problem("uplift_by_lifecycle", f"names {', '.join(outside)}, which the eligibility's lifecycle "
+                                                  "excludes, so the figure could never apply")
+        return self
+
+    def uplift_for(self, lifecycle: Any = None) -> Any:
+        """The assumed uplift per customer: the stage's figure where `uplift_by_lifecycle` names the
+        customer's lifecycle stage, else `uplift` (a float when no stages are given or none differ)."""
+        if not self.uplift_by_lifecycle or lifecycle is None:
+            return self.uplift
+        stages = pd.Series(lifecycle, dtype="object").astype(str)
+        return stages.map(self.uplift_by_lifecycle).fillna(self.uplift).to_numpy(dtype=float)
+
+    def stage_uplift(self, stage: Any) -> float:
+        """The assumed uplift of one customer in lifecycle `stage`."""
+        return (self.uplift_by_lifecycle or {}).get(str(stage), self.uplift)
+
+    def uplift_text(self) -> str:
+        """The uplift as plans state it, with any per-stage figures."""
+        text = f"{self.uplift:.1%}"
+        if self.uplift_by_lifecycle:
+            text += " (" + ", ".join(f"{u:.1%} for {s} customers" for s, u in self.uplift_by_lifecycle.items()) + ")"
+        return text
 
 
 class Catalogue(BaseModel):

@@ -13,6 +13,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from predictor.campaigns.catalogue import CampaignError, Playbook, closest_hint
+from predictor.campaigns.wording import article, describe_customers, filter_spec, trail_words
 from predictor.customers.audience import TIERS, CustomerFilter, FilterError, parse_conditions
 from predictor.customers.audience_engine import AudienceTable
 
@@ -26,7 +27,7 @@ def audience_table(customers: pd.DataFrame | AudienceTable) -> AudienceTable:
     return customers if isinstance(customers, AudienceTable) else AudienceTable(customers)
 
 
-def _as_filter(filter: CustomerFilter | Mapping[str, Any] | None) -> CustomerFilter | None:
+def as_filter(filter: CustomerFilter | Mapping[str, Any] | None) -> CustomerFilter | None:
     if filter is None or isinstance(filter, CustomerFilter):
         return filter
     unknown = sorted(set(filter) - set(CustomerFilter.model_fields))
@@ -50,16 +51,11 @@ def _as_filter(filter: CustomerFilter | Mapping[str, Any] | None) -> CustomerFil
                             field=field) from None
 
 
-def _step_label(field: str, value: Any) -> str:
-    if field == "at_risk":
-        return "at risk" if value else "not at risk"
-    return f"{field} in {value}" if isinstance(value, list) else f"{field} {value:g}"
-
-
 def select_audience(customers: pd.DataFrame | AudienceTable,
-                    filter: CustomerFilter | Mapping[str, Any] | None) -> pd.DataFrame:
-    """Customers matching the filter; an empty result is an error that says which step emptied it."""
-    flt = _as_filter(filter)
+                    filter: CustomerFilter | Mapping[str, Any] | None, *, currency: str = "") -> pd.DataFrame:
+    """Customers matching the filter; an empty result is an error (step "audience") that says in words
+    which filter step emptied it, with the count left after each step."""
+    flt = as_filter(filter)
     table = audience_table(customers)
     frame = table.frame
     if flt is None or flt.is_empty():
@@ -68,7 +64,7 @@ def select_audience(customers: pd.DataFrame | AudienceTable,
                                 hint="run `valuedesk build` on a transaction file first")
         return frame
     keep = np.ones(len(table), dtype=bool)
-    trail = [f"{len(frame):,} customers"]
+    steps = []
     for field in _STEP_ORDER:
         value = getattr(flt, field)
         if value is None:
@@ -76,12 +72,12 @@ def select_audience(customers: pd.DataFrame | AudienceTable,
         before = keep.copy()
         for condition in CustomerFilter(**{field: value}).conditions():
             keep &= table.condition_mask(condition)
-        label = _step_label(field, value)
-        trail.append(f"{label}: {int(keep.sum()):,}")
+        steps.append((field, value, int(keep.sum())))
         if not keep.any():
+            who = describe_customers(filter_spec(flt), currency=currency, singular=True)
             raise CampaignError(
-                "The audience is empty: " + " -> ".join(trail) + f". The filter '{label}' removed everyone left.",
-                hint=_empty_hint(frame[before], field), field=field)
+                f"No customer is {article(who)}: {trail_words(len(frame), steps, currency=currency)}.",
+                hint=_empty_hint(frame[before], field), field=field, step="audience")
     return frame[keep]
 
 

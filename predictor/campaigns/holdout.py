@@ -27,8 +27,11 @@ def split_control(rows: np.ndarray, holdout_share: float, rng: np.random.Generat
     return rows[~in_control], rows[in_control]
 
 
-def measurement_text(p: Playbook, treated: int, control: int, p_base: float, window: int) -> str:
-    """How to read the campaign's lift off its control group, with the smallest lift the sizes can detect."""
+def measurement_text(p: Playbook, treated: int, control: int, p_base: float, window: int,
+                     uplift: float | None = None) -> str:
+    """How to read the campaign's lift off its control group, with the smallest lift the sizes can detect;
+    `uplift` is the lift assumed for these customers (default the playbook's)."""
+    uplift = p.uplift if uplift is None else uplift
     if control == 0:
         return (f"No control group was reserved (holdout_share 0), so the lift of '{p.name}' cannot be measured "
                 "causally; rerun the plan with a holdout share above 0 to measure it.")
@@ -37,7 +40,7 @@ def measurement_text(p: Playbook, treated: int, control: int, p_base: float, win
     mde = (1.959964 + 0.841621) * math.sqrt(pb * (1 - pb) * (1 / treated + 1 / control))
     return (f"Contact the {treated:,} treated customers only; do not contact the {control:,} control customers. "
             f"After {window} days compare the share who ordered and the revenue per customer between the two "
-            f"groups: lift = treated rate - control rate (assumed {p.uplift:.1%}), incremental revenue = "
+            f"groups: lift = treated rate - control rate (assumed {uplift:.1%}), incremental revenue = "
             f"(treated mean - control mean) x {treated:,}. With these group sizes a lift of about {mde:.1%} or "
             "more is detectable (two-proportion test, 5% significance, 80% power); smaller true lifts need a "
             "larger holdout.")

@@ -28,13 +28,14 @@ def best_campaigns(customers: pd.DataFrame | AudienceTable, catalogue: Catalogue
     horizon = (frame["horizon_days"].to_numpy(dtype=float, na_value=default_horizon)
                if "horizon_days" in frame else np.full(n, float(default_horizon)))
     churn, at_risk, aov = value_inputs(frame)
+    lifecycle = frame["lifecycle"].to_numpy() if "lifecycle" in frame else None
     best, best_net = np.full(n, -1, dtype=np.int16), np.zeros(n)
     for k, playbook in enumerate(catalogue.playbooks):
         if playbook.eligibility.max_gap_to_next_tier is not None and not thresholds:
             continue  # "near the next tier" cannot be judged without the tier floors
         eligible = eligible_mask(playbook, table, thresholds)
         net = expected_value(playbook, churn_risk=churn, value_at_risk=at_risk, aov=aov, horizon_days=horizon,
-                             offer_window_days=catalogue.offer_window_days)["expected_net_value"]
+                             offer_window_days=catalogue.offer_window_days, lifecycle=lifecycle)["expected_net_value"]
         better = eligible & (net > best_net)  # strictly: must be positive, and earlier playbooks win ties
         best[better] = k
         best_net[better] = net[better]
@@ -44,8 +45,8 @@ def best_campaigns(customers: pd.DataFrame | AudienceTable, catalogue: Catalogue
 def describe_best(playbook: Playbook, net: float, *, tier: Any, lifecycle: Any, segment: Any, churn_risk: float,
                   currency: str) -> dict[str, Any]:
     """The next best action as the tools show it."""
-    reason = (f"{playbook.description} Eligible as {tier} / {lifecycle} / {segment} with churn risk "
-              f"{churn_risk:.0%}; assumes {playbook.uplift:.0%} uplift.")
+    reason = (f"{playbook.description.strip()} Eligible as {tier} / {lifecycle} / {segment} with churn risk "
+              f"{churn_risk:.0%}; assumes {playbook.stage_uplift(lifecycle):.0%} uplift.")
     return {"campaign": playbook.name, "offer": playbook.offer.describe(currency), "channel": playbook.channel,
             "expected_net_value": round(float(net), 2), "reason": reason}
 

@@ -9,7 +9,6 @@ the control groups (`holdout`), then one result per campaign.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,16 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field, PrivateAttr
 
-from predictor.campaigns.allocation import allocate_budget, best_per_customer, check_budget
-from predictor.campaigns.catalogue import (GOAL_ALIASES, GOALS, RETENTION_GOALS, CampaignError, Catalogue, Offer,
-                                           Playbook, closest_hint, load_catalogue)
-from predictor.campaigns.eligibility import audience_table, eligible_mask, select_audience
+from predictor.campaigns.allocation import (allocate_budget, best_per_customer, check_budget,
+                                            unspent_budget_notes)
+from predictor.campaigns.candidates import Candidates, PlaybookCandidates, playbook_candidates
+from predictor.campaigns.catalogue import (GOALS, RETENTION_GOALS, CampaignError, Catalogue, Offer, Playbook,
+                                           closest_hint, goal_key, load_catalogue)
+from predictor.campaigns.eligibility import as_filter, select_audience
 from predictor.campaigns.holdout import measurement_text, split_control
-from predictor.campaigns.value import REQUIRED_COLUMNS, expected_value, order_anyway, tier_floors, value_inputs
+from predictor.campaigns.nearest import nearest_plans, with_nearest
+from predictor.campaigns.wording import campaign_words, unworthy_words
+from predictor.campaigns.value import REQUIRED_COLUMNS, tier_floors
 from predictor.customers.audience import CustomerFilter
 from predictor.settings import Settings
 
@@ -46,11 +49,15 @@ class CampaignResult(BaseModel):
     expected_incremental_revenue: float
     expected_net_value: float
     roi: float | None = Field(description="expected_net_value / cost; None when the campaign costs nothing.")
-    uplift: float
+    uplift: float = Field(description="Assumed uplift, averaged over the treated customers where the playbook "
+                                      "gives some lifecycle stages their own figure.")
     uplift_source: str
     contact_cost: float
     assumptions: list[str]
     measurement: str
+
+    # What the control group would have cost had it been contacted (the budget notes report it).
+    _control_cost: float = PrivateAttr(default=0.0)
 
 
 class CampaignPlan(BaseModel):
@@ -106,7 +113,7 @@ def _assumptions(p: Playbook, cat: Catalogue, currency: str) -> list[str]:
              if p.goal in RETENTION_GOALS else
              f"each incremental responder places {p.incremental_orders:g} extra order(s) at their average order value")
     return [
-        f"uplift {p.uplift:.1%}: incremental probability of responding because of the campaign ({p.uplift_source.strip()})",
+        f"uplift {p.uplift_text()}: incremental probability of responding because of the campaign ({p.uplift_source.strip()})",
         value,
         f"offer: {p.offer.describe(currency)}, paid by everyone who orders within {cat.offer_window_days} days, "
         "including customers who would have ordered anyway",
@@ -131,7 +138,7 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
                    holdout_share: float | None = None, seed: int | None = None, *,
                    settings: Settings, playbooks: Sequence[str] | None = None,
                    filters: CustomerFilter | Mapping[str, Any] | None = None,
-                   list_ids: int | None = None) -> CampaignPlan:
+                   list_ids: int | None = None, suggest_nearest: bool = True) -> CampaignPlan:
     """Choose who gets which campaign to maximise expected net value, within an optional budget.
 
     Each customer gets at most one campaign, only at positive expected net value. Without a budget every
@@ -142,6 +149,11 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
     summary for people; an export needs the full plan), which on 1M customers saves most of the time.
     ``settings`` gives the holdout share and seed when not passed, the currency, the horizon of
     customers without one, and the catalogue when none is passed.
+
+    A request that gives no plan is a CampaignError whose ``step`` says what emptied it ("audience":
+    the filter; "rule": no playbook is for these customers; "value": none is worth the offer; "budget")
+    in words; with `suggest_nearest`, its hint and ``nearest`` name the nearest requests that do give
+    a plan (see predictor.campaigns.nearest), which are never planned in its place.
     """
     holdout_share = settings.holdout_share if holdout_share is None else holdout_share
     seed = settings.random_seed if seed is None else seed
@@ -155,9 +167,44 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
     cat = catalogue if isinstance(catalogue, Catalogue) else load_catalogue(catalogue, settings=settings)
     chosen, goal = _choose_playbooks(cat, goal, playbooks)
     _check_columns(customers)
-    audience = select_audience(customers, filters if filter is None else filter)
+    flt = as_filter(filters if filter is None else filter)
+    named = [p.name for p in chosen] if goal is None and len(chosen) < len(cat.playbooks) else None
+    try:
+        return _plan(customers, cat, chosen, goal, budget, flt, holdout_share=holdout_share, seed=seed,
+                     settings=settings, list_ids=list_ids)
+    except CampaignError as exc:
+        if exc.step not in ("audience", "rule", "value"):
+            raise
+        failed = CampaignError(f"No plan for {campaign_words(goal, named)}. {exc.message}", hint=exc.hint,
+                               field=exc.field, step=exc.step)
+        if not suggest_nearest:
+            raise failed from None
+
+    def replan(other_goal: str | None, names: Sequence[str] | None, relaxed: CustomerFilter | None):
+        try:
+            return plan_campaigns(customers, goal=other_goal, budget=budget, filter=relaxed, catalogue=cat,
+                                  holdout_share=holdout_share, seed=seed, settings=settings, playbooks=names,
+                                  list_ids=0, suggest_nearest=False)
+        except CampaignError:
+            return None
+
+    goals = [g for g in GOALS if any(p.goal == g for p in cat.playbooks)]
+    nearby = nearest_plans(failed.step, flt, goal, named, goals, replan)
+    raise with_nearest(failed, nearby, settings.currency_symbol) from None
+
+
+def _plan(customers: pd.DataFrame, cat: Catalogue, chosen: list[Playbook], goal: str | None, budget: float | None,
+          flt: CustomerFilter | None, *, holdout_share: float, seed: int, settings: Settings,
+          list_ids: int | None) -> CampaignPlan:
+    """The plan for one request (see `plan_campaigns`); an empty one raises with its step."""
     currency = settings.currency_symbol
-    candidates = _candidates(audience, chosen, cat, tier_floors(customers), settings.horizon_days)
+    audience = select_audience(customers, flt, currency=currency)
+    candidates = playbook_candidates(audience, chosen, cat, tier_floors(customers), settings.horizon_days)
+    if len(candidates.customer) == 0:
+        outcomes = [(c.playbook, c.eligible, c.best_gain, c.best_cost) for c in candidates.per_playbook]
+        step, reason = unworthy_words(flt, len(audience), outcomes, currency)
+        raise CampaignError(reason + ".", step=step,
+                            hint="widen the filter, choose another goal, or revise the catalogue's uplift and costs")
     assigned = _assign(candidates, len(audience), len(chosen), budget, currency)
     ids = _AudienceIds(audience, list_ids)
     rng = np.random.default_rng(seed)
@@ -177,7 +224,7 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
         control_size=sum(r.control_group_size for r in results), holdout_share=holdout_share, seed=seed,
         goal=goal, currency=currency, catalogue=cat.source,
         assumptions=_plan_assumptions(budget, holdout_share, seed),
-        notes=_budget_notes(candidates, assigned, budget, total_cost, holdout_share, currency))
+        notes=_budget_notes(candidates, assigned, budget, results, total_cost, currency))
     plan._customers = customers
     return plan
 
@@ -185,19 +232,18 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
 def _choose_playbooks(cat: Catalogue, goal: str | None,
                       playbooks: Sequence[str] | None) -> tuple[list[Playbook], str | None]:
     """The playbooks to plan and the goal as the plan reports it. The goal may be a marketer's word for
-    it (GOAL_ALIASES) or a playbook's own name, which plans just that playbook."""
+    it (GOAL_ALIASES, through `goal_key`) or a playbook's own name, which plans just that playbook."""
     names = [p.name for p in cat.playbooks]
     if goal is not None:
-        norm = str(goal).strip().lower().replace("-", "_").replace(" ", "_")
-        norm = GOAL_ALIASES.get(norm, norm)
-        if norm in names:
+        norm = goal_key(goal, names)
+        if norm in GOALS:
+            goal = norm
+        elif norm in names:
             playbooks, goal = [norm], None
-        elif norm not in GOALS:
+        else:
             raise CampaignError(f"Unknown campaign goal '{goal}'.",
                                 hint=closest_hint(norm, list(GOALS) + names, "goals (or playbook names)"),
                                 field="goal")
-        else:
-            goal = norm
     chosen = [p for p in cat.playbooks if goal is None or p.goal == goal]
     if playbooks:
         chosen = [cat.get(n) for n in playbooks if goal is None or cat.get(n).goal == goal]
@@ -207,65 +253,7 @@ def _choose_playbooks(cat: Catalogue, goal: str | None,
     return chosen, goal
 
 
-@dataclass
-class _PlaybookCandidates:
-    """One playbook's customers with positive expected net value: audience positions (ascending) and
-    the expected-value terms at those positions."""
-
-    playbook: Playbook
-    rows: np.ndarray
-    values: dict[str, np.ndarray]
-    eligible: int  # customers its eligibility admits, worth it or not
-
-
-@dataclass
-class _Candidates:
-    """Every (customer, playbook) pair with positive expected net value, grouped by playbook in
-    playbook order, customers ascending within each (the order the allocation relies on)."""
-
-    per_playbook: list[_PlaybookCandidates]
-    customer: np.ndarray
-    playbook: np.ndarray
-    net: np.ndarray
-    cost: np.ndarray
-
-    def at(self, j: int) -> _PlaybookCandidates:
-        return self.per_playbook[j]
-
-
-def _candidates(audience: pd.DataFrame, chosen: Sequence[Playbook], cat: Catalogue,
-                thresholds: Mapping[str, float], default_horizon: int) -> _Candidates:
-    horizon = (audience["horizon_days"] if "horizon_days" in audience else pd.Series(default_horizon,
-                                                                                      index=audience.index))
-    horizon = np.asarray(horizon, dtype=float)
-    churn, value_at_risk, aov = value_inputs(audience)
-    p_anyway = order_anyway(churn, horizon, cat.offer_window_days)  # the same for every playbook
-    per_playbook = []
-    table = audience_table(audience)  # compiled once for every playbook's rule
-    for p in chosen:
-        # Expected value only where the playbook is eligible: most playbooks fit a small share of 1M.
-        eligible_rows = np.flatnonzero(eligible_mask(p, table, thresholds))
-        ev = expected_value(p, churn_risk=churn[eligible_rows], value_at_risk=value_at_risk[eligible_rows],
-                            aov=aov[eligible_rows], horizon_days=horizon[eligible_rows],
-                            offer_window_days=cat.offer_window_days, p_order_anyway=p_anyway[eligible_rows])
-        good = ev["expected_net_value"] > 0
-        per_playbook.append(_PlaybookCandidates(p, eligible_rows[good], {k: v[good] for k, v in ev.items()},
-                                                len(eligible_rows)))
-    candidates = _Candidates(
-        per_playbook, customer=np.concatenate([c.rows for c in per_playbook]),
-        playbook=np.concatenate([np.full(len(c.rows), j) for j, c in enumerate(per_playbook)]),
-        net=np.concatenate([c.values["expected_net_value"] for c in per_playbook]),
-        cost=np.concatenate([c.values["cost"] for c in per_playbook]))
-    if len(candidates.customer) == 0:
-        detail = "; ".join(f"{c.playbook.name}: {c.eligible:,} eligible, {len(c.rows):,} with positive net value"
-                           for c in per_playbook)
-        raise CampaignError(
-            f"No customer in the audience of {len(audience):,} is worth targeting: {detail}.",
-            hint="widen the filter, choose another goal, or revise the catalogue's uplift and costs")
-    return candidates
-
-
-def _assign(candidates: _Candidates, audience_size: int, n_playbooks: int, budget: float | None,
+def _assign(candidates: Candidates, audience_size: int, n_playbooks: int, budget: float | None,
             currency: str) -> np.ndarray:
     """The playbook index each audience position gets, -1 for none."""
     assigned = np.full(audience_size, -1)
@@ -277,7 +265,7 @@ def _assign(candidates: _Candidates, audience_size: int, n_playbooks: int, budge
         raise CampaignError(
             f"A budget of {currency}{budget:,.2f} cannot pay for a single worthwhile contact; the cheapest "
             f"costs {currency}{cost.min():,.2f}.", hint=f"raise the budget to at least {currency}{cost.min():,.2f}",
-            field="budget")
+            field="budget", step="budget")
     allocate_budget(assigned, c, pj, net, cost, budget)
     return assigned
 
@@ -316,7 +304,7 @@ def _best_first(net: np.ndarray, listed: int) -> np.ndarray:
     return top[np.argsort(-net[top], kind="stable")][:listed]
 
 
-def _campaign_result(p: Playbook, rows: np.ndarray, candidates: _PlaybookCandidates, ids: _AudienceIds,
+def _campaign_result(p: Playbook, rows: np.ndarray, candidates: PlaybookCandidates, ids: _AudienceIds,
                      rng: np.random.Generator, *, cat: Catalogue, holdout_share: float, list_ids: int | None,
                      currency: str) -> CampaignResult:
     """One campaign of the plan from the audience positions it was assigned (in customer-id order)."""
@@ -327,37 +315,36 @@ def _campaign_result(p: Playbook, rows: np.ndarray, candidates: _PlaybookCandida
     t_cost = float(ev["cost"][at].sum())
     t_rev = float(ev["expected_incremental_revenue"][at].sum())
     p_base = float(ev["p_order_anyway"][at].mean())
+    uplift = round(float(ev["uplift"][at].mean()), 4)
     listed = len(treated) if list_ids is None else min(list_ids, len(treated))
     order_t = _best_first(t_net, listed)
     # `control` is in id order already; a listing limit keeps its first ids.
     control_listed = control if list_ids is None else control[:list_ids]
     # Built from values computed here, so skip re-validating lists that can hold a million ids.
-    return CampaignResult.model_construct(
+    result = CampaignResult.model_construct(
         name=p.name, description=p.description, goal=p.goal, channel=p.channel, offer=p.offer,
         offer_text=p.offer.describe(currency), audience_size=len(treated), eligible=len(candidates.rows),
         customer_ids=ids.at(treated[order_t]), expected_values=np.round(t_net[order_t], 2).tolist(),
         control_group_ids=ids.at(control_listed), control_group_size=len(control),
         ids_complete=listed == len(treated) and len(control_listed) == len(control), cost=round(t_cost, 2),
         expected_incremental_revenue=round(t_rev, 2), expected_net_value=round(t_rev - t_cost, 2),
-        roi=round((t_rev - t_cost) / t_cost, 3) if t_cost > 0 else None, uplift=p.uplift,
+        roi=round((t_rev - t_cost) / t_cost, 3) if t_cost > 0 else None, uplift=uplift,
         uplift_source=p.uplift_source.strip(), contact_cost=p.contact_cost,
         assumptions=_assumptions(p, cat, currency),
-        measurement=measurement_text(p, len(treated), len(control), p_base, cat.offer_window_days))
+        measurement=measurement_text(p, len(treated), len(control), p_base, cat.offer_window_days, uplift))
+    result._control_cost = float(ev["cost"][np.searchsorted(candidates.rows, control)].sum())
+    return result
 
 
-def _budget_notes(candidates: _Candidates, assigned: np.ndarray, budget: float | None, total_cost: float,
-                  holdout_share: float, currency: str) -> list[str]:
-    """What the budget left out, and why part of it stays unspent."""
+def _budget_notes(candidates: Candidates, assigned: np.ndarray, budget: float | None,
+                  results: Sequence[CampaignResult], total_cost: float, currency: str) -> list[str]:
+    """What the budget left out, and each real cause of the part of it that stays unspent, with figures."""
     if budget is None:
         return []
-    notes = []
-    candidate = np.zeros(len(assigned), dtype=bool)
-    candidate[candidates.customer] = True
-    unfunded = int((candidate & (assigned < 0)).sum())
-    if unfunded:
-        notes.append(f"{unfunded:,} customers with a positive-value campaign were left out by the budget.")
-    held = budget - total_cost
-    if holdout_share > 0 and held > 0.005 * budget:
-        notes.append(f"{currency}{held:,.2f} of the budget stays unspent because the control groups are "
-                     "chosen from the funded customers and are not contacted.")
-    return notes
+    chosen = assigned >= 0
+    left_out = ~chosen[candidates.customer]  # pairs of customers the budget did not reach
+    return unspent_budget_notes(
+        budget, total_cost, sum(r._control_cost for r in results), control=sum(r.control_group_size for r in results),
+        left_out=int(np.unique(candidates.customer[left_out]).size),
+        cheapest_left_out=float(candidates.cost[left_out].min()) if left_out.any() else None,
+        audience_size=len(assigned), chosen=int(chosen.sum()), currency=currency)

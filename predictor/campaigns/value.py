@@ -27,6 +27,7 @@ def tier_floors(customers: pd.DataFrame) -> dict[str, float]:
 class CustomerEV(BaseModel):
     """The expected-value arithmetic for one customer and one playbook, every term shown."""
 
+    uplift: float
     p_order_anyway: float
     p_redeem: float
     value_gained: float
@@ -38,17 +39,18 @@ class CustomerEV(BaseModel):
 
 
 def expected_value(playbook: Playbook, *, churn_risk: Any, value_at_risk: Any, aov: Any,
-                   horizon_days: Any, offer_window_days: int,
+                   horizon_days: Any, offer_window_days: int, lifecycle: Any = None,
                    p_order_anyway: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Vectorised expected value of targeting customers with one playbook.
 
     P(order in window anyway) treats ordering as a constant-rate process over the scoring horizon, so
-    1 - churn_risk ^ (window / horizon). Everyone who orders in the window redeems the offer.
+    1 - churn_risk ^ (window / horizon). Everyone who orders in the window redeems the offer. The
+    uplift is the playbook's, or its figure for the customer's `lifecycle` stage where it names one.
     """
     aov = np.maximum(np.asarray(aov, dtype=float), 0.0)
     p_anyway = p_order_anyway if p_order_anyway is not None else order_anyway(churn_risk, horizon_days,
                                                                               offer_window_days)
-    u = playbook.uplift
+    u = np.broadcast_to(np.asarray(playbook.uplift_for(lifecycle), dtype=float), np.shape(aov))
     p_redeem = np.minimum(1.0, p_anyway + u)
     offer = playbook.offer
     per_redemption = offer.discount_pct / 100.0 * aov + offer.shipping_cost + offer.gift_cost
@@ -59,7 +61,7 @@ def expected_value(playbook: Playbook, *, churn_risk: Any, value_at_risk: Any, a
         gained = aov * playbook.incremental_orders
     revenue = u * gained
     cost = offer_cost + playbook.contact_cost
-    return {"p_order_anyway": p_anyway, "p_redeem": p_redeem, "value_gained": gained,
+    return {"uplift": u, "p_order_anyway": p_anyway, "p_redeem": p_redeem, "value_gained": gained,
             "expected_incremental_revenue": revenue, "offer_cost": offer_cost,
             "contact_cost": np.full_like(revenue, playbook.contact_cost), "cost": cost,
             "expected_net_value": revenue - cost}
@@ -78,7 +80,7 @@ def explain_customer_ev(playbook: Playbook, customer: Mapping[str, Any], offer_w
     row without its own horizon_days."""
     ev = expected_value(playbook, churn_risk=[customer["churn_risk"]], value_at_risk=[customer["value_at_risk"]],
                         aov=[customer["aov"]], horizon_days=[customer.get("horizon_days", default_horizon)],
-                        offer_window_days=offer_window_days)
+                        offer_window_days=offer_window_days, lifecycle=[customer.get("lifecycle")])
     return CustomerEV(**{k: float(v[0]) for k, v in ev.items()})
 
 
