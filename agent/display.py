@@ -9,6 +9,8 @@ from typing import Any
 
 import pandas as pd
 
+from predictor.figures import GLOSSARY, name, pct
+
 TIER_ORDER = ["Platinum", "Gold", "Silver", "Bronze"]
 
 # Columns of the customer table, in display order; a tool result may carry any subset.
@@ -25,7 +27,7 @@ CAMPAIGN_COLUMNS = [
 EXAMPLES = (
     "who are my at-risk top customers?",
     "why is customer 14911 flagged?",
-    "plan a win-back campaign for lapsed gold customers with a £2,000 budget",
+    "plan a win-back campaign for lapsed customers with a £2,000 budget",
     "plan campaigns for my Gold and Platinum customers with a £2,000 budget",
     "how are my customers spread across tiers?",
     "export my at-risk customers as a CSV",
@@ -95,17 +97,31 @@ def export_arguments(args: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def customer_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """The customer table as shown: amounts rounded, churn risk written as every answer writes it
+    (predictor.figures.pct: "under 1%", never "0%"). The numbers behind the shown churn risk travel in
+    `attrs["churn_risk"]` for the charts (`scatter_frame`)."""
     frame = pd.DataFrame(list(rows))
     if frame.empty:
         return pd.DataFrame(columns=["customer_id"])
     cols = [c for c in CUSTOMER_COLUMNS if c in frame and frame[c].notna().any()]
-    frame = frame[cols]
+    frame = frame[cols].copy()
     for col in frame.columns:
-        if col == "churn_risk" or col == "score":
+        if col == "score":
             frame[col] = pd.to_numeric(frame[col], errors="coerce").round(3)
         elif col in ("predicted_value", "value_at_risk", "customer_value", "historical_value", "recency_days"):
             frame[col] = pd.to_numeric(frame[col], errors="coerce").round(2)
+    if "churn_risk" in frame:
+        churn = pd.to_numeric(frame["churn_risk"], errors="coerce")
+        frame["churn_risk"] = churn.map(pct)
+        frame.attrs["churn_risk"] = churn.tolist()  # a plain list: attrs are compared and copied by pandas
     return frame
+
+
+def glossary_markdown(columns: Iterable[str]) -> str:
+    """What each shown column means, from the one glossary the answers use (predictor.figures), for a
+    legend under a table: "- churn_risk (churn risk): Chance that ..."."""
+    lines = [f"- `{c}` ({GLOSSARY[c].name}): {GLOSSARY[c].meaning}" for c in columns if c in GLOSSARY]
+    return "\n".join(lines)
 
 
 def campaign_frame(campaigns: list[dict[str, Any]]) -> pd.DataFrame:
@@ -134,17 +150,22 @@ def tier_frame(customers: pd.DataFrame, tier_segments: list[dict[str, Any]]) -> 
 
 
 def scatter_frame(customers: pd.DataFrame) -> pd.DataFrame:
+    """Churn risk against predicted value, from the numbers behind the shown table (`customer_frame`)."""
     needed = ["customer_id", "churn_risk", "predicted_value"]
     if customers.empty or any(c not in customers for c in needed):
         return pd.DataFrame(columns=needed + ["tier"])
     cols = needed + (["tier"] if "tier" in customers else [])
-    return customers[cols].dropna(subset=["churn_risk", "predicted_value"])
+    frame = customers[cols].copy()
+    numbers = customers.attrs.get("churn_risk")
+    frame["churn_risk"] = numbers if numbers is not None and len(numbers) == len(frame) else \
+        pd.to_numeric(frame["churn_risk"], errors="coerce")
+    frame.attrs = {}
+    return frame.dropna(subset=["churn_risk", "predicted_value"])
 
 
 def campaign_chart_frame(campaigns: list[dict[str, Any]]) -> pd.DataFrame:
     """Cost, expected incremental revenue and expected net value, one bar each, split by campaign."""
-    measures = {"cost": "Cost", "expected_incremental_revenue": "Expected revenue",
-                "expected_net_value": "Expected net value"}
+    measures = {key: name(key).capitalize() for key in ("cost", "expected_incremental_revenue", "expected_net_value")}
     rows = [{"measure": label, "amount": float(c[key]), "campaign": str(c.get("name"))}
             for c in campaigns for key, label in measures.items() if c.get(key) is not None]
     return pd.DataFrame(rows, columns=["measure", "amount", "campaign"])

@@ -100,8 +100,8 @@ class CustomerRow(Out):
     churn_risk: float | None = Field(None, description="Probability of no order within the horizon (0 to 1).")
     value_at_risk: float | None = Field(None, description="Churn risk times the value if retained.")
     customer_value: float | None = Field(None, description="Trailing 12-month revenue plus predicted value.")
-    historical_value: float | None = Field(None, description="Net revenue over all history.")
-    revenue_12m: float | None = None
+    historical_value: float | None = Field(None, description="Lifetime revenue: net revenue over all history.")
+    revenue_12m: float | None = Field(None, description="Revenue over the last 12 months (net).")
     orders: int | None = None
     recency_days: float | None = None
     last_order: str | None = None
@@ -164,7 +164,10 @@ class CustomerDetail(CustomerRow):
     r_score: int | None = None
     f_score: int | None = None
     m_score: int | None = None
-    value_if_retained: float | None = None
+    value_if_retained: float | None = Field(
+        None, description="What they would spend over the horizon if they do order again.")
+    value_at_risk_explained: str | None = Field(
+        None, description="Why value at risk is above predicted value, with the figures (only when it is).")
     drivers: list[str] = Field(default_factory=list, description="Top reasons behind the prediction, in words.")
     top_categories: list[str] = Field(default_factory=list)
     top_products: list[str] = Field(default_factory=list)
@@ -235,9 +238,10 @@ class CampaignArgs(FilterArgs):
     # canonical goals so strict-mode decoding picks one of them.
     goal: Annotated[str, WithJsonSchema({"type": "string", "enum": list(GOALS)})] | None = Field(
         None, max_length=100,
-        description="What the campaign should achieve: retain (keep valuable customers), win_back (at-risk "
-                    "high-value), reactivate (lapsed), grow (cross-sell, second order), upgrade (near the next "
-                    "tier). Omit to consider every playbook.")
+        description="What the campaign should achieve: retain (keep top-tier customers who are still around, "
+                    "at-risk VIPs included), win_back (customers at risk, lapsing or lapsed), reactivate (lapsed "
+                    "customers, a stronger offer), grow (cross-sell, second order), upgrade (near the next tier). "
+                    "Omit to consider every playbook.")
     budget: float | None = Field(None, ge=0, le=MAX_BUDGET,
                                  description="Total spend limit in the data's currency, above 0; omit for no limit.")
 
@@ -387,3 +391,8 @@ class ModelReportResult(Out):
     warnings: list[str]
     features: int
     customers_scored: int | None
+    validation: dict[str, Any] | None = Field(
+        None, description="The held-out window the build's metrics were measured on: cutoff, label_days, rows.")
+    quality: list[str] = Field(default_factory=list, description=(
+        "How good the model is in a marketer's words, each sentence with its figure (how much of the held-out "
+        "window's revenue the customers it ranks highest brought in; churn risk against a no-skill baseline)."))

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from predictor.figures import money, name, pct
 from predictor.settings import Settings
 
-SORT_LABEL = {"value_at_risk": "value at risk", "predicted_value": "predicted value",
-              "historical_value": "lifetime revenue", "churn_risk": "churn risk", "customer_value": "customer value"}
+# Figure names come from the one glossary (predictor.figures): the same column never has two names.
+SORT_LABEL = {key: name(key) for key in ("value_at_risk", "predicted_value", "historical_value", "churn_risk",
+                                         "customer_value")}
 MAX_ROWS_SHOWN = 20
+VALUE_AT_RISK_NOTE = (f"({name('value_at_risk').capitalize()} is {name('churn_risk')} x {name('value_if_retained')}, "
+                      "the spend if they do order again, so it can be above predicted value, which is already "
+                      "weighted by the chance that they order at all.)")
 
 
 def _clip(text: str, n: int) -> str:
@@ -23,15 +28,10 @@ def _clip(text: str, n: int) -> str:
     return text[:n].rsplit(" ", 1)[0] + " ..."
 
 
-def money(value: Any, cur: str) -> str:
-    if value is None:
-        return "n/a"
-    v = float(value)
-    return f"{'-' if v < 0 else ''}{cur}{abs(v):,.0f}" if abs(v) >= 1000 else f"{'-' if v < 0 else ''}{cur}{abs(v):,.2f}"
-
-
-def pct(value: Any) -> str:
-    return "n/a" if value is None else f"{float(value) * 100:.0f}%"
+def _threshold(value: Any) -> str:
+    """A churn threshold the user set, as they set it: 0.005 reads "0.5%", not "under 1%"."""
+    shown = pct(value)
+    return f"{float(value) * 100:g}%" if shown.startswith(("under", "over")) else shown
 
 
 def describe_filter(args: dict[str, Any], cur: str) -> str:
@@ -42,15 +42,17 @@ def describe_filter(args: dict[str, Any], cur: str) -> str:
         parts.append("/".join(args["segments"]) + " segment")
     if args.get("lifecycle"):
         parts.append("/".join(args["lifecycle"]))
-    text = " ".join(parts + ["customers"])
+    if args.get("at_risk") is True:
+        parts.insert(0, "at-risk")
+    text = " ".join(parts + ["customers"]) + (" not at risk" if args.get("at_risk") is False else "")
     if args.get("countries"):
         cs = args["countries"]
         text += " in " + (", ".join(cs) if len(cs) <= 4 else f"{len(cs)} countries")
     cond = []
     if args.get("min_churn_risk") is not None:
-        cond.append(f"churn risk at least {pct(args['min_churn_risk'])}")
+        cond.append(f"churn risk at least {_threshold(args['min_churn_risk'])}")
     if args.get("max_churn_risk") is not None:
-        cond.append(f"churn risk at most {pct(args['max_churn_risk'])}")
+        cond.append(f"churn risk at most {_threshold(args['max_churn_risk'])}")
     if args.get("min_value") is not None:
         cond.append(f"predicted value at least {money(args['min_value'], cur)}")
     if args.get("max_value") is not None:
@@ -66,12 +68,11 @@ def describe_filter(args: dict[str, Any], cur: str) -> str:
 
 def _row(i: int, c: dict[str, Any], sort_by: str, cur: str) -> str:
     tags = ", ".join(x for x in (c.get("tier"), c.get("segment"), c.get("lifecycle"), c.get("country")) if x)
-    figures = [f"value at risk {money(c.get('value_at_risk'), cur)}", f"churn risk {pct(c.get('churn_risk'))}",
-               f"predicted value {money(c.get('predicted_value'), cur)}"]
-    if sort_by == "historical_value":
-        figures.append(f"lifetime revenue {money(c.get('historical_value'), cur)}")
-    if sort_by == "customer_value":
-        figures.append(f"customer value {money(c.get('customer_value'), cur)}")
+    figures = [f"{name('value_at_risk')} {money(c.get('value_at_risk'), cur)}",
+               f"{name('churn_risk')} {pct(c.get('churn_risk'))}",
+               f"{name('predicted_value')} {money(c.get('predicted_value'), cur)}"]
+    if sort_by in ("historical_value", "customer_value"):
+        figures.append(f"{name(sort_by)} {money(c.get(sort_by), cur)}")
     return f"{i}. Customer {c['customer_id']} ({tags}): " + ", ".join(figures)
 
 
@@ -90,6 +91,8 @@ def find_customers(result: dict, args: dict, settings: Settings) -> str:
     lines = [head] + [_row(i + 1, c, sort_by, cur) for i, c in enumerate(shown)]
     if len(shown) < len(rows):
         lines.append("(The list goes on; ask me to export it to get every row as a CSV file.)")
+    if any((c.get("value_at_risk") or 0) > (c.get("predicted_value") or 0) for c in shown):
+        lines.append(VALUE_AT_RISK_NOTE)
     if result.get("horizon_days"):
         lines.append(f"Predicted value and churn risk cover the next {result['horizon_days']} days.")
     return "\n".join(lines)
@@ -101,9 +104,11 @@ def segment_summary(result: dict, args: dict, settings: Settings) -> str:
     who = describe_filter(args, cur)
     lines = [f"{result['total_customers']:,} {who}, by {group}:"]
     for g in result["groups"][:25]:
-        lines.append(f"- {g['group']}: {g['customers']:,} customers ({pct(g['share'])}), revenue over the last year "
-                     f"{money(g['revenue_12m'], cur)}, predicted value {money(g['predicted_value'], cur)}, "
-                     f"value at risk {money(g['value_at_risk'], cur)}, mean churn risk {pct(g['mean_churn_risk'])}")
+        lines.append(f"- {g['group']}: {g['customers']:,} customer{'' if g['customers'] == 1 else 's'} "
+                     f"({pct(g['share'])}), {name('revenue_12m')} "
+                     f"{money(g['revenue_12m'], cur)}, {name('predicted_value')} {money(g['predicted_value'], cur)}, "
+                     f"{name('value_at_risk')} {money(g['value_at_risk'], cur)}, {name('mean_churn_risk')} "
+                     f"{pct(g['mean_churn_risk'])}")
     if len(result["groups"]) > 25:
         lines.append("(Smaller groups are left out here; the tool result has all of them.)")
     return "\n".join(lines)
@@ -112,8 +117,9 @@ def segment_summary(result: dict, args: dict, settings: Settings) -> str:
 def get_customer(result: dict, args: dict, settings: Settings) -> str:
     cur = result.get("currency") or settings.currency_symbol
     c = result
+    flagged = "at risk" if c.get("at_risk") and c.get("lifecycle") != "at risk" else None
     tags = ", ".join(x for x in (f"{c['tier']} tier" if c.get("tier") else None, c.get("segment"),
-                                 c.get("lifecycle"), c.get("country")) if x)
+                                 c.get("lifecycle"), flagged, c.get("country")) if x)
     horizon = c.get("horizon_days")
     lines = [f"Customer {c['customer_id']} ({tags}):",
              f"- Predicted value {money(c.get('predicted_value'), cur)}"
@@ -121,10 +127,13 @@ def get_customer(result: dict, args: dict, settings: Settings) -> str:
              + (f" (likely range {money(c.get('value_p10'), cur)} to {money(c.get('value_p90'), cur)})"
                 if c.get("value_p10") is not None and c.get("value_p90") is not None else ""),
              f"- Churn risk {pct(c.get('churn_risk'))}; value at risk {money(c.get('value_at_risk'), cur)}",
-             f"- Lifetime revenue {money(c.get('historical_value'), cur)} over {c.get('orders')} orders"
+             f"- {name('historical_value').capitalize()} {money(c.get('historical_value'), cur)} (net of "
+             f"cancellations) over {c.get('orders')} orders"
              + (f"; last order {c['last_order']}" if c.get("last_order") else "")
              + (f"; next order expected around {c['expected_next_order']}" if c.get("expected_next_order") else
                 "; no next order expected soon")]
+    if c.get("value_at_risk_explained"):
+        lines.append(f"- {c['value_at_risk_explained']}")
     if c.get("drivers"):
         lines.append("- Why: " + "; ".join(c["drivers"][:3]))
     if c.get("top_products"):
@@ -178,10 +187,11 @@ def recommend_campaigns(result: dict, args: dict, settings: Settings) -> str:
                                     if c.get("channel") else "")
                 + f": {c['audience_size']:,} customers"
                 + (f" plus a control group of {c['control_group_size']:,}" if c.get("control_group_size") else "")
-                + f", cost {money(c['cost'], cur)}, expected incremental revenue "
-                f"{money(c['expected_incremental_revenue'], cur)}, expected net value {money(c['expected_net_value'], cur)}")
+                + f", {name('cost')} {money(c['cost'], cur)}, {name('expected_incremental_revenue')} "
+                f"{money(c['expected_incremental_revenue'], cur)}, {name('expected_net_value')} "
+                f"{money(c['expected_net_value'], cur)}")
         if c.get("roi") is not None:
-            line += f", ROI {c['roi']:.2f}"
+            line += f", {name('roi')} {c['roi']:.2f}"
         lines.append(line)
     lines.append(f"Total cost {money(result['total_cost'], cur)}; expected net value "
                  f"{money(result['expected_net_value'], cur)}.")
@@ -218,31 +228,19 @@ def score_customer(result: dict, args: dict, settings: Settings) -> str:
 
 
 def model_report(result: dict, args: dict, settings: Settings) -> str:
+    """Quality in words first (the tool's `quality` sentences, each with its figure), then what the model
+    was trained on; the raw metrics stay in the tool result and appear here only inside those sentences."""
     r = result
     rng = r.get("data_range") or {}
     win = r.get("training_window") or {}
-    lines = [f"Model {r.get('version') or 'unknown'}, trained {r.get('trained_at') or 'at an unknown time'}"
-             + (f" on data from {rng.get('start')} to {rng.get('end')}" if rng else "")
-             + (f" (training cutoffs {win.get('first_cutoff')} to {win.get('last_cutoff')})" if win else "")
-             + (f"; it predicts the next {r['horizon_days']} days" if r.get("horizon_days") else "") + "."]
-    models = ((r.get("evaluation") or {}).get("models")) or {}
-    names = {"xgboost": "ValueDesk model", "bgnbd_gg": "BG/NBD + Gamma-Gamma", "last_period": "last-period spend"}
-    if models:
-        ev = r["evaluation"]
-        lines.append(f"Holdout evaluation ({ev.get('population')} customers, cutoff {ev.get('cutoff')}):")
-        for key, m in models.items():
-            bits = [f"Spearman {m['spearman']:.3f}" if m.get("spearman") is not None else None,
-                    f"normalized Gini {m['normalized_gini']:.3f}" if m.get("normalized_gini") is not None else None,
-                    f"top-decile capture {m['top_decile_capture']:.3f}" if m.get("top_decile_capture") is not None else None,
-                    f"MAE {m['mae']:.1f}" if m.get("mae") is not None else None,
-                    f"churn AUC {m['churn_auc']:.3f}" if m.get("churn_auc") is not None else None,
-                    f"Brier {m['brier']:.3f}" if m.get("brier") is not None else None]
-            lines.append(f"- {names.get(key, key)}: " + ", ".join(b for b in bits if b))
-    elif r.get("metrics"):
-        flat = {k: v for k, v in r["metrics"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        if flat:
-            lines.append("Validation metrics: " + ", ".join(f"{k} {v:.3f}" for k, v in list(flat.items())[:8]))
-        lines.append("No holdout evaluation against the baselines is stored; run `valuedesk evaluate` for one.")
+    lines = list(r.get("quality") or [])
+    if not ((r.get("evaluation") or {}).get("models")):
+        lines.append("No comparison against the baselines (BG/NBD + Gamma-Gamma, last-period spend) is stored with "
+                     "this model; `valuedesk evaluate` runs one on a held-out period.")
+    lines.append(f"Model {r.get('version') or 'unknown'}, trained {r.get('trained_at') or 'at an unknown time'}"
+                 + (f" on data from {rng.get('start')} to {rng.get('end')}" if rng else "")
+                 + (f" (training cutoffs {win.get('first_cutoff')} to {win.get('last_cutoff')})" if win else "")
+                 + (f"; it predicts the next {r['horizon_days']} days" if r.get("horizon_days") else "") + ".")
     if r.get("customers_scored") is not None:
         lines.append(f"{r['customers_scored']:,} customers are scored with {r.get('features')} features.")
     for w in (r.get("warnings") or [])[:3]:

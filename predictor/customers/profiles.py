@@ -21,10 +21,11 @@ import pandas as pd
 from predictor.errors import ValueDeskError
 
 from predictor.data.categories import FEES, OTHER
+from predictor.figures import duration, name, pct, rhythm, times, whole_money
 
 METADATA_COLUMNS = ["tier", "lifecycle", "segment", "country", "predicted_value", "churn_risk", "value_at_risk",
                     "customer_value", "historical_value", "recency_days", "orders", "last_order_date",
-                    "last_order_days"]
+                    "last_order_days", "at_risk"]
 PROFILE_COLUMNS = ["customer_id", "profile_text", "embedding_text", *METADATA_COLUMNS, "content_hash"]
 _EPOCH = pd.Timestamp("1970-01-01")
 _MAX_NAME = 60
@@ -96,15 +97,6 @@ def _num(x: object, default: float = 0.0) -> float:
     return default if math.isnan(v) else v
 
 
-def _money(x: float, symbol: str) -> str:
-    return f"-{symbol}{abs(x):,.0f}" if x < 0 else f"{symbol}{x:,.0f}"
-
-
-def _days(x: float) -> str:
-    d = int(round(x))
-    return "1 day" if d == 1 else f"{d} days"
-
-
 def _as_list(value: object) -> list:
     if value is None or value is pd.NA:
         return []
@@ -116,12 +108,11 @@ def _as_list(value: object) -> list:
 
 
 def profile_text(row: Mapping, currency: str = "£") -> str:
-    """The profile of one customers-table row, in plain sentences."""
+    """The profile of one customers-table row, in plain sentences (figure names and formats from
+    predictor.figures, as every answer says them)."""
     cid = clean_text(row["customer_id"], 40)
     country = clean_text(row.get("country"), 60)
     orders = int(_num(row.get("orders")))
-    tenure = _num(row.get("tenure_days"))
-    recency = _num(row.get("recency_days"))
     last = row.get("last_order")
     last_s = pd.Timestamp(last).date().isoformat() if last is not None and not pd.isna(last) else "unknown"
     horizon = int(row["horizon_days"])  # written by scoring from the model bundle; never guessed here
@@ -129,26 +120,25 @@ def profile_text(row: Mapping, currency: str = "£") -> str:
         f"Customer {cid} from {country}." if country else f"Customer {cid}.",
         f"{clean_text(row.get('tier'))} tier, RFM segment {clean_text(row.get('rfm_segment'))}, "
         f"lifecycle stage {clean_text(row.get('lifecycle'))}.",
-        f"Customer for {_days(tenure)} with {orders} order{'s' if orders != 1 else ''}; "
-        f"spent {_money(_num(row.get('historical_value')), currency)} in total, "
-        f"{_money(_num(row.get('revenue_12m')), currency)} in the last 12 months, "
-        f"average order {_money(_num(row.get('aov')), currency)}.",
+        f"Customer for {duration(_num(row.get('tenure_days')))} with {orders} order{'s' if orders != 1 else ''}; "
+        f"{name('historical_value')} {whole_money(_num(row.get('historical_value')), currency)}, "
+        f"{name('revenue_12m')} {whole_money(_num(row.get('revenue_12m')), currency)}, "
+        f"{name('aov')} {whole_money(_num(row.get('aov')), currency)}.",
     ]
     gap = _num(row.get("mean_gap_days"), float("nan"))
-    cadence = f"Orders every {_days(gap)} on average; " if orders >= 2 and not math.isnan(gap) else "Single order so far; "
-    parts.append(f"{cadence}last order {_days(recency)} ago ({last_s}).")
+    cadence = f"Orders {rhythm(gap)} on average; " if orders >= 2 and not math.isnan(gap) else "Single order so far; "
+    parts.append(f"{cadence}last order {duration(_num(row.get('recency_days')))} ago ({last_s}).")
     trend = _num(row.get("trend"), float("nan"))
     if not math.isnan(trend) and orders >= 2:
         word = "rising" if trend >= 1.25 else "falling" if trend <= 0.75 else "steady"
-        parts.append(f"Spending trend {word}: last 90 days at {trend:.1f}x their usual rate.")
+        parts.append(f"Spending trend {word}: last 90 days at {times(trend)} their usual rate.")
     parts += _tastes(row, "Favourite categories: ")
-    churn = _num(row.get("churn_risk"))
-    churn_s = "under 1%" if churn < 0.005 else f"{churn:.0%}"
     parts.append(
-        f"Churn risk {churn_s} over the next {horizon} days; predicted value "
-        f"{_money(_num(row.get('predicted_value')), currency)} "
-        f"(P10-P90 {_money(_num(row.get('value_p10')), currency)} to {_money(_num(row.get('value_p90')), currency)}); "
-        f"value at risk {_money(_num(row.get('value_at_risk')), currency)}.")
+        f"{name('churn_risk').capitalize()} {pct(_num(row.get('churn_risk')))} over the next {horizon} days; "
+        f"{name('predicted_value')} {whole_money(_num(row.get('predicted_value')), currency)} "
+        f"(likely range {whole_money(_num(row.get('value_p10')), currency)} to "
+        f"{whole_money(_num(row.get('value_p90')), currency)}); "
+        f"{name('value_at_risk')} {whole_money(_num(row.get('value_at_risk')), currency)}.")
     drivers = [clean_text(d, 120) for d in _as_list(row.get("drivers"))]
     drivers = [d for d in drivers if d]
     if drivers:
@@ -212,6 +202,7 @@ def profile_metadata(row: Mapping) -> dict:
         "orders": int(_num(row.get("orders"))),
         "last_order_date": last_ts.date().isoformat() if last_ts is not None else "",
         "last_order_days": int((last_ts.normalize() - _EPOCH).days) if last_ts is not None else -1,
+        "at_risk": bool(row.get("at_risk")) if not pd.isna(row.get("at_risk", False)) else False,
     }
 
 

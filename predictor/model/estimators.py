@@ -20,7 +20,7 @@ from sklearn.metrics import log_loss
 from predictor.model.baselines import BGNBDGammaGamma, LastPeriodSpend, rfm_summary
 from predictor.errors import EvaluationWindowError, ValueDeskError
 from predictor.model.features import FEATURES, CustomerHistory, compute_features, compute_labels, day_start
-from predictor.model.metrics import normalized_gini
+from predictor.model.metrics import held_out_quality, normalized_gini
 
 BG_FEATURES = ["bg_expected_orders", "bg_p_alive", "bg_predicted_value", "bg_churn_risk", "last_period_value"]
 MODEL_FEATURES = FEATURES + BG_FEATURES
@@ -194,7 +194,7 @@ class CLVModel:
         self.validation = {"cutoff": str(val_cutoff.date()), "label_days": val_days, "rows": len(x_val)}
         v_depth, v_rounds, blended = self._choose_value_model(x_tr, y_tr, x_val, y_val_target, last_val)
         churn_val = ~y_val["ordered"].to_numpy()
-        c_depth, c_rounds, churn_loss = self._choose_churn_model(x_tr, y_tr, x_val, churn_val)
+        c_depth, c_rounds, churn_loss, val_churn = self._choose_churn_model(x_tr, y_tr, x_val, churn_val)
         self.params = {"value": {"max_depth": v_depth, "n_estimators": v_rounds},
                        "churn": {"max_depth": c_depth, "n_estimators": c_rounds}}
         self.validation_metrics = {
@@ -202,6 +202,9 @@ class CLVModel:
             "normalized_gini": normalized_gini(y_val_target, blended),
             "churn_log_loss": churn_loss,
             "blend_weight": self.blend_weight,
+            # What model_report says in words: the window's revenue share of the top 10% by prediction, and
+            # churn risk (before calibration, which is fitted on this same window) against no skill.
+            **held_out_quality(y_val["spend"].to_numpy(), blended, churn_val, val_churn),
         }
         self._fit_final(history, start, end)
         self.data_range = {"start": str(start.date()), "end": str(end.date())}
@@ -235,7 +238,7 @@ class CLVModel:
         self.total_scale = 1.0  # kept for artifact compatibility: totals are not rescaled
         return v_depth, v_rounds, self.blend_weight * val_pred + (1 - self.blend_weight) * last_val
 
-    def _choose_churn_model(self, x_tr, y_tr, x_val, churn_val) -> tuple[int, int, float]:
+    def _choose_churn_model(self, x_tr, y_tr, x_val, churn_val) -> tuple[int, int, float, np.ndarray]:
         """The churn model's depth and rounds by validation log loss, and its isotonic calibration."""
         cfg = self.config
         best = None
@@ -248,7 +251,7 @@ class CLVModel:
         loss, c_depth, c_rounds, val_prob = best
         # Isotonic calibration on the validation window (labels at the full horizon length when available).
         self.calibrator = IsotonicRegression(out_of_bounds="clip", y_min=0.005, y_max=0.995).fit(val_prob, churn_val)
-        return c_depth, c_rounds, float(loss)
+        return c_depth, c_rounds, float(loss), val_prob
 
     def _fit_final(self, history: CustomerHistory, start, end) -> None:
         """Final models, with the chosen settings, on every row whose labels end by `end`."""

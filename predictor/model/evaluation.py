@@ -98,5 +98,9 @@ def format_table(report: dict) -> str:
     xgb_metrics = report["models"]["xgboost"]
     lines.append(f"P10-P90 interval coverage: {xgb_metrics['interval_coverage_p10_p90']:.1%}; "
                  f"blend weight on the model vs last-period spend (chosen on validation): {xgb_metrics['blend_weight']:.1f}")
+    if xgb_metrics.get("baseline_brier") is not None and xgb_metrics.get("brier_improvement") is not None:
+        lines.append(f"Churn risk Brier {xgb_metrics['brier']:.3f} against {xgb_metrics['baseline_brier']:.3f} for "
+                     f"always guessing the period's churn rate ({xgb_metrics['churn_rate']:.1%}): "
+                     f"{xgb_metrics['brier_improvement']:.0%} smaller")
     lines.extend(f"warning: {w}" for w in report.get("warnings", []))
     return "\n".join(lines)

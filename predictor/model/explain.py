@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from predictor.figures import duration, name, pct, rhythm, times, whole_money
+
 # Features grouped into the ideas a marketer recognises; a group's contribution is the sum of its members'.
 DRIVER_GROUPS: dict[str, tuple[str, ...]] = {
     "recent_spend": ("spend_30d", "spend_90d", "spend_180d", "trend_90d", "orders_90d", "last_period_value"),
@@ -18,30 +20,47 @@ DRIVER_GROUPS: dict[str, tuple[str, ...]] = {
     "cancellations": ("cancel_share",),
     "season": ("spend_same_window_last_year",),
 }
+# Below this usual gap (in days) the "rhythm" is repeat orders within a few days, not a buying cycle.
+SHORT_GAP_DAYS = 7
 
 
-def _money(value: float, currency: str) -> str:
-    return f"{currency}{value:,.0f}"
+def _recency(row: pd.Series) -> str:
+    """How long since the last order, against the customer's own rhythm, as a marketer would say it.
+
+    A usual gap of a few days comes from repeat orders in one burst (same-day or next-day reorders), so
+    "372x their usual gap of 1 day" would only measure that burst: such customers get their old rhythm in
+    words instead, and any ratio beyond 10x reads "far longer than" rather than a silly multiple."""
+    recency, gap = row["recency_days"], row.get("mean_gap_days")
+    since = f"last order {duration(recency)} ago"
+    if pd.isna(gap) or gap <= 0:
+        return since
+    if gap < SHORT_GAP_DAYS:
+        return f"{since}; before that they ordered {rhythm(gap)}"
+    ratio = recency / gap
+    if ratio >= 10:
+        return f"{since}, far longer than their usual gap of {duration(gap)}"
+    if ratio >= 1.5:
+        return f"{since}, {times(ratio)} their usual gap of {duration(gap)}"
+    return f"{since}, within their usual gap of {duration(gap)}"
 
 
 def _phrase(group: str, row: pd.Series, currency: str) -> str:
     if group == "recent_spend":
         trend = row.get("trend_90d")
-        rate = f", {trend:.1f}x their usual rate" if pd.notna(trend) and trend > 0 else ""
-        return f"spent {_money(row['spend_90d'], currency)} in the last 90 days{rate}"
+        rate = f", {times(trend)} their usual rate" if pd.notna(trend) and trend > 0 else ""
+        return f"spent {whole_money(row['spend_90d'], currency)} in the last 90 days{rate}"
     if group == "frequency":
-        return f"{int(row['frequency'])} orders in {row['tenure_days'] / 30.4:.0f} months"
+        return f"{int(row['frequency'])} orders in {duration(row['tenure_days'])}"
     if group == "recency":
-        gap = row.get("mean_gap_days")
-        usual = f", {row['recency_days'] / gap:.1f}x their usual gap of {gap:.0f} days" if pd.notna(gap) and gap > 0 else ""
-        return f"last order {row['recency_days']:.0f} days ago{usual}"
+        return _recency(row)
     if group == "cadence":
         if pd.isna(row.get("mean_gap_days")):
             return "only one purchase day so far, no buying rhythm yet"
         regular = "regular" if pd.notna(row.get("gap_cv")) and row["gap_cv"] < 0.6 else "irregular"
-        return f"orders every {row['mean_gap_days']:.0f} days on average ({regular})"
+        return f"usually orders {rhythm(row['mean_gap_days'])} ({regular})"
     if group == "spend_level":
-        return f"lifetime spend {_money(row['monetary_total'], currency)}, average order {_money(row['aov'], currency)}"
+        return (f"{name('monetary_total')} {whole_money(row['monetary_total'], currency)} (before cancellations), "
+                f"{name('aov')} {whole_money(row['aov'], currency)}")
     if group == "breadth":
         if pd.isna(row.get("distinct_products")):
             if pd.isna(row.get("items_per_order")):
@@ -50,11 +69,11 @@ def _phrase(group: str, row: pd.Series, currency: str) -> str:
         cats = "" if pd.isna(row.get("distinct_categories")) else f" across {int(row['distinct_categories'])} categories"
         return f"buys {int(row['distinct_products'])} different products{cats}"
     if group == "tenure":
-        return f"customer for {row['tenure_days'] / 30.4:.0f} months"
+        return f"customer for {duration(row['tenure_days'])}"
     if group == "cancellations":
-        return f"cancelled {row['cancel_share']:.0%} of what they ordered"
+        return f"cancelled {pct(row['cancel_share'])} of what they ordered"
     if group == "season":
-        return f"spent {_money(row['spend_same_window_last_year'], currency)} in the same season last year"
+        return f"spent {whole_money(row['spend_same_window_last_year'], currency)} in the same season last year"
     raise KeyError(group)
 
 

@@ -44,12 +44,26 @@ def value_metrics(actual, predicted) -> dict:
 
 
 def churn_metrics(churned, churn_risk) -> dict:
+    """AUC and Brier score of churn risk, with the Brier score of the no-skill baseline (always the
+    period's churn rate) and how much smaller the model's is: the figures "better than a baseline" reads."""
     if churn_risk is None:
-        return {"churn_auc": None, "brier": None}
+        return {"churn_auc": None, "brier": None, "churn_rate": None, "baseline_brier": None,
+                "brier_improvement": None}
     churned = np.asarray(churned, bool)
     churn_risk = np.asarray(churn_risk, float)
-    return {"churn_auc": float(roc_auc_score(churned, churn_risk)),
-            "brier": float(brier_score_loss(churned, churn_risk))}
+    brier = float(brier_score_loss(churned, churn_risk))
+    rate = float(churned.mean()) if len(churned) else 0.0
+    baseline = rate * (1.0 - rate)  # Brier score of predicting `rate` for everyone
+    auc = float(roc_auc_score(churned, churn_risk)) if 0 < churned.sum() < len(churned) else None
+    return {"churn_auc": auc, "brier": brier, "churn_rate": rate, "baseline_brier": baseline,
+            "brier_improvement": 1.0 - brier / baseline if baseline > 0 else None}
+
+
+def held_out_quality(actual, predicted, churned, churn_risk) -> dict:
+    """What model_report puts in words, measured on a held-out time window: the share of the window's
+    revenue the top 10% by prediction brought in, and churn risk against the no-skill baseline."""
+    actual, predicted = np.asarray(actual, float), np.asarray(predicted, float)
+    return {"top_decile_capture": top_decile_capture(actual, predicted), **churn_metrics(churned, churn_risk)}
 
 
 def interval_coverage(actual, low, high) -> float:

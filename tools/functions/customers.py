@@ -11,6 +11,7 @@ import pandas as pd
 
 from predictor.customers.audience import TIERS
 from predictor.errors import ValueDeskError
+from predictor.figures import value_at_risk_explained
 from tools.deps import ToolDeps
 from tools.stores import CustomerStore, ToolFailure
 from tools.functions.filters import customer_filter
@@ -29,11 +30,12 @@ log = logging.getLogger(__name__)
 def find_customers(args: FindCustomersArgs, deps: ToolDeps) -> FindCustomersResult:
     """Find customers matching a filter, ranked, with their value, churn risk and tier.
 
-    Filter by tier, lifecycle stage, RFM segment, country, churn-risk range, predicted-value range and
-    days since the last order; rank by value_at_risk (default), predicted_value, historical_value,
-    churn_risk or customer_value, highest first. "Who are my at-risk top customers?" is one call:
-    tiers ["Platinum", "Gold"], min_churn_risk 0.5, sort_by "value_at_risk". Returns total_matching
-    and up to `limit` rows (default 20, max 500), each with its customer_id.
+    Filter by tier, lifecycle stage, RFM segment, country, at_risk, churn-risk range, predicted-value
+    range and days since the last order; rank by value_at_risk (default), predicted_value,
+    historical_value (lifetime revenue), churn_risk or customer_value, highest first. "Who are my
+    at-risk top customers?" is one call: tiers ["Platinum", "Gold"], at_risk true, sort_by
+    "value_at_risk". Returns total_matching and up to `limit` rows (default 20, max 500), each with its
+    customer_id. Value at risk is churn risk x value if retained, so it can exceed predicted value.
     """
     store = deps.customers
     sort_by = args.sort_by or "value_at_risk"
@@ -88,7 +90,8 @@ def _next_best_action(deps: ToolDeps, pos: int) -> tuple[NextBestAction | None, 
 
 def get_customer(args: GetCustomerArgs, deps: ToolDeps) -> CustomerDetail:
     """Everything about one customer: predicted value with its P10-P90 interval, churn risk, tier,
-    RFM segment, lifecycle stage, value at risk, expected next-order date, the top drivers behind the
+    RFM segment, lifecycle stage, value at risk (with value_at_risk_explained, the sentence that says
+    why, when it is above predicted value), expected next-order date, the top drivers behind the
     prediction in words, recent orders, suggested products and the next best action (the campaign
     playbook that fits them best). Look up ids with find_customers or search_profiles first.
     """
@@ -105,7 +108,10 @@ def get_customer(args: GetCustomerArgs, deps: ToolDeps) -> CustomerDetail:
     detail["next_best_action"], note = _next_best_action(deps, pos)
     detail["notes"] = [note] if note else []
     detail.setdefault("horizon_days", horizon_days(deps))
-    return CustomerDetail(**row, **detail, currency=deps.settings.currency_symbol)
+    currency = deps.settings.currency_symbol
+    # Said in the result, so every backend can explain a value at risk above predicted value the same way.
+    detail["value_at_risk_explained"] = value_at_risk_explained({**row, **detail}, currency)
+    return CustomerDetail(**row, **detail, currency=currency)
 
 
 # ---------------------------------------------------------------- segment_summary
