@@ -82,6 +82,9 @@ def test_at_risk_top_customers_are_all_at_risk_and_ranked_by_value_at_risk(regis
     # The same flag exports exactly the same people, and "not at risk" is the complement.
     export = ok(registry, "export_audience", {"at_risk": True})
     assert export["rows"] == int(_at_risk_by_hand(customers).sum())
+    exported = pd.read_csv(Path(export["path"]), dtype={"customer_id": str})
+    assert exported["at_risk"].tolist() == [True] * export["rows"]  # the CSV says so per row, for the import
+    assert set(exported["lifecycle"]) <= {"at risk", "lapsing"}
     rest = ok(registry, "find_customers", {"at_risk": False})
     assert rest["total_matching"] == len(customers) - export["rows"]
     res = registry.call("find_customers", {"at_risk": "maybe"})

@@ -19,7 +19,7 @@ from predictor.atomic import atomic_path
 from predictor.campaigns.catalogue import CampaignError, closest_hint
 from predictor.campaigns.planning import CampaignPlan
 
-AUDIENCE_COLUMNS = ("customer_id", "tier", "campaign", "offer", "products", "expected_value")
+AUDIENCE_COLUMNS = ("customer_id", "tier", "lifecycle", "at_risk", "campaign", "offer", "products", "expected_value")
 
 
 def _products_text(value: Any, sep: str) -> str:
@@ -32,6 +32,17 @@ def _products_text(value: Any, sep: str) -> str:
 
 def _tier_text(tier: Any) -> str:
     return "" if tier is None or tier is pd.NA or (isinstance(tier, float) and math.isnan(tier)) else str(tier)
+
+
+def _flag_text(flag: Any) -> str:
+    """The at_risk flag as an import tool reads it: true, false, or empty when unknown."""
+    if flag is None or flag is pd.NA or (isinstance(flag, float) and math.isnan(flag)):
+        return ""
+    return "true" if bool(flag) else "false"
+
+
+# The customer columns an export row carries besides its campaign: (table column, CSV text).
+_LABELS = (("tier", _tier_text), ("lifecycle", _tier_text), ("at_risk", _flag_text))
 
 
 _EXPORT_CHUNK = 10_000
@@ -50,10 +61,10 @@ def _audience_rows(plan_or_customers: CampaignPlan | pd.DataFrame, customers: pd
 
 
 def _tier_lookup(frame: pd.DataFrame | None) -> pd.DataFrame | None:
-    """Tier (and suggested products when present) by customer id, one row per id."""
+    """Tier, lifecycle, at_risk (and suggested products when present) by customer id, one row per id."""
     if frame is None:
         return None
-    cols = ["tier"] + (["suggested_products"] if "suggested_products" in frame else [])
+    cols = [c for c, _ in _LABELS if c in frame] + (["suggested_products"] if "suggested_products" in frame else [])
     lookup = frame.assign(customer_id=frame["customer_id"].astype(str)).set_index("customer_id")[cols]
     return lookup[~lookup.index.duplicated()]
 
@@ -72,15 +83,21 @@ def _plan_rows(plan: CampaignPlan, lookup: pd.DataFrame | None, *, products: Map
             for start in range(0, len(ids), _EXPORT_CHUNK):
                 part = ids[start:start + _EXPORT_CHUNK]
                 sub = lookup.reindex(part) if lookup is not None else None
-                tiers = sub["tier"].tolist() if sub is not None else [None] * len(part)
+                labels = _label_columns(sub, len(part))
                 found = (sub["suggested_products"].tolist() if sub is not None and "suggested_products" in sub
                          else [None] * len(part))
-                for cid, value, tier, prods in zip(part, values[start:start + _EXPORT_CHUNK], tiers, found):
+                for i, (cid, value, prods) in enumerate(zip(part, values[start:start + _EXPORT_CHUNK], found)):
                     if products is not None:
                         prods = products.get(cid)
-                    yield {"customer_id": cid, "tier": _tier_text(tier), "campaign": name, "offer": offer,
-                           "products": _products_text(prods, product_separator),
+                    yield {"customer_id": cid, **{c: column[i] for c, column in labels.items()}, "campaign": name,
+                           "offer": offer, "products": _products_text(prods, product_separator),
                            "expected_value": round(float(value), 2)}
+
+
+def _label_columns(sub: pd.DataFrame | None, n: int) -> dict[str, list[str]]:
+    """Each label column of a looked-up chunk as CSV text (empty where the table lacks it)."""
+    return {c: [text(v) for v in sub[c].tolist()] if sub is not None and c in sub else [""] * n
+            for c, text in _LABELS}
 
 
 def _frame_rows(frame: pd.DataFrame, *, products: Mapping[str, Sequence[str]] | None,
@@ -91,7 +108,7 @@ def _frame_rows(frame: pd.DataFrame, *, products: Mapping[str, Sequence[str]] | 
             cid = str(rec["customer_id"])
             prods = products.get(cid) if products is not None else rec.get("suggested_products")
             value = rec.get(value_col) if value_col else None
-            yield {"customer_id": cid, "tier": _tier_text(rec.get("tier")), "campaign": "", "offer": "",
+            yield {"customer_id": cid, **{c: text(rec.get(c)) for c, text in _LABELS}, "campaign": "", "offer": "",
                    "products": _products_text(prods, product_separator),
                    "expected_value": round(float(value), 2) if value is not None and pd.notna(value) else ""}
 
