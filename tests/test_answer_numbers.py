@@ -265,3 +265,12 @@ def test_no_driver_of_a_real_customer_has_a_silly_ratio(customers):
     for _, row in burst.iterrows():
         text = explain._recency({"recency_days": row["recency_days"], "mean_gap_days": row["mean_gap_days"]})
         assert "before that they ordered" in text and "x their" not in text
+
+
+def test_an_empty_list_names_the_step_that_emptied_it(registry):
+    result, text = answer(registry, "find_customers", {"tiers": ["Platinum"], "min_value": 1e12})
+    platinum = result["narrowing"][1]["customers"]
+    assert text == (f"No Platinum customers with predicted value at least {money(1e12, '£')} match. Of "
+                    f"{result['narrowing'][0]['customers']:,} customers, {platinum:,} pass tier in Platinum; none "
+                    "of those passes predicted value at least 1,000,000,000,000. Relax 'predicted value at least "
+                    "1,000,000,000,000' to see the nearest customers.")

@@ -90,6 +90,15 @@ def test_at_risk_flag_takes_only_true_or_false(customers):
     assert [c.label() for c in CustomerFilter(at_risk=True).conditions()] == ["at risk"]
 
 
+def test_conditions_read_as_a_marketer_says_them():
+    labels = [c.label() for c in parse_conditions({
+        "churn_risk": {">=": 0.5}, "min_value": 1500, "recency_days": {"<=": 30}, "min_recency_days": 90,
+        "last_order_date": {"<": "2011-06-01"}, "historical_value": {">": 99.5}, "at_risk": False})]
+    assert labels == ["churn risk at least 50%", "predicted value at least 1,500", "an order within the last 30 days",
+                      "no order for at least 90 days", "last order date before 2011-06-01",
+                      "lifetime revenue above 99.5", "not at risk"]
+
+
 def test_narrowing_counts_each_step_like_pandas(customers):
     table = AudienceTable(customers)
     steps = table.narrowing(CustomerFilter(tiers=["Gold", "Platinum"], at_risk=True, countries=["Germany"]))

@@ -87,6 +87,15 @@ def test_at_risk_top_customers_are_all_at_risk_and_ranked_by_value_at_risk(regis
     assert set(exported["lifecycle"]) <= {"at risk", "lapsing"}
     rest = ok(registry, "find_customers", {"at_risk": False})
     assert rest["total_matching"] == len(customers) - export["rows"]
+    # An empty list says which step emptied it, counting like pandas.
+    empty = ok(registry, "find_customers", {"tiers": ["Platinum"], "at_risk": True, "min_value": 1e12})
+    platinum = customers["tier"] == "Platinum"
+    assert empty["total_matching"] == 0 and empty["narrowing"] == [
+        {"step": "all customers", "customers": len(customers)},
+        {"step": "tier in Platinum", "customers": int(platinum.sum())},
+        {"step": "predicted value at least 1,000,000,000,000", "customers": 0},
+        {"step": "at risk", "customers": 0}]
+    assert ok(registry, "find_customers", {"tiers": ["Platinum"]})["narrowing"] is None
     res = registry.call("find_customers", {"at_risk": "maybe"})
     assert not res.ok and res.error.code == "invalid_arguments"
 

@@ -119,6 +119,11 @@ class FindCustomersArgs(FilterArgs):
                               description=f"How many customers to return (default {DEFAULT_LIMIT}, max {MAX_LIMIT}).")
 
 
+class FilterStep(Out):
+    step: str = Field(description="One filter condition as a marketer reads it, e.g. 'tier in Platinum', 'at risk'.")
+    customers: int = Field(description="Customers left after this step and every step before it.")
+
+
 class FindCustomersResult(Out):
     total_matching: int = Field(description="How many customers pass the filter.")
     returned: int
@@ -126,6 +131,9 @@ class FindCustomersResult(Out):
     currency: str
     horizon_days: int | None = None
     customers: list[CustomerRow]
+    narrowing: list[FilterStep] | None = Field(
+        None, description="Only when no customer matches: how many remained after each filter step, so the "
+                          "step that emptied the list (and what to relax) is visible.")
 
 
 # ---------------------------------------------------------------- get_customer

@@ -81,7 +81,7 @@ def find_customers(result: dict, args: dict, settings: Settings) -> str:
     who = describe_filter(args, cur)
     total, rows = result["total_matching"], result["customers"]
     if total == 0:
-        return f"No {who} match. Try a wider filter (another tier, country or a lower churn threshold)."
+        return f"No {who} match." + _narrowing_text(result.get("narrowing"))
     sort_by = result.get("sort_by", "value_at_risk")
     shown = rows[:MAX_ROWS_SHOWN]
     if total == 1:
@@ -96,6 +96,22 @@ def find_customers(result: dict, args: dict, settings: Settings) -> str:
     if result.get("horizon_days"):
         lines.append(f"Predicted value and churn risk cover the next {result['horizon_days']} days.")
     return "\n".join(lines)
+
+
+def _narrowing_text(steps: list[dict[str, Any]] | None) -> str:
+    """Which filter step emptied the list: "Of 4,333 customers, 43 pass tier in Platinum; none of those
+    passes at risk." and what to relax."""
+    if not steps:
+        return " Try a wider filter (another tier, country or a lower churn threshold)."
+    first, *rest = steps
+    kept = [f"{s['customers']:,} pass {s['step']}" for s in rest if s["customers"] > 0]
+    empty = next((s["step"] for s in rest if s["customers"] == 0), None)
+    text = f" Of {first['customers']:,} customers, " + ("; then ".join(kept) if kept else "none")
+    if empty and kept:
+        text += f"; none of those passes {empty}."
+    elif empty:
+        text = f" Of {first['customers']:,} customers, none passes {empty}."
+    return text + (f" Relax '{empty}' to see the nearest customers." if empty else "")
 
 
 def segment_summary(result: dict, args: dict, settings: Settings) -> str:

@@ -20,6 +20,7 @@ import pandas as pd
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from predictor.errors import ValueDeskError
+from predictor.figures import GLOSSARY, name
 
 TIERS = ("Platinum", "Gold", "Silver", "Bronze")
 LIFECYCLE_STAGES = ("new", "active", "at risk", "lapsing", "lapsed")
@@ -84,12 +85,28 @@ class Condition:
     value: Any
 
     def label(self) -> str:
-        """How a marketer reads it in an explanation, e.g. "tier in Gold, Platinum", "churn_risk >= 0.5"."""
-        if isinstance(self.value, tuple):
-            return f"{self.field} {self.op} {', '.join(self.value)}"
+        """How a marketer reads it in an explanation: "tier in Gold, Platinum", "churn risk at least 50%",
+        "no order for at least 90 days" (figure names from the one glossary, predictor.figures)."""
         if self.field == "at_risk":
             return "at risk" if (self.op == "==") == bool(self.value) else "not at risk"
-        return f"{self.field} {self.op} {self.value:g}" if isinstance(self.value, float) else f"{self.field} {self.op} {self.value}"
+        if isinstance(self.value, tuple):
+            return f"{self.field} {self.op} {', '.join(self.value)}"
+        if self.field == "recency_days" and self.op in (">", ">="):
+            return f"no order for {'more than' if self.op == '>' else 'at least'} {self.value:g} days"
+        if self.field == "recency_days" and self.op in ("<", "<="):
+            return f"an order within the last {self.value:g} days"
+        words = {"==": "equal to", "!=": "not", ">": "above", ">=": "at least", "<": "below", "<=": "at most"}
+        if FILTER_FIELDS[self.field][1] == "date":
+            words = {**words, ">": "after", ">=": "on or after", "<": "before", "<=": "on or before"}
+        field = name(self.field) if self.field in GLOSSARY else self.field.replace("_", " ")
+        return f"{field} {words[self.op]} {self._value_text()}"
+
+    def _value_text(self) -> str:
+        if FILTER_FIELDS[self.field][1] == "date":
+            return pd.Timestamp(int(self.value)).date().isoformat()
+        if self.field == "churn_risk":
+            return f"{self.value * 100:g}%"
+        return f"{self.value:,.2f}".rstrip("0").rstrip(".")
 
 
 def canonical_names(values: list[str] | None, allowed: tuple[str, ...], field: str) -> list[str] | None:

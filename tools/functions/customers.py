@@ -39,12 +39,17 @@ def find_customers(args: FindCustomersArgs, deps: ToolDeps) -> FindCustomersResu
     """
     store = deps.customers
     sort_by = args.sort_by or "value_at_risk"
-    idx, total = store.top(customer_filter(args, deps), sort_by, args.limit or DEFAULT_LIMIT)
+    flt = customer_filter(args, deps)
+    idx, total = store.top(flt, sort_by, args.limit or DEFAULT_LIMIT)
     rows = row_reader(deps).rows(idx, ROW_FIELDS)
+    narrowing = None
+    if total == 0:  # say which step emptied the list, in the filter's own order
+        narrowing = [{"step": "all customers", "customers": store.n}] + [
+            {"step": step, "customers": n} for step, n in store.audience.narrowing(flt)]
     # Validated in one pydantic-core pass (faster than constructing each row model in Python).
     return FindCustomersResult.model_validate({
         "total_matching": total, "returned": len(rows), "sort_by": sort_by, "currency": deps.settings.currency_symbol,
-        "horizon_days": horizon_days(deps), "customers": rows})
+        "horizon_days": horizon_days(deps), "customers": rows, "narrowing": narrowing})
 
 
 # ---------------------------------------------------------------- get_customer
