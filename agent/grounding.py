@@ -108,9 +108,21 @@ def claims(answer: str) -> list[tuple[str, float, int, str]]:
     return out
 
 
+# "under 1%" / "over 99%" (predictor.figures.pct): a bound, grounded by a share beyond it, not a rounding.
+BOUNDED_PCT = re.compile(r"\b(under|below|less than|over|above|more than) (\d+(?:\.\d+)?)%")
+
+
+def _within_bound(word: str, bound: float, numbers: Iterable[float]) -> bool:
+    below = word in ("under", "below", "less than")
+    return any(0 < n * 100 < bound if below else bound < n * 100 < 100 for n in numbers if 0 < n < 1)
+
+
 def unverified(answer: str, evidence: Evidence) -> list[str]:
     """Figures, ids and dates in `answer` that no tool output (or the user's message) contains."""
     bad: list[str] = []
+    for m in list(BOUNDED_PCT.finditer(answer)):
+        if _within_bound(m[1], float(m[2]), evidence.numbers):
+            answer = answer.replace(m.group(0), m[1], 1)
     for date in DATE.findall(answer):
         if date[:10] not in evidence.text:
             bad.append(date)

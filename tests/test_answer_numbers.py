@@ -274,3 +274,15 @@ def test_an_empty_list_names_the_step_that_emptied_it(registry):
                     f"{result['narrowing'][0]['customers']:,} customers, {platinum:,} pass tier in Platinum; none "
                     "of those passes predicted value at least 1,000,000,000,000. Relax 'predicted value at least "
                     "1,000,000,000,000' to see the nearest customers.")
+
+
+@pytest.mark.parametrize("text, evidence, grounded", [
+    ("3 customers (under 1%)", [3, 0.002], True),     # a share of 0.2% is under 1%: a bound, not a rounding
+    ("churn risk over 99%", [0.996], True),
+    ("3 customers (under 1%)", [3, 0.2], False),      # 20% is not under 1%
+    ("churn risk over 99%", [0.42], False),
+    ("under 1% of revenue", [0.0], False),            # exactly nothing is "0%", never "under 1%"
+])
+def test_both_grounding_checks_read_under_and_over_as_bounds(text, evidence, grounded):
+    assert (groundedness(text, Evidence().add(evidence)).ungrounded == []) is grounded
+    assert (grounding.unverified(text, grounding.evidence_from([evidence])) == []) is grounded

@@ -132,10 +132,24 @@ class Grounding(BaseModel):
     ungrounded: list[str]
 
 
+# "under 1%" / "over 99%": a bound, not a rounding (predictor.figures.pct writes them for shares beyond it).
+_BOUNDED_PCT = re.compile(r"\b(under|below|less than|over|above|more than) (\d+(?:\.\d+)?)%")
+
+
+def _bound_holds(word: str, bound: float, candidates: Iterable[float]) -> bool:
+    """Some evidence share (0..1) lies strictly beyond the bound on the stated side, and inside 0..100%."""
+    below = word in ("under", "below", "less than")
+    return any(0 < c * 100 < bound if below else bound < c * 100 < 100 for c in candidates if 0 < c < 1)
+
+
 def groundedness(answer: str, evidence: Evidence) -> Grounding:
     """Count the figures and dates in `answer` and list those the evidence does not back."""
     bad: list[str] = []
     total = 0
+    for m in list(_BOUNDED_PCT.finditer(answer)):
+        if _bound_holds(m[1], float(m[2]), evidence.numbers):
+            total += 1
+            answer = answer.replace(m.group(0), m[1], 1)  # grounded as a bound; not re-read as a rounding
     for shown, iso in _date_claims(answer):
         total += 1
         if not any(d.startswith(iso) for d in evidence.dates):
