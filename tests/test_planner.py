@@ -45,6 +45,16 @@ def test_numbers_to_digits_handles_money_shorthand():
     assert numbers_to_digits("£2k budget and 1,500 pounds, 3 grand, 1.5k") == "£2000 budget and 1500 pounds, 3000, 1500"
 
 
+@pytest.mark.parametrize("text,digits", [
+    ("we can put two grand into it", "we can put 2000 into it"), ("fifteen hundred pounds", "1500 pounds"),
+    ("a thousand quid", "1000 quid"), ("top twenty-five", "top 25"),
+    # words that are no amounts stay words: pronouns, ordinals of a list, plural number words
+    ("the gold ones", "the gold ones"), ("a second order", "a second order"),
+    ("hundreds of customers", "hundreds of customers")])
+def test_number_words_are_read_by_text2num_around_the_planner_phrases(text, digits):
+    assert numbers_to_digits(text) == digits
+
+
 @pytest.mark.parametrize("question,tool,expected", [
     ("display the thirty clients with the highest future spend", "find_customers",
      {"limit": 30, "sort_by": "predicted_value"}),
@@ -52,7 +62,8 @@ def test_numbers_to_digits_handles_money_shorthand():
      {"tiers": ["Silver"], "countries": ["Italy"], "lifecycle": ["lapsing"]}),
     ("custmers in germny with churn risk above 60 percent", "find_customers",
      {"countries": ["Germany"], "min_churn_risk": 0.6}),
-    ("who has not ordered for three months", "find_customers", {"min_recency_days": 90}),
+    # three calendar months back from the data's as-of date (dateparser), not 3 x 30 days
+    ("who has not ordered for three months", "find_customers", {"min_recency_days": pytest.approx(91, abs=1.5)}),
     ("clients that bought something in the past two weeks", "find_customers", {"max_recency_days": 14}),
     ("I want see Swiss customers, the potential loyalists", "find_customers",
      {"countries": ["Switzerland"], "segments": ["Potential Loyalist"]}),
@@ -68,7 +79,7 @@ def test_numbers_to_digits_handles_money_shorthand():
     ("put the hibernating customers in a spreadsheet", "export_audience", {"segments": ["Hibernating"]}),
     ("how trustworthy are your predictions", "model_report", {}),
     ("which platinum shoppers look like they are drifting away", "find_customers",
-     {"tiers": ["Platinum"], "min_churn_risk": 0.5}),
+     {"tiers": ["Platinum"], "at_risk": True}),
     ("ranking of customers by all-time revenue, top fourty", "find_customers",
      {"limit": 40, "sort_by": "historical_value"}),
     ("how much is at stake among lapsing clients", "segment_summary", {"lifecycle": ["lapsing"]}),
@@ -153,6 +164,16 @@ def test_stages_read_countries_ids_and_dates_from_the_facts(planner_on_fixed_fac
     assert args["countries"] == ["Germany", "Narnia"]
 
 
+def test_recency_is_counted_back_from_the_data_as_of_date(planner_on_fixed_facts):
+    """dateparser reads relative and written dates against the facts' as-of date (9 Dec 2011), not today."""
+    ask = planner_on_fixed_facts.plan
+    assert one_call(ask("clients who have not ordered since the first of September 2011", []))[1] == \
+        {"min_recency_days": 99}
+    assert one_call(ask("customers who haven't bought in six months", []))[1] == {"min_recency_days": 183}
+    assert one_call(ask("who ordered in the last fortnight", []))[1] == {"max_recency_days": 14}
+    assert one_call(ask("customers who ordered since november", []))[1] == {"max_recency_days": 38}
+
+
 @pytest.mark.parametrize("text,day", [
     ("2011-08-19", datetime(2011, 8, 19)), ("3rd of march, 2011", datetime(2011, 3, 3)),
     ("march 3rd, 2011", datetime(2011, 3, 3)), ("may 2011", datetime(2011, 5, 1)),
@@ -160,3 +181,122 @@ def test_stages_read_countries_ids_and_dates_from_the_facts(planner_on_fixed_fac
     ("5 monday 2011", None), ("5 of 2011", None)])
 def test_parse_date(text, day):
     assert parse_date(text) == day
+
+
+# ------------------------------------------------------------------ issue 15: generalisation by design
+
+
+@pytest.mark.parametrize("question,expected", [
+    ("custmers at risk in frnace pls", {"countries": ["France"], "at_risk": True}),
+    ("show the platnum clients from germny", {"tiers": ["Platinum"], "countries": ["Germany"]}),
+    ("which cutomers are champoins", {"segments": ["Champions"]}),
+    ("give me a list of the cant loose them people", {"segments": ["Can't Lose Them"]}),
+    ("the potental loyalists in belgum", {"segments": ["Potential Loyalist"], "countries": ["Belgium"]}),
+    ("silvr customers who are lapsng", {"tiers": ["Silver"], "lifecycle": ["lapsing"]}),
+])
+def test_entity_typos_resolve_against_the_data_values(planner, question, expected):
+    name, args = one_call(planner.plan(question, []))
+    assert name == "find_customers"
+    assert {k: args.get(k) for k in expected} == expected, args
+
+
+@pytest.mark.parametrize("question,absent", [
+    ("which customers buy champagne flutes?", ("segments", "countries", "tiers")),
+    ("customers who love spanish tapas bowls", ("segments", "tiers"))])
+def test_unrelated_words_do_not_become_entities(planner, question, absent):
+    name, args = one_call(planner.plan(question, []))
+    assert name == "search_profiles"
+    assert not any(k in args for k in absent), args
+
+
+def test_product_words_come_from_the_data(agent_embedder):
+    """A product phrase is recognised because the data's product names hold it, not from a word list."""
+    settings = make_settings(agent_data_dir())
+    model = IntentModel(settings, embedder=agent_embedder)
+    with_owls = Planner(settings, StaticFacts(product_names=("OWL DOORSTOP",)), intent_model=model)
+    without = Planner(settings, StaticFacts(product_names=("RED RETROSPOT BAG",)), intent_model=model)
+    question = "who are the biggest doorstop buyers?"
+    assert one_call(with_owls.plan(question, [])) == ("search_profiles", {"query": "doorstop"})
+    assert without.plan(question, []).calls != [{"name": "search_profiles", "args": {"query": "doorstop"}}]
+
+
+@pytest.mark.parametrize("question,tool,expected", [
+    # a list naming a segment is a list, never a summary or an unrequested export
+    ("list the champions", "find_customers", {"segments": ["Champions"]}),
+    ("show me my hibernating customers", "find_customers", {"segments": ["Hibernating"]}),
+    ("champions in France", "find_customers", {"segments": ["Champions"], "countries": ["France"]}),
+    # product interest is a profile search with the product phrase as the query
+    ("who are the big candle buyers?", "search_profiles", {"query": "candle"}),
+    ("which customers are into tea sets", "search_profiles", {"query": "tea sets"}),
+    ("our biggest fans of paper lanterns", "search_profiles", {"query": "paper lanterns"}),
+    # a grouping dimension as the subject is a summary grouped by it
+    ("which countries hold the most predicted value?", "segment_summary", {"group_by": "country"}),
+    ("what tier carries the most value at risk", "segment_summary", {"group_by": "tier"}),
+    ("which markets bring in the most revenue", "segment_summary", {"group_by": "country"}),
+    # budgets written loosely
+    ("plan a retention campaign with a 1000 budget", "recommend_campaigns", {"budget": 1000, "goal": "retain"}),
+    ("win back lapsed customers, budget 1500", "recommend_campaigns", {"budget": 1500, "goal": "win_back"}),
+    ("I have 800 to spend on reactivating dormant buyers", "recommend_campaigns", {"budget": 800}),
+    ("how can we cut churn among VIPs", "recommend_campaigns", {"goal": "retain", "tiers": ["Platinum", "Gold"]}),
+])
+def test_issue15_failure_classes(planner, question, tool, expected):
+    name, args = one_call(planner.plan(question, []))
+    assert name == tool, (name, args)
+    assert {k: args.get(k) for k in expected} == expected, args
+
+
+@pytest.mark.parametrize("question", ["which of our products sell the best?", "what's the best weekday to email them",
+                                      "how is revenue trending month by month"])
+def test_in_scope_asks_no_tool_answers_get_the_closest_options(planner, question):
+    plan = planner.plan(question, [])
+    assert plan.kind == "clarify" and plan.calls == []
+    assert "closest things I can do" in plan.text and plan.text.count(";") >= 2
+
+
+def _history(*turns: tuple[Plan, list]) -> list[dict]:
+    return [_turn(plan, results) for plan, results in turns]
+
+
+def test_follow_up_that_changes_tool_keeps_the_audience_and_the_intent(planner):
+    first = planner.plan("show me the customers who are slipping away", [])
+    assert one_call(first)[1] == {"at_risk": True}
+    name, args = one_call(planner.plan("draft a campaign for them with £2k", [_turn(first)]))
+    assert name == "recommend_campaigns" and args["at_risk"] is True and args["budget"] == 2000
+    assert args["goal"] in ("retain", "win_back")
+    vips = planner.plan("Who are my at-risk top customers?", [])
+    name, args = one_call(planner.plan("plan something to keep them", [_turn(vips)]))
+    assert (name, args["goal"], args["tiers"]) == ("recommend_campaigns", "retain", ["Platinum", "Gold"])
+    lapsed = planner.plan("show me lapsed customers", [])
+    name, args = one_call(planner.plan("what would win them back?", [_turn(lapsed)]))
+    assert (name, args["goal"], args["lifecycle"]) == ("recommend_campaigns", "win_back", ["lapsed"])
+    campaign = planner.plan("plan a retention campaign for gold customers", [])
+    name, args = one_call(planner.plan("with 3k instead", [_turn(campaign)]))
+    assert (name, args["budget"], args["goal"], args["tiers"]) == ("recommend_campaigns", 3000, "retain", ["Gold"])
+
+
+def test_follow_ups_that_refer_back_carry_the_context(planner):
+    first = planner.plan("at-risk customers in Belgium", [])
+    for question, expected in [("same for Spain", {"at_risk": True, "countries": ["Spain"]}),
+                               ("and in Germany?", {"at_risk": True, "countries": ["Germany"]}),
+                               ("what about Gold?", {"at_risk": True, "countries": ["Belgium"], "tiers": ["Gold"]}),
+                               ("which of those are silver", {"at_risk": True, "tiers": ["Silver"]})]:
+        name, args = one_call(planner.plan(question, [_turn(first)]))
+        assert name == "find_customers" and {k: args.get(k) for k in expected} == expected, (question, args)
+    summary = planner.plan("break down customers by country", [])
+    assert one_call(planner.plan("list them", [_turn(summary)]))[0] == "find_customers"
+    lookup = planner.plan("tell me about customer 12347", [])
+    assert one_call(planner.plan("what should we offer them?", [_turn(lookup)])) == \
+        ("get_customer", {"customer_id": "12347"})
+
+
+@pytest.mark.parametrize("question,tool,own", [
+    ("list the champions", "find_customers", {"segments": ["Champions"]}),
+    ("how many customers are lapsed?", "segment_summary", {"lifecycle": ["lapsed"]}),
+    ("which countries hold the most predicted value?", "segment_summary", {"group_by": "country"}),
+    ("customers in Austria", "find_customers", {"countries": ["Austria"]}),
+])
+def test_a_standalone_question_never_inherits_the_previous_filter(planner, question, tool, own):
+    first = planner.plan("show gold customers in France sorted by churn risk", [])
+    name, args = one_call(planner.plan(question, [_turn(first)]))
+    assert name == tool and {k: args.get(k) for k in own} == own
+    assert "tiers" not in args and args.get("countries", []) != ["France"], args

@@ -26,6 +26,20 @@ BUDGET = [
     re.compile(r"(?:with|have|spend|for|of|got|use)\s(?:only |just |about )?" + SIGN + r"(?:£|\$|€)\s?-?" + AMOUNT),
     re.compile(r"(?:£|\$|€)\s?-?" + AMOUNT),
 ]
+# A bare number is a budget only where the words around it say so ("a 1000 budget", "1000 to spend"),
+# or after a spending verb in campaign talk ("we can put 2000 into it"): elsewhere it is a count, an id
+# or a threshold.
+LOOSE_BUDGET = [
+    re.compile(r"\b" + SIGN + AMOUNT + r"\s?(?:pound |euro |dollar )?(?:marketing |promo |campaign )?budget\b"),
+    re.compile(r"\b" + SIGN + AMOUNT + r"\s(?:to spend|to play with|to invest|at our disposal)\b"),
+]
+SPEND_VERB_BUDGET = re.compile(r"\b(?:spend|put|invest|allocate|afford|use)\s(?:up to |about |around |only |just )?" + SIGN + AMOUNT
+               + r"\b(?!\s?(?:%|percent|customers|clients|days|weeks|months|years))")
+# After a campaign plan, an amount on its own is its new budget ("with 3000 instead", "what about 500?").
+FOLLOW_UP_BUDGET = re.compile(r"^(?:and |but |ok |okay |so |now )?(?:(?:what|how) about |with |try |make it |make that |"
+                              r"use |for )?(?:only |just )?" + SIGN + AMOUNT + r"(?: instead| then| please)?\W*$")
+CAMPAIGN_TALK = re.compile(r"campaign|promo|promotion|budget|win.?back|reactivat|retention|retain|offer|discount|"
+                           r"voucher|cross-?sell|upsell|upgrade|bring\w*(?: \w+){0,3} back|come back|\bplan\b")
 
 
 def signed_amount(text: str, match: re.Match, group: int) -> float:
@@ -34,8 +48,9 @@ def signed_amount(text: str, match: re.Match, group: int) -> float:
     return -value if SIGN_BEFORE.search(text[:match.start(group)]) else value
 
 
-def money_slots(text: str, raw: str, facts: PlannerFacts) -> dict[str, Any]:
-    """min_value / max_value, budget, and `problems`: why a stated amount cannot be used."""
+def money_slots(text: str, raw: str, facts: PlannerFacts, campaign: bool = False) -> dict[str, Any]:
+    """min_value / max_value, budget, and `problems`: why a stated amount cannot be used. `campaign`: the
+    question follows a campaign plan, so a bare amount ("with 3000 instead") is its budget."""
     slots = _value_band(text)
     problems: list[str] = []
     for key in ("min_value", "max_value"):
@@ -46,6 +61,12 @@ def money_slots(text: str, raw: str, facts: PlannerFacts) -> dict[str, Any]:
                                if value < 0 else "it is not a finite amount."))
             slots.pop(key)
     budget = next((m for m in (p.search(text) for p in BUDGET) if m), None)
+    if budget is None:
+        budget = next((m for m in (p.search(text) for p in LOOSE_BUDGET) if m), None)
+    if budget is None and (campaign or CAMPAIGN_TALK.search(text)):
+        budget = SPEND_VERB_BUDGET.search(text)
+    if budget is None and campaign:
+        budget = FOLLOW_UP_BUDGET.search(text)
     if budget and not ("min_value" in slots or "max_value" in slots):
         value = signed_amount(text, budget, 1)
         problem = budget_problem(value, budget.group(1), raw, facts)

@@ -1,14 +1,19 @@
 """What the planner needs to know about the data, behind one small interface.
 
-The planner's stages read countries, the as-of date, customer ids and the vocabulary of tiers,
-lifecycle stages and RFM segments from a `PlannerFacts`, never from the tools' internals: a test can
-hand it fixed facts (`StaticFacts`), and the tool registry's build is read in one place
-(`RegistryFacts`), so a change to how the tools hold their tables touches this module only.
+The planner's stages read countries, the as-of date, customer ids, the tiers, lifecycle stages and RFM
+segments the data has, its product categories and the words of its product names from a
+`PlannerFacts`, never from the tools' internals: a test can hand it fixed facts (`StaticFacts`), and
+the tool registry's build is read in one place (`RegistryFacts`), so a change to how the tools hold
+their tables touches this module only. Entity values in a question are resolved against these values
+(agent.planner.entities), so a shop with other countries or categories needs no planner change.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -37,6 +42,12 @@ class PlannerFacts(Protocol):
     def is_customer_id(self, token: str) -> bool:
         """Whether the token is the id of a customer in the table."""
 
+    def categories(self) -> list[str]:
+        """The product categories customers buy from (their top categories), sorted; may be empty."""
+
+    def product_terms(self) -> frozenset[str]:
+        """The words of the data's product names and categories (lower case, singular and plural)."""
+
 
 @dataclass
 class StaticFacts:
@@ -50,9 +61,17 @@ class StaticFacts:
     tiers: tuple[str, ...] = tuple(TIERS)
     lifecycle_stages: tuple[str, ...] = tuple(LIFECYCLE_STAGES)
     segments: tuple[str, ...] = tuple(RFM_SEGMENTS)
+    category_names: tuple[str, ...] = ()
+    product_names: tuple[str, ...] = ()
 
     def countries(self) -> list[str]:
         return sorted(self.country_names)
+
+    def categories(self) -> list[str]:
+        return sorted(self.category_names)
+
+    def product_terms(self) -> frozenset[str]:
+        return product_words([*self.product_names, *self.category_names])
 
     def as_of(self) -> datetime | None:
         return self.as_of_date
@@ -62,35 +81,78 @@ class StaticFacts:
 
 
 class RegistryFacts:
-    """The facts of the tool registry's customers table. The country list is read once; the as-of
-    date once it is known; ids are looked up in the registry's current build every time."""
+    """The facts of the tool registry's build. Names (countries, tiers, stages, segments, categories,
+    product words) are read once per customers or transactions table, so a build switch brings its own;
+    the as-of date once it is known; ids are looked up in the registry's current build every time."""
 
     def __init__(self, registry: Any, currency_symbol: str):
         self._registry = registry
         self.currency_symbol = currency_symbol
         self.max_budget = MAX_BUDGET
-        self.tiers = tuple(TIERS)
-        self.lifecycle_stages = tuple(LIFECYCLE_STAGES)
-        self.segments = tuple(RFM_SEGMENTS)
-        self._countries: list[str] | None = None
-        self._countries_of: Any = None  # the customers table they were read from
+        self._read: dict[str, tuple[Any, Any]] = {}  # name -> (the table it was read from, value)
         self._as_of: datetime | None = None
 
     def _customers(self) -> Any:
         return self._registry.deps.customers
 
+    def _per_table(self, name: str, table: Any, read: Any) -> Any:
+        """`read(table)`, cached until the table changes."""
+        cached = self._read.get(name)
+        if cached is None or cached[0] is not table:
+            cached = self._read[name] = (table, read(table))
+        return cached[1]
+
+    def _names(self, field: str, known: tuple[str, ...]) -> tuple[str, ...]:
+        """The names of a category field present in the data, in the filter language's order (best tier
+        first); all of them when there is no table."""
+        try:
+            store = self._customers()
+        except Exception:  # noqa: BLE001 - no table: the filter language's names
+            return known
+        present = self._per_table(field, store, lambda s: set(s.audience.values(field)))
+        return tuple(n for n in known if n in present) or known
+
+    @property
+    def tiers(self) -> tuple[str, ...]:
+        return self._names("tier", tuple(TIERS))
+
+    @property
+    def lifecycle_stages(self) -> tuple[str, ...]:
+        return self._names("lifecycle", tuple(LIFECYCLE_STAGES))
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        return self._names("segment", tuple(RFM_SEGMENTS))
+
     def countries(self) -> list[str]:
-        """The serving table's countries: the names its audience engine compiled (no pass over the rows),
-        read again when a build switch brings a new table."""
+        """The serving table's countries: the names its audience engine compiled (no pass over the rows)."""
         try:
             store = self._customers()
         except Exception as exc:  # noqa: BLE001 - no table: country slots fall back to aliases only
             log.info("no country list: %s", exc)
             return []
-        if self._countries is None or self._countries_of is not store:
-            self._countries = sorted(store.audience.values("country"))
-            self._countries_of = store
-        return self._countries
+        return self._per_table("country", store, lambda s: sorted(s.audience.values("country")))
+
+    def categories(self) -> list[str]:
+        """The categories in the customers' top categories (one pass over that column per table)."""
+        try:
+            store = self._customers()
+        except Exception:  # noqa: BLE001 - no table: no categories
+            return []
+        return self._per_table("categories", store, _top_categories)
+
+    def product_terms(self) -> frozenset[str]:
+        """The words of the product names in the transactions store and of the categories."""
+        try:
+            lines = self._registry.deps.transactions
+        except Exception:  # noqa: BLE001 - no transactions: the categories' words only
+            lines = None
+        names = self._per_table("products", lines, lambda t: [] if t is None else _product_names(t))
+        categories = self.categories()
+        cached = self._read.get("terms")
+        if cached is None or cached[0][0] is not names or cached[0][1] is not categories:
+            cached = self._read["terms"] = ((names, categories), product_words([*names, *categories]))
+        return cached[1]
 
     def as_of(self) -> datetime | None:
         if self._as_of is None:
@@ -108,6 +170,29 @@ class RegistryFacts:
         except Exception:  # noqa: BLE001 - no table: no token is an id
             return False
         return store.position(token) is not None
+
+
+def _top_categories(store: Any) -> list[str]:
+    frame = store.frame
+    if "top_categories" not in frame:
+        return []
+    lists = (v for v in frame["top_categories"].to_numpy(dtype=object) if v is not None and len(v))
+    return sorted({str(c) for c in itertools.chain.from_iterable(lists)})
+
+
+def _product_names(lines: Any) -> list[str]:
+    import pandas as pd
+
+    return [str(n) for n in pd.unique(lines.product_name) if n]
+
+
+def product_words(names: Iterable[str]) -> frozenset[str]:
+    """Lower-case words of three letters or more, each with its plural or singular ("candle", "candles")."""
+    words: set[str] = set()
+    for name in names:
+        for w in re.findall(r"[a-z]{3,}", str(name).lower()):
+            words.update((w, w[:-1]) if w.endswith("s") else (w, w + "s"))
+    return frozenset(words)
 
 
 def latest_date(series) -> datetime | None:

@@ -1,5 +1,8 @@
 """The follow-up stage: questions that point back at the previous answer ("them", "only the gold ones",
-"the second one", "make that fifty", "what about Spain instead") reuse and amend its call."""
+"the second one", "make that fifty", "same for Spain", "and in Germany?", "what about Gold?") reuse and
+amend its call: the audience always, the intent too ("draft a campaign for them" after an at-risk list
+plans a retention or win-back campaign for that audience). A question with its own subject and no word
+pointing back stands on its own."""
 
 from __future__ import annotations
 
@@ -10,8 +13,24 @@ from agent.planner.intent import explicit_intent
 from agent.planner.plan import Plan, call_plan
 from agent.planner.vocabulary import FILTER_KEYS, slots_filled
 
-REFERENCE = re.compile(r"\b(them|they|those|these|that list|that audience|that|the same|same ones|ones|"
-                       r"this list|this audience|instead|only|also|just)\b|^(and|but|what about|how about|now|ok|so)\b")
+# Words that point back at the previous answer's customers or call ("them", "those", "the same", "the
+# gold ones", "instead", "make it 40"): with one, a question amends the previous call.
+BACK_REFERENCE = re.compile(r"\b(them|they|their|those|these|him|his|her|of them|the same|same ones|ones|instead|as well|"
+                            r"that (?:list|audience|group|segment|campaign|plan|one|export|file|result)|"
+                            r"this (?:list|audience|group|segment)|make (?:it|that)|"
+                            r"(?:export|download|save|list|show|split|break down|plan for) it)\b|^(?:same|only)\b|"
+                            r"\bonly\W*$")
+# Words for the one customer of a detail answer ("what about his churn risk?").
+ONE_CUSTOMER_REFERENCE = re.compile(r"\b(his|her|him|he|she|their|them|they|it|this customer|that customer|"
+                                    r"this client|that client)\b")
+# Openings that continue the previous question ("and in Germany?", "what about Gold?", "now by country"):
+# a follow-up unless the question names its own customers ("and how many customers are lapsed?").
+CONTINUATION = re.compile(r"^(?:and|but|or|what about|how about|now|ok|okay|so|then|also|plus|just)\b")
+OWN_SUBJECT = re.compile(r"\b(customers|clients|shoppers|buyers|people|accounts|audience|everyone|everybody|"
+                         r"customer base)\b")
+REQUEST_VERB = re.compile(r"^(?:please |pls |can you |could you )?(?:list|show|display|give|get|find|who|which|what|how|"
+                          r"tell|export|plan|draft|break|count|rank|score|recommend|suggest|compare|summari[sz]e|search|"
+                          r"put|save|download)\b")
 STRONG_REFERENCE = re.compile(r"\b(of them|them|those ones|these ones|the same ones|that list|that audience|"
                               r"as before|the usual|we discussed|like last time|same like)\b")
 ORDINALS = {"first": 0, "top": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3, "4th": 3,
@@ -24,11 +43,18 @@ def merge_follow_up(text: str, slots: dict[str, Any], previous: dict[str, Any]) 
     if prev.kind != "answer" or not prev.calls:
         return None
     prev_args = dict(prev.calls[0]["args"])
-    explicit = explicit_intent(text)
+    explicit = explicit_intent(text, slots)
     # "and what about 17850?" after a customer lookup
     if slots.get("customer_id") and explicit in (None, "get_customer"):
         return Plan("get_customer", calls=[{"name": "get_customer", "args": {"customer_id": slots["customer_id"]}}])
     target = explicit or prev.intent
+    if target == "export_audience" and explicit is None:
+        target = "find_customers"  # an export is made only when asked for; "which of them ..." is a list
+    if prev.intent == "get_customer" and prev_args.get("customer_id") and ONE_CUSTOMER_REFERENCE.search(text) and (
+            target in ("get_customer", "recommend_campaigns", "find_customers")):
+        # "what should we offer them?", "what about his churn risk?" after one customer's detail: that
+        # customer's detail again (it holds the churn risk and the next best action).
+        return Plan("get_customer", calls=[{"name": "get_customer", "args": {"customer_id": prev_args["customer_id"]}}])
     if target == "get_customer" and not slots.get("customer_id"):
         return None
     args = {k: v for k, v in prev_args.items() if k in FILTER_KEYS}
@@ -52,11 +78,17 @@ def merge_follow_up(text: str, slots: dict[str, Any], previous: dict[str, Any]) 
 
 
 def is_follow_up(text: str, slots: dict[str, Any]) -> bool:
-    if REFERENCE.search(text):
+    """Whether the question refers back to the previous answer. A standalone question (its own subject or
+    request verb, no word pointing back) never inherits the previous turn's filter."""
+    if BACK_REFERENCE.search(text):
+        return True
+    own_subject = bool(OWN_SUBJECT.search(text))
+    if CONTINUATION.search(text) and not own_subject:
         return True
     words = re.findall(r"[a-z']+", text)
-    # Short fragments ("in France?", "gold only", "by country instead") refine the last question.
-    return len(words) <= 5 and (slots_filled(slots) or bool(slots.get("customer_id")))
+    # Short fragments ("in France?", "gold only", "by country", "top 10") refine the last question.
+    return (len(words) <= 5 and (slots_filled(slots) or bool(slots.get("customer_id"))) and not own_subject
+            and not REQUEST_VERB.search(text))
 
 
 def needs_previous(text: str) -> bool:

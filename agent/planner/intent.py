@@ -15,13 +15,30 @@ from typing import Any
 import numpy as np
 import yaml
 
-from agent.planner.vocabulary import CHURN_PHRASE, DOMAIN_STRONG, FILTER_KEYS
+from agent.planner.vocabulary import (CHURN_PHRASE, DOMAIN_STRONG, FILTER_KEYS, GROUP_SUBJECT, LIST_REQUEST, STOP,
+                                      SUMMARY_WORDS)
 from predictor.settings import REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
 
 INTENTS_PATH = REPO_ROOT / "prompts" / "intents.yaml"
 EXPORT_WORDS = re.compile(r"\b(export|csv|download|spreadsheet|excel|file)\b")
+CAMPAIGN_WORDS = re.compile(r"\b(campaign|campaigns|promotion|promo|budget|discount|voucher|coupon|offers?|"
+                            r"win ?back|winback|reactivat\w*|retain|retention|cross-?sell|up-?sell|upgrade)\b")
+# How a follow-up asks for a campaign when it names only its goal ("what would win them back?", "plan
+# something to keep them").
+CAMPAIGN_ASK = re.compile(r"\b(plan|draft|design|put together|set up|what would|what should|what can|"
+                          r"how (?:do|can|should|could|would) (?:i|we)|something to|ideas?|suggest\w*|recommend\w*|"
+                          r"run|do to)\b")
+# A question that is only a noun phrase for an audience: words, then a word for customers, then at most
+# a place or a condition ("lapsed silver customers in the UK", "gold clients from Spain at risk").
+AUDIENCE_PHRASE = re.compile(r"^(?:[a-z'-]+ ){0,5}(?:customers|clients|shoppers|buyers|accounts)(?: (?:in|from|who|that|"
+                             r"at|with|outside)\b[^?]*)?\W*$")
+ONE_CUSTOMER = re.compile(r"\b(customer|client|account|buyer|shopper|him|her|he|she|person)\b(?!s)|'s account\b|"
+                          r"\bmrs?\.? |\bms\.? ")
+# An export is made only when one is asked for: a list request ("list the champions") is never a file.
+EXPORT_REQUEST = re.compile(r"\b(export\w*|csv|download\w*|spreadsheet|excel|xlsx|file|mailchimp|mailing list|"
+                            r"save\w*|import\w* (?:it |them )?into)\b")
 
 
 class IntentModel:
@@ -36,7 +53,13 @@ class IntentModel:
                 self.labels.append(intent)
                 self.examples.append(str(ex))
         self.intents = list(raw)
-        self.vocab = {w for ex in self.examples for w in re.findall(r"[a-z']+", ex.lower())}
+        words = {label: set() for label in self.intents}
+        for label, ex in zip(self.labels, self.examples):
+            words[label].update(re.findall(r"[a-z']+", ex.lower()))
+        self.vocab = set().union(*words.values()) if words else set()
+        # The product words of the search examples ("lanterns", "mugs"): words of the data, not the planner's.
+        others = set().union(*(w for label, w in words.items() if label != "search_profiles"))
+        self.product_words = words.get("search_profiles", set()) - others - STOP
         self._embedder = embedder
         self._settings = settings
         self._vectors: np.ndarray | None = None
@@ -100,11 +123,14 @@ def choose_intent(text: str, scores: dict[str, float], slots: dict[str, Any]) ->
     for intent, value in (*_tool_word_boosts(text, has_id), *_request_shape_boosts(text, slots, has_id),
                           *_conversation_boosts(text)):
         boost[intent] = boost.get(intent, 0.0) + value
+    if not EXPORT_REQUEST.search(text):
+        s.pop("export_audience", None)
     if slots.get("orders") and not has_id:
         s.pop("get_customer", None)
     elif not re.search(r"\b(score|prospect|new (customer|client|buyer)|someone)\b", text):
         s.pop("score_customer", None)  # scoring needs an order history or an explicit ask
-    if DOMAIN_STRONG.search(text):
+    if DOMAIN_STRONG.search(text) or any(k in slots for k in FILTER_KEYS):
+        # the domain's words, or a value of the data ("the lost ones"), put a question in scope
         boost["out_of_scope"] = boost.get("out_of_scope", 0.0) - 0.3
     elif s and max(s, key=s.get) == "out_of_scope":
         return "out_of_scope", s["out_of_scope"] + boost.get("out_of_scope", 0.0)
@@ -112,8 +138,10 @@ def choose_intent(text: str, scores: dict[str, float], slots: dict[str, Any]) ->
         s[k] = s.get(k, 0.0) + v
     if not s:
         return "out_of_scope", 0.0
-    if not has_id and re.search(r"\b(customers|clients|accounts|buyers|shoppers|people)\b", text):
-        s.pop("get_customer", None)  # one customer's detail needs an id; plural questions are about many
+    if not has_id and (re.search(r"\b(customers|clients|accounts|buyers|shoppers|people)\b", text)
+                       or not ONE_CUSTOMER.search(text)):
+        # One customer's detail needs an id or a word for one customer; plural questions are about many.
+        s.pop("get_customer", None)
     best = max(s, key=s.get)
     return best, s[best]
 
@@ -154,10 +182,21 @@ def _request_shape_boosts(text: str, slots: dict[str, Any], has_id: bool) -> Ite
         yield "score_customer", 0.3 if orders else 0.15
         if orders:
             yield "score_customer", 0.3
+    products = bool(slots.get("products")) and bool(slots.get("query")) and not behaviour_phrase(text)
     if re.search(r"\b(who|customers?|clients?|people|shoppers?|buyers?)\b.{0,30}\b(buy|buys|buying|bought|"
                  r"purchas\w*|love|loves|like|likes|into|collect\w*|interested)\b|\bprofiles?\b|\bmentions?\b|"
                  r"\bbuyers of\b|\bsearch\b", text) and not behaviour_phrase(text):
         yield "search_profiles", 0.3
+    if products:
+        yield "search_profiles", 0.35  # the data's product words: who buys what is a profile search
+    if GROUP_SUBJECT.search(text):
+        yield "segment_summary", 0.35  # "which countries hold the most value": a summary grouped by country
+    if LIST_REQUEST.search(text) and not SUMMARY_WORDS.search(text) and not products:
+        yield "find_customers", 0.2  # "list the champions": customers, not a summary of them
+    elif (AUDIENCE_PHRASE.match(text) or bare_fragment(text)) and any(k in slots for k in FILTER_KEYS) and not (
+            SUMMARY_WORDS.search(text) or CAMPAIGN_WORDS.search(text) or products):
+        # a bare audience ("lapsed silver customers in the UK", "champions in France") is a list of it
+        yield "find_customers", 0.15
     if re.search(r"\b(who|which|list|show|top|find|give|display|rank)\b", text) and (re.search(
             r"\b(customers?|clients?|ones|accounts?|shoppers?)\b", text) or any(k in slots for k in FILTER_KEYS)):
         yield "find_customers", 0.12
@@ -177,6 +216,8 @@ def _conversation_boosts(text: str) -> Iterator[Boost]:
                  r"world cup|medicine|doctor|vat|tax return|flight|hotel|pain|headache|sick|symptoms?|"
                  r"diet|holiday|movie|film|song|lyrics|politics|election)\b", text):
         yield "out_of_scope", 0.4
+    if re.search(r"\b(write|compose)\b.{0,25}\b(poem|song|story|essay|joke|limerick|haiku|lyrics)\b", text):
+        yield "out_of_scope", 0.4  # creative writing is off-topic whatever it is about ("a poem about customers")
     if re.search(r"\b(what can you|help me use|what do you do|capabilities)\b|^help\b", text):
         yield "help", 0.3
     if re.search(r"\b(the|that|this|a|my|his|her|their|one) (customer|client|account|buyer)\b(?!s)|'s account\b",
@@ -184,17 +225,30 @@ def _conversation_boosts(text: str) -> Iterator[Boost]:
         yield "get_customer", 0.3
 
 
-def explicit_intent(text: str) -> str | None:
-    """The tool a follow-up names outright ("put them in a csv", "how many"), if any."""
+def bare_fragment(text: str) -> bool:
+    """A few words with no verb of any tool ("champions in France", "gold, lapsing")."""
+    words = re.findall(r"[a-z']+", text)
+    return 0 < len(words) <= 5 and not re.search(
+        r"\b(is|are|was|were|do|does|did|have|has|show|list|give|find|get|tell|plan|export|count|break|rank|"
+        r"make|what|how|why|when|who|which)\b", text)
+
+
+def explicit_intent(text: str, slots: dict[str, Any] | None = None) -> str | None:
+    """The tool a follow-up names outright ("put them in a csv", "how many", "list them", "what would win
+    them back?"), if any."""
+    slots = slots or {}
     if EXPORT_WORDS.search(text):
         return "export_audience"
-    if re.search(r"\b(campaign|campaigns|promotion|promo|budget|reactivat\w*|win ?back|cost)\b", text):
+    if CAMPAIGN_WORDS.search(text) or re.search(r"\bcost\b", text) or (
+            slots.get("goal") and CAMPAIGN_ASK.search(text)):
         return "recommend_campaigns"
     if re.search(r"\b(how many|breakdown|break down|split|summar\w*|overview|distribution)\b", text) or re.search(
-            r"\bby (tier|country|segment|lifecycle|stage)\b", text):
+            r"\bby (tier|country|segment|lifecycle|stage)\b", text) or GROUP_SUBJECT.search(text):
         return "segment_summary"
-    if re.search(r"\b(show|list|who|which)\b", text) and re.search(r"\b(customers?|clients?|ones)\b", text):
-        return "find_customers"
+    if re.search(r"\b(show|list|who|which)\b", text) and re.search(r"\b(customers?|clients?|ones)\b", text) or (
+            LIST_REQUEST.search(text) and re.search(r"\b(them|those|these|they)\b", text)) or (
+            (slots.get("limit") or slots.get("sort_by")) and not SUMMARY_WORDS.search(text)):
+        return "find_customers"  # a list asked for, or a ranking or a number of rows ("top 5 by churn")
     return None
 
 

@@ -1,47 +1,61 @@
-"""The normalise stage: lower case, plain quotes, typo repair against the words the planner knows
-(rapidfuzz), and numbers in words or shorthand as digits ("top fifty" -> 50, "£1.5k" -> 1500)."""
+"""The normalise stage: lower case, plain quotes, typo repair against the words the planner knows and
+the words of the data's product names (rapidfuzz), and numbers in words or shorthand as digits ("top
+fifty" -> 50, "£1.5k" -> 1500)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
 
+from agent.planner.dates import MONTH_NAMES
 from agent.planner.facts import PlannerFacts
 from agent.planner.numbers import numbers_to_digits
-from agent.planner.vocabulary import COMMON, COUNTRY_ALIASES, MONTHS, english_words
+from agent.planner.vocabulary import COMMON, COUNTRY_ALIASES, english_words
 
 # Domain words no intent example may happen to use, known so typo repair never "corrects" them.
 DOMAIN_WORDS = ("customers customer clients client csv export download campaign budget churn risk value "
                 "valuable predicted segment segments country countries lifecycle tier tiers lapsed lapsing "
                 "reactivate retention recommend offer spend revenue orders ordered bought purchased "
                 "platinum model accuracy quarter month months weeks days year highest lowest most show list "
-                "which where what when why who about should candles candle lanterns children toys "
-                "christmas decorations france germany belgium switzerland netherlands").split()
+                "which where what when why who about should buyers shoppers").split()
 
 
 class Normaliser:
     """Normalises questions against the intent examples' words and the data facts' names."""
 
-    def __init__(self, example_words: Iterable[str], facts: PlannerFacts):
+    def __init__(self, example_words: Iterable[str], facts: PlannerFacts, product_examples: Iterable[str] = ()):
+        """`example_words`: the words of the intent examples; `product_examples`: those of the product
+        search examples among them (product words, not the planner's own)."""
         self._example_words = set(example_words)
+        self._product_examples = set(product_examples)
         self._facts = facts
+        self._own: frozenset[str] | None = None
         self._vocab: list[str] | None = None
+        self._products: list[str] | None = None
+
+    def own_words(self) -> frozenset[str]:
+        """The planner's own words: intent examples (bar the product ones), domain words, the data's
+        country, tier, stage and segment names, aliases and month names."""
+        if self._own is None:
+            facts = self._facts
+            words = (self._example_words - self._product_examples) | set(DOMAIN_WORDS) | set(COUNTRY_ALIASES)
+            for name in [*facts.countries(), *facts.segments, *facts.tiers, *facts.lifecycle_stages]:
+                words.update(name.lower().replace("'", "").split())
+            words.update(MONTH_NAMES)
+            self._own = frozenset(w for w in words if len(w) >= 3)
+        return self._own
 
     def vocab(self) -> list[str]:
-        """The words typo repair corrects towards (three letters or more), sorted."""
+        """The words typo repair corrects towards first (three letters or more), sorted."""
         if self._vocab is None:
-            facts = self._facts
-            words = set(self._example_words)
-            for c in facts.countries():
-                words.update(c.lower().split())
-            words.update(COUNTRY_ALIASES)
-            words.update(w for s in facts.segments for w in s.lower().replace("'", "").split())
-            words.update(t.lower() for t in facts.tiers)
-            words.update(w for s in facts.lifecycle_stages for w in s.split())
-            words.update(DOMAIN_WORDS)
-            words.update(m for m in MONTHS if len(m) > 3)
-            self._vocab = sorted(w for w in words if len(w) >= 3)
+            self._vocab = sorted(self.own_words() | {w for w in self._product_examples if len(w) >= 3})
         return self._vocab
+
+    def product_vocab(self) -> list[str]:
+        """The data's product words, which typo repair tries when no word of the planner is near."""
+        if self._products is None:
+            self._products = sorted(w for w in self._facts.product_terms() if len(w) >= 4)
+        return self._products
 
     def __call__(self, text: str) -> str:
         from rapidfuzz import fuzz, process
@@ -50,14 +64,18 @@ class Normaliser:
         vocab = self.vocab()
         known = set(vocab)
         english = english_words()
+        products = self._facts.product_terms()
 
         def fix(m: re.Match) -> str:
             word = m.group(0)
             # Only words that are neither ours nor English are typos ("custmers", "frnace"); a real
             # word ("spent", "march") is never "corrected" into a nearby one.
-            if len(word) < 4 or "'" in word or word in known or word in COMMON or word in english:
+            if len(word) < 4 or "'" in word or word in known or word in COMMON or word in english or \
+                    word in products:
                 return word
             hit = process.extractOne(word, vocab, scorer=fuzz.ratio, score_cutoff=75)
+            if hit is None:
+                hit = process.extractOne(word, self.product_vocab(), scorer=fuzz.ratio, score_cutoff=85)
             return hit[0] if hit else word
 
         low = re.sub(r"[a-z]+(?:'[a-z]+)?", fix, text.lower())

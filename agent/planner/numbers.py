@@ -1,64 +1,74 @@
-"""Numbers written in words or shorthand become digits ("top fifty" -> 50, "£1.5k" -> 1500)."""
+"""Numbers written in words or shorthand become digits ("top fifty" -> 50, "£1.5k" -> 1500).
+
+Number words are read by `text2num` (alpha2digit / text2num: "one hundred and twenty", "fifteen hundred",
+"twenty-five", "fourty"), not by a table of our own. What it leaves to us is money shorthand, which is
+not number words: "£2k", "1.5k", "3 grand", "2m", and "a"/"an" before a scale word ("a thousand").
+"""
 
 from __future__ import annotations
 
 import re
 
-UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
-                                    "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
-TENS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
-TENS.update({"fourty": 40, "ninty": 90})  # common misspellings
-SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000, "billion": 1_000_000_000,
-          "trillion": 1_000_000_000_000, "grand": 1000}
-NUMBER_WORD = re.compile(
-    r"\b(?:(?:a|an|one)\s+)?(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|"
-    r"fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fourty|fifty|sixty|seventy|eighty|ninety|ninty|"
-    r"hundred|thousand|million|billion|trillion|grand|dozen|half)(?:[\s-]+(?:and\s+)?(?:one|two|three|four|five|six|"
-    r"seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|"
-    r"forty|fourty|fifty|sixty|seventy|eighty|ninety|ninty|hundred|thousand|million|billion|trillion|grand))*\b")
-# "1.5k", "2k", "3 grand", "2m": each suffix and the factor it stands for.
-SHORTHAND = [(r"(k|grand)", 1000), (r"(m|mn|million)", 1e6), (r"(bn|billion)", 1e9), (r"(tn|trillion)", 1e12)]
+from text_to_num import alpha2digit, text2num
+
+# "1.5k", "2k", "3 grand", "2m": each suffix and the factor it stands for. Applied to digits only, before
+# the word pass (which would read "million" on its own as 1000000) and again after it ("two grand" is
+# "2 grand" once the word pass has run).
+SHORTHAND = [(r"(k|grand|thousand)", 1000), (r"(m|mn|million)", 1e6), (r"(bn|billion)", 1e9),
+             (r"(tn|trillion)", 1e12)]
+# "a thousand", "an hundred": the article stands for one; "a dozen" is twelve (text2num has no dozen).
+ARTICLE_SCALE = re.compile(r"\b(?:a|an|one)\s+(hundred|thousand|million|billion|trillion|grand)\b")
+PLURAL_WORDS = re.compile(r"\b(ones|tens|dozens|hundreds|thousands|millions)\b")
+DOZEN = re.compile(r"\b(?:a|one)\s+dozen\b")
 
 
 def words_to_number(text: str) -> float | None:
-    words = [w for w in re.split(r"[\s-]+", text.lower()) if w and w != "and"]
-    if words and words[0] in ("a", "an"):
-        words[0] = "one"
-    if words == ["dozen"] or words == ["one", "dozen"]:
+    """The number a phrase of number words says ("two thousand", "a dozen", "3 grand"), or None."""
+    phrase = _articles(text.lower().strip())
+    if phrase == "12":
         return 12
-    if words == ["half"]:
+    grand = re.fullmatch(r"(.+?)\s+grand", phrase)
+    if grand:
+        value = words_to_number(grand.group(1))
+        return None if value is None else value * 1000
+    if re.fullmatch(r"\d+(?:\.\d+)?", phrase):
+        return float(phrase)
+    try:
+        return float(text2num(phrase, "en"))
+    except (ValueError, TypeError):
         return None
-    total, current, seen = 0.0, 0.0, False
-    for w in words:
-        if w in UNITS:
-            current += UNITS[w]
-        elif w in TENS:
-            current += TENS[w]
-        elif w == "hundred":
-            current = (current or 1) * 100
-        elif w in ("thousand", "million", "billion", "trillion", "grand"):
-            total += (current or 1) * SCALES[w]
-            current = 0
-        else:
-            return None
-        seen = True
-    return total + current if seen else None
 
 
 def numbers_to_digits(text: str) -> str:
-    def repl(m: re.Match) -> str:
-        value = words_to_number(m.group(0))
-        if value is None:
-            return m.group(0)
-        return str(int(value)) if value == int(value) else str(value)
+    """The text with number words, money shorthand and thousands separators as plain digits."""
+    text = _shorthand(_articles(text))
+    # Plural number words are no numbers ("the gold ones", "tens of customers"): text2num would read
+    # them as 1 and 10, so the text is converted around them.
+    parts = PLURAL_WORDS.split(text)
+    converted = "".join(p if i % 2 else alpha2digit(p, "en", threshold=0) for i, p in enumerate(parts))
+    text = _keep_ordinal_words(text, converted)
+    text = _shorthand(text)
+    return re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
 
-    # Shorthand (money and counts alike) goes first: the word pass would read "grand" on its own as
-    # a thousand.
+
+def _keep_ordinal_words(before: str, after: str) -> str:
+    """"first" and "second" stay words ("a second order", "the first one", "first-time buyers" are
+    phrases, not numbers), unless the question itself wrote "1st"/"2nd" (a date's day)."""
+    for digits, word in (("1st", "first"), ("2nd", "second")):
+        if not re.search(r"\b" + digits + r"\b", before):
+            after = re.sub(r"\b" + digits + r"\b", word, after)
+    return after
+
+
+def _articles(text: str) -> str:
+    text = DOZEN.sub("12", text)
+    return ARTICLE_SCALE.sub(r"one \1", text)
+
+
+def _shorthand(text: str) -> str:
     for suffix, factor in SHORTHAND:
         text = re.sub(r"(\d+(?:\.\d+)?)\s?" + suffix + r"\b",
                       lambda m, factor=factor: format_number(float(m.group(1)) * factor), text)
-    text = NUMBER_WORD.sub(repl, text)
-    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
     return text
 
 
@@ -66,10 +76,14 @@ def format_number(v: float) -> str:
     return str(int(v)) if v == int(v) else str(v)
 
 
+# Output only (text2num reads words, it does not write them): the multiples a round limit is quoted in.
+SMALL_NAMES = "one two three four five six seven eight nine ten".split()
+
+
 def in_words(value: float) -> str:
-    """A round amount in words ("one billion"), so a refusal quotes a limit without an ungrounded figure."""
-    names = {v: k for k, v in UNITS.items()}
+    """A round amount in words ("one billion"), so a refusal quotes a limit without a figure that the
+    grounding check would look for in a tool's output."""
     for scale, word in ((1e12, "trillion"), (1e9, "billion"), (1e6, "million"), (1e3, "thousand")):
-        if value >= scale and value % scale == 0 and value / scale in names:
-            return f"{names[int(value / scale)]} {word}"
+        if value >= scale and value % scale == 0 and 1 <= value / scale <= len(SMALL_NAMES):
+            return f"{SMALL_NAMES[int(value / scale) - 1]} {word}"
     return f"{value:,.0f}"

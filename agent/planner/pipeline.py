@@ -10,6 +10,7 @@ from collections import OrderedDict
 from typing import Any
 
 from agent.planner.answer import write_answer
+from agent.planner.entities import EntityResolver
 from agent.planner.facts import PlannerFacts, RegistryFacts
 from agent.planner.follow_up import (STRONG_REFERENCE, customer_at, dangling_reference, is_follow_up, merge_follow_up,
                                      needs_previous, ordinal_ref)
@@ -18,9 +19,9 @@ from agent.planner.intent import IntentModel, choose_intent
 from agent.planner.normalise import Normaliser
 from agent.planner.plan import Plan, build_plan
 from agent.planner.slots import SlotReader
-from agent.planner.texts import (CLARIFY_NO_ROW, CLARIFY_REFERENCE, CLARIFY_VAGUE, GREETING, HELP,
-                                 OUT_OF_SCOPE)
-from agent.planner.vocabulary import DOMAIN, DOMAIN_STRONG, slots_filled
+from agent.planner.texts import (CAPABILITIES, CLARIFY_CLOSEST, CLARIFY_NO_ROW, CLARIFY_REFERENCE, CLARIFY_VAGUE,
+                                 GREETING, HELP, OUT_OF_SCOPE)
+from agent.planner.vocabulary import DOMAIN, DOMAIN_STRONG, UNSERVED_SUBJECT, slots_filled
 from predictor.settings import Settings
 
 
@@ -31,8 +32,8 @@ class Planner:
         self.settings = settings
         self.facts = facts
         self.intents = intent_model or IntentModel(settings)
-        self.normalise = Normaliser(self.intents.vocab, facts)
-        self.slots = SlotReader(facts, self.normalise.vocab)
+        self.normalise = Normaliser(self.intents.vocab, facts, self.intents.product_words)
+        self.slots = SlotReader(facts, self.normalise.vocab, EntityResolver(facts, self.normalise.own_words))
 
     @classmethod
     def for_registry(cls, settings: Settings, registry: Any, *, intent_model: IntentModel | None = None) -> Planner:
@@ -61,41 +62,83 @@ class Planner:
         if refused is not None:
             return refused
         scores = self.intents.scores(text) if text.strip() else {}
-        slots = self.slots.read(text, raw, quoted, original)
+        previous = history[-1] if history else None
+        slots = self.slots.read(text, raw, quoted, original, after_campaign=_was_campaign(previous))
         intent, confidence = choose_intent(text, scores, slots)
         if slots.get("problems") and (intent != "out_of_scope" or DOMAIN.search(text)):
             # An amount that cannot be used (negative, zero, absurd) is refused with the reason; planning
             # without it or with another amount would answer a question the user did not ask.
             return Plan(intent, "refuse", text=" ".join(slots["problems"]))
-        previous = history[-1] if history else None
+        # Names that hold a pointing word ("Can't Lose Them") are left out of the reference checks.
+        ref_text = self.slots.entities.mask(text, slots.get("segments") or [])
         if previous:
-            follow_up = _follow_up_plan(text, slots, intent, previous)
+            follow_up = _follow_up_plan(text, ref_text, slots, intent, previous)
             if follow_up is not None:
                 return follow_up
-        return _new_question_plan(text, slots, intent, confidence, bool(previous), injected)
+        unserved = unserved_subject(text, intent, slots)
+        if unserved:
+            return Plan(intent, "clarify", text=closest_question(unserved, scores))
+        plan = _new_question_plan(text, ref_text, slots, intent, confidence, bool(previous), injected)
+        if plan.kind == "clarify" and plan.text == CLARIFY_VAGUE and DOMAIN_STRONG.search(text):
+            # In scope but not mapped to one tool: ask back, naming the closest things it can do.
+            return Plan(intent, "clarify", text=closest_question("", scores))
+        return plan
 
 
-def _follow_up_plan(text: str, slots: dict[str, Any], intent: str, previous: dict[str, Any]) -> Plan | None:
-    """A plan that reuses the previous answer ("the second one", "only the gold ones"), or None."""
-    ordinal = ordinal_ref(text)
+def _was_campaign(previous: dict[str, Any] | None) -> bool:
+    """Whether the previous answer was a campaign plan."""
+    if not previous:
+        return False
+    calls = (previous.get("plan") or {}).get("calls") or []
+    return any(c.get("name") == "recommend_campaigns" for c in calls)
+
+
+def unserved_subject(text: str, intent: str, slots: dict[str, Any]) -> str:
+    """What an in-scope question asks about that no tool returns ("which products sell best", "the best
+    weekday to email"), or ""."""
+    m = UNSERVED_SUBJECT.search(text)
+    if not m or slots.get("customer_id") or slots.get("orders"):
+        return ""
+    in_scope = intent != "out_of_scope" or DOMAIN.search(text) or re.search(
+        r"\b(products?|sell\w*|sales|shop|store|emails?|marketing|newsletter)\b", text)
+    return m.group(0) if in_scope else ""
+
+
+def closest_question(subject: str, scores: dict[str, float], count: int = 3) -> str:
+    """The clarifying question naming the `count` tools nearest the question (by its example scores)."""
+    ranked = sorted((k for k in scores if k in CAPABILITIES), key=lambda k: -scores[k])
+    for default in ("find_customers", "segment_summary", "recommend_campaigns"):
+        if default not in ranked:
+            ranked.append(default)
+    options = [CAPABILITIES[k] for k in ranked[:count]]
+    listed = "; ".join(options[:-1]) + "; or " + options[-1]
+    what = f"“{subject}”" if subject else "that"
+    return CLARIFY_CLOSEST.format(what=what, options=listed)
+
+
+def _follow_up_plan(text: str, ref_text: str, slots: dict[str, Any], intent: str,
+                    previous: dict[str, Any]) -> Plan | None:
+    """A plan that reuses the previous answer ("the second one", "only the gold ones"), or None.
+    `ref_text`: the question without names that hold pointing words."""
+    ordinal = ordinal_ref(ref_text)
     if ordinal is not None and not slots.get("customer_id"):
         cid = customer_at(previous, ordinal)
         if cid:
             return Plan("get_customer", calls=[{"name": "get_customer", "args": {"customer_id": cid}}])
         return Plan("get_customer", "clarify", text=CLARIFY_NO_ROW)
     short_refinement = slots_filled(slots) and len(text.split()) <= 6
-    if is_follow_up(text, slots) and (intent != "out_of_scope" or short_refinement):
+    if is_follow_up(ref_text, slots) and (intent != "out_of_scope" or short_refinement):
         return merge_follow_up(text, slots, previous)
     return None
 
 
-def _new_question_plan(text: str, slots: dict[str, Any], intent: str, confidence: float, has_previous: bool,
-                       injected: bool) -> Plan:
+def _new_question_plan(text: str, ref_text: str, slots: dict[str, Any], intent: str, confidence: float,
+                       has_previous: bool, injected: bool) -> Plan:
     """The plan for a question that stands on its own: a tool call, or a clarifying question or refusal
     when it points at nothing, is off-topic or too vague."""
-    unresolved = needs_previous(text) and not (slots.get("orders") or slots.get("customer_id"))
-    if unresolved and not has_previous and (not slots_filled(slots) or dangling_reference(text)) and not (
-            confidence >= 0.55 and DOMAIN_STRONG.search(text) and not STRONG_REFERENCE.search(text)) and not (
+    unresolved = needs_previous(ref_text) and not (slots.get("orders") or slots.get("customer_id"))
+    if unresolved and not has_previous and (not slots_filled(slots) or dangling_reference(ref_text)) and not (
+            confidence >= 0.55 and DOMAIN_STRONG.search(text) and not STRONG_REFERENCE.search(ref_text)) and not (
             intent == "out_of_scope" and confidence >= 0.6):
         return Plan(intent, "clarify", text=CLARIFY_REFERENCE)
     if intent == "out_of_scope":
@@ -105,7 +148,7 @@ def _new_question_plan(text: str, slots: dict[str, Any], intent: str, confidence
     if intent in ("help", "greeting"):
         if confidence >= 0.5:
             return Plan(intent, "answer", text=HELP if intent == "help" else GREETING)
-        return Plan(intent, "clarify", text=CLARIFY_REFERENCE if needs_previous(text) else CLARIFY_VAGUE)
+        return Plan(intent, "clarify", text=CLARIFY_REFERENCE if needs_previous(ref_text) else CLARIFY_VAGUE)
     grounded_in_domain = DOMAIN.search(text) or slots_filled(slots) or slots.get("customer_id") or confidence >= 0.6
     if confidence < 0.32 or not grounded_in_domain:
         return Plan(intent, "clarify", text=CLARIFY_VAGUE)

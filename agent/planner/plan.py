@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agent.planner.texts import CLARIFY_CUSTOMER, CLARIFY_ORDERS, CLARIFY_VAGUE, NOTE_INJECTION
-from agent.planner.vocabulary import FILTER_KEYS
+from agent.planner.vocabulary import FILTER_KEYS, GONE_SEGMENTS, SLIPPING_SEGMENTS, TOP_TIERS
 
 # The options each tool takes besides the audience filter (FILTER_KEYS).
 TOOL_OPTIONS = {"find_customers": {"sort_by", "limit"}, "segment_summary": {"group_by"},
@@ -36,8 +36,30 @@ class Plan:
 
 
 def call_plan(tool: str, args: dict[str, Any], note: str = "") -> Plan:
-    """A plan of one call to `tool` with the arguments it takes."""
+    """A plan of one call to `tool` with the arguments it takes; a campaign with no goal stated gets the
+    goal its audience implies (see audience_goal)."""
+    if tool == "recommend_campaigns" and not args.get("goal"):
+        goal = audience_goal(args)
+        if goal:
+            args = {**args, "goal": goal}
     return Plan(tool, calls=[{"name": tool, "args": args_for(tool, args)}], note=note)
+
+
+def audience_goal(args: dict[str, Any]) -> str | None:
+    """The campaign goal an audience implies when the question states none: customers at risk (the
+    at_risk filter, the at-risk or lapsing stages, a churn threshold, the RFM segments that are slipping)
+    are kept: VIP retention for the top tiers, win-back for the rest; lapsed, hibernating or lost
+    customers are won back. Any other audience: None (the campaign planner picks per customer)."""
+    stages = set(args.get("lifecycle") or [])
+    segments = set(args.get("segments") or [])
+    tiers = set(args.get("tiers") or [])
+    slipping = (args.get("at_risk") is True or stages & {"at risk", "lapsing"} or args.get("min_churn_risk")
+                or segments & SLIPPING_SEGMENTS)
+    if slipping:
+        return "retain" if tiers and tiers <= set(TOP_TIERS) else "win_back"
+    if (stages and stages <= {"lapsed"}) or (segments and segments <= GONE_SEGMENTS):
+        return "win_back"
+    return None
 
 
 def args_for(tool: str, args: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 (tiers, lifecycle stages, RFM segments, countries, churn thresholds, value bands, recency windows),
 ranking, grouping and row limits, a campaign goal and budget, a customer id, an order history to
 score and a product search phrase. Money is read in `amounts`, dates in `dates`, countries in
-`countries`; the data facts (countries, as-of date, ids) come from a `PlannerFacts`."""
+`countries`, tier, stage, segment names and product words in `entities` (against the data's values);
+the data facts come from a `PlannerFacts`."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from typing import Any
 from agent.planner.amounts import money_slots
 from agent.planner.countries import countries_in, unknown_countries
 from agent.planner.dates import orders_in, recency_slots
+from agent.planner.entities import EntityResolver
 from agent.planner.facts import PlannerFacts
-from agent.planner.vocabulary import (AT_RISK_PHRASE, CHURN_PHRASE, COUNTRY_ALIASES, GOALS, GROUPS, SEGMENT_PATTERNS, SORT_WORDS,
-                                      SORTS, STOP)
+from agent.planner.vocabulary import (AT_RISK_PHRASE, CHURN_PHRASE, COUNTRY_ALIASES, GOALS, GROUP_OF_SUBJECT,
+                                      GROUP_SUBJECT, GROUPS, SEGMENT_PATTERNS, SORT_WORDS, SORTS, STOP, TOP_TIERS)
 
 LOWER_BOUND = ("over", "above", "more than", "greater than", "at least", ">", ">=", "exceeding", "higher than")
 CHURN_THRESHOLD = re.compile(
@@ -30,30 +32,40 @@ ROW_LIMIT = [
 ]
 
 
+# The verbs and phrases after which a product phrase follows ("who buy ...", "fans of ...", "stock up on ...").
+INTEREST = re.compile(r"\b(?:buy|buys|buying|bought|purchas\w*|love|loves|like|likes|into|collect\w*|interested in|"
+                      r"mentions?|buyers of|shopping for|shops? for|search(?: for)?|fans? of|keen on|"
+                      r"stock(?:s|ing)? up on|go(?:es)? for|order(?:s|ing)? (?:lots of|a lot of))\b(.+)")
+
+
 class SlotReader:
     """Reads the slots of a question against the data facts and the planner's vocabulary."""
 
-    def __init__(self, facts: PlannerFacts, vocab: Callable[[], list[str]]):
+    def __init__(self, facts: PlannerFacts, vocab: Callable[[], list[str]], entities: EntityResolver):
         self.facts = facts
         self._vocab = vocab
+        self.entities = entities
 
-    def read(self, text: str, raw: str, quoted: str, original: str | None = None) -> dict[str, Any]:
+    def read(self, text: str, raw: str, quoted: str, original: str | None = None,
+             after_campaign: bool = False) -> dict[str, Any]:
         """`text`: the normalised question; `raw`: as written (case kept); `quoted`: its search phrase;
-        `original`: with its quotes, which delimit explicit country names."""
+        `original`: with its quotes, which delimit explicit country names; `after_campaign`: the previous
+        answer was a campaign plan (a bare amount is then its budget)."""
         facts = self.facts
         slots: dict[str, Any] = {}
-        slots.update(tier_slots(text, facts.tiers))
-        slots.update(lifecycle_slots(text))
-        slots.update(segment_slots(text))
+        entities = self.entities
+        slots.update(tier_slots(text, entities.names(text, "tier")))
+        slots.update(lifecycle_slots(text, entities.names(text, "lifecycle")))
+        slots.update(segment_slots(text, entities.names(text, "segment")))
         countries = countries_in(text, raw, facts) + self.unknown_countries(original or raw)
         if countries:
             slots["countries"] = list(dict.fromkeys(countries))
         slots.update(churn_slots(text, slots))
-        slots.update(money_slots(text, raw, facts))
+        slots.update(money_slots(text, raw, facts, campaign=after_campaign))
         slots.update(recency_slots(text, facts))
         slots.update(ranking_slots(text))
         limit = row_limit(text, facts)
-        if limit is not None:
+        if limit is not None and limit != slots.get("budget"):  # "1000 to spend ... customers" is money
             slots["limit"] = limit
         slots.update(goal_slots(text, slots, facts.tiers))
         cid = customer_id_in(text, facts)
@@ -62,7 +74,9 @@ class SlotReader:
         orders = orders_in(text)
         if orders:
             slots["orders"] = orders
-        slots["query"] = search_query(text, quoted)
+        slots["query"] = search_query(text, quoted, entities.product_mentions(text))
+        # The data's product words in the search phrase: what makes a question a product search.
+        slots["products"] = entities.product_mentions(slots["query"] or "")
         return slots
 
     def unknown_countries(self, message: str) -> list[str]:
@@ -70,38 +84,43 @@ class SlotReader:
         return unknown_countries(message, self.facts, self._vocab())
 
 
-def tier_slots(text: str, tiers: tuple[str, ...]) -> dict[str, list[str]]:
-    words = {t.lower(): t for t in tiers}
-    found = [words[w] for w in re.findall(r"\b(platinum|gold|silver|bronze)\b", text)]
-    upgrade_to = re.search(r"\b(?:up )?(?:to|into) (gold|platinum|silver)\b", text)
-    if upgrade_to and len(found) > 1:
-        found = [t for t in found if t.lower() != upgrade_to.group(1)]
+def tier_slots(text: str, named: list[str]) -> dict[str, list[str]]:
+    """The tiers the question names (`named`: the data's tier names found in it, best first); "our top
+    customers at risk" means the two best tiers."""
+    found = list(named)
+    targets = {m.group(1) for m in re.finditer(r"\b(?:up )?(?:to|into) (?:the )?(\w+)\b", text)}
+    if len(found) > 1 and targets & {t.lower() for t in found}:
+        found = [t for t in found if t.lower() not in targets]  # "push silver customers up to gold": Silver
     if found:
         return {"tiers": list(dict.fromkeys(found))}
+    if re.search(r"\bvips?\b", text):
+        return {"tiers": list(TOP_TIERS)}  # VIPs are the top tiers
     if re.search(r"\b(top|best|vip|most valuable|high[- ]value|valuable|key) (customers|clients|accounts)\b",
                  text) and not re.search(r"\btop \d+\b", text) and re.search(r"\brisk|churn|losing|lose\b", text):
-        return {"tiers": ["Platinum", "Gold"]}  # "our top customers at risk": the two best tiers
+        return {"tiers": list(TOP_TIERS)}  # "our top customers at risk": the two best tiers
     return {}
 
 
-def lifecycle_slots(text: str) -> dict[str, list[str]]:
-    stages = []
+def lifecycle_slots(text: str, named: list[str]) -> dict[str, list[str]]:
+    """The stages named in the data's words (`named`: "lapsing", "lapsed"), their synonyms, and the
+    stages whose names are everyday words, read with their cue ("new customers", "the at risk stage")."""
+    stages = list(named)
     if re.search(r"\bnew (customers?|clients?|buyers?|ones)\b|\bnewly\b|first[- ]time", text) and \
             not re.search(r"\bnew (customer|client|buyer)\b.{0,40}\b(ordered|bought|order of|spent|score)\b", text):
         stages.append("new")
     if re.search(r"\bactive\b", text) and not re.search(r"\binactive\b", text):
         stages.append("active")
-    if re.search(r"\blapsing\b", text):
-        stages.append("lapsing")
-    if re.search(r"\b(lapsed|inactive|churned|dormant)\b", text):
+    if re.search(r"\b(inactive|churned|dormant)\b", text):
         stages.append("lapsed")
-    if re.search(r"\bat[- ]risk (stage|lifecycle)|(stage|lifecycle) (is )?at[- ]risk|in the at[- ]risk", text):
+    if re.search(r"\bat[- ]risk (stage|lifecycle)|(stage|lifecycle) (is )?at[- ]risk|in the at[- ]risk(?! segment)", text):
         stages.append("at risk")
     return {"lifecycle": list(dict.fromkeys(stages))} if stages else {}
 
 
-def segment_slots(text: str) -> dict[str, list[str]]:
-    segments = []
+def segment_slots(text: str, named: list[str]) -> dict[str, list[str]]:
+    """The segments named in the data's words (`named`), and those whose names are everyday words,
+    read with their cue (SEGMENT_PATTERNS: "loyal customers", "the at risk segment")."""
+    segments = list(named)
     for pattern, name in SEGMENT_PATTERNS:
         if re.search(pattern, text):
             if name == "Loyal" and re.search(r"loyalty|loyal (customers?|clients?) (?:happy|program)", text):
@@ -148,6 +167,10 @@ def ranking_slots(text: str) -> dict[str, str]:
         key = next((k for pattern, k in SORTS if re.search(pattern, text)), None)
         if key:
             slots["sort_by"] = key
+    subject = GROUP_SUBJECT.search(text)
+    if subject:
+        slots["group_by"] = next(v for k, v in GROUP_OF_SUBJECT.items() if subject.group(1).startswith(k))
+        return slots
     for pattern, key in GROUPS:
         if re.search(r"\b(by|per|across|each|for every|split|breakdown|overview|between|over|into|fall)\b[^.?!]{0,25}\b"
                      + pattern, text) or re.search(r"\b" + pattern + r"\w* (overview|breakdown|split|summary)", text):
@@ -200,16 +223,24 @@ def customer_id_in(text: str, facts: PlannerFacts) -> str | None:
     return m.group(1) if m else None
 
 
-def search_query(text: str, quoted: str) -> str | None:
-    """The product phrase of a profile search ("who buy tea sets" -> "tea sets"); a quoted phrase as is."""
+def search_query(text: str, quoted: str, products: list[str]) -> str | None:
+    """The product phrase of a profile search: a quoted phrase as is; the words after a buying verb ("who
+    buy tea sets" -> "tea sets", "fans of paper lanterns"); else the data's product words standing just
+    before a word for buyers ("the big candle buyers" -> "candle")."""
     if quoted:
         return quoted[:500]
-    m = re.search(r"\b(?:buy|buys|buying|bought|purchas\w*|love|loves|like|likes|into|collect\w*|interested in|"
-                  r"mentions?|buyers of|shopping for|search(?: for)?)\b(.+)", text)
-    if not m:
-        return None
-    rest = re.split(r"[,;?!]|\b(in|from) (?=[a-z]+\s*$)", m.group(1))[0]
-    words = [w for w in re.findall(r"[a-z][a-z'-]*", rest) if w not in STOP]
-    tail = [w for w in words if w not in COUNTRY_ALIASES and w not in ("france", "germany", "lapsing", "lapsed")]
-    query = " ".join(tail).strip()
-    return query or None
+    m = INTEREST.search(text)
+    if m:
+        rest = re.split(r"[,;?!]|\b(in|from) (?=[a-z]+\s*$)", m.group(1))[0]
+        words = [w for w in re.findall(r"[a-z][a-z'-]*", rest) if w not in STOP]
+        tail = [w for w in words if w not in COUNTRY_ALIASES and w not in ("france", "germany", "lapsing", "lapsed")]
+        query = " ".join(tail).strip()
+        if query:
+            return query
+    named = set(products)
+    for run in re.finditer(r"((?:[a-z]+ ){1,4})(?:buyers|shoppers|fans|lovers|collectors|customers|clients|people)\b",
+                           text):
+        words = [w for w in run.group(1).split() if w in named]
+        if words:
+            return " ".join(words)
+    return None

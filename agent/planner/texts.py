@@ -31,3 +31,18 @@ CLARIFY_NO_ROW = ("The previous answer has no customer at that place in its list
 CLARIFY_ORDERS = ("To score a new customer I need their order history: the amount and the full date (day, month "
                   "and year) of each order, for example 'eighty pounds on the third of March and forty pounds on "
                   "the tenth of April' with the year added. Figures and dates may be written in words or digits.")
+# What each tool can do, in a marketer's words: the clarifying question for an in-scope request that no
+# tool answers as asked names the closest of these (agent.planner.pipeline).
+CAPABILITIES = {
+    "find_customers": "list customers by tier, segment, country, lifecycle stage, churn risk or value",
+    "segment_summary": "break customers down by tier, segment, lifecycle stage or country",
+    "search_profiles": "find customers by the products they buy",
+    "recommend_campaigns": "plan a campaign (retention, win-back, reactivation, cross-sell or upgrade) for an "
+                           "audience and a budget",
+    "export_audience": "export an audience as a CSV file",
+    "get_customer": "show one customer's detail, orders and next best action",
+    "score_customer": "score a new customer from their order history",
+    "model_report": "say how accurate the model is and what it was trained on",
+}
+CLARIFY_CLOSEST = ("I can't answer {what} as asked: my tools work on customers (their scores, orders, segments and "
+                   "campaigns). The closest things I can do: {options}. Which of these would help?")

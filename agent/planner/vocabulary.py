@@ -1,5 +1,5 @@
 """The words the planner knows: aliases, segment, goal, ranking and grouping phrases, domain words,
-month names, and the English word list typo repair checks against."""
+and the English word list typo repair checks against."""
 
 from __future__ import annotations
 
@@ -9,6 +9,12 @@ import re
 # The arguments that select an audience; a follow-up keeps them unless it restates them.
 FILTER_KEYS = ("tiers", "lifecycle", "at_risk", "segments", "countries", "min_churn_risk", "max_churn_risk", "min_value",
                "max_value", "min_recency_days", "max_recency_days")
+
+# The tiers "top", "VIP" and "best" customers mean, and the RFM segments whose customers are slipping
+# away or already gone (what a campaign for them is for, when the question names no goal).
+TOP_TIERS = ("Platinum", "Gold")
+SLIPPING_SEGMENTS = frozenset({"At Risk", "Can't Lose Them", "About to Sleep", "Need Attention"})
+GONE_SEGMENTS = frozenset({"Hibernating", "Lost"})
 
 COUNTRY_ALIASES = {
     "uk": "United Kingdom", "u.k.": "United Kingdom", "britain": "United Kingdom", "great britain": "United Kingdom",
@@ -25,11 +31,11 @@ COUNTRY_ALIASES = {
     "south african": "RSA", "bahraini": "Bahrain", "hong kong": "Hong Kong",
 }
 
+# Segments whose names are everyday words, read only with their cue, and short forms of names; the
+# other segment names are matched against the data's own (agent.planner.entities).
 SEGMENT_PATTERNS = [
-    (r"champions?", "Champions"), (r"potential loyalists?", "Potential Loyalist"), (r"loyal(?! ?ists?)", "Loyal"),
-    (r"promising", "Promising"), (r"needs? (?:of )?attention", "Need Attention"), (r"about to sleep", "About to Sleep"),
-    (r"can'?t lose(?: them)?|cannot lose(?: them)?|can not lose(?: them)?", "Can't Lose Them"),
-    (r"hibernating", "Hibernating"), (r"\blost\b", "Lost"),
+    (r"\bloyal(?! ?ists?)", "Loyal"), (r"\blost\b", "Lost"),
+    (r"can'?t lose\b|cannot lose\b|can not lose\b", "Can't Lose Them"),
     (r"at risk segment|segment at risk|rfm at risk|\"at risk\" segment", "At Risk"),
     (r"new segment|segment new", "New"),
 ]
@@ -37,8 +43,9 @@ GOALS = [
     (r"win ?-?back|winback|win them back|win back|losing|we'?re losing|re-?engage", "win_back"),
     (r"reactivat|re-?activat|wake up|buy again|come back|bring back|dormant", "reactivate"),
     (r"upgrade|move up|push .* up|next tier|up to gold|up to platinum", "upgrade"),
-    (r"cross-?sell|upsell|up-?sell|second (?:order|purchase)|grow|buy more|order again", "grow"),
-    (r"retain|retention|keep|loyal(?:ty)? program|happy|hold on", "retain"),
+    (r"cross-?sell|upsell|up-?sell|(?:second|2nd) (?:order|purchase)|grow|buy more|order again", "grow"),
+    (r"retain|retention|keep|loyal(?:ty)? program|happy|hold on|(?:reduce|prevent|stop|lower|cut|fight)\w* "
+     r"(?:the )?churn|(?:stop|prevent)\w* (?:\w+ )?(?:from )?(?:leaving|churning|going)", "retain"),
 ]
 SORTS = [
     (r"most likely to (?:churn|leave|go)|highest churn|riskiest|biggest risk (?:of|for)|most big risk|"
@@ -58,6 +65,26 @@ SORT_WORDS = [(r"value at risk|risk value|at risk", "value_at_risk"), (r"churn|r
 GROUPS = [(r"countr(?:y|ies)|nation|market", "country"), (r"lifecycle|stage", "lifecycle"),
           (r"segment|rfm", "segment"), (r"tier", "tier")]
 
+# "Which countries hold the most value?", "what tier has ...": a grouping dimension as the question's
+# subject asks for a summary grouped by it, not for a list of customers.
+GROUP_SUBJECT = re.compile(r"\b(?:which|what|top|best|worst|biggest|largest|leading)\s+(?:\d+\s+)?(?:of (?:our|my|the) )?"
+                           r"(countr(?:y|ies)|markets?|nations?|tiers?|(?:rfm )?segments?|(?:lifecycle )?stages?)\b"
+                           r"(?!\s+(?:is|are) (?:customer|client|account)\b)")
+GROUP_OF_SUBJECT = {"countr": "country", "market": "country", "nation": "country", "tier": "tier",
+                    "segment": "segment", "rfm": "segment", "stage": "lifecycle", "lifecycle": "lifecycle"}
+# A request to see customers ("list the champions", "show me my hibernating customers"): a list, not a summary.
+LIST_REQUEST = re.compile(r"^(?:please |pls |can you |could you |now |ok |so )?(?:list|show|display|give me|get me|"
+                          r"pull up|who are|who is|which (?:customers|clients|shoppers|buyers|people|accounts|ones))\b")
+SUMMARY_WORDS = re.compile(r"\b(how many|how much|number of|count|breakdown|break down|distribution|distributed|split|"
+                           r"overview|summar\w*|share|proportion|percentage|totals?|average|compare)\b")
+# What a question asks about that no tool returns (products ranked, days, times, channels, prices): the
+# planner asks back, naming the closest things it can do, instead of answering a different question.
+UNSERVED_SUBJECT = re.compile(
+    r"\b(?:which|what(?:'s| is| are)?|when(?:'s| is)?)(?: of)?(?: our| my| the)?(?: best[- ]selling| top[- ]selling|"
+    r" best| top| most popular| worst| right| ideal)?\s+(products?|items?|skus?|stock|days?|weekdays?|"
+    r"day of the week|time of day|times?|hours?|channels?|prices?|pricing|suppliers?|competitors?|subject lines?|"
+    r"open rates?|emails?)\b|"
+    r"\b(?:trend\w*|over time|month by month|month on month|week by week|year over year|year on year)\b")
 DOMAIN = re.compile(
     r"customer|client|buyer|shopper|people|tier|platinum|gold|silver|bronze|churn|segment|campaign|budget|export|"
     r"csv|model|lapsed|lapsing|champion|order|spend|revenue|value|score|risk|audience|cohort|promo|offer|"
@@ -73,11 +100,6 @@ CHURN_PHRASE = re.compile(
 DOMAIN_STRONG = re.compile(
     r"customer|client|buyer|shopper|tier|platinum|gold|silver|bronze|churn|segment|campaign|export|csv|lapsed|"
     r"lapsing|champion|revenue|audience|cohort|retention|win.?back|reactivat|profile|rfm|model|predict|forecast")
-
-MONTHS = {m: i + 1 for i, m in enumerate(
-    "january february march april may june july august september october november december".split())}
-MONTHS.update({m[:3]: i for m, i in list(MONTHS.items())})
-MONTHS["sept"] = 9
 
 # Everyday words typo repair leaves alone even when the English list lacks them.
 COMMON = set("percent what which where when show give list with from that this them they those these have about much many "
