@@ -29,6 +29,10 @@ class PlaybookCandidates:
     best_cost: float = float("nan")
 
 
+# The expected-value terms a plan reads for the customers it keeps (planning._campaign_result).
+KEPT_TERMS = ("expected_net_value", "cost", "expected_incremental_revenue", "p_order_anyway", "uplift")
+
+
 @dataclass
 class Candidates:
     """Every (customer, playbook) pair with positive expected net value, grouped by playbook in
@@ -51,7 +55,10 @@ def playbook_candidates(audience: pd.DataFrame, chosen: Sequence[Playbook], cat:
                                                                                       index=audience.index))
     horizon = np.asarray(horizon, dtype=float)
     churn, value_at_risk, aov = value_inputs(audience)
-    lifecycle = audience["lifecycle"].to_numpy()
+    stages = audience["lifecycle"]
+    # Kept categorical (the planning frame's codes), so each playbook's per-stage uplift is a code lookup.
+    lifecycle = (stages.array if isinstance(stages.dtype, pd.CategoricalDtype)
+                 else pd.Categorical(stages.astype("string").astype(object).astype(str)))
     p_anyway = order_anyway(churn, horizon, cat.offer_window_days)  # the same for every playbook
     per_playbook = []
     table = audience_table(audience)  # compiled once for every playbook's rule
@@ -64,7 +71,8 @@ def playbook_candidates(audience: pd.DataFrame, chosen: Sequence[Playbook], cat:
                             p_order_anyway=p_anyway[eligible_rows])
         net = ev["expected_net_value"]
         good = net > 0
-        found = PlaybookCandidates(p, eligible_rows[good], {k: v[good] for k, v in ev.items()}, len(eligible_rows))
+        kept = {k: ev[k][good] for k in KEPT_TERMS}  # only what the plan reads: cutting each term costs ~5 ms at 1M
+        found = PlaybookCandidates(p, eligible_rows[good], kept, len(eligible_rows))
         if len(eligible_rows):
             best = int(np.argmax(net))
             found.best_gain, found.best_cost = (float(ev["expected_incremental_revenue"][best]),

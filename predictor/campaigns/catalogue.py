@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -203,11 +204,15 @@ class Playbook(BaseModel):
 
     def uplift_for(self, lifecycle: Any = None) -> Any:
         """The assumed uplift per customer: the stage's figure where `uplift_by_lifecycle` names the
-        customer's lifecycle stage, else `uplift` (a float when no stages are given or none differ)."""
+        customer's lifecycle stage, else `uplift` (a float when no stages are given or none differ).
+        A categorical `lifecycle` (the planning frame's) is read by its codes: one lookup per stage, not
+        per customer, which on a million customers is most of the cost."""
         if not self.uplift_by_lifecycle or lifecycle is None:
             return self.uplift
-        stages = pd.Series(lifecycle, dtype="object").astype(str)
-        return stages.map(self.uplift_by_lifecycle).fillna(self.uplift).to_numpy(dtype=float)
+        stages = lifecycle if isinstance(lifecycle, pd.Categorical) else pd.Categorical(
+            pd.Series(lifecycle, dtype="object").astype(str))
+        per_stage = np.array([self.stage_uplift(c) for c in stages.categories] + [self.uplift], dtype=float)
+        return per_stage[stages.codes]  # a missing stage (code -1) takes the last entry: the playbook's uplift
 
     def stage_uplift(self, stage: Any) -> float:
         """The assumed uplift of one customer in lifecycle `stage`."""

@@ -336,6 +336,13 @@ def _campaign_result(p: Playbook, rows: np.ndarray, candidates: PlaybookCandidat
     return result
 
 
+def _distinct(positions: np.ndarray, n: int) -> int:
+    """How many different audience positions `positions` holds (a mark per position: O(n), no sort)."""
+    seen = np.zeros(n, dtype=bool)
+    seen[positions] = True
+    return int(seen.sum())
+
+
 def _budget_notes(candidates: Candidates, assigned: np.ndarray, budget: float | None,
                   results: Sequence[CampaignResult], total_cost: float, currency: str) -> list[str]:
     """What the budget left out, and each real cause of the part of it that stays unspent, with figures."""
@@ -345,6 +352,6 @@ def _budget_notes(candidates: Candidates, assigned: np.ndarray, budget: float | 
     left_out = ~chosen[candidates.customer]  # pairs of customers the budget did not reach
     return unspent_budget_notes(
         budget, total_cost, sum(r._control_cost for r in results), control=sum(r.control_group_size for r in results),
-        left_out=int(np.unique(candidates.customer[left_out]).size),
+        left_out=_distinct(candidates.customer[left_out], len(assigned)),
         cheapest_left_out=float(candidates.cost[left_out].min()) if left_out.any() else None,
         audience_size=len(assigned), chosen=int(chosen.sum()), currency=currency)
