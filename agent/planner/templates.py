@@ -133,9 +133,11 @@ def segment_summary(result: dict, args: dict, settings: Settings) -> str:
 def get_customer(result: dict, args: dict, settings: Settings) -> str:
     cur = result.get("currency") or settings.currency_symbol
     c = result
-    flagged = "at risk" if c.get("at_risk") and c.get("lifecycle") != "at risk" else None
-    tags = ", ".join(x for x in (f"{c['tier']} tier" if c.get("tier") else None, c.get("segment"),
-                                 c.get("lifecycle"), flagged, c.get("country")) if x)
+    flagged = "at risk" if c.get("at_risk") else ("not at risk" if c.get("at_risk") is False else None)
+    tags = ", ".join(x for x in (f"{c['tier']} tier" if c.get("tier") else None,
+                                 f"RFM segment {c['segment']}" if c.get("segment") else None,
+                                 f"lifecycle {c['lifecycle']}" if c.get("lifecycle") else None,
+                                 flagged, c.get("country")) if x)
     horizon = c.get("horizon_days")
     lines = [f"Customer {c['customer_id']} ({tags}):",
              f"- Predicted value {money(c.get('predicted_value'), cur)}"
@@ -144,7 +146,7 @@ def get_customer(result: dict, args: dict, settings: Settings) -> str:
                 if c.get("value_p10") is not None and c.get("value_p90") is not None else ""),
              f"- Churn risk {pct(c.get('churn_risk'))}; value at risk {money(c.get('value_at_risk'), cur)}",
              f"- {name('historical_value').capitalize()} {money(c.get('historical_value'), cur)} (net of "
-             f"cancellations) over {c.get('orders')} orders"
+             f"cancellations) over {c.get('orders')} order{'' if c.get('orders') == 1 else 's'}"
              + (f"; last order {c['last_order']}" if c.get("last_order") else "")
              + (f"; next order expected around {c['expected_next_order']}" if c.get("expected_next_order") else
                 "; no next order expected soon")]
@@ -212,7 +214,7 @@ def recommend_campaigns(result: dict, args: dict, settings: Settings) -> str:
     lines.append(f"Total cost {money(result['total_cost'], cur)}; expected net value "
                  f"{money(result['expected_net_value'], cur)}.")
     if result.get("assumptions"):
-        lines.append("Assumptions: " + " ".join(result["assumptions"][:2]))
+        lines.append("Assumptions: " + "; ".join(result["assumptions"][:2]) + ".")
     for note in (result.get("notes") or [])[:2]:
         lines.append(f"Note: {note}")
     lines.append("Ask me to export the audience to get the CSV.")
