@@ -200,11 +200,12 @@ def test_openai_tools_follow_strict_mode_rules(registry):
                 assert sorted(node.get("required", [])) == sorted(node.get("properties", {})), path
             if isinstance(node, dict):
                 assert "default" not in node, path
+                assert not isinstance(node.get("title"), str), path  # titles only cost a small model context
         for name, prop in fn["parameters"]["properties"].items():
             assert prop.get("description"), f"{fn['name']}.{name} undocumented"
     names = {t["function"]["name"]: set(t["function"]["parameters"]["properties"]) for t in tools}
     assert {"tiers", "lifecycle", "segments", "countries", "min_churn_risk", "max_churn_risk", "min_value",
-            "max_value", "sort_by", "limit"} <= names["find_customers"]
+            "max_value", "at_risk", "sort_by", "limit"} <= names["find_customers"]
     assert {"goal", "budget"} <= names["recommend_campaigns"]
     assert names["get_customer"] >= {"customer_id"} and "orders" in names["score_customer"]
     assert "group_by" in names["segment_summary"] and "query" in names["search_profiles"]

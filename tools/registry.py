@@ -146,10 +146,14 @@ def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
     return [{"field": ".".join(str(p) for p in e["loc"]) or "(body)", "reason": e["msg"]} for e in exc.errors()]
 
 
-def _strip_defaults(schema: Any) -> Any:
-    """Strict-mode function schemas take no `default` (every property is required and nullable instead)."""
+def _strip_defaults(schema: Any, names: bool = False) -> Any:
+    """Strict-mode function schemas take no `default` (every property is required and nullable instead),
+    and drop pydantic's `title`s ("Min Churn Risk" for min_churn_risk): they tell a model nothing and cost
+    ~1,500 prompt characters over the eight tools, which a small model's context cannot spare.
+    `names`: `schema` maps property names to schemas (a property called "title" stays)."""
     if isinstance(schema, dict):
-        return {k: _strip_defaults(v) for k, v in schema.items() if k != "default"}
+        return {k: _strip_defaults(v, names=k in ("properties", "$defs") and not names)
+                for k, v in schema.items() if names or (k != "default" and not (k == "title" and isinstance(v, str)))}
     if isinstance(schema, list):
         return [_strip_defaults(v) for v in schema]
     return schema
