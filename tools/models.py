@@ -38,11 +38,10 @@ class FilterArgs(CustomerFilter):
 
     model_config = ConfigDict(extra="forbid")
 
-    tiers: _names(TIERS) = Field(None, description="Value tiers to include: Platinum, Gold, Silver, Bronze.")
-    lifecycle: _names(LIFECYCLE_STAGES) = Field(
-        None, description="Lifecycle stages to include: new, active, at risk, lapsing, lapsed.")
-    segments: _names(RFM_SEGMENTS) = Field(
-        None, description="RFM segments to include, e.g. ['Champions', 'At Risk', \"Can't Lose Them\"].")
+    # The enums list the names; the descriptions stay short (every audience tool repeats them to the LLM).
+    tiers: _names(TIERS) = Field(None, description="Value tiers to include.")
+    lifecycle: _names(LIFECYCLE_STAGES) = Field(None, description="Lifecycle stages to include.")
+    segments: _names(RFM_SEGMENTS) = Field(None, description="RFM segments to include.")
 
     def customer_filter(self) -> CustomerFilter:
         return CustomerFilter(**{k: getattr(self, k) for k in CustomerFilter.model_fields})
@@ -246,10 +245,8 @@ class CampaignArgs(FilterArgs):
     # canonical goals so strict-mode decoding picks one of them.
     goal: Annotated[str, WithJsonSchema({"type": "string", "enum": list(GOALS)})] | None = Field(
         None, max_length=100,
-        description="What the campaign should achieve: retain (keep top-tier customers who are still around, "
-                    "at-risk VIPs included), win_back (customers at risk, lapsing or lapsed), reactivate (lapsed "
-                    "customers, a stronger offer), grow (cross-sell, second order), upgrade (near the next tier). "
-                    "Omit to consider every playbook.")
+        description="Campaign goal: retain (VIPs, at-risk ones too), win_back (at risk or lapsed), reactivate "
+                    "(lapsed), grow (cross-sell, second order), upgrade (near the next tier). Omit for every playbook.")
     budget: float | None = Field(None, ge=0, le=MAX_BUDGET,
                                  description="Total spend limit in the data's currency, above 0; omit for no limit.")
 

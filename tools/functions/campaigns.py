@@ -33,17 +33,15 @@ def _plan(args: CampaignArgs, deps: ToolDeps, list_ids: int | None = None) -> An
 
 def recommend_campaigns(args: CampaignArgs, deps: ToolDeps) -> RecommendCampaignsResult:
     """Recommend campaigns for an audience (the same filters as find_customers), an optional goal
-    ('retain' for VIPs, 'win back' for customers at risk, lapsing or lapsed, 'reactivate' for lapsed,
-    'cross-sell'/'grow', 'upgrade'; a playbook name plans just that playbook) and an optional budget.
-    Returns ranked campaigns, each with its audience size and customer ids, offer, cost, expected
-    incremental revenue, expected net value, ROI and the assumptions behind the numbers; with a budget,
-    customers are chosen across campaigns to maximise expected net value within it, nobody gets two
-    campaigns, and the notes say why any of the budget stays unspent. When nothing can be planned the
-    tool fails with campaign_error: the message says which step emptied the plan (the audience filter,
-    the playbook's rule or the value of the offer) and the hint names the nearest plan that works, with
-    its figures; that plan is never returned in place of the one asked.
-    Use export_audience to get the full audience as a CSV file.
+    ('retain' for VIPs, 'win_back' for customers at risk or lapsed, 'reactivate' for lapsed, 'grow',
+    'upgrade') and an optional budget. Returns ranked campaigns with audience size, customer ids, offer,
+    cost, expected incremental revenue, net value, ROI and assumptions; with a budget, nobody gets two
+    campaigns. Use export_audience for the full audience as a CSV file.
     """
+    # The docstring is the LLM's tool description (kept short: the CPU test model has an 8k window).
+    # A playbook name as the goal plans just that playbook; the notes say why budget stays unspent; an
+    # empty plan fails with campaign_error whose message names the step that emptied it and whose hint
+    # names the nearest plans that work (never returned in place of the one asked).
     # Per-customer lists can hold a million ids: plan with only the first few listed (the export plans in full).
     full = _plan(args, deps, list_ids=MAX_IDS_PER_CAMPAIGN)
     plan = full.model_dump(mode="json", exclude={"campaigns": {"__all__": {

@@ -32,11 +32,13 @@ def find_customers(args: FindCustomersArgs, deps: ToolDeps) -> FindCustomersResu
 
     Filter by tier, lifecycle stage, RFM segment, country, at_risk, churn-risk range, predicted-value
     range and days since the last order; rank by value_at_risk (default), predicted_value,
-    historical_value (lifetime revenue), churn_risk or customer_value, highest first. "Who are my
-    at-risk top customers?" is one call: tiers ["Platinum", "Gold"], at_risk true, sort_by
-    "value_at_risk". Returns total_matching and up to `limit` rows (default 20, max 500), each with its
-    customer_id. Value at risk is churn risk x value if retained, so it can exceed predicted value.
+    historical_value, churn_risk or customer_value, highest first. "Who are my at-risk top
+    customers?" is one call: tiers ["Platinum", "Gold"], at_risk true. Returns total_matching and up
+    to `limit` rows (default 20, max 500).
     """
+    # The docstring is the LLM's tool description (kept short: the CPU test model has an 8k window).
+    # Value at risk is churn risk x value if retained, so it can exceed predicted value; an empty list
+    # carries `narrowing`, the count after each filter step.
     store = deps.customers
     sort_by = args.sort_by or "value_at_risk"
     flt = customer_filter(args, deps)
@@ -95,11 +97,11 @@ def _next_best_action(deps: ToolDeps, pos: int) -> tuple[NextBestAction | None, 
 
 def get_customer(args: GetCustomerArgs, deps: ToolDeps) -> CustomerDetail:
     """Everything about one customer: predicted value with its P10-P90 interval, churn risk, tier,
-    RFM segment, lifecycle stage, value at risk (with value_at_risk_explained, the sentence that says
-    why, when it is above predicted value), expected next-order date, the top drivers behind the
-    prediction in words, recent orders, suggested products and the next best action (the campaign
-    playbook that fits them best). Look up ids with find_customers or search_profiles first.
+    RFM segment, lifecycle stage, value at risk, expected next-order date, the drivers behind the
+    prediction, recent orders, suggested products and the next best action. Look up ids with
+    find_customers or search_profiles first.
     """
+    # value_at_risk_explained says why value at risk is above predicted value, when it is.
     store = deps.customers
     pos = store.position(args.customer_id.strip())
     if pos is None:

@@ -74,13 +74,9 @@ def quality_words(metadata: dict[str, Any]) -> list[str]:
 
 
 def model_report(args: ModelReportArgs, deps: ToolDeps) -> ModelReportResult:
-    """How good the model is and what it was trained on: `quality` says it in words with the figures
-    (how much of a held-out window's revenue the top 10% it ranks brought in; churn risk against a
-    no-skill baseline), then the evaluation table when one was run (ValueDesk's model against the
-    BG/NBD + Gamma-Gamma and last-period baselines on a time holdout: Spearman, normalized Gini,
-    top-decile capture, MAE, total predicted vs actual, churn AUC, Brier), the build's validation
-    metrics and window, the training window, the data's date range, when it was trained and any
-    warnings (e.g. short history).
+    """How good the model is and what it was trained on: `quality` says it in words with the figures,
+    then the evaluation against the BG/NBD + Gamma-Gamma and last-period baselines when one was run,
+    the validation metrics, the training window, the data's date range and any warnings.
     """
     meta = dict(deps.bundle.metadata)
     try:
