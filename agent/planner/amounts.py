@@ -9,20 +9,21 @@ from typing import Any
 
 from agent.planner.facts import PlannerFacts
 from agent.planner.numbers import in_words
+from agent.planner.vocabulary import MONEY_UNIT
 
 # Amounts: digits with an optional exponent ("1e308" is a number, not "1"); a sign written before
 # them ("minus 500", "-£500", "£-500") is kept, so a negative amount is refused, never made positive.
 AMOUNT = r"(\d+(?:\.\d+)?(?:e[+-]?\d+)?)"
 SIGN = r"(?:(?:minus|negative)\s+|-)?"
 SIGN_BEFORE = re.compile(r"(?:\b(?:minus|negative)\s+(?:£|\$|€)?\s?|(?<![\w-])-(?:£|\$|€)?|(?:£|\$|€)\s?-)$")
-MONEY = SIGN + r"(?:£|\$|€)?\s?-?" + AMOUNT + r"\s?(?:pounds|quid|gbp|euros?|dollars)?"
+MONEY = SIGN + r"(?:£|\$|€)?\s?-?" + AMOUNT + r"\s?" + MONEY_UNIT + "?"
 VALUE_CONTEXT = r"(?:spend|value|worth|predicted|expected)"
 LOWER_BOUND = ("over", "above", "more than", "at least", "greater than")
 # Where a budget is written, most specific first.
 BUDGET = [
     re.compile(r"budget (?:of |is |=|:)?\s*" + SIGN + r"(?:£|\$|€)?\s?-?" + AMOUNT),
     re.compile(r"(?:£|\$|€)\s?-?" + AMOUNT + r"\s*(?:of )?(?:marketing |promo )?budget"),
-    re.compile(r"\b" + AMOUNT + r"\s?(?:pounds|quid|gbp|euros?|dollars)\b"),
+    re.compile(r"\b" + AMOUNT + r"\s?" + MONEY_UNIT + r"\b"),
     re.compile(r"(?:with|have|spend|for|of|got|use)\s(?:only |just |about )?" + SIGN + r"(?:£|\$|€)\s?-?" + AMOUNT),
     re.compile(r"(?:£|\$|€)\s?-?" + AMOUNT),
 ]
@@ -35,6 +36,8 @@ LOOSE_BUDGET = [
 ]
 SPEND_VERB_BUDGET = re.compile(r"\b(?:spend|put|invest|allocate|afford|use)\s(?:up to |about |around |only |just )?" + SIGN + AMOUNT
                + r"\b(?!\s?(?:%|percent|customers|clients|days|weeks|months|years))")
+# "we've got 500 to win them back", "I have 300 for it" (not "who have 5 to 10 orders"), in campaign talk.
+HAVE_BUDGET = re.compile(r"\b(?:have|got)\s(?:only |just |about |around )?" + SIGN + AMOUNT + r"\s(?:to|for)\b(?!\s?\d)")
 # After a campaign plan, an amount on its own is its new budget ("with 3000 instead", "what about 500?").
 FOLLOW_UP_BUDGET = re.compile(r"^(?:and |but |ok |okay |so |now )?(?:(?:what|how) about |with |try |make it |make that |"
                               r"use |for )?(?:only |just )?" + SIGN + AMOUNT + r"(?: instead| then| please)?\W*$")
@@ -64,7 +67,7 @@ def money_slots(text: str, raw: str, facts: PlannerFacts, campaign: bool = False
     if budget is None:
         budget = next((m for m in (p.search(text) for p in LOOSE_BUDGET) if m), None)
     if budget is None and (campaign or CAMPAIGN_TALK.search(text)):
-        budget = SPEND_VERB_BUDGET.search(text)
+        budget = SPEND_VERB_BUDGET.search(text) or HAVE_BUDGET.search(text)
     if budget is None and campaign:
         budget = FOLLOW_UP_BUDGET.search(text)
     if budget and not ("min_value" in slots or "max_value" in slots):

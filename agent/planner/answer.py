@@ -30,6 +30,10 @@ def write_answer(plan: Plan, traces: list[dict[str, Any]], settings: Settings) -
         render = getattr(templates, trace["name"], None)
         parts.append(render(result, trace.get("arguments") or {}, settings) if render
                      else json.dumps(result)[:2000])
+    if plan.variant == "campaign_for_one":
+        detail = next((t["result"] for t in traces if t.get("name") == "get_customer" and t.get("result")), None)
+        if detail:
+            parts.append(one_customer_campaign_text(detail))
     if plan.dropped:
         parts.append(dropped_text(plan.dropped, traces))
     if plan.note:
@@ -47,6 +51,20 @@ def export_text(result: dict[str, Any], args: dict[str, Any], settings: Settings
         when = expires[:16].replace("T", " ")
         text += f" It is kept until about {when} UTC; older exports are deleted when a new one is written."
     return text
+
+
+def one_customer_campaign_text(detail: dict[str, Any]) -> str:
+    """Why a campaign asked for one customer is answered with their detail, and how to plan for a group:
+    a campaign plan chooses customers from an audience within a budget, so one customer's plan is their
+    next best action, one contact the budget does not limit. No figure: the detail above holds them."""
+    nba = detail.get("next_best_action") or {}
+    action = (f"their next best action ({nba['campaign']}, above): one contact, which the budget does not limit"
+              if nba.get("campaign") else "their next best action, and none has a positive expected net value for them")
+    stage = detail.get("lifecycle")
+    like = " ".join(x for x in (detail.get("tier"), "customers") if x) + (f" in the {stage} stage" if stage else "")
+    return (f"A campaign plan chooses customers from an audience within a budget, so for this one customer the "
+            f"campaign is {action}. To spend the budget on customers like them, ask for a campaign for {like}, or "
+            "name another audience.")
 
 
 def dropped_text(targets: list[str], traces: list[dict[str, Any]]) -> str:

@@ -18,7 +18,13 @@ COUNTRY_VALUE = [
     re.compile(r"\bcountr(?:y|ies)(?:\s*[=:]\s*|\s+(?:is\s+|named\s+|called\s+)?)"
                r"(?P<v>(?:~|\.{1,2})?[/\\][^\s,;?!'\"]*)", re.I),
     re.compile(r"\b[Cc]ountr(?:y|ies)(?::| is| =| named| called| of)? ?(?P<v>[A-Z][\w'.-]*(?: [A-Z][\w'.-]*)*)"),
+    # a place the customers are in, capitalised as a name is ("top customers in Narnia", "buyers from Atlantis")
+    re.compile(r"\b(?:customers|clients|buyers|shoppers|accounts|people|ones|everyone)\b(?: [\w'-]+){0,3}? "
+               r"(?:in|from)\s+(?:[Tt]he\s+)?(?P<v>[A-Z][a-z]{2,}(?: [A-Z][a-z]{2,})?)\b"),
 ]
+# The pattern above only takes names (capitalised words); these are names of tools and channels, not places.
+NOT_PLACES = set("excel csv klaviyo mailchimp hubspot salesforce shopify amazon ebay etsy google facebook instagram "
+                 "tiktok twitter linkedin email newsletter slack crm".split())
 
 
 def countries_in(text: str, raw: str, facts: PlannerFacts) -> list[str]:
@@ -68,8 +74,8 @@ def unknown_countries(message: str, facts: PlannerFacts, vocab: Iterable[str]) -
             norm = value.lower()
             if not value or norm in lower or norm in ("us", "u.s.") or norm in out:
                 continue
-            if i == len(COUNTRY_VALUE) - 1 and norm in words:
-                continue
+            if i >= 2 and (norm in words or set(norm.split()) & (words | NOT_PLACES | facts.product_terms())):
+                continue  # an unquoted value that is one of our words, a product's or a tool's is no place
             if process.extractOne(norm, list(lower), scorer=fuzz.ratio, score_cutoff=80):
                 continue  # a typo of a known country, which countries_in repairs
             out.append(value[:100])

@@ -17,6 +17,7 @@ from typing import Any
 from text_to_num import alpha2digit
 
 from agent.planner.facts import PlannerFacts
+from agent.planner.vocabulary import MONEY_UNIT
 
 MONTH_NAMES = [m.lower() for m in calendar.month_name[1:]]  # "january" ... "december"
 MONTH_WORD = (r"(?:" + "|".join(sorted({*MONTH_NAMES, *(m[:3] for m in MONTH_NAMES), "sept"}, key=len, reverse=True))
@@ -31,10 +32,17 @@ DAY = r"\d{1,2}(?:st|nd|rd|th)?(?!\d)"
 DATE_TEXT = (r"(\d{4}-\d{2}-\d{2}|(?:" + DAY + r" (?:of )?)?" + MONTH_WORD + r"(?: " + DAY + r")?,?(?: \d{4})?|"
              + DAY + r" [a-z]{3,9},? \d{4})")
 SINCE = re.compile(r"\bsince (?:the )?(?:start of |beginning of )?" + DATE_TEXT)
-ORDER_DATE = (DAY + r" (?:of )?[a-z]{3,9},? \d{4}|\d{4}-\d{2}-\d{2}|" + MONTH_WORD + r" " + DAY + r",? \d{4}")
-MONEY = r"(?:£|\$|€)\s?(?P<{0}>\d+(?:\.\d+)?)|(?P<{0}w>\d+(?:\.\d+)?) ?(?:pounds|quid|gbp|euros?|dollars)\b"
+# An order's date: "3 march 2011", "2011-03-03", "march 3, 2011", "10/10/2011" (day first, as a UK shop
+# writes it) or a month alone ("jan 2011": its first day, enough for a score over months).
+ORDER_DATE = (DAY + r" (?:of )?[a-z]{3,9},? \d{4}|\d{4}-\d{2}-\d{2}|" + MONTH_WORD + r" " + DAY + r",? \d{4}|"
+              r"\d{1,2}/\d{1,2}/\d{4}|" + MONTH_WORD + r",? \d{4}")
+MONEY = r"(?:£|\$|€)\s?(?P<{0}>\d+(?:\.\d+)?)|(?P<{0}w>\d+(?:\.\d+)?) ?" + MONEY_UNIT + r"\b"
+# An amount and its date, either way round; or a bare amount right before "on <date>" ("1,800 pounds on
+# 5 Aug and 2,400 on 30 Sept"), read only in a history whose other orders are written as money.
 ORDER = re.compile(r"(?:" + MONEY.format("a") + r")[^.;£$€]{0,30}?\b(?:on|dated|at)?\s?(?:the )?(?P<d>" + ORDER_DATE
-                   + r")|(?P<e>" + ORDER_DATE + r")[^.;£$€]{0,20}?(?:" + MONEY.format("b") + r")")
+                   + r")|(?P<e>" + ORDER_DATE + r")[^.;£$€]{0,20}?(?:" + MONEY.format("b") + r")|"
+                   r"(?<![\d.,/-])(?P<n>\d+(?:\.\d+)?) (?:on|dated) (?:the )?(?P<f>" + ORDER_DATE + r")")
+SLASH_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
 NOT_MONTH_WORDS = {"st", "nd", "rd", "th", "of", "the"}
 # dateparser reads no quarters; a quarter is three months.
 QUARTER = re.compile(r"(\d+) quarters?")
@@ -85,6 +93,9 @@ def parse_date(text: str, as_of: datetime | None = None) -> datetime | None:
     word ("5 monday 2011") is no date."""
     text = alpha2digit(text.strip().lower().rstrip(".,"), "en", threshold=0)
     words = [w for w in re.findall(r"[a-z]+", text) if w not in NOT_MONTH_WORDS]
+    slash = SLASH_DATE.fullmatch(text)
+    if slash:
+        return _slash_date(*(int(g) for g in slash.groups()))
     if not words:
         try:
             return datetime.fromisoformat(text[:10])
@@ -103,6 +114,16 @@ def parse_date(text: str, as_of: datetime | None = None) -> datetime | None:
     return _dateparser().parse(text.strip(), languages=["en"], settings=settings)
 
 
+def _slash_date(first: int, second: int, year: int) -> datetime | None:
+    """"10/11/2011" is the 10th of November (day first, the shop's own convention); "11/25/2011" can only
+    be month first."""
+    day, month = (second, first) if second > 12 >= first else (first, second)
+    try:
+        return datetime(year, month, day)
+    except ValueError:
+        return None
+
+
 def _ordinals_as_digits(text: str) -> str:
     """"the first of september" -> "the 1st of september": the normalise stage keeps "first" and
     "second" as words, which a date's day is not."""
@@ -111,10 +132,11 @@ def _ordinals_as_digits(text: str) -> str:
 
 def orders_in(text: str) -> list[dict[str, Any]]:
     """Amount/date pairs written in the question ("£120 on 3 march 2011", "one order of £450 on 2011-11-20")."""
-    out = []
+    out, bare = [], []
     for m in ORDER.finditer(_ordinals_as_digits(text)):
         amount = m.group("a") or m.group("aw") or m.group("b") or m.group("bw")
-        day = parse_date(m.group("d") or m.group("e"))
-        if amount and day:
-            out.append({"timestamp": day.date().isoformat(), "amount": float(amount)})
-    return out
+        day = parse_date(m.group("d") or m.group("e") or m.group("f"))
+        if day and (amount or m.group("n")):
+            order = {"timestamp": day.date().isoformat(), "amount": float(amount or m.group("n"))}
+            (out if amount else bare).append(order)
+    return out + bare if out else []

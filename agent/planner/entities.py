@@ -24,7 +24,7 @@ CUE_ONLY = {"segment": {"at risk", "new", "loyal", "lost"}, "lifecycle": {"at ri
 CONTRACTIONS = {"cant": "cannot"}
 # Words that say how much someone buys, not what: never a product mention on their own.
 DEGREE = set("big bigger biggest large larger largest huge heavy heavier major main keen regular frequent real "
-             "top best good great most more many lot lots loads fans fan lovers lover collectors collector "
+             "top best key good great most more many lot lots loads fans fan lovers lover collectors collector "
              "stock stocks up go goes going".split())
 
 

@@ -33,6 +33,19 @@ REQUEST_VERB = re.compile(r"^(?:please |pls |can you |could you )?(?:list|show|d
                           r"put|save|download)\b")
 STRONG_REFERENCE = re.compile(r"\b(of them|them|those ones|these ones|the same ones|that list|that audience|"
                               r"as before|the usual|we discussed|like last time|same like)\b")
+# Openings that start a new subject ("Separately - who are ...", "new question: ..."): never a follow-up.
+NEW_SUBJECT = re.compile(r"^\W*(?:separately|unrelated|new question|different question|another question|"
+                         r"on another note|on a different note|changing (?:the )?subject|different topic)\b")
+# Every customer as the subject ("export all customers instead", "what about everyone?"): no earlier filter.
+ALL_CUSTOMERS = re.compile(r"\b(?:all (?:the |our |my )?|every |the whole |the entire |our whole |our entire )"
+                           r"(?:customers?|clients?|buyers?|shoppers?|customer base|base)\b|\b(?:everyone|everybody)\b")
+# A follow-up to a scoring that adds orders to the same customer's history ("what if they also ordered
+# ...", "and another £50 on ..."); other orders in a follow-up are a new history ("now one who ordered ...").
+ADDS_ORDERS = re.compile(r"\b(also|another|add\w*|more|too|as well|plus|extra|again|they|them|their|he|she|his|her|"
+                         r"same)\b|^\W*and\b")
+REPLACES_ORDERS = re.compile(r"\b(instead|only|different|other|new (?:customer|client|buyer)|start over)\b")
+# Tools whose answers hold an audience a later "export it" / "download the list" means.
+AUDIENCE_TOOLS = ("find_customers", "segment_summary", "recommend_campaigns", "export_audience")
 ORDINALS = {"first": 0, "top": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3, "4th": 3,
             "fifth": 4, "5th": 4, "last": -1, "bottom": -1}
 
@@ -48,15 +61,17 @@ def merge_follow_up(text: str, slots: dict[str, Any], previous: dict[str, Any]) 
     if slots.get("customer_id") and explicit in (None, "get_customer"):
         return Plan("get_customer", calls=[{"name": "get_customer", "args": {"customer_id": slots["customer_id"]}}])
     target = explicit or prev.intent
+    if slots.get("orders"):
+        target = "score_customer"  # an order history is scored, whatever the previous answer was
     if target == "export_audience" and explicit is None:
         target = "find_customers"  # an export is made only when asked for; "which of them ..." is a list
-    if prev.intent == "get_customer" and prev_args.get("customer_id") and ONE_CUSTOMER_REFERENCE.search(text) and (
-            target in ("get_customer", "recommend_campaigns", "find_customers")):
-        # "what should we offer them?", "what about his churn risk?" after one customer's detail: that
-        # customer's detail again (it holds the churn risk and the next best action).
-        return Plan("get_customer", calls=[{"name": "get_customer", "args": {"customer_id": prev_args["customer_id"]}}])
+    if prev.intent in ("get_customer", "score_customer") and ONE_CUSTOMER_REFERENCE.search(text) and (
+            target in ("get_customer", "recommend_campaigns", "find_customers", "score_customer")):
+        return _one_customer_again(text, slots, prev.intent, prev_args, target)
     if target == "get_customer" and not slots.get("customer_id"):
         return None
+    if target == "score_customer":
+        return _score_follow_up(text, slots, prev_args)
     args = {k: v for k, v in prev_args.items() if k in FILTER_KEYS}
     args.update({k: slots[k] for k in FILTER_KEYS if k in slots})
     if target == prev.intent:
@@ -77,9 +92,55 @@ def merge_follow_up(text: str, slots: dict[str, Any], previous: dict[str, Any]) 
     return call_plan(target, args)
 
 
+def _one_customer_again(text: str, slots: dict[str, Any], intent: str, prev_args: dict[str, Any],
+                        target: str) -> Plan | None:
+    """"What about his churn risk?", "what should we offer them?", "draft a campaign for them with £2k" after
+    one customer's detail or score: that customer again (the detail holds the churn risk and the next best
+    action, which is the campaign for one customer). A campaign asked for gets its answer in those words."""
+    if intent == "score_customer":
+        return _score_follow_up(text, slots, prev_args)
+    if not prev_args.get("customer_id"):
+        return None
+    campaign = target == "recommend_campaigns" and bool(slots.get("budget") or re.search(r"\bcampaigns?\b", text))
+    return Plan("get_customer", calls=[{"name": "get_customer", "args": {"customer_id": prev_args["customer_id"]}}],
+                variant="campaign_for_one" if campaign else "")
+
+
+def _score_follow_up(text: str, slots: dict[str, Any], prev_args: dict[str, Any]) -> Plan | None:
+    """The previous scoring again: with the orders the question adds ("what if they also ordered £400 on
+    ..."), or with its orders only when it says they replace the history."""
+    before = list(prev_args.get("orders") or [])
+    new = list(slots.get("orders") or [])
+    if not before and not new:
+        return None
+    adds = ADDS_ORDERS.search(text) and not REPLACES_ORDERS.search(text)
+    orders = before + [o for o in new if o not in before] if adds or not new else new
+    return Plan("score_customer", calls=[{"name": "score_customer", "args": {"orders": orders}}])
+
+
+def exports_previous_audience(text: str, slots: dict[str, Any], previous: dict[str, Any]) -> bool:
+    """"Can I download the target list?", "pop that into a CSV": an export that names no audience of its
+    own, right after an answer about one, exports that audience."""
+    prev = (previous or {}).get("plan") or {}
+    return (explicit_intent(text, slots) == "export_audience" and prev.get("kind") == "answer"
+            and prev.get("intent") in AUDIENCE_TOOLS and bool(prev.get("calls"))
+            and not any(k in slots for k in FILTER_KEYS) and not OWN_SUBJECT.search(text))
+
+
+def pending_intent(previous: dict[str, Any] | None) -> str | None:
+    """The tool a clarifying question was about ("export" -> "which customers should I export?"), whose
+    audience the next answer gives ("the at-risk ones in Germany")."""
+    prev = (previous or {}).get("plan") or {}
+    if prev.get("kind") == "clarify" and prev.get("intent") in ("export_audience", "recommend_campaigns"):
+        return prev["intent"]
+    return None
+
+
 def is_follow_up(text: str, slots: dict[str, Any]) -> bool:
     """Whether the question refers back to the previous answer. A standalone question (its own subject or
     request verb, no word pointing back) never inherits the previous turn's filter."""
+    if NEW_SUBJECT.search(text) or ALL_CUSTOMERS.search(text):
+        return False
     if BACK_REFERENCE.search(text):
         return True
     own_subject = bool(OWN_SUBJECT.search(text))

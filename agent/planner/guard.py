@@ -8,7 +8,8 @@ import re
 from collections.abc import Callable
 
 from agent.planner.plan import Plan
-from agent.planner.texts import REFUSE_FABRICATE, REFUSE_INJECTION, REFUSE_PII, REFUSE_SEND, REFUSE_WRITE
+from agent.planner.texts import (REFUSE_CONTACT, REFUSE_FABRICATE, REFUSE_INJECTION, REFUSE_PII, REFUSE_SEND,
+                                 REFUSE_WRITE)
 from agent.planner.vocabulary import DOMAIN
 
 EXFIL_VERB = re.compile(r"\b(send|sent|email|e-mail|mail|upload|post|forward|share|transfer|push|sync|ftp|"
@@ -20,10 +21,24 @@ INJECTION = re.compile(r"ignore (?:all |any |your |the )?(?:previous|prior|above
                        r"system override|admin mode|developer mode|jailbreak|\bdan\b|no rules|"
                        r"</?(?:user|system|assistant)>|you must now|as the assistant you|reveal .*(?:key|secret|password)|"
                        r"(?:print|show|reveal|repeat) (?:me )?(?:your|the) (?:system )?(?:prompt|instructions)")
-WRITE = re.compile(r"\b(delete|remove|erase|drop|wipe|purge|set|change|update|modify|overwrite|edit|insert|"
+WRITE = re.compile(r"\b(delete|remove|erase|drop|wipe|purge|set(?! ?up\b)|change|update|modify|overwrite|edit|insert|"
                    r"add)\b.{0,60}\b(database|system|record|records|data|customers?|churn|risk|score|value|table)\b")
 PII = re.compile(r"\b(home address(?:es)?|addresses|phone numbers?|telephone|e-?mail addresses|emails of|"
-                 r"date of birth|passport|credit card|bank details|social security|personal details)\b")
+                 r"date of birth|passport|credit card|bank details|social security|personal details|"
+                 r"contact (?:details|info\w*))\b")
+# "email campaign for ...", "text message copy": a contact verb's word used as a noun's modifier.
+CONTACT_NOUNS = (r"campaigns?|blasts?|flows?|templates?|newsletters?|sequences?|journeys?|series|copy|content|"
+                 r"marketing|program\w*|offers?|promos?|plans?|lists?|addresses")
+# An order to contact customers ("now email each of them a 20% code", "text the lapsed ones a voucher"): no
+# tool sends anything to customers. Only as a command whose object is not the user ("send me the list" is
+# not one); asking for advice ("what should we send them?") is campaign talk.
+CONTACT = re.compile(r"^(?:(?:now|ok|okay|so|then|and|please|pls|great|right|go ahead and|can you|could you|would you|"
+                     r"just)\W+)*(?:e-?mail|text|sms|message|call|phone|ring|contact|send|mail|dm|whatsapp)\s+"
+                     r"(?!(?:me|us|myself|it to me|details?|info\w*|numbers?|" + CONTACT_NOUNS + r")\b)"
+                     r"(?:(?:each|all|every one|some|any|one) of\s+)?(?:them|those|these|him|her|everyone|everybody|each|"
+                     r"all|the\b[^.?!]{0,40}?\b(?:customers|clients|ones|buyers)|"
+                     r"(?:our|my|all)?\s*(?:(?!(?:for|to|about|with|on|in|of)\b)[\w-]+\s+){0,3}"
+                     r"(?:customers|clients|buyers|shoppers))\b")
 FABRICATE = re.compile(r"\b(make up|invent|fabricate|guess|pretend|fake)\b")
 # Quoted text of three or more characters: a search phrase or a name, never an instruction.
 QUOTED = re.compile(r"(?<![a-z])['\"]([^'\"]{3,})['\"]", re.I)
@@ -92,6 +107,8 @@ def refusal(raw: str, clean: str, text: str, injected: bool, normalise: Callable
         return Plan("write", "refuse", text=REFUSE_WRITE)
     if PII.search(text):
         return Plan("pii", "refuse", text=REFUSE_PII)
+    if CONTACT.search(text) and not re.search(r"\bto (?:me|us|myself)\b", text):
+        return Plan("contact", "refuse", text=REFUSE_CONTACT)
     if FABRICATE.search(text) and re.search(r"revenue|numbers?|figures?|data|sales|value", text):
         return Plan("fabricate", "refuse", text=REFUSE_FABRICATE)
     if injected and not DOMAIN.search(text):

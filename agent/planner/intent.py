@@ -15,21 +15,40 @@ from typing import Any
 import numpy as np
 import yaml
 
-from agent.planner.vocabulary import (CHURN_PHRASE, DOMAIN_STRONG, FILTER_KEYS, GROUP_SUBJECT, LIST_REQUEST, STOP,
-                                      SUMMARY_WORDS)
+from agent.planner.vocabulary import (CHURN_PHRASE, DOMAIN_STRONG, FILTER_KEYS, GROUP_SUBJECT, LIST_REQUEST, MONEY_UNIT,
+                                      STOP, SUMMARY_WORDS)
 from predictor.settings import REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
 
 INTENTS_PATH = REPO_ROOT / "prompts" / "intents.yaml"
-EXPORT_WORDS = re.compile(r"\b(export|csv|download|spreadsheet|excel|file)\b")
-CAMPAIGN_WORDS = re.compile(r"\b(campaign|campaigns|promotion|promo|budget|discount|voucher|coupon|offers?|"
-                            r"win ?back|winback|reactivat\w*|retain|retention|cross-?sell|up-?sell|upgrade)\b")
+# The tools a marketer loads a list into (an email tool, a CRM, Klaviyo): a list for one of them is a file.
+EXPORT_DESTINATION = (r"e-?mail (?:tool|platform|software|system|app|service provider)|crm|klaviyo|mailchimp|hubspot|"
+                      r"salesforce|dotdigital|braze|marketo|brevo|mailing list|ads? (?:platform|manager|account)|"
+                      r"(?:up)?load\w* (?:\w+ ){0,2}(?:in)?to|import\w* (?:it |them |this |that )?(?:in)?to|"
+                      r"for (?:an? |the |our )?(?:\w+ )?import")
+EXPORT_WORDS = re.compile(r"\b(export|csv|download|spreadsheet|excel|file|" + EXPORT_DESTINATION + r")\b")
+# A file declined ("no file needed", "don't export it", "not as a spreadsheet") is no export request.
+NEGATED_EXPORT = re.compile(r"\b(?:no|not|without|don'?t|do not|never|no need (?:for|to)|needn'?t)\s+(?:need\s+)?"
+                            r"(?:as |in |into |to )?(?:a |an |the |any )?(?:export\w*|csv|files?|downloads?|"
+                            r"spreadsheets?|excel)\b(?:\s+(?:needed|required|necessary))?")
+CAMPAIGN_WORDS = re.compile(r"\b(campaign|campaigns|promotion|promo|budget|discount|voucher|coupon|offers?|mailer|"
+                            r"mailshot|outreach|win ?back|winback|reactivat\w*|retain|retention|cross-?sell|up-?sell|"
+                            r"upgrade)\b")
+# Whether the scores can be trusted, how they compare, how fresh they are: a question about the model,
+# whatever it is for ("can I trust the churn scores before I spend money on a campaign?").
+MODEL_QUALITY = re.compile(r"\b(trust\w*|rel(?:y|iable|iability)|accura\w*|how good|any good|good enough|"
+                           r"better than(?!\W*[£$€]?\d)|beats?|confiden\w*|how (?:right|wrong)|errors?|up to date|"
+                           r"how (?:fresh|old|recent)|(?:last|when)\b[^.?!]{0,30}\b(?:refreshed|updated|trained|run|built))\b")
+MODEL_SUBJECT = re.compile(r"\b(scores?|scoring|predictions?|predicted|predict\w*|forecasts?|estimates?|model|"
+                           r"this thing|this tool|the tool|the system|valuedesk)\b")
 # How a follow-up asks for a campaign when it names only its goal ("what would win them back?", "plan
 # something to keep them").
 CAMPAIGN_ASK = re.compile(r"\b(plan|draft|design|put together|set up|what would|what should|what can|"
                           r"how (?:do|can|should|could|would) (?:i|we)|something to|ideas?|suggest\w*|recommend\w*|"
-                          r"run|do to)\b")
+                          r"run|do to|help (?:me|us)|nudge|encourage|persuade|convince|motivate|incentivi[sz]e)\b")
+# Words that ask to see customers: with one, a goal word ("which customers could we upgrade") is a list.
+SEE_WORDS = re.compile(r"^\W*(?:who|which|what)\b|\b(find|list|show|see|display|export|how many)\b")
 # A question that is only a noun phrase for an audience: words, then a word for customers, then at most
 # a place or a condition ("lapsed silver customers in the UK", "gold clients from Spain at risk").
 AUDIENCE_PHRASE = re.compile(r"^(?:[a-z'-]+ ){0,5}(?:customers|clients|shoppers|buyers|accounts)(?: (?:in|from|who|that|"
@@ -37,8 +56,13 @@ AUDIENCE_PHRASE = re.compile(r"^(?:[a-z'-]+ ){0,5}(?:customers|clients|shoppers|
 ONE_CUSTOMER = re.compile(r"\b(customer|client|account|buyer|shopper|him|her|he|she|person)\b(?!s)|'s account\b|"
                           r"\bmrs?\.? |\bms\.? ")
 # An export is made only when one is asked for: a list request ("list the champions") is never a file.
-EXPORT_REQUEST = re.compile(r"\b(export\w*|csv|download\w*|spreadsheet|excel|xlsx|file|mailchimp|mailing list|"
-                            r"save\w*|import\w* (?:it |them )?into)\b")
+EXPORT_REQUEST = re.compile(r"\b(export\w*|csv|download\w*|spreadsheet|excel|xlsx|file|save\w*|"
+                            + EXPORT_DESTINATION + r")\b")
+
+
+def model_question(text: str) -> bool:
+    """A question about how far the scores can be trusted, or how fresh they are."""
+    return bool(MODEL_QUALITY.search(text) and MODEL_SUBJECT.search(text))
 
 
 class IntentModel:
@@ -117,6 +141,7 @@ def choose_intent(text: str, scores: dict[str, float], slots: dict[str, Any]) ->
     """(intent, confidence): the example scores plus the keyword boosts, less the tools the question
     cannot be for (scoring without orders, one customer's detail without an id)."""
     has_id = bool(slots.get("customer_id"))
+    text = NEGATED_EXPORT.sub(" ", text)
     s = dict(scores)
     boost = {k: 0.0 for k in s}
     # Added in a fixed order, so equal sums (and ties between intents) come out the same every time.
@@ -129,13 +154,17 @@ def choose_intent(text: str, scores: dict[str, float], slots: dict[str, Any]) ->
         s.pop("get_customer", None)
     elif not re.search(r"\b(score|prospect|new (customer|client|buyer)|someone)\b", text):
         s.pop("score_customer", None)  # scoring needs an order history or an explicit ask
-    if DOMAIN_STRONG.search(text) or any(k in slots for k in FILTER_KEYS):
+    if DOMAIN_STRONG.search(text) or any(k in slots for k in FILTER_KEYS) or model_question(text):
         # the domain's words, or a value of the data ("the lost ones"), put a question in scope
         boost["out_of_scope"] = boost.get("out_of_scope", 0.0) - 0.3
     elif s and max(s, key=s.get) == "out_of_scope":
         return "out_of_scope", s["out_of_scope"] + boost.get("out_of_scope", 0.0)
     for k, v in boost.items():
         s[k] = s.get(k, 0.0) + v
+    if "export_audience" in s and EXPORT_WORDS.search(text) and s["export_audience"] < s.get("recommend_campaigns", 0):
+        # An export asked for outright is the deliverable: campaign words then say whose audience it holds
+        # ("export the reactivation list, max spend 300 quid" exports that plan's customers).
+        s["export_audience"] = s["recommend_campaigns"] + 0.01
     if not s:
         return "out_of_scope", 0.0
     if not has_id and (re.search(r"\b(customers|clients|accounts|buyers|shoppers|people)\b", text)
@@ -148,21 +177,24 @@ def choose_intent(text: str, scores: dict[str, float], slots: dict[str, Any]) ->
 
 def _tool_word_boosts(text: str, has_id: bool) -> Iterator[Boost]:
     """Words that name what a tool does (export, campaign, model, breakdown, one customer, scoring)."""
-    if EXPORT_WORDS.search(text) or re.search(r"\b(mailchimp|mailing list)\b", text):
+    if EXPORT_WORDS.search(text):
         yield "export_audience", 0.45
     if re.search(r"\b(campaign|campaigns|promotion|promo|budget|discount|voucher|coupon|win ?back|winback|"
-                 r"reactivat\w*|marketing spend|offers?)\b", text) and not has_id:
+                 r"reactivat\w*|marketing spend|offers?|mailer|mailshot|outreach)\b", text) and not has_id:
         yield "recommend_campaigns", 0.3
     value_filter = re.search(r"(?:spend|value|worth|predicted|expected)[^.?!]{0,30}?\b(over|above|more than|"
                              r"at least|greater than|under|below|less than|at most|between)\b", text)
-    if re.search(r"\b(£|\$|€)?\d+ (?:pounds|quid|euros|dollars)\b|£\d", text) and re.search(
+    if re.search(r"\b(£|\$|€)?\d+ " + MONEY_UNIT + r"\b|£\d", text) and re.search(
             r"\b(spend|have|budget|cost|afford)\b", text) and not value_filter:
         yield "recommend_campaigns", 0.15
     if re.search(r"\b(model|accura\w*|trained|training|baseline|bg/?nbd|auc|gini|brier|metrics?|reliable|"
                  r"benchmark|warnings?)\b", text):
         yield "model_report", 0.35
+    if model_question(text) and not has_id:
+        yield "model_report", 0.5
     if re.search(r"\b(how many|how much|number of|count|breakdown|break down|distribution|distributed|split|"
-                 r"overview|summar\w*|per|each|share|proportion|what percentage|percentage of|across|compare)\b", text):
+                 r"overview|summar\w*|per|each|share|proportion|what percentage|percentage of|"
+                 r"across(?! (?:the )?(?:whole|entire|all|every)\b)|compare)\b", text):
         yield "segment_summary", 0.25
     if re.search(r"\b(by|per|across|each|over) (?:the )?(tier|tiers|country|countries|segment|segments|"
                  r"lifecycle|stage|stages|rfm)\b", text):
@@ -207,6 +239,8 @@ def _request_shape_boosts(text: str, slots: dict[str, Any], has_id: bool) -> Ite
         yield "recommend_campaigns", 0.2  # a budget or a campaign goal is campaign talk
     if orders and not has_id:
         yield "score_customer", 0.5
+    if slots.get("goal") and CAMPAIGN_ASK.search(text) and not SEE_WORDS.search(text) and not has_id:
+        yield "recommend_campaigns", 0.3  # "help me nudge customers close to the next tier": a plan for a goal
 
 
 def _conversation_boosts(text: str) -> Iterator[Boost]:
@@ -237,6 +271,7 @@ def explicit_intent(text: str, slots: dict[str, Any] | None = None) -> str | Non
     """The tool a follow-up names outright ("put them in a csv", "how many", "list them", "what would win
     them back?"), if any."""
     slots = slots or {}
+    text = NEGATED_EXPORT.sub(" ", text)
     if EXPORT_WORDS.search(text):
         return "export_audience"
     if CAMPAIGN_WORDS.search(text) or re.search(r"\bcost\b", text) or (

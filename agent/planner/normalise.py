@@ -17,7 +17,12 @@ DOMAIN_WORDS = ("customers customer clients client csv export download campaign 
                 "valuable predicted segment segments country countries lifecycle tier tiers lapsed lapsing "
                 "reactivate retention recommend offer spend revenue orders ordered bought purchased "
                 "platinum model accuracy quarter month months weeks days year highest lowest most show list "
-                "which where what when why who about should buyers shoppers").split()
+                "which where what when why who about should buyers shoppers vip vips").split()
+
+
+# What a ranking or a grouping is "by" (a figure of the customers or a dimension), never something bought.
+FIGURE_OR_DIMENSION = (r"(?:value|spend|spent|revenue|sales|churn|risk|likel|predict|future|expected|forecast|lifetime|"
+                       r"histor|total|customer|tier|countr|segment|lifecycle|stage|rfm|market|nation|recen|orders?\b)")
 
 
 class Normaliser:
@@ -73,12 +78,16 @@ class Normaliser:
             if len(word) < 4 or "'" in word or word in known or word in COMMON or word in english or \
                     word in products:
                 return word
+            if word.endswith("s") and (word[:-1] in known or word[:-1] in english):
+                return word  # the plural of a word we know ("forecasts") is no typo of another word
             hit = process.extractOne(word, vocab, scorer=fuzz.ratio, score_cutoff=75)
             if hit is None:
                 hit = process.extractOne(word, self.product_vocab(), scorer=fuzz.ratio, score_cutoff=85)
             return hit[0] if hit else word
 
         low = re.sub(r"[a-z]+(?:'[a-z]+)?", fix, text.lower())
-        # "who by candles" is a frequent misspelling of "buy" that no word list catches.
-        low = re.sub(r"\b(who|that|which|customers|clients|people)\s+by\b", r"\1 buy", low)
+        # "who by candles" is a frequent misspelling of "buy" that no word list catches; "customers by
+        # value" / "by country" is a ranking or a grouping, and stays "by".
+        low = re.sub(r"\b(who|that|which|customers|clients|people)\s+by\b(?!\s+(?:the |their |how )?" + FIGURE_OR_DIMENSION
+                     + r")", r"\1 buy", low)
         return numbers_to_digits(low)

@@ -11,11 +11,20 @@ import re
 
 from text_to_num import alpha2digit, text2num
 
+from agent.planner.vocabulary import MONEY_UNIT
+
 # "1.5k", "2k", "3 grand", "2m": each suffix and the factor it stands for. Applied to digits only, before
 # the word pass (which would read "million" on its own as 1000000) and again after it ("two grand" is
 # "2 grand" once the word pass has run).
-SHORTHAND = [(r"(k|grand|thousand)", 1000), (r"(m|mn|million)", 1e6), (r"(bn|billion)", 1e9),
+SHORTHAND = [(r"(k|thousand)", 1000), (r"(m|mn|million)", 1e6), (r"(bn|billion)", 1e9),
              (r"(tn|trillion)", 1e12)]
+# "Grand" is only ever money: "3 grand" reads "3000 quid", so the amount stays money ("we've got two
+# grand to spend" is a budget) and is never taken for a count of customers.
+GRAND = re.compile(r"(£|\$|€)?(\d+(?:\.\d+)?)\s?grand\b")
+# A dot before exactly three digits in a money amount is a thousands separator ("1.000 pounds", "€2.500"),
+# as much of Europe writes it; elsewhere a dot is a decimal point ("churn 0.5", "1.5k").
+DOT_THOUSANDS = re.compile(r"(?:(?<=[£$€])|(?<=[£$€] ))([1-9]\d{0,2}(?:\.\d{3})+)(?![\d.])|"
+                           r"(?<![\d.])([1-9]\d{0,2}(?:\.\d{3})+)(?=\s?" + MONEY_UNIT + r"\b)")
 # "a thousand", "an hundred": the article stands for one; "a dozen" is twelve (text2num has no dozen).
 ARTICLE_SCALE = re.compile(r"\b(?:a|an|one)\s+(hundred|thousand|million|billion|trillion|grand)\b")
 PLURAL_WORDS = re.compile(r"\b(ones|tens|dozens|hundreds|thousands|millions)\b")
@@ -48,6 +57,7 @@ def numbers_to_digits(text: str) -> str:
     converted = "".join(p if i % 2 else alpha2digit(p, "en", threshold=0) for i, p in enumerate(parts))
     text = _keep_ordinal_words(text, converted)
     text = _shorthand(text)
+    text = DOT_THOUSANDS.sub(lambda m: (m.group(1) or m.group(2)).replace(".", ""), text)
     return re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
 
 
@@ -66,6 +76,8 @@ def _articles(text: str) -> str:
 
 
 def _shorthand(text: str) -> str:
+    text = GRAND.sub(lambda m: f"{m.group(1) or ''}{format_number(float(m.group(2)) * 1000)}"
+                     + ("" if m.group(1) else " quid"), text)
     for suffix, factor in SHORTHAND:
         text = re.sub(r"(\d+(?:\.\d+)?)\s?" + suffix + r"\b",
                       lambda m, factor=factor: format_number(float(m.group(1)) * factor), text)

@@ -12,16 +12,16 @@ from typing import Any
 from agent.planner.answer import write_answer
 from agent.planner.entities import EntityResolver
 from agent.planner.facts import PlannerFacts, RegistryFacts
-from agent.planner.follow_up import (STRONG_REFERENCE, customer_at, dangling_reference, is_follow_up, merge_follow_up,
-                                     needs_previous, ordinal_ref)
+from agent.planner.follow_up import (STRONG_REFERENCE, customer_at, dangling_reference, exports_previous_audience,
+                                     is_follow_up, merge_follow_up, needs_previous, ordinal_ref, pending_intent)
 from agent.planner.guard import file_targets, read_quotes, refusal, strip_injection
-from agent.planner.intent import IntentModel, choose_intent
+from agent.planner.intent import IntentModel, choose_intent, explicit_intent
 from agent.planner.normalise import Normaliser
 from agent.planner.plan import Plan, build_plan
 from agent.planner.slots import SlotReader
 from agent.planner.texts import (CAPABILITIES, CLARIFY_CLOSEST, CLARIFY_NO_ROW, CLARIFY_REFERENCE, CLARIFY_VAGUE,
                                  GREETING, HELP, OUT_OF_SCOPE)
-from agent.planner.vocabulary import DOMAIN, DOMAIN_STRONG, UNSERVED_SUBJECT, slots_filled
+from agent.planner.vocabulary import DOMAIN, DOMAIN_STRONG, FILTER_KEYS, UNSERVED_SUBJECT, slots_filled
 from predictor.settings import Settings
 
 
@@ -120,6 +120,12 @@ def _follow_up_plan(text: str, ref_text: str, slots: dict[str, Any], intent: str
                     previous: dict[str, Any]) -> Plan | None:
     """A plan that reuses the previous answer ("the second one", "only the gold ones"), or None.
     `ref_text`: the question without names that hold pointing words."""
+    pending = pending_intent(previous)
+    if pending and explicit_intent(text, slots) in (None, pending) and any(k in slots for k in FILTER_KEYS):
+        # the answer to "which customers should I export?": that export, for the customers it names
+        return build_plan(pending, slots, text, False)
+    if exports_previous_audience(text, slots, previous):
+        return merge_follow_up(text, slots, previous)
     ordinal = ordinal_ref(ref_text)
     if ordinal is not None and not slots.get("customer_id"):
         cid = customer_at(previous, ordinal)
@@ -136,7 +142,9 @@ def _new_question_plan(text: str, ref_text: str, slots: dict[str, Any], intent: 
                        has_previous: bool, injected: bool) -> Plan:
     """The plan for a question that stands on its own: a tool call, or a clarifying question or refusal
     when it points at nothing, is off-topic or too vague."""
-    unresolved = needs_previous(ref_text) and not (slots.get("orders") or slots.get("customer_id"))
+    # "these scores", "is it accurate": a question about the model points at no earlier answer
+    unresolved = needs_previous(ref_text) and not (slots.get("orders") or slots.get("customer_id")) and (
+        intent != "model_report")
     if unresolved and not has_previous and (not slots_filled(slots) or dangling_reference(ref_text)) and not (
             confidence >= 0.55 and DOMAIN_STRONG.search(text) and not STRONG_REFERENCE.search(ref_text)) and not (
             intent == "out_of_scope" and confidence >= 0.6):

@@ -7,9 +7,15 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from agent.planner.texts import CLARIFY_CUSTOMER, CLARIFY_ORDERS, CLARIFY_VAGUE, NOTE_INJECTION
+from agent.planner.texts import CLARIFY_CUSTOMER, CLARIFY_EXPORT, CLARIFY_ORDERS, CLARIFY_VAGUE, NOTE_INJECTION
 from agent.planner.vocabulary import FILTER_KEYS, GONE_SEGMENTS, SLIPPING_SEGMENTS, TOP_TIERS
 
+# A question that is only a word for customers ("customers", "our clients"): neither which nor what about them.
+BARE_CUSTOMERS = re.compile(r"^\W*(?:(?:my|our|the)\s+)?(?:customers|clients|shoppers|buyers|accounts|people)\W*$")
+# Words that say an export is of customers, all of them when no filter is named ("export all customers",
+# "download the customer base"); without one ("export", "download a csv") it is asked who.
+WHOLE_AUDIENCE = re.compile(r"\b(customers?|clients?|buyers|shoppers|accounts|people|everyone|everybody|everything|"
+                            r"all|whole|entire|base|audience|segment|tier)\b")
 # The options each tool takes besides the audience filter (FILTER_KEYS).
 TOOL_OPTIONS = {"find_customers": {"sort_by", "limit"}, "segment_summary": {"group_by"},
                 "search_profiles": {"query", "limit"}, "recommend_campaigns": {"goal", "budget"},
@@ -26,13 +32,16 @@ class Plan:
     # Paths, file names and addresses the request asked to write to, which no tool can honour: the
     # answer says so (exports always go to the data directory's exports folder under their own name).
     dropped: list[str] = field(default_factory=list)
+    # The request the calls stand in for, when it is not theirs: "campaign_for_one" (a campaign asked for
+    # one customer, answered with their detail and next best action, and said so).
+    variant: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Plan":
-        return cls(**{k: d[k] for k in ("intent", "kind", "calls", "text", "note", "dropped") if k in d})
+        return cls(**{k: d[k] for k in ("intent", "kind", "calls", "text", "note", "dropped", "variant") if k in d})
 
 
 def call_plan(tool: str, args: dict[str, Any], note: str = "") -> Plan:
@@ -102,7 +111,11 @@ def build_plan(intent: str, slots: dict[str, Any], text: str, injected: bool) ->
         dim = {"tier": "tiers", "lifecycle": "lifecycle", "segment": "segments"}.get(args["group_by"])
         if dim and len(args.get(dim) or []) == 1:
             args.pop(dim)
+    if BARE_CUSTOMERS.match(text) and not args:
+        return Plan(intent, "clarify", text=CLARIFY_VAGUE)  # "clients": neither which nor what about them
     if intent == "find_customers" and not args:
         if not re.search(r"\b(customers?|clients?|accounts?|shoppers?|buyers?)\b", text):
             return Plan(intent, "clarify", text=CLARIFY_VAGUE)
+    if intent == "export_audience" and not args and not WHOLE_AUDIENCE.search(text):
+        return Plan(intent, "clarify", text=CLARIFY_EXPORT)  # "export", "download a csv": of whom?
     return call_plan(intent, args, note)

@@ -17,8 +17,21 @@ from agent.planner.dates import orders_in, recency_slots
 from agent.planner.entities import EntityResolver
 from agent.planner.facts import PlannerFacts
 from agent.planner.vocabulary import (AT_RISK_PHRASE, CHURN_PHRASE, COUNTRY_ALIASES, GOALS, GROUP_OF_SUBJECT,
-                                      GROUP_SUBJECT, GROUPS, SEGMENT_PATTERNS, SORT_WORDS, SORTS, STOP, TOP_TIERS)
+                                      GROUP_SUBJECT, GROUPS, MONEY_UNIT, SEGMENT_PATTERNS, SORT_WORDS, SORTS, STOP,
+                                      TOP_TIERS)
 
+# "Top customers" as a group (README: the Platinum and Gold tiers), unless a ranking follows ("top customers
+# by lifetime spend" is a sort) or a count precedes ("top 20 customers" is a limit).
+TOP_GROUP = re.compile(r"\btop[- ]tiers?\b(?! is\b)|\b(?:top|key) (?:customers|clients|accounts)\b")
+RANKED_BY = re.compile(r"\b(?:top|best|bottom|first|highest|lowest|biggest|largest)\b[^.?!]{0,40}?\bby\s+"
+                       r"(?:the\s+|their\s+|how\s+(?:much\s+)?)?([a-z ]{3,30})")
+# "value at risk", "how much value is at risk", "revenue we have at risk": money, not the customers' flag
+# (no word for customers and no preposition in between: "value of customers at risk" is about customers).
+MONEY_AT_RISK = re.compile(r"\b(?:value|revenue|money|spend|sales|income|profit)\b(?: (?!(?:for|from|of|among|with|"
+                           r"in|to|on|by|per|across|customers?|clients?|buyers?|shoppers?|accounts?|people|ones)\b)"
+                           r"[\w']+){0,3} at[- ]risk\b(?! of (?:churn|leav|lapsing|losing|going))")
+LIKELY_TO_CHURN = re.compile(r"\b(?:likely|about|going) to (?:churn|leave|stop)|might (?:churn|leave)|"
+                             r"could (?:churn|leave)|risk of (?:churn|churning|leaving)")
 LOWER_BOUND = ("over", "above", "more than", "greater than", "at least", ">", ">=", "exceeding", "higher than")
 CHURN_THRESHOLD = re.compile(
     r"(?:churn|risk|leav\w*)[^.?!]{0,40}?\b(over|above|more than|greater than|at least|>=?|"
@@ -26,7 +39,7 @@ CHURN_THRESHOLD = re.compile(
 ROW_LIMIT = [
     re.compile(r"\b(?:top|first|best|bottom|show|list|give me|display|find|get|the|next|biggest|largest|"
                r"highest|worst|riskiest)\s(?:me\s)?(?:the\s)?"
-               r"(\d{1,4})\b(?!\s?(?:%|percent|days?|weeks?|months?|years?|pounds|quid))"),
+               r"(\d{1,4})\b(?!\s?(?:%|percent|days?|weeks?|months?|years?|" + MONEY_UNIT + "))"),
     re.compile(r"\b(\d{1,4})\s(?:\w+\s){0,2}(?:customers|clients|accounts|people|ones|shoppers|buyers|rows)\b"),
     re.compile(r"\bmake (?:it|that) (\d{1,4})\b"),
 ]
@@ -95,6 +108,8 @@ def tier_slots(text: str, named: list[str]) -> dict[str, list[str]]:
         return {"tiers": list(dict.fromkeys(found))}
     if re.search(r"\bvips?\b", text):
         return {"tiers": list(TOP_TIERS)}  # VIPs are the top tiers
+    if TOP_GROUP.search(text) and not re.search(r"\btop \d+\b", text) and not RANKED_BY.search(text):
+        return {"tiers": list(TOP_TIERS)}  # "top-tier customers", "our top customers": the two best tiers
     if re.search(r"\b(top|best|vip|most valuable|high[- ]value|valuable|key) (customers|clients|accounts)\b",
                  text) and not re.search(r"\btop \d+\b", text) and re.search(r"\brisk|churn|losing|lose\b", text):
         return {"tiers": list(TOP_TIERS)}  # "our top customers at risk": the two best tiers
@@ -105,7 +120,8 @@ def lifecycle_slots(text: str, named: list[str]) -> dict[str, list[str]]:
     """The stages named in the data's words (`named`: "lapsing", "lapsed"), their synonyms, and the
     stages whose names are everyday words, read with their cue ("new customers", "the at risk stage")."""
     stages = list(named)
-    if re.search(r"\bnew (customers?|clients?|buyers?|ones)\b|\bnewly\b|first[- ]time", text) and \
+    if re.search(r"\bnew (customers?|clients?|buyers?|ones)\b|\bnewly\b|first[- ]time|\bnewest\b|recently acquired|"
+                 r"\b(?:latest|most recent) (?:customers|clients|buyers|shoppers|sign-?ups)\b|new joiners", text) and \
             not re.search(r"\bnew (customer|client|buyer)\b.{0,40}\b(ordered|bought|order of|spent|score)\b", text):
         stages.append("new")
     if re.search(r"\bactive\b", text) and not re.search(r"\binactive\b", text):
@@ -141,15 +157,16 @@ def churn_slots(text: str, slots: dict[str, Any]) -> dict[str, Any]:
         return {"min_churn_risk" if m.group(1) in LOWER_BOUND else "max_churn_risk": value}
     if re.search(r"\b(low|little|no real) (churn )?risk\b|unlikely to (churn|leave)|\bnot at[- ]risk\b", text):
         return {"max_churn_risk": 0.3} if not re.search(r"\bnot at[- ]risk\b", text) else {"at_risk": False}
-    named = re.sub(r"(value|revenue|money|spend) at[- ]risk|at[- ]risk (segment|stage|lifecycle)|"
+    named = re.sub(MONEY_AT_RISK.pattern + r"|at[- ]risk (segment|stage|lifecycle)|"
                    r"(segment|rfm|stage|lifecycle) (is )?at[- ]risk|\"at risk\" segment|in the at[- ]risk (stage|segment)",
                    "", text)
     if AT_RISK_PHRASE.search(named) and "at risk" not in slots.get("lifecycle", []):
         return {"at_risk": True}
-    if CHURN_PHRASE.search(named) and "at risk" not in slots.get("lifecycle", []) and not re.search(
-            r"\b(keep|stop|prevent|reduce|avoid)\b[^.?!]{0,40}\b(churn\w*|leaving)\b", text):
-        # "likely to churn": churn risk of 50% or more. "Keep my VIPs from churning" is a campaign goal,
-        # not a threshold (calibrated churn rarely passes 0.5 for top customers).
+    if CHURN_PHRASE.search(named) and "at risk" not in slots.get("lifecycle", []) and (LIKELY_TO_CHURN.search(
+            named) or not re.search(r"\b(keep|stop|prevent|reduce|avoid)\b[^.?!]{0,40}\b(churn\w*|leaving)\b", text)):
+        # "likely to churn": churn risk of 50% or more, also inside a goal ("stop customers who are likely
+        # to churn from leaving"). "Keep my VIPs from churning" is a goal only, not a threshold
+        # (calibrated churn rarely passes 0.5 for top customers).
         return {"min_churn_risk": 0.5}
     return {}
 
@@ -157,10 +174,12 @@ def churn_slots(text: str, slots: dict[str, Any]) -> dict[str, Any]:
 def ranking_slots(text: str) -> dict[str, str]:
     """sort_by ("sort by churn" first, then ranking phrases) and group_by ("by country")."""
     slots: dict[str, str] = {}
-    explicit = re.search(r"\b(?:sort|sorted|order|ordered|rank|ranked|ranking)\s+(?:them\s+)?by\s+"
-                         r"(?:the\s+)?([a-z ]{3,30})", text)
+    # "sort by churn", "sorted by how likely they churn", "top ten customers by value"
+    explicit = re.search(r"\b(?:sort|sorted|order|ordered|rank|ranked|ranking|customers|clients|buyers|shoppers|"
+                         r"accounts)\s+(?:them\s+)?by\s+"
+                         r"(?:the\s+|their\s+|how\s+(?:much\s+)?)?([a-z ]{3,30})", text) or RANKED_BY.search(text)
     if explicit:
-        key = next((k for pattern, k in SORT_WORDS if re.match(pattern, explicit.group(1))), None)
+        key = next((k for pattern, k in SORT_WORDS if re.search(r"\b(?:" + pattern + ")", explicit.group(1))), None)
         if key:
             slots["sort_by"] = key
     if "sort_by" not in slots:
@@ -212,11 +231,12 @@ def is_customer_id_token(token: str, facts: PlannerFacts) -> bool:
 def customer_id_in(text: str, facts: PlannerFacts) -> str | None:
     """A customer id: after "customer"/"account"/"#", a 4-8 digit number that is an id in the data,
     or a 5-8 digit number after "about"."""
+    # an amount is never an id ("score a customer: 100 pounds on ...")
     m = re.search(r"\b(?:customer|client|cust|account|id|user|buyer|shopper)\s*(?:id|number|no\.?)?\s*[#:]?\s*"
-                  r"([A-Za-z]?\d{3,12})\b", text) or re.search(r"#\s?(\d{3,12})\b", text)
+                  r"([A-Za-z]?\d{3,12})\b(?!\s?(?:%|" + MONEY_UNIT + r"\b|[.,]\d))", text) or re.search(r"#\s?(\d{3,12})\b", text)
     if m:
         return m.group(1).upper() if m.group(1)[0].isalpha() else m.group(1)
-    for token in re.findall(r"(?<![£$€\d.,])\b(\d{4,8})\b(?!\s?(?:%|pounds|quid|days|weeks|months|years)|[.,]\d)", text):
+    for token in re.findall(r"(?<![£$€\d.,])\b(\d{4,8})\b(?!\s?(?:%|" + MONEY_UNIT + r"|days|weeks|months|years)|[.,]\d)", text):
         if is_customer_id_token(token, facts):
             return token
     m = re.search(r"\babout (\d{5,8})\b", text)

@@ -14,6 +14,9 @@ REFUSE_WRITE = ("I can't change or delete customer data: I only read the scored 
                 "Scores change when you rebuild from new transactions with `valuedesk build`.")
 REFUSE_PII = ("I don't have (and won't provide) personal contact details such as addresses or phone numbers; "
               "I can list or export customer ids with their value, tier and segment.")
+REFUSE_CONTACT = ("I can't email, text or otherwise contact customers, or send them codes or offers: ValueDesk reads "
+                  "the scored data, plans campaigns and exports audiences. I can export these customers as a CSV for "
+                  "your email tool, or plan a campaign (offer, channel, cost and expected return) for them.")
 REFUSE_FABRICATE = "I can't make up figures: every number I give comes from the scored data and the model."
 REFUSE_INJECTION = ("I can't do that: I follow only ValueDesk's own rules, and I don't reveal my instructions or "
                     "any keys. Ask me about your customers, segments, campaigns or the model.")
@@ -24,6 +27,9 @@ CLARIFY_VAGUE = ("Could you say a bit more about what you need? For example: whi
                  "a breakdown, a campaign plan or a CSV export.")
 CLARIFY_REFERENCE = ("Which customers or result do you mean? I have nothing earlier in this conversation to refer to; "
                      "please name the customers (e.g. Gold customers in Germany) or the customer id.")
+CLARIFY_EXPORT = ("Which customers should I export? For example: at-risk customers in Germany, the Gold tier, the "
+                  "Champions segment, lapsed customers, the audience of a campaign plan, or everyone. The CSV is "
+                  "written to the data directory's exports folder for you to download.")
 CLARIFY_CUSTOMER = ("Which customer? Please give me their customer id (you can find ids by asking for a list, "
                     "e.g. 'top customers in France'). I can't look customers up by name.")
 CLARIFY_NO_ROW = ("The previous answer has no customer at that place in its list (it may have been empty). "

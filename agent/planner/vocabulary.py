@@ -6,6 +6,9 @@ from __future__ import annotations
 import functools
 import re
 
+# The words for a currency's units ("300 quid", "90 pound", "35 quids' worth"): an amount followed by one is money.
+MONEY_UNIT = r"(?:pounds?|quids?|gbp|euros?|dollars?|bucks)"
+
 # The arguments that select an audience; a follow-up keeps them unless it restates them.
 FILTER_KEYS = ("tiers", "lifecycle", "at_risk", "segments", "countries", "min_churn_risk", "max_churn_risk", "min_value",
                "max_value", "min_recency_days", "max_recency_days")
@@ -40,12 +43,15 @@ SEGMENT_PATTERNS = [
     (r"new segment|segment new", "New"),
 ]
 GOALS = [
-    (r"win ?-?back|winback|win them back|win back|losing|we'?re losing|re-?engage", "win_back"),
-    (r"reactivat|re-?activat|wake up|buy again|come back|bring back|dormant", "reactivate"),
+    (r"win ?-?back|winback|win them back|win back|losing|we'?re losing|re-?engage|"
+     r"get (?:them|(?:\w+ ){0,3}(?:customers|clients|buyers|shoppers)) back|"
+     r"get back (?:the |our |those )?(?:\w+ )?(?:customers|clients|buyers|shoppers)", "win_back"),
+    (r"reactivat|re-?activat|wake up|buy again|come back|bring\w*(?: \w+){0,3} back|dormant", "reactivate"),
     (r"upgrade|move up|push .* up|next tier|up to gold|up to platinum", "upgrade"),
     (r"cross-?sell|upsell|up-?sell|(?:second|2nd) (?:order|purchase)|grow|buy more|order again", "grow"),
     (r"retain|retention|keep|loyal(?:ty)? program|happy|hold on|(?:reduce|prevent|stop|lower|cut|fight)\w* "
-     r"(?:the )?churn|(?:stop|prevent)\w* (?:\w+ )?(?:from )?(?:leaving|churning|going)", "retain"),
+     r"(?:the )?churn|(?:stop|prevent)\w* (?:\w+ )?(?:from )?(?:leaving|churning|going)|"
+     r"(?:stop|prevent|keep)\w* (?:[\w']+ ){1,8}?from (?:leaving|churning|going)", "retain"),
 ]
 SORTS = [
     (r"most likely to (?:churn|leave|go)|highest churn|riskiest|biggest risk (?:of|for)|most big risk|"
@@ -55,12 +61,12 @@ SORTS = [
     (r"customer value|total value|overall value", "customer_value"),
     (r"predicted (?:value|spend)|future (?:value|spend)|expected (?:value|spend)|will spend|forecast|"
      r"most valuable|more valuable|valuable first|highest value|high value|spend the most next", "predicted_value"),
-    (r"historical|lifetime|whole history|all[- ]time|spent the most|biggest spenders|total spend|so far", "historical_value"),
+    (r"historical|lifetime|whole history|all[- ]time|spent the most|(?:biggest|top) spenders|total spend|so far", "historical_value"),
 ]
 # What follows "sort by" / "rank by": the first matching key wins.
 SORT_WORDS = [(r"value at risk|risk value|at risk", "value_at_risk"), (r"churn|risk|likel", "churn_risk"),
               (r"customer value|total value", "customer_value"),
-              (r"predict|future|expected|forecast|next", "predicted_value"),
+              (r"predict|future|expected|forecast|next|will", "predicted_value"),
               (r"lifetime|historic|revenue|spend|spent|sales|value", "historical_value")]
 GROUPS = [(r"countr(?:y|ies)|nation|market", "country"), (r"lifecycle|stage", "lifecycle"),
           (r"segment|rfm", "segment"), (r"tier", "tier")]
@@ -90,13 +96,16 @@ DOMAIN = re.compile(
     r"csv|model|lapsed|lapsing|champion|order|spend|revenue|value|score|risk|audience|cohort|promo|offer|"
     r"retention|win.?back|reactivat|profile|\bbuy|bought|purchas")
 # What marketers say for the product's one "at risk" (the at_risk filter): overdue and likely to go.
+# "Losing" is a customer we still have and may lose ("which customers are we losing", "we are loosing
+# soon"); "in risk" is how many non-native speakers write "at risk".
+LOSING = r"(?:we'?re|we are|are we|we'?ll be|we will be|about to be) lo+sing|\blo+sing (?:them )?soon"
 AT_RISK_PHRASE = re.compile(
-    r"\bat[- ]?risk\b|\bslipping( away)?\b|drift\w* away|going away|walk\w* away|worry about losing|"
-    r"we'?re losing|\bin danger\b|risk for going")
+    r"\bat[- ]?risk\b|\bin risk\b|\bslipping( away)?\b|drift\w* away|going away|walk\w* away|worry about losing|"
+    + LOSING + r"|\bin danger\b|risk for going")
 CHURN_PHRASE = re.compile(
-    r"\bat[- ]risk\b|likely to (churn|leave|stop)|might (churn|leave)|could (churn|leave)|about to (churn|leave)|"
-    r"risk of (churn|churning|leaving)|churning|drift\w* away|slipping away|going away|walk\w* away|"
-    r"worry about losing|we'?re losing|risk for going|stop buying")
+    r"\bat[- ]risk\b|\bin risk\b|likely to (churn|leave|stop)|might (churn|leave)|could (churn|leave)|"
+    r"about to (churn|leave)|risk of (churn|churning|leaving)|churning|drift\w* away|slipping away|going away|"
+    r"walk\w* away|worry about losing|" + LOSING + r"|risk for going|stop buying")
 DOMAIN_STRONG = re.compile(
     r"customer|client|buyer|shopper|tier|platinum|gold|silver|bronze|churn|segment|campaign|export|csv|lapsed|"
     r"lapsing|champion|revenue|audience|cohort|retention|win.?back|reactivat|profile|rfm|model|predict|forecast")
