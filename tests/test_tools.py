@@ -108,6 +108,10 @@ def test_find_customers_rejects_bad_arguments_as_data(registry):
     assert {f["field"] for f in res.error.fields} == {"limit", "colour"}
     res = registry.call("find_customers", {"min_churn_risk": 0.8, "max_churn_risk": 0.2})
     assert not res.ok and res.error.code == "invalid_arguments"
+    # JSON true/false is not a number (lax parsing would make `false` a churn ceiling of 0).
+    for field, value in (("max_churn_risk", False), ("limit", True)):
+        res = registry.call("find_customers", {field: value})
+        assert not res.ok and res.error.code == "invalid_arguments" and [f["field"] for f in res.error.fields] == [field]
     res = registry.call("find_customers", ["not", "an", "object"])
     assert not res.ok and res.error.code == "invalid_arguments"
     res = registry.call("no_such_tool", {})

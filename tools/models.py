@@ -8,6 +8,7 @@ the same call: a client may omit an argument or send null, and both mean "use th
 from __future__ import annotations
 
 import math
+import typing
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
@@ -23,8 +24,28 @@ DEFAULT_LIMIT = 20
 MAX_LIMIT = 500
 
 
+def _is_number(annotation: Any) -> bool:
+    """Whether a field takes a number (int or float, optionally None) and not a bool."""
+    options = typing.get_args(annotation) or (annotation,)
+    return bool({int, float} & set(options)) and bool not in options
+
+
+def refuse_bool_numbers(model: type[BaseModel], value: Any, field_name: str | None) -> Any:
+    """JSON true/false is not a number: lax pydantic would read `"max_churn_risk": false` as a churn
+    ceiling of 0 and answer a different question. Raised per field, so the error names it."""
+    field = model.model_fields.get(field_name or "")
+    if isinstance(value, bool) and field is not None and _is_number(field.annotation):
+        raise ValueError(f"expected a number, got {str(value).lower()}")
+    return value
+
+
 class Args(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, value: Any, info) -> Any:
+        return refuse_bool_numbers(cls, value, info.field_name)
 
 
 def _names(allowed: tuple[str, ...]):
@@ -37,6 +58,11 @@ class FilterArgs(CustomerFilter):
     """The shared customer filter (validated by predictor.customers.audience.CustomerFilter) as tool arguments."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, value: Any, info) -> Any:
+        return refuse_bool_numbers(cls, value, info.field_name)
 
     # The enums list the names; the descriptions stay short (every audience tool repeats them to the LLM).
     tiers: _names(TIERS) = Field(None, description="Value tiers to include.")
