@@ -8,7 +8,6 @@ the same call: a client may omit an argument or send null, and both mean "use th
 from __future__ import annotations
 
 import math
-import typing
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
@@ -16,27 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validat
 from predictor.campaigns.allocation import MAX_BUDGET, budget_problem
 from predictor.campaigns.catalogue import GOALS
 from predictor.customers.audience import LIFECYCLE_STAGES, RFM_SEGMENTS, TIERS, CustomerFilter
+from tools.strict_numbers import refuse_bool_numbers
 
 SortKey = Literal["value_at_risk", "predicted_value", "historical_value", "churn_risk", "customer_value"]
 GroupKey = Literal["tier", "lifecycle", "segment", "country"]
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 500
-
-
-def _is_number(annotation: Any) -> bool:
-    """Whether a field takes a number (int or float, optionally None) and not a bool."""
-    options = typing.get_args(annotation) or (annotation,)
-    return bool({int, float} & set(options)) and bool not in options
-
-
-def refuse_bool_numbers(model: type[BaseModel], value: Any, field_name: str | None) -> Any:
-    """JSON true/false is not a number: lax pydantic would read `"max_churn_risk": false` as a churn
-    ceiling of 0 and answer a different question. Raised per field, so the error names it."""
-    field = model.model_fields.get(field_name or "")
-    if isinstance(value, bool) and field is not None and _is_number(field.annotation):
-        raise ValueError(f"expected a number, got {str(value).lower()}")
-    return value
 
 
 class Args(BaseModel):

@@ -9,7 +9,7 @@ from typing import Any
 
 from agent.planner.facts import PlannerFacts
 from agent.planner.numbers import in_words
-from agent.planner.vocabulary import MONEY_UNIT
+from agent.planner.vocabulary import BOUND_WORDS, MONEY_UNIT, is_lower_bound
 
 # Amounts: digits with an optional exponent ("1e308" is a number, not "1"); a sign written before
 # them ("minus 500", "-£500", "£-500") is kept, so a negative amount is refused, never made positive.
@@ -18,7 +18,6 @@ SIGN = r"(?:(?:minus|negative)\s+|-)?"
 SIGN_BEFORE = re.compile(r"(?:\b(?:minus|negative)\s+(?:£|\$|€)?\s?|(?<![\w-])-(?:£|\$|€)?|(?:£|\$|€)\s?-)$")
 MONEY = SIGN + r"(?:£|\$|€)?\s?-?" + AMOUNT + r"\s?" + MONEY_UNIT + "?"
 VALUE_CONTEXT = r"(?:spend|value|worth|predicted|expected)"
-LOWER_BOUND = ("over", "above", "more than", "at least", "greater than")
 # Where a budget is written, most specific first.
 BUDGET = [
     re.compile(r"budget (?:of |is |=|:)?\s*" + SIGN + r"(?:£|\$|€)?\s?-?" + AMOUNT),
@@ -33,6 +32,9 @@ BUDGET = [
 LOOSE_BUDGET = [
     re.compile(r"\b" + SIGN + AMOUNT + r"\s?(?:pound |euro |dollar )?(?:marketing |promo |campaign )?budget\b"),
     re.compile(r"\b" + SIGN + AMOUNT + r"\s(?:to spend|to play with|to invest|at our disposal)\b"),
+    # "we have 1500 to get new customers back", "I've got 800 for it": what we have for a purpose is money
+    re.compile(r"\b(?:we|i)(?:'ve| have|'ve got| have got| got)\s(?:only |just |about |around |roughly )?"
+               + SIGN + AMOUNT + r"\s(?:to|for)\b(?!\s?\d)"),
 ]
 SPEND_VERB_BUDGET = re.compile(r"\b(?:spend|put|invest|allocate|afford|use)\s(?:up to |about |around |only |just )?" + SIGN + AMOUNT
                + r"\b(?!\s?(?:%|percent|customers|clients|days|weeks|months|years))")
@@ -87,10 +89,9 @@ def _value_band(text: str) -> dict[str, float]:
     band = re.search(r"between " + MONEY + r" and " + MONEY, text)
     if band and re.search(VALUE_CONTEXT, text):
         return {"min_value": signed_amount(text, band, 1), "max_value": signed_amount(text, band, 2)}
-    m = re.search(VALUE_CONTEXT + r"[^.?!]{0,30}?\b(over|above|more than|at least|greater than|under|below|"
-                  r"less than|at most)\s*" + MONEY, text)
+    m = re.search(VALUE_CONTEXT + r"[^.?!]{0,30}?\b(" + BOUND_WORDS + r")\s*" + MONEY, text)
     if m and not re.search(r"churn|risk", text[max(0, m.start() - 5):m.end()]):
-        key = "min_value" if m.group(1) in LOWER_BOUND else "max_value"
+        key = "min_value" if is_lower_bound(m.group(1)) else "max_value"
         return {key: signed_amount(text, m, 2)}
     return {}
 

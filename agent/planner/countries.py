@@ -3,6 +3,7 @@ countries named explicitly that the data does not have (passed on, so the tool r
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -28,20 +29,14 @@ NOT_PLACES = set("excel csv klaviyo mailchimp hubspot salesforce shopify amazon 
 
 
 def countries_in(text: str, raw: str, facts: PlannerFacts) -> list[str]:
-    """The known countries the (normalised) text names; `raw` keeps the case that tells "US" from "us"."""
+    """The countries the (normalised) text names: the data's, and countries it lacks named in full; `raw`
+    keeps the case that tells "US" from "us"."""
     from rapidfuzz import fuzz, process
 
     known = facts.countries()
     lower = {c.lower(): c for c in known}
-    found: list[str] = []
-    for name, canonical in sorted({**COUNTRY_ALIASES, **lower}.items(), key=lambda kv: -len(kv[0])):
-        if known and canonical not in known:
-            continue
-        if re.search(r"(?<![\w.])" + re.escape(name) + r"(?![\w])", text):
-            if name == "us":
-                continue
-            found.append(canonical)
-    if re.search(r"(?<![a-z])(US|U\.S\.)(?![a-z])", raw) and (not known or "USA" in known):
+    found = [canonical for pattern, canonical in _country_patterns(tuple(known)) if pattern.search(text)]
+    if _names_us(raw) and (not known or "USA" in known):
         found.append("USA")
     if not found and known:
         # typos the vocabulary pass missed ("frnace"): fuzzy match words after "in/from/of"
@@ -54,6 +49,29 @@ def countries_in(text: str, raw: str, facts: PlannerFacts) -> list[str]:
         excluded = set(out)
         return [c for c in known if c not in excluded and c not in ("Unspecified",)]
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _country_patterns(known: tuple[str, ...]) -> list[tuple[re.Pattern, str]]:
+    """(pattern, country) for every name a country goes by, longest first: the data's countries, their
+    aliases and demonyms, and countries the data lacks named in full ("the Netherlands"), which are passed
+    on so the tool says so by name (their demonyms and aliases, "dutch", are left alone)."""
+    lower = {c.lower(): c for c in known}
+    in_full = {c.lower(): c for c in COUNTRY_ALIASES.values()}
+    out = []
+    for name, canonical in sorted({**in_full, **COUNTRY_ALIASES, **lower}.items(), key=lambda kv: -len(kv[0])):
+        if name == "us" or (known and canonical not in known and name != canonical.lower()):
+            continue
+        out.append((re.compile(r"(?<![\w.])" + re.escape(name) + r"(?![\w])"), canonical))
+    return out
+
+
+def _names_us(raw: str) -> bool:
+    """"US" as a word of its own (not inside "CUSTOMERS"); in a message written all in capitals, where
+    "US" is as likely "us", only "U.S." or "US" after "in"/"from"/"the" names the country."""
+    if not re.search(r"[a-z]", raw):
+        return bool(re.search(r"(?<![A-Z])U\.S\.(?![A-Z])|\b(?:IN|FROM|THE) US\b", raw))
+    return bool(re.search(r"(?<![A-Za-z])(US|U\.S\.)(?![A-Za-z])", raw))
 
 
 def unknown_countries(message: str, facts: PlannerFacts, vocab: Iterable[str]) -> list[str]:

@@ -23,6 +23,14 @@ BACK_REFERENCE = re.compile(r"\b(them|they|their|those|these|him|his|her|of them
 # Words for the one customer of a detail answer ("what about his churn risk?").
 ONE_CUSTOMER_REFERENCE = re.compile(r"\b(his|her|him|he|she|their|them|they|it|this customer|that customer|"
                                     r"this client|that client)\b")
+# After a question about the model, "and at picking out the big spenders?" asks how good it is at that too.
+SKILL_CONTINUATION = re.compile(r"^\W*(?:and|but|what about|how about|also|is it|and is it)?\s*"
+                                r"(?:any good |good |better )?(?:at|in|for) (?:picking|predicting|spotting|finding|"
+                                r"telling|identifying|ranking|forecasting|estimating|guessing|catching|flagging|sorting|"
+                                r"separating)\b")
+# "Which tier would that put them in?", "what segment is he in?": one customer's value of a dimension,
+# which their detail or score holds, not a breakdown of everyone.
+ONE_VALUE_QUESTION = re.compile(r"\b(?:which|what) (?:tier|segment|rfm segment|stage|lifecycle stage)\b(?!s)")
 # Openings that continue the previous question ("and in Germany?", "what about Gold?", "now by country"):
 # a follow-up unless the question names its own customers ("and how many customers are lapsed?").
 CONTINUATION = re.compile(r"^(?:and|but|or|what about|how about|now|ok|okay|so|then|also|plus|just)\b")
@@ -60,13 +68,16 @@ def merge_follow_up(text: str, slots: dict[str, Any], previous: dict[str, Any]) 
     # "and what about 17850?" after a customer lookup
     if slots.get("customer_id") and explicit in (None, "get_customer"):
         return Plan("get_customer", calls=[{"name": "get_customer", "args": {"customer_id": slots["customer_id"]}}])
+    if prev.intent == "model_report" and SKILL_CONTINUATION.search(text):
+        return Plan("model_report", calls=[{"name": "model_report", "args": {}}])
     target = explicit or prev.intent
     if slots.get("orders"):
         target = "score_customer"  # an order history is scored, whatever the previous answer was
     if target == "export_audience" and explicit is None:
         target = "find_customers"  # an export is made only when asked for; "which of them ..." is a list
     if prev.intent in ("get_customer", "score_customer") and ONE_CUSTOMER_REFERENCE.search(text) and (
-            target in ("get_customer", "recommend_campaigns", "find_customers", "score_customer")):
+            target in ("get_customer", "recommend_campaigns", "find_customers", "score_customer")
+            or target == "segment_summary" and ONE_VALUE_QUESTION.search(text)):
         return _one_customer_again(text, slots, prev.intent, prev_args, target)
     if target == "get_customer" and not slots.get("customer_id"):
         return None
@@ -152,6 +163,14 @@ def is_follow_up(text: str, slots: dict[str, Any]) -> bool:
             and not REQUEST_VERB.search(text))
 
 
+# Time words that hold a pointing word ("these days", "in those days"): no reference to an earlier answer.
+TIME_DEICTIC = re.compile(r"\b(?:these|those) (?:days|times)\b|\bthese (?:weeks|months)\b")
+
+
+def without_time_words(text: str) -> str:
+    return TIME_DEICTIC.sub(" ", text)
+
+
 def needs_previous(text: str) -> bool:
     return bool(re.search(r"\b(them|they|those|these|it|that one|the same|same like|as before|the usual|"
                           r"we discussed|like last time)\b", text))
@@ -160,13 +179,15 @@ def needs_previous(text: str) -> bool:
 def dangling_reference(text: str) -> bool:
     """'which of them are in Germany?' points back; 'German customers ... split them' points inside."""
     m = STRONG_REFERENCE.search(text)
-    return bool(m) and not re.search(r"\b(customers|clients|buyers|shoppers|people|accounts)\b", text[: m.start()])
+    return bool(m) and not re.search(r"\b(customers|clients|buyers|shoppers|people|accounts|vips?|spenders|members|"
+                                      r"regulars|ones)\b", text[: m.start()])
 
 
 def ordinal_ref(text: str) -> int | None:
     """The place in the previous list a question points at ("the second one", "number 3", "the last one")."""
     m = re.search(r"\b(?:the )?(first|second|third|fourth|fifth|1st|2nd|3rd|4th|5th|last|top|bottom) "
-                  r"(?:one|1|customer|client|guy|person|account|of them|on the list)\b", text)
+                  r"(?:one|1|customer|client|guy|person|account|row|entry|result|line|name|"
+                  r"of (?:them|those|these|the list|that list)|(?:on|in) (?:the|that|this) list)\b", text)
     if m:
         return ORDINALS[m.group(1)]
     m = re.search(r"\bnumber (\d{1,2})\b", text)

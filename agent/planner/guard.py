@@ -39,6 +39,16 @@ CONTACT = re.compile(r"^(?:(?:now|ok|okay|so|then|and|please|pls|great|right|go 
                      r"all|the\b[^.?!]{0,40}?\b(?:customers|clients|ones|buyers)|"
                      r"(?:our|my|all)?\s*(?:(?!(?:for|to|about|with|on|in|of)\b)[\w-]+\s+){0,3}"
                      r"(?:customers|clients|buyers|shoppers))\b")
+# An order to put data into an outside service ("upload the at-risk list into our Mailchimp account",
+# "sync the gold customers with HubSpot"): no tool sends data out, so it is refused with the export offer.
+# Not when the user does the upload from a file ("a spreadsheet I can upload to Mailchimp").
+SERVICE = (r"mailchimp|klaviyo|hubspot|salesforce|dotdigital|braze|marketo|brevo|sendgrid|activecampaign|"
+           r"constant contact|google ads|facebook ads|meta ads|(?:our|my|the) (?:crm|e-?mail (?:tool|platform|system))")
+PUSH_TO_SERVICE = re.compile(r"^(?:(?:please|pls|can you|could you|would you|go ahead and|now|just|then|and)\W+)*"
+                             r"(?:upload|push|sync|send|transfer|post|import|load)\b[^.?!]{0,80}?\b(?:(?:in)?to|with)\b"
+                             r"[^.?!]{0,30}?\b(?:" + SERVICE + r")\b")
+USER_UPLOADS = re.compile(r"\b(?:csv|file|spreadsheet|excel|export\w*|download\w*)\b|\b(?:i|we) can\b|\bso (?:that )?"
+                          r"(?:i|we)\b|\bfor me to\b|\bmyself\b")
 FABRICATE = re.compile(r"\b(make up|invent|fabricate|guess|pretend|fake)\b")
 # Quoted text of three or more characters: a search phrase or a name, never an instruction.
 QUOTED = re.compile(r"(?<![a-z])['\"]([^'\"]{3,})['\"]", re.I)
@@ -103,6 +113,8 @@ def refusal(raw: str, clean: str, text: str, injected: bool, normalise: Callable
         rest = normalise(drop_sentences(clean, lambda s: bool(ADDRESS.search(s.lower()))))
         if not rest.strip() or not DOMAIN.search(rest):
             return Plan("exfiltrate", "refuse", text=REFUSE_SEND)
+    if PUSH_TO_SERVICE.search(text) and not USER_UPLOADS.search(text):
+        return Plan("exfiltrate", "refuse", text=REFUSE_SEND)
     if WRITE.search(text) and not re.search(r"\b(export|csv|file|download|show|list|find)\b", text):
         return Plan("write", "refuse", text=REFUSE_WRITE)
     if PII.search(text):

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from agent.planner.vocabulary import (CHURN_PHRASE, DOMAIN_STRONG, FILTER_KEYS, GROUP_SUBJECT, LIST_REQUEST, MONEY_UNIT,
-                                      STOP, SUMMARY_WORDS)
+from agent.planner.vocabulary import (BOUND_WORDS, CHURN_PHRASE, DIMENSION_SUMMARY, DOMAIN_STRONG, FILTER_KEYS,
+                                      GROUP_SUBJECT, LIST_REQUEST, MONEY_UNIT, STOP, SUMMARY_WORDS)
 from predictor.settings import REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,8 @@ NEGATED_EXPORT = re.compile(r"\b(?:no|not|without|don'?t|do not|never|no need (?
                             r"(?:as |in |into |to )?(?:a |an |the |any )?(?:export\w*|csv|files?|downloads?|"
                             r"spreadsheets?|excel)\b(?:\s+(?:needed|required|necessary))?")
 CAMPAIGN_WORDS = re.compile(r"\b(campaign|campaigns|promotion|promo|budget|discount|voucher|coupon|offers?|mailer|"
-                            r"mailshot|outreach|win ?back|winback|reactivat\w*|retain|retention|cross-?sell|up-?sell|"
-                            r"upgrade)\b")
+                            r"mailshot|outreach|win ?back|winback|reactivat\w*|re-?engag\w*|retain|retention|"
+                            r"cross-?sell|up-?sell|upgrade)\b")
 # Whether the scores can be trusted, how they compare, how fresh they are: a question about the model,
 # whatever it is for ("can I trust the churn scores before I spend money on a campaign?").
 MODEL_QUALITY = re.compile(r"\b(trust\w*|rel(?:y|iable|iability)|accura\w*|how good|any good|good enough|"
@@ -52,7 +52,7 @@ SEE_WORDS = re.compile(r"^\W*(?:who|which|what)\b|\b(find|list|show|see|display|
 # A question that is only a noun phrase for an audience: words, then a word for customers, then at most
 # a place or a condition ("lapsed silver customers in the UK", "gold clients from Spain at risk").
 AUDIENCE_PHRASE = re.compile(r"^(?:[a-z'-]+ ){0,5}(?:customers|clients|shoppers|buyers|accounts)(?: (?:in|from|who|that|"
-                             r"at|with|outside)\b[^?]*)?\W*$")
+                             r"at|with|outside)\b[^?]*)?(?:\W+(?:please|pls|thanks|thank you|only|now))?\W*$")
 ONE_CUSTOMER = re.compile(r"\b(customer|client|account|buyer|shopper|him|her|he|she|person)\b(?!s)|'s account\b|"
                           r"\bmrs?\.? |\bms\.? ")
 # An export is made only when one is asked for: a list request ("list the champions") is never a file.
@@ -180,10 +180,10 @@ def _tool_word_boosts(text: str, has_id: bool) -> Iterator[Boost]:
     if EXPORT_WORDS.search(text):
         yield "export_audience", 0.45
     if re.search(r"\b(campaign|campaigns|promotion|promo|budget|discount|voucher|coupon|win ?back|winback|"
-                 r"reactivat\w*|marketing spend|offers?|mailer|mailshot|outreach)\b", text) and not has_id:
+                 r"reactivat\w*|re-?engag\w*|marketing spend|offers?|mailer|mailshot|outreach)\b", text) and not has_id:
         yield "recommend_campaigns", 0.3
-    value_filter = re.search(r"(?:spend|value|worth|predicted|expected)[^.?!]{0,30}?\b(over|above|more than|"
-                             r"at least|greater than|under|below|less than|at most|between)\b", text)
+    value_filter = re.search(r"(?:spend|value|worth|predicted|expected)[^.?!]{0,30}?\b(" + BOUND_WORDS + r"|between)\b",
+                             text)
     if re.search(r"\b(£|\$|€)?\d+ " + MONEY_UNIT + r"\b|£\d", text) and re.search(
             r"\b(spend|have|budget|cost|afford)\b", text) and not value_filter:
         yield "recommend_campaigns", 0.15
@@ -192,13 +192,14 @@ def _tool_word_boosts(text: str, has_id: bool) -> Iterator[Boost]:
         yield "model_report", 0.35
     if model_question(text) and not has_id:
         yield "model_report", 0.5
-    if re.search(r"\b(how many|how much|number of|count|breakdown|break down|distribution|distributed|split|"
-                 r"overview|summar\w*|per|each|share|proportion|what percentage|percentage of|"
-                 r"across(?! (?:the )?(?:whole|entire|all|every)\b)|compare)\b", text):
+    if re.search(r"\b(how many|how much|number of|counts?|breakdown|break down|distribution|distributed|split|"
+                 r"overview|summar\w*|per|each|share|proportion|what percentage|percentage of|mix|composition|make-?up|"
+                 r"across(?! (?:the )?(?:whole|entire|all|every)\b)|compar\w*|versus|vs|side by side)\b", text):
         yield "segment_summary", 0.25
     if re.search(r"\b(by|per|across|each|over) (?:the )?(tier|tiers|country|countries|segment|segments|"
-                 r"lifecycle|stage|stages|rfm)\b", text):
-        yield "segment_summary", 0.2
+                 r"lifecycle|stage|stages|rfm)\b", text) or re.search(
+            r"\b(?:tier|countr|segment|lifecycle|stage|rfm)\w* (?:" + DIMENSION_SUMMARY + r")\b", text):
+        yield "segment_summary", 0.2  # "by tier", "the segment numbers", "lifecycle mix"
     if has_id:
         yield "get_customer", 0.45
     if re.search(r"\b(score|rate|predict|estimate)\b[^.?!]{0,20}\b(this|a|the|my|that) (new )?(customer|client|"

@@ -27,6 +27,16 @@ DOT_THOUSANDS = re.compile(r"(?:(?<=[£$€])|(?<=[£$€] ))([1-9]\d{0,2}(?:\.\
                            r"(?<![\d.])([1-9]\d{0,2}(?:\.\d{3})+)(?=\s?" + MONEY_UNIT + r"\b)")
 # "a thousand", "an hundred": the article stands for one; "a dozen" is twelve (text2num has no dozen).
 ARTICLE_SCALE = re.compile(r"\b(?:a|an|one)\s+(hundred|thousand|million|billion|trillion|grand)\b")
+# "half a grand", "half a million": half the scale (text2num reads "half" as nothing).
+HALF_SCALE = re.compile(r"\bhalf (?:a|an|one) (hundred|thousand|k|million|grand)\b")
+SCALE = {"hundred": 100, "thousand": 1000, "k": 1000, "million": 1e6, "grand": 1000}
+# A comma as the decimal mark, as much of Europe writes it ("churn above 0,6", "2,5k", "12,5%"): a leading
+# zero, or one or two digits after the comma before a unit; "1,500" (three digits) stays a thousands separator.
+DECIMAL_COMMA = re.compile(r"(?<![\d.,])(0,\d+|\d{1,3},\d{1,2}(?=\s?(?:k|%|percent|grand|thousand|million)\b|\s?"
+                           + MONEY_UNIT + r"\b|\s?%))(?![\d,])")
+# Currency codes before an amount ("GBP 3,000", "EUR500") read as the symbol.
+CURRENCY_CODE = re.compile(r"\b(gbp|eur|usd)\s?(?=\d)")
+CODE_SYMBOL = {"gbp": "£", "eur": "€", "usd": "$"}
 PLURAL_WORDS = re.compile(r"\b(ones|tens|dozens|hundreds|thousands|millions)\b")
 DOZEN = re.compile(r"\b(?:a|one)\s+dozen\b")
 
@@ -50,6 +60,8 @@ def words_to_number(text: str) -> float | None:
 
 def numbers_to_digits(text: str) -> str:
     """The text with number words, money shorthand and thousands separators as plain digits."""
+    text = DECIMAL_COMMA.sub(lambda m: m.group(1).replace(",", "."), text)
+    text = CURRENCY_CODE.sub(lambda m: CODE_SYMBOL[m.group(1)], text)
     text = _shorthand(_articles(text))
     # Plural number words are no numbers ("the gold ones", "tens of customers"): text2num would read
     # them as 1 and 10, so the text is converted around them.
@@ -72,6 +84,8 @@ def _keep_ordinal_words(before: str, after: str) -> str:
 
 def _articles(text: str) -> str:
     text = DOZEN.sub("12", text)
+    text = HALF_SCALE.sub(lambda m: format_number(SCALE[m.group(1)] / 2) + (" quid" if m.group(1) == "grand" else ""),
+                          text)
     return ARTICLE_SCALE.sub(r"one \1", text)
 
 

@@ -13,7 +13,8 @@ from agent.planner.answer import write_answer
 from agent.planner.entities import EntityResolver
 from agent.planner.facts import PlannerFacts, RegistryFacts
 from agent.planner.follow_up import (STRONG_REFERENCE, customer_at, dangling_reference, exports_previous_audience,
-                                     is_follow_up, merge_follow_up, needs_previous, ordinal_ref, pending_intent)
+                                     is_follow_up, merge_follow_up, needs_previous, ordinal_ref, pending_intent,
+                                     without_time_words)
 from agent.planner.guard import file_targets, read_quotes, refusal, strip_injection
 from agent.planner.intent import IntentModel, choose_intent, explicit_intent
 from agent.planner.normalise import Normaliser
@@ -69,8 +70,9 @@ class Planner:
             # An amount that cannot be used (negative, zero, absurd) is refused with the reason; planning
             # without it or with another amount would answer a question the user did not ask.
             return Plan(intent, "refuse", text=" ".join(slots["problems"]))
-        # Names that hold a pointing word ("Can't Lose Them") are left out of the reference checks.
-        ref_text = self.slots.entities.mask(text, slots.get("segments") or [])
+        # Names that hold a pointing word ("Can't Lose Them") and time words ("these days") are left out of
+        # the reference checks.
+        ref_text = without_time_words(self.slots.entities.mask(text, slots.get("segments") or []))
         if previous:
             follow_up = _follow_up_plan(text, ref_text, slots, intent, previous)
             if follow_up is not None:

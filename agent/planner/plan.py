@@ -12,10 +12,24 @@ from agent.planner.vocabulary import FILTER_KEYS, GONE_SEGMENTS, SLIPPING_SEGMEN
 
 # A question that is only a word for customers ("customers", "our clients"): neither which nor what about them.
 BARE_CUSTOMERS = re.compile(r"^\W*(?:(?:my|our|the)\s+)?(?:customers|clients|shoppers|buyers|accounts|people)\W*$")
+# Only a vague ask about customers ("I need some info on customers", "any data about our clients?"): no
+# list, breakdown or plan is named, and no audience, so it is asked back rather than guessed.
+VAGUE_ABOUT_CUSTOMERS = re.compile(
+    r"^\W*(?:(?:i|we)(?:'d like|(?: really)? (?:need|want|would like|am after|are after|am looking for|"
+    r"are looking for))|give me|get me|can (?:i|we) (?:get|have)|can you give me|tell me|looking for)?\s*"
+    r"(?:some|more|a bit of|any|the)?\s*(?:info\w*|data|details|insights?|stuff|something|numbers|figures|analysis|"
+    r"facts|intel)\s+(?:on|about|for|regarding|re|of|around)\s+(?:my |our |the )?"
+    r"(?:customers|clients|shoppers|buyers|accounts|people)(?: please)?\W*$")
 # Words that say an export is of customers, all of them when no filter is named ("export all customers",
 # "download the customer base"); without one ("export", "download a csv") it is asked who.
 WHOLE_AUDIENCE = re.compile(r"\b(customers?|clients?|buyers|shoppers|accounts|people|everyone|everybody|everything|"
                             r"all|whole|entire|base|audience|segment|tier)\b")
+# A summary's dimensions and the filter argument of each.
+SUMMARY_DIMENSIONS = (("country", "countries"), ("tier", "tiers"), ("segment", "segments"), ("lifecycle", "lifecycle"))
+# Names given as examples of every value ("Champions, Loyal, the lot", "Gold, Silver and so on").
+ALL_OF_THEM = re.compile(r"\b(?:the lot|the rest|and so on|etc|et cetera|all of them|every one|each of them|"
+                         r"the whole lot|all the (?:segments|tiers|stages|countries)|"
+                         r"every (?:segment|tier|stage|country))\b")
 # The options each tool takes besides the audience filter (FILTER_KEYS).
 TOOL_OPTIONS = {"find_customers": {"sort_by", "limit"}, "segment_summary": {"group_by"},
                 "search_profiles": {"query", "limit"}, "recommend_campaigns": {"goal", "budget"},
@@ -84,6 +98,28 @@ def args_for(tool: str, args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def summary_args(args: dict[str, Any], text: str) -> dict[str, Any]:
+    """A summary's grouping from what the question compares or asks a share of:
+    - a share of one value ("what share of revenue do Platinum customers bring in?") is that value's row
+      among all of its dimension: grouped by it, not filtered on it (a filter would make it 100%);
+    - two or more values compared ("compare Germany and France") are grouped by their dimension;
+    - values given as examples of all ("segment counts: Champions, Loyal, the lot") filter nothing."""
+    args = dict(args)
+    share = re.search(r"\b(share|proportion|percentage|what part|fraction|how many of)\b", text)
+    if share and not args.get("group_by"):
+        named = [group for group, key in SUMMARY_DIMENSIONS if len(args.get(key) or []) == 1]
+        if len(named) == 1:
+            args["group_by"] = named[0]
+    if re.search(r"\b(compar\w*|versus|vs\.?|against|side by side)\b", text) and not args.get("group_by"):
+        many = [group for group, key in SUMMARY_DIMENSIONS if len(args.get(key) or []) >= 2]
+        if many:
+            args["group_by"] = many[0]
+    key = dict(SUMMARY_DIMENSIONS).get(args.get("group_by") or "")
+    if key and key in args and (share and len(args[key]) == 1 or ALL_OF_THEM.search(text)):
+        args.pop(key)
+    return args
+
+
 def build_plan(intent: str, slots: dict[str, Any], text: str, injected: bool) -> Plan:
     """The plan for a new question (not a follow-up) whose intent and slots are known."""
     note = NOTE_INJECTION if injected else ""
@@ -104,14 +140,9 @@ def build_plan(intent: str, slots: dict[str, Any], text: str, injected: bool) ->
     for k in ("limit", "sort_by", "group_by", "goal", "budget", "query"):
         if k in slots and slots[k] is not None:
             args[k] = slots[k]
-    if intent == "segment_summary" and args.get("group_by") and re.search(
-            r"\b(share|proportion|percentage|what part|fraction|how many of)\b", text):
-        # "what share of German customers is lapsed, by lifecycle": the grouping answers the share;
-        # filtering on the same dimension would make it 100%.
-        dim = {"tier": "tiers", "lifecycle": "lifecycle", "segment": "segments"}.get(args["group_by"])
-        if dim and len(args.get(dim) or []) == 1:
-            args.pop(dim)
-    if BARE_CUSTOMERS.match(text) and not args:
+    if intent == "segment_summary":
+        args = summary_args(args, text)
+    if (BARE_CUSTOMERS.match(text) or VAGUE_ABOUT_CUSTOMERS.match(text)) and not set(args) - {"query"}:
         return Plan(intent, "clarify", text=CLARIFY_VAGUE)  # "clients": neither which nor what about them
     if intent == "find_customers" and not args:
         if not re.search(r"\b(customers?|clients?|accounts?|shoppers?|buyers?)\b", text):

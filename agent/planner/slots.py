@@ -16,14 +16,16 @@ from agent.planner.countries import countries_in, unknown_countries
 from agent.planner.dates import orders_in, recency_slots
 from agent.planner.entities import EntityResolver
 from agent.planner.facts import PlannerFacts
-from agent.planner.vocabulary import (AT_RISK_PHRASE, CHURN_PHRASE, COUNTRY_ALIASES, GOALS, GROUP_OF_SUBJECT,
-                                      GROUP_SUBJECT, GROUPS, MONEY_UNIT, SEGMENT_PATTERNS, SORT_WORDS, SORTS, STOP,
-                                      TOP_TIERS)
+from agent.planner.vocabulary import (AT_RISK_PHRASE, BOUND_WORDS, CHURN_PHRASE, COUNTRY_ALIASES, DIMENSION_SUMMARY,
+                                      GOALS, GROUP_OF_SUBJECT, GROUP_SUBJECT, GROUPS, MONEY_UNIT, SEGMENT_PATTERNS,
+                                      SORT_WORDS, SORTS, STOP, TOP_TIERS, is_lower_bound)
 
 # "Top customers" as a group (README: the Platinum and Gold tiers), unless a ranking follows ("top customers
 # by lifetime spend" is a sort) or a count precedes ("top 20 customers" is a limit).
-TOP_GROUP = re.compile(r"\btop[- ]tiers?\b(?! is\b)|\b(?:top|key) (?:customers|clients|accounts)\b")
-RANKED_BY = re.compile(r"\b(?:top|best|bottom|first|highest|lowest|biggest|largest)\b[^.?!]{0,40}?\bby\s+"
+# "The big spenders" as a group are the top customers too (ranked by lifetime revenue, see SORTS).
+TOP_GROUP = re.compile(r"\btop[- ]tiers?\b(?! is\b)|\b(?:top|key|best) (?:customers|clients|accounts)\b|"
+                       r"\b(?:big|heavy|high) spenders\b")
+RANKED_BY = re.compile(r"\b(?:top|best|bottom|first|highest|lowest|biggest|largest|most)\b[^.?!]{0,40}?\bby\s+"
                        r"(?:the\s+|their\s+|how\s+(?:much\s+)?)?([a-z ]{3,30})")
 # "value at risk", "how much value is at risk", "revenue we have at risk": money, not the customers' flag
 # (no word for customers and no preposition in between: "value of customers at risk" is about customers).
@@ -32,23 +34,34 @@ MONEY_AT_RISK = re.compile(r"\b(?:value|revenue|money|spend|sales|income|profit)
                            r"[\w']+){0,3} at[- ]risk\b(?! of (?:churn|leav|lapsing|losing|going))")
 LIKELY_TO_CHURN = re.compile(r"\b(?:likely|about|going) to (?:churn|leave|stop)|might (?:churn|leave)|"
                              r"could (?:churn|leave)|risk of (?:churn|churning|leaving)")
-LOWER_BOUND = ("over", "above", "more than", "greater than", "at least", ">", ">=", "exceeding", "higher than")
 CHURN_THRESHOLD = re.compile(
-    r"(?:churn|risk|leav\w*)[^.?!]{0,40}?\b(over|above|more than|greater than|at least|>=?|"
-    r"exceeding|higher than|under|below|less than|lower than|at most|<=?)\s*(\d+(?:\.\d+)?)\s*(%|percent)?")
+    r"(?:churn|risk|leav\w*)[^.?!]{0,40}?\b(" + BOUND_WORDS + r")\s*(\d+(?:\.\d+)?)\s*(%|percent)?")
 ROW_LIMIT = [
     re.compile(r"\b(?:top|first|best|bottom|show|list|give me|display|find|get|the|next|biggest|largest|"
                r"highest|worst|riskiest)\s(?:me\s)?(?:the\s)?"
                r"(\d{1,4})\b(?!\s?(?:%|percent|days?|weeks?|months?|years?|" + MONEY_UNIT + "))"),
-    re.compile(r"\b(\d{1,4})\s(?:\w+\s){0,2}(?:customers|clients|accounts|people|ones|shoppers|buyers|rows)\b"),
+    re.compile(r"\b(\d{1,4})\s(?:[\w-]+\s){0,2}(?:customers|clients|accounts|people|ones|shoppers|buyers|rows)\b"),
+    re.compile(r"\b(\d{1,4}) of (?:them|those|these)\b"),  # "rank them by churn, 15 of them"
     re.compile(r"\bmake (?:it|that) (\d{1,4})\b"),
 ]
 
 
+# Customers who have stopped buying, in everyday words: the lapsed stage ("gone quiet", "stopped ordering").
+LAPSED_PHRASE = re.compile(r"\b(?:inactive|churned|dormant)\b|"
+                           r"\b(?:gone|went|go|going|fallen|fell) (?:quiet|silent|cold|dark)\b|"
+                           r"\bstopped (?:buying|ordering|shopping|purchasing)\b|"
+                           r"\bno longer (?:buy|order|shop|purchas)\w*")
+# Values the question leaves out ("leave out the lapsing ones", "excluding Bronze", "but not the lost"):
+# the names inside these spans are not part of the audience.
+EXCLUSION = re.compile(r"\b(?:leave out|leaving out|leave off|exclud\w*|except(?: for)?|apart from|other than|without|"
+                       r"but not|not including|minus|ignor\w*|skip)\s+(?:the\s+|any\s+|all\s+)?"
+                       r"((?:(?!(?:in|from|with|who|that|which|by|and then)\b)[a-z'-]+\s?){1,4})")
+
 # The verbs and phrases after which a product phrase follows ("who buy ...", "fans of ...", "stock up on ...").
 INTEREST = re.compile(r"\b(?:buy|buys|buying|bought|purchas\w*|love|loves|like|likes|into|collect\w*|interested in|"
                       r"mentions?|buyers of|shopping for|shops? for|search(?: for)?|fans? of|keen on|"
-                      r"stock(?:s|ing)? up on|go(?:es)? for|order(?:s|ing)? (?:lots of|a lot of))\b(.+)")
+                      r"stock(?:s|ing)? up on|go(?:es)? for|order(?:s|ing)? (?:lots of|a lot of)|"
+                      r"(?:big|mad|crazy|hooked) on|fond of|into buying)\b(.+)")
 
 
 class SlotReader:
@@ -70,6 +83,7 @@ class SlotReader:
         slots.update(tier_slots(text, entities.names(text, "tier")))
         slots.update(lifecycle_slots(text, entities.names(text, "lifecycle")))
         slots.update(segment_slots(text, entities.names(text, "segment")))
+        slots.update(self.excluded(text, slots))
         countries = countries_in(text, raw, facts) + self.unknown_countries(original or raw)
         if countries:
             slots["countries"] = list(dict.fromkeys(countries))
@@ -87,10 +101,37 @@ class SlotReader:
         orders = orders_in(text)
         if orders:
             slots["orders"] = orders
-        slots["query"] = search_query(text, quoted, entities.product_mentions(text))
+        slots["query"] = self.without_names(search_query(text, quoted, entities.product_mentions(text)), quoted)
         # The data's product words in the search phrase: what makes a question a product search.
         slots["products"] = entities.product_mentions(slots["query"] or "")
         return slots
+
+    def excluded(self, text: str, slots: dict[str, Any]) -> dict[str, list[str]]:
+        """The tier, stage and segment lists without the values the question leaves out ("in the at risk
+        stage; leave out the lapsing ones"); a list left with only excluded values becomes the others of
+        the data ("everyone except the lapsed" is every other stage)."""
+        spans = " ".join(m.group(1) for m in EXCLUSION.finditer(text))
+        if not spans:
+            return {}
+        out: dict[str, list[str]] = {}
+        for kind, key, every in (("tier", "tiers", self.facts.tiers), ("lifecycle", "lifecycle",
+                                 self.facts.lifecycle_stages), ("segment", "segments", self.facts.segments)):
+            left_out = set(self.entities.names(spans, kind)) | {v for v in slots.get(key, []) if v.lower() in spans}
+            if not left_out or key not in slots:
+                continue
+            kept = [v for v in slots[key] if v not in left_out]
+            out[key] = kept or [v for v in every if v not in left_out]
+        return out
+
+    def without_names(self, query: str | None, quoted: str) -> str | None:
+        """A search phrase that is only the data's tier, stage, segment or country names ("look like for Silver
+        customers") searches nothing: those are filters. With a product word ("gold paper") or quoted, it stays."""
+        if not query or quoted:
+            return query
+        facts = self.facts
+        names = {w for n in (*facts.tiers, *facts.lifecycle_stages, *facts.segments, *facts.countries())
+                 for w in n.lower().split()}
+        return None if set(query.split()) <= names else query
 
     def unknown_countries(self, message: str) -> list[str]:
         """Countries named explicitly that the data does not have (see countries.unknown_countries)."""
@@ -108,7 +149,7 @@ def tier_slots(text: str, named: list[str]) -> dict[str, list[str]]:
         return {"tiers": list(dict.fromkeys(found))}
     if re.search(r"\bvips?\b", text):
         return {"tiers": list(TOP_TIERS)}  # VIPs are the top tiers
-    if TOP_GROUP.search(text) and not re.search(r"\btop \d+\b", text) and not RANKED_BY.search(text):
+    if TOP_GROUP.search(text) and not re.search(r"\b(?:top|best) \d+\b", text) and not RANKED_BY.search(text):
         return {"tiers": list(TOP_TIERS)}  # "top-tier customers", "our top customers": the two best tiers
     if re.search(r"\b(top|best|vip|most valuable|high[- ]value|valuable|key) (customers|clients|accounts)\b",
                  text) and not re.search(r"\btop \d+\b", text) and re.search(r"\brisk|churn|losing|lose\b", text):
@@ -126,7 +167,7 @@ def lifecycle_slots(text: str, named: list[str]) -> dict[str, list[str]]:
         stages.append("new")
     if re.search(r"\bactive\b", text) and not re.search(r"\binactive\b", text):
         stages.append("active")
-    if re.search(r"\b(inactive|churned|dormant)\b", text):
+    if LAPSED_PHRASE.search(text):
         stages.append("lapsed")
     if re.search(r"\bat[- ]risk (stage|lifecycle)|(stage|lifecycle) (is )?at[- ]risk|in the at[- ]risk(?! segment)", text):
         stages.append("at risk")
@@ -154,7 +195,7 @@ def churn_slots(text: str, slots: dict[str, Any]) -> dict[str, Any]:
         value = value / 100 if (m.group(3) or value > 1) else value
         if not 0 <= value <= 1:
             return {}
-        return {"min_churn_risk" if m.group(1) in LOWER_BOUND else "max_churn_risk": value}
+        return {"min_churn_risk" if is_lower_bound(m.group(1)) else "max_churn_risk": value}
     if re.search(r"\b(low|little|no real) (churn )?risk\b|unlikely to (churn|leave)|\bnot at[- ]risk\b", text):
         return {"max_churn_risk": 0.3} if not re.search(r"\bnot at[- ]risk\b", text) else {"at_risk": False}
     named = re.sub(MONEY_AT_RISK.pattern + r"|at[- ]risk (segment|stage|lifecycle)|"
@@ -190,9 +231,15 @@ def ranking_slots(text: str) -> dict[str, str]:
     if subject:
         slots["group_by"] = next(v for k, v in GROUP_OF_SUBJECT.items() if subject.group(1).startswith(k))
         return slots
+    # "the About to Sleep segment by tier": the dimension right after "by"/"per" first, then looser wordings
+    direct = next((key for pattern, key in GROUPS
+                   if re.search(r"\b(?:by|per)\s+(?:the\s+|each\s+|their\s+)?" + pattern, text)), None)
+    if direct:
+        slots["group_by"] = direct
+        return slots
     for pattern, key in GROUPS:
         if re.search(r"\b(by|per|across|each|for every|split|breakdown|overview|between|over|into|fall)\b[^.?!]{0,25}\b"
-                     + pattern, text) or re.search(r"\b" + pattern + r"\w* (overview|breakdown|split|summary)", text):
+                     + pattern, text) or re.search(r"\b" + pattern + r"\w* (" + DIMENSION_SUMMARY + ")", text):
             slots["group_by"] = key
             break
     return slots

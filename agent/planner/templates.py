@@ -47,7 +47,8 @@ def describe_filter(args: dict[str, Any], cur: str) -> str:
     text = " ".join(parts + ["customers"]) + (" not at risk" if args.get("at_risk") is False else "")
     if args.get("countries"):
         cs = args["countries"]
-        text += " in " + (", ".join(cs) if len(cs) <= 4 else f"{len(cs)} countries")
+        # no count of our own for a long list: every figure in an answer is one of the tool's
+        text += " in " + (", ".join(cs) if len(cs) <= 4 else ", ".join(cs[:3]) + " and the other countries asked for")
     cond = []
     if args.get("min_churn_risk") is not None:
         cond.append(f"churn risk at least {_threshold(args['min_churn_risk'])}")

@@ -9,6 +9,19 @@ import re
 # The words for a currency's units ("300 quid", "90 pound", "35 quids' worth"): an amount followed by one is money.
 MONEY_UNIT = r"(?:pounds?|quids?|gbp|euros?|dollars?|bucks)"
 
+# The words for a bound, as marketers and non-native speakers write them ("exceeds 70%", "north of £500",
+# "bigger than 0,6"): the one list the churn threshold and the value band both read.
+LOWER_BOUND_WORDS = (r"no less than|not less than|over|above|more than|greater than|bigger than|larger than|"
+                     r"higher than|at least|exceed(?:s|ing)?|in excess of|north of|upwards of|beyond|>=?")
+UPPER_BOUND_WORDS = r"no more than|not more than|under|below|less than|lower than|smaller than|at most|south of|<=?"
+BOUND_WORDS = LOWER_BOUND_WORDS + "|" + UPPER_BOUND_WORDS
+
+
+def is_lower_bound(word: str) -> bool:
+    """Whether a bound word found by BOUND_WORDS is a lower bound ("exceeds", "north of")."""
+    return bool(re.fullmatch(LOWER_BOUND_WORDS, word))
+
+
 # The arguments that select an audience; a follow-up keeps them unless it restates them.
 FILTER_KEYS = ("tiers", "lifecycle", "at_risk", "segments", "countries", "min_churn_risk", "max_churn_risk", "min_value",
                "max_value", "min_recency_days", "max_recency_days")
@@ -48,26 +61,32 @@ GOALS = [
      r"get back (?:the |our |those )?(?:\w+ )?(?:customers|clients|buyers|shoppers)", "win_back"),
     (r"reactivat|re-?activat|wake up|buy again|come back|bring\w*(?: \w+){0,3} back|dormant", "reactivate"),
     (r"upgrade|move up|push .* up|next tier|up to gold|up to platinum", "upgrade"),
-    (r"cross-?sell|upsell|up-?sell|(?:second|2nd) (?:order|purchase)|grow|buy more|order again", "grow"),
-    (r"retain|retention|keep|loyal(?:ty)? program|happy|hold on|(?:reduce|prevent|stop|lower|cut|fight)\w* "
+    (r"cross-?sell|upsell|up-?sell|(?:second|2nd) (?:order|purchase)|(?:order|buy|purchase|shop)\w*(?: \w+){0,2} "
+     r"(?:a |one )?(?:second|2nd) time|grow|buy more|order again", "grow"),
+    # README: "retention / keep / VIP / loyalty -> retain"; a VIP campaign with no other goal keeps them
+    (r"retain|retention|keep|loyal(?:ty)? program|happy|hold on|\bvips?\b|(?:reduce|prevent|stop|lower|cut|fight)\w* "
      r"(?:the )?churn|(?:stop|prevent)\w* (?:\w+ )?(?:from )?(?:leaving|churning|going)|"
      r"(?:stop|prevent|keep)\w* (?:[\w']+ ){1,8}?from (?:leaving|churning|going)", "retain"),
 ]
 SORTS = [
     (r"most likely to (?:churn|leave|go)|highest churn|riskiest|biggest risk (?:of|for)|most big risk|"
-     r"churn (?:risk|probability)(?: first| order| descending)?\b(?! (?:over|above|under|below|of|is|more|less|>|<))",
+     r"churn (?:risk|probability)(?: first| order| descending)?\b(?! (?:of|is|more|less|" + BOUND_WORDS + r"))",
      "churn_risk"),
     (r"value at risk|at stake|money at risk|revenue at risk", "value_at_risk"),
     (r"customer value|total value|overall value", "customer_value"),
     (r"predicted (?:value|spend)|future (?:value|spend)|expected (?:value|spend)|will spend|forecast|"
      r"most valuable|more valuable|valuable first|highest value|high value|spend the most next", "predicted_value"),
-    (r"historical|lifetime|whole history|all[- ]time|spent the most|(?:biggest|top) spenders|total spend|so far", "historical_value"),
+    (r"historical|lifetime|whole history|all[- ]time|spent the most|(?:biggest|top|big|heavy|high|large) spenders|"
+     r"spend(?:s|ing)? (?:the )?most|spend(?:s|ing)? big|total spend|so far", "historical_value"),
 ]
 # What follows "sort by" / "rank by": the first matching key wins.
 SORT_WORDS = [(r"value at risk|risk value|at risk", "value_at_risk"), (r"churn|risk|likel", "churn_risk"),
               (r"customer value|total value", "customer_value"),
               (r"predict|future|expected|forecast|next|will", "predicted_value"),
               (r"lifetime|historic|revenue|spend|spent|sales|value", "historical_value")]
+# The words after a dimension that ask for its summary ("lifecycle mix", "segment counts", "tier split").
+DIMENSION_SUMMARY = (r"overview|breakdown|split|summary|mix|spread|composition|make-?up|counts?|numbers|totals|"
+                     r"distribution")
 GROUPS = [(r"countr(?:y|ies)|nation|market", "country"), (r"lifecycle|stage", "lifecycle"),
           (r"segment|rfm", "segment"), (r"tier", "tier")]
 
@@ -81,8 +100,9 @@ GROUP_OF_SUBJECT = {"countr": "country", "market": "country", "nation": "country
 # A request to see customers ("list the champions", "show me my hibernating customers"): a list, not a summary.
 LIST_REQUEST = re.compile(r"^(?:please |pls |can you |could you |now |ok |so )?(?:list|show|display|give me|get me|"
                           r"pull up|who are|who is|which (?:customers|clients|shoppers|buyers|people|accounts|ones))\b")
-SUMMARY_WORDS = re.compile(r"\b(how many|how much|number of|count|breakdown|break down|distribution|distributed|split|"
-                           r"overview|summar\w*|share|proportion|percentage|totals?|average|compare)\b")
+SUMMARY_WORDS = re.compile(r"\b(how many|how much|number of|counts?|breakdown|break down|distribution|distributed|"
+                           r"split|overview|summar\w*|share|proportion|percentage|totals?|average|compar\w*|versus|vs|"
+                           r"side by side|mix|composition|make-?up)\b")
 # What a question asks about that no tool returns (products ranked, days, times, channels, prices): the
 # planner asks back, naming the closest things it can do, instead of answering a different question.
 UNSERVED_SUBJECT = re.compile(
@@ -101,7 +121,7 @@ DOMAIN = re.compile(
 LOSING = r"(?:we'?re|we are|are we|we'?ll be|we will be|about to be) lo+sing|\blo+sing (?:them )?soon"
 AT_RISK_PHRASE = re.compile(
     r"\bat[- ]?risk\b|\bin risk\b|\bslipping( away)?\b|drift\w* away|going away|walk\w* away|worry about losing|"
-    + LOSING + r"|\bin danger\b|risk for going")
+    + LOSING + r"|\bin danger\b|risk for going|\brisk(?:s|ing)? to (?:churn|leave|go|lose)")
 CHURN_PHRASE = re.compile(
     r"\bat[- ]risk\b|\bin risk\b|likely to (churn|leave|stop)|might (churn|leave)|could (churn|leave)|"
     r"about to (churn|leave)|risk of (churn|churning|leaving)|churning|drift\w* away|slipping away|going away|"

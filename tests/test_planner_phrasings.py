@@ -1,0 +1,157 @@
+"""The offline planner's rules for how people write: bounds in other words ("exceeds", "north of"), a
+comma as the decimal mark, currency codes and "half a grand", everyday words for lapsed customers and
+for a group of top customers, values left out ("except the lapsed"), shares and comparisons as
+summaries, vague asks, an upload into an outside service, time words that point at nothing, and
+follow-ups ("the first of those", "re-engage them", "which tier would that put them in?"). Phrasings
+of our own, not the eval file's."""
+
+from __future__ import annotations
+
+import pytest
+
+from _agent_support import agent_data_dir, agent_embedder, make_settings, no_real_llm  # noqa: F401
+from agent.planner import IntentModel, Plan, Planner, StaticFacts, numbers_to_digits
+from agent.planner.countries import countries_in
+from tools.deps import ToolDeps
+from tools.registry import ToolRegistry
+
+
+@pytest.fixture(scope="module")
+def planner(agent_embedder):
+    settings = make_settings(agent_data_dir())
+    registry = ToolRegistry(ToolDeps(settings))
+    return Planner.for_registry(settings, registry, intent_model=IntentModel(settings, embedder=agent_embedder))
+
+
+def expect(plan: Plan, tool: str, expected: dict) -> dict:
+    assert plan.kind == "answer" and len(plan.calls) == 1, plan
+    name, args = plan.calls[0]["name"], plan.calls[0]["args"]
+    assert name == tool, (name, args)
+    assert {k: args.get(k) for k in expected} == expected, args
+    return args
+
+
+def turn(plan: Plan, results=None) -> dict:
+    return {"plan": plan.to_dict(), "results": results or []}
+
+
+@pytest.mark.parametrize("text,digits", [
+    ("churn above 0,35", "churn above 0.35"), ("2,5k to spend", "2500 to spend"), ("12,5% churn", "12.5% churn"),
+    ("1,500 pounds", "1500 pounds"),  # three digits after the comma: a thousands separator
+    ("half a grand", "500 quid"), ("half a million", "500000"), ("gbp 4,000 cap", "£4000 cap"),
+    ("eur250", "€250")])
+def test_decimal_commas_currency_codes_and_halves(text, digits):
+    assert numbers_to_digits(text) == digits
+
+
+@pytest.mark.parametrize("question,tool,expected", [
+    # a bound in any of its words, for churn and for predicted value alike
+    ("clients whose churn risk is in excess of 65%", "find_customers", {"min_churn_risk": 0.65}),
+    ("customers with churn risk larger than 0,55", "find_customers", {"min_churn_risk": 0.55}),
+    ("buyers with a predicted value south of £80", "find_customers", {"max_value": 80}),
+    ("customers whose expected spend is upwards of 1.200 euro", "find_customers", {"min_value": 1200}),
+    # campaign money: a currency code, half a scale, what "we have" for a purpose
+    ("GBP 1,200 for a win-back push on lapsed customers", "recommend_campaigns", {"budget": 1200}),
+    ("half a grand to win back the lapsed ones", "recommend_campaigns", {"budget": 500, "goal": "win_back"}),
+    ("I have 900 to get first-time buyers to shop a second time", "recommend_campaigns",
+     {"budget": 900, "goal": "grow"}),
+    # README: "VIP" is a retention word
+    ("any campaign ideas for our VIPs with 700 pounds?", "recommend_campaigns",
+     {"goal": "retain", "budget": 700, "tiers": ["Platinum", "Gold"]}),
+])
+def test_bounds_and_money_in_other_words(planner, question, tool, expected):
+    expect(planner.plan(question, []), tool, expected)
+
+
+@pytest.mark.parametrize("question,expected", [
+    # everyday words for customers who stopped buying are the lapsed stage
+    ("which clients went silent on us?", {"lifecycle": ["lapsed"]}),
+    ("shoppers who no longer order", {"lifecycle": ["lapsed"]}),
+    # a group of top customers, also "best" and "the big spenders" (ranked by lifetime revenue)
+    ("best clients in Germany", {"tiers": ["Platinum", "Gold"], "countries": ["Germany"]}),
+    ("who are the heavy spenders?", {"tiers": ["Platinum", "Gold"], "sort_by": "historical_value"}),
+    ("best 4 customers", {"tiers": None, "limit": 4}),  # counted: a ranking, not the group
+    # "risk to churn" (French and Spanish speakers) is the at-risk flag
+    ("the customers who risk to leave in Germany", {"at_risk": True, "countries": ["Germany"]}),
+    # a row count after the audience, and words before the count word with hyphens
+    ("rank the at-risk clients by churn, 12 of them", {"limit": 12, "sort_by": "churn_risk", "at_risk": True}),
+    ("our nine top-spending accounts by lifetime revenue", {"limit": 9, "sort_by": "historical_value"}),
+    ("the 6 clients the most valuable by spend predicted", {"limit": 6, "sort_by": "predicted_value"}),
+])
+def test_audience_words(planner, question, expected):
+    expect(planner.plan(question, []), "find_customers", expected)
+
+
+def test_values_left_out_are_not_in_the_audience(planner):
+    args = expect(planner.plan("clients in the lapsing stage and the at risk stage, but not the lapsing ones", []),
+                  "find_customers", {})
+    assert args["lifecycle"] == ["at risk"]
+    # everything but the value left out, from the data's own list
+    args = expect(planner.plan("list all customers except the Bronze tier", []), "find_customers", {})
+    assert args["tiers"] == [t for t in planner.facts.tiers if t != "Bronze"]
+
+
+@pytest.mark.parametrize("question,expected", [
+    # a share of one value is its row among all of them: grouped, not filtered (a filter makes it 100%)
+    ("what fraction of our revenue comes from Gold customers?", {"group_by": "tier", "tiers": None}),
+    # two values compared are grouped by their dimension
+    ("Germany versus Spain on value at risk", {"group_by": "country", "countries": ["Germany", "Spain"]}),
+    # names given as examples of all of them filter nothing
+    ("segment numbers please: Champions, Hibernating and so on", {"group_by": "segment", "segments": None}),
+    # "mix" and "composition" ask for a summary by the dimension they follow; "by X" wins over the rest
+    ("how does the tier composition look for lapsed clients?", {"group_by": "tier", "lifecycle": ["lapsed"]}),
+    ("split the Hibernating segment by country", {"group_by": "country", "segments": ["Hibernating"]}),
+])
+def test_shares_comparisons_and_mixes_are_summaries(planner, question, expected):
+    expect(planner.plan(question, []), "segment_summary", expected)
+
+
+def test_a_vague_ask_about_customers_is_asked_back(planner):
+    for question in ("I'd like some data about our clients", "any insights on my customers?"):
+        plan = planner.plan(question, [])
+        assert plan.kind == "clarify" and not plan.calls, (question, plan)
+
+
+def test_an_upload_into_an_outside_service_is_refused_but_a_file_for_it_is_exported(planner):
+    for question in ("push the lapsed customers into Klaviyo", "please sync our gold clients with Salesforce"):
+        plan = planner.plan(question, [])
+        assert plan.kind == "refuse" and not plan.calls, (question, plan)
+        assert "export" in plan.text.lower()  # the refusal offers the local file
+    # the user uploads it: an export, nothing refused
+    expect(planner.plan("make me a csv of the lapsed customers that I can upload to Klaviyo", []),
+           "export_audience", {"lifecycle": ["lapsed"]})
+
+
+def test_time_words_and_shouting_point_at_nothing(planner):
+    # "these days" is no reference to an earlier answer
+    expect(planner.plan("which clients are spending the most these days?", []), "find_customers",
+           {"sort_by": "historical_value"})
+    # "US" inside a shouted word is no country; "our VIPs ... any of them" names its own subject
+    expect(planner.plan("LIST EVERY LAPSED CUSTOMER IN GERMANY", []), "find_customers",
+           {"countries": ["Germany"], "lifecycle": ["lapsed"]})
+    expect(planner.plan("our VIPs: is any of them slipping away?", []), "find_customers",
+           {"at_risk": True, "tiers": ["Platinum", "Gold"]})
+
+
+def test_follow_ups_in_other_words(planner):
+    first = planner.plan("lapsed customers in France", [])
+    rows = [{"customers": [{"customer_id": "11111"}, {"customer_id": "22222"}]}]
+    plan = planner.plan("everything on the second of those please", [turn(first, rows)])
+    assert plan.calls == [{"name": "get_customer", "args": {"customer_id": "22222"}}]
+    summary = planner.plan("how many lapsed customers are there in Germany?", [])
+    expect(planner.plan("re-engage them with £400", [turn(summary)]), "recommend_campaigns",
+           {"goal": "win_back", "budget": 400, "lifecycle": ["lapsed"], "countries": ["Germany"]})
+    scored = planner.plan("score a prospect who spent £50 on 2011-03-02 and £80 on 2011-09-14", [])
+    again = planner.plan("what tier does that make them?", [turn(scored)])
+    assert [c["name"] for c in again.calls] == ["score_customer"], again
+    model = planner.plan("how accurate is the churn model?", [])
+    expect(planner.plan("and at spotting the big spenders?", [turn(model)]), "model_report", {})
+
+
+def test_a_country_the_data_lacks_named_in_full_is_passed_on():
+    """So the tool names it instead of the audience silently becoming everyone; its demonym is left alone."""
+    facts = StaticFacts(country_names=("France", "Germany", "United Kingdom"))
+    assert countries_in("every lapsed customer in the netherlands", "EVERY LAPSED CUSTOMER IN THE NETHERLANDS",
+                        facts) == ["Netherlands"]
+    assert countries_in("dutch customers", "dutch customers", facts) == []
+    assert countries_in("gold customers in germany", "GOLD CUSTOMERS IN GERMANY", facts) == ["Germany"]  # no "US"
