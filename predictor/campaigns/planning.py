@@ -138,7 +138,8 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
                    holdout_share: float | None = None, seed: int | None = None, *,
                    settings: Settings, playbooks: Sequence[str] | None = None,
                    filters: CustomerFilter | Mapping[str, Any] | None = None,
-                   list_ids: int | None = None, suggest_nearest: bool = True) -> CampaignPlan:
+                   list_ids: int | None = None, suggest_nearest: bool = True,
+                   floors: Mapping[str, float] | None = None) -> CampaignPlan:
     """Choose who gets which campaign to maximise expected net value, within an optional budget.
 
     Each customer gets at most one campaign, only at positive expected net value. Without a budget every
@@ -148,7 +149,7 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
     With `list_ids`, each campaign lists only its first `list_ids` customers and control-group ids (a
     summary for people; an export needs the full plan), which on 1M customers saves most of the time.
     ``settings`` gives the holdout share and seed when not passed, the currency, the horizon of
-    customers without one, and the catalogue when none is passed.
+    customers without one, and the catalogue when none is passed; ``floors`` the tier floors if cached.
 
     A request that gives no plan is a CampaignError whose ``step`` says what emptied it ("audience":
     the filter; "rule": no playbook is for these customers; "value": none is worth the offer; "budget")
@@ -169,9 +170,10 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
     _check_columns(customers)
     flt = as_filter(filters if filter is None else filter)
     named = [p.name for p in chosen] if goal is None and len(chosen) < len(cat.playbooks) else None
+    floors = tier_floors(customers) if floors is None else floors
     try:
         return _plan(customers, cat, chosen, goal, budget, flt, holdout_share=holdout_share, seed=seed,
-                     settings=settings, list_ids=list_ids)
+                     settings=settings, list_ids=list_ids, floors=floors)
     except CampaignError as exc:
         if exc.step not in ("audience", "rule", "value"):
             raise
@@ -184,7 +186,7 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
         try:
             return plan_campaigns(customers, goal=other_goal, budget=budget, filter=relaxed, catalogue=cat,
                                   holdout_share=holdout_share, seed=seed, settings=settings, playbooks=names,
-                                  list_ids=0, suggest_nearest=False)
+                                  list_ids=0, suggest_nearest=False, floors=floors)
         except CampaignError:
             return None
 
@@ -195,11 +197,11 @@ def plan_campaigns(customers: pd.DataFrame, goal: str | None = None, budget: flo
 
 def _plan(customers: pd.DataFrame, cat: Catalogue, chosen: list[Playbook], goal: str | None, budget: float | None,
           flt: CustomerFilter | None, *, holdout_share: float, seed: int, settings: Settings,
-          list_ids: int | None) -> CampaignPlan:
+          list_ids: int | None, floors: Mapping[str, float]) -> CampaignPlan:
     """The plan for one request (see `plan_campaigns`); an empty one raises with its step."""
     currency = settings.currency_symbol
     audience = select_audience(customers, flt, currency=currency)
-    candidates = playbook_candidates(audience, chosen, cat, tier_floors(customers), settings.horizon_days)
+    candidates = playbook_candidates(audience, chosen, cat, floors, settings.horizon_days)
     if len(candidates.customer) == 0:
         outcomes = [(c.playbook, c.eligible, c.best_gain, c.best_cost) for c in candidates.per_playbook]
         step, reason = unworthy_words(flt, len(audience), outcomes, currency)

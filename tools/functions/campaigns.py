@@ -28,7 +28,8 @@ def _plan(args: CampaignArgs, deps: ToolDeps, list_ids: int | None = None) -> An
 
     return plan_campaigns(deps.planning_customers, goal=args.goal, budget=args.budget,
                           filter=customer_filter(args, deps), catalogue=deps.catalogue, settings=deps.settings,
-                          list_ids=list_ids)
+                          list_ids=list_ids,
+                          floors=deps.customers.tier_floors())
 
 
 def recommend_campaigns(args: CampaignArgs, deps: ToolDeps) -> RecommendCampaignsResult:
