@@ -82,8 +82,10 @@ def best_per_customer(assigned: np.ndarray, customer: np.ndarray, playbook: np.n
     on a tie, the earlier playbook after that (one pass per playbook instead of sorting all pairs)."""
     best_net = np.full(len(assigned), -np.inf)
     best_cost = np.full(len(assigned), np.inf)
-    for j in range(n_playbooks):  # pairs come grouped by playbook, in playbook order
-        pick = playbook == j
+    # Pairs come grouped by playbook, in playbook order: each playbook's pairs are one slice.
+    bounds = np.searchsorted(playbook, np.arange(n_playbooks + 1))
+    for j in range(n_playbooks):
+        pick = slice(bounds[j], bounds[j + 1])
         rows, pair_net, pair_cost = customer[pick], net[pick], cost[pick]
         held_net, held_cost = best_net[rows], best_cost[rows]
         better = (pair_net > held_net) | ((pair_net == held_net) & (pair_cost < held_cost))

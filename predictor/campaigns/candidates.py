@@ -56,9 +56,11 @@ def playbook_candidates(audience: pd.DataFrame, chosen: Sequence[Playbook], cat:
     horizon = np.asarray(horizon, dtype=float)
     churn, value_at_risk, aov = value_inputs(audience)
     stages = audience["lifecycle"]
-    # Kept categorical (the planning frame's codes), so each playbook's per-stage uplift is a code lookup.
+    # Read by its categorical codes (the planning frame's), so each playbook's per-stage uplift is a
+    # lookup per stage and gathering a playbook's customers moves integers, not a Categorical.
     lifecycle = (stages.array if isinstance(stages.dtype, pd.CategoricalDtype)
                  else pd.Categorical(stages.astype("string").astype(object).astype(str)))
+    stage_codes = lifecycle.codes
     p_anyway = order_anyway(churn, horizon, cat.offer_window_days)  # the same for every playbook
     per_playbook = []
     table = audience_table(audience)  # compiled once for every playbook's rule
@@ -67,12 +69,13 @@ def playbook_candidates(audience: pd.DataFrame, chosen: Sequence[Playbook], cat:
         eligible_rows = np.flatnonzero(eligible_mask(p, table, thresholds))
         ev = expected_value(p, churn_risk=churn[eligible_rows], value_at_risk=value_at_risk[eligible_rows],
                             aov=aov[eligible_rows], horizon_days=horizon[eligible_rows],
-                            offer_window_days=cat.offer_window_days, lifecycle=lifecycle[eligible_rows],
-                            p_order_anyway=p_anyway[eligible_rows])
+                            offer_window_days=cat.offer_window_days, p_order_anyway=p_anyway[eligible_rows],
+                            uplift=(p.uplift_by_code(lifecycle.categories)[stage_codes[eligible_rows]]
+                                    if p.uplift_by_lifecycle else p.uplift))
         net = ev["expected_net_value"]
-        good = net > 0
-        kept = {k: ev[k][good] for k in KEPT_TERMS}  # only what the plan reads: cutting each term costs ~5 ms at 1M
-        found = PlaybookCandidates(p, eligible_rows[good], kept, len(eligible_rows))
+        good = np.flatnonzero(net > 0)  # positions, found once: a boolean cut per term would find them again
+        kept = {k: ev[k].take(good) for k in KEPT_TERMS}  # only what the plan reads
+        found = PlaybookCandidates(p, eligible_rows.take(good), kept, len(eligible_rows))
         if len(eligible_rows):
             best = int(np.argmax(net))
             found.best_gain, found.best_cost = (float(ev["expected_incremental_revenue"][best]),

@@ -211,8 +211,12 @@ class Playbook(BaseModel):
             return self.uplift
         stages = lifecycle if isinstance(lifecycle, pd.Categorical) else pd.Categorical(
             pd.Series(lifecycle, dtype="object").astype(str))
-        per_stage = np.array([self.stage_uplift(c) for c in stages.categories] + [self.uplift], dtype=float)
-        return per_stage[stages.codes]  # a missing stage (code -1) takes the last entry: the playbook's uplift
+        return self.uplift_by_code(stages.categories)[stages.codes]
+
+    def uplift_by_code(self, stages: Any) -> np.ndarray:
+        """The uplift per code of a categorical lifecycle with categories `stages`, plus a last entry (the
+        playbook's uplift) that a missing stage's code -1 picks."""
+        return np.array([self.stage_uplift(c) for c in stages] + [self.uplift], dtype=float)
 
     def stage_uplift(self, stage: Any) -> float:
         """The assumed uplift of one customer in lifecycle `stage`."""

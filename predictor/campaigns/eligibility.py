@@ -113,9 +113,17 @@ def eligible_mask(playbook: Playbook, customers: pd.DataFrame | AudienceTable,
     if rule.max_gap_to_next_tier is not None:
         frame = table.frame
         next_tier = {TIERS[i + 1]: TIERS[i] for i in range(len(TIERS) - 1)}
-        target = frame["tier"].map(lambda t: thresholds.get(next_tier.get(str(t), ""), np.nan)).to_numpy(dtype=float)
+        target = _next_tier_floor(frame["tier"], {t: thresholds.get(up, np.nan) for t, up in next_tier.items()})
         value = frame["customer_value"].to_numpy(dtype=float)
         with np.errstate(invalid="ignore", divide="ignore"):
             gap = (target - value) / target
         keep &= np.isfinite(gap) & (gap > 0) & (gap <= rule.max_gap_to_next_tier)
     return keep
+
+
+def _next_tier_floor(tiers: pd.Series, floor_above: Mapping[str, float]) -> np.ndarray:
+    """Each customer's floor of the tier above theirs (nan for the top tier or an unknown one). A
+    categorical tier column is read by its codes: one lookup per tier, not per customer."""
+    stages = tiers.array if isinstance(tiers.dtype, pd.CategoricalDtype) else pd.Categorical(tiers.astype(str))
+    per_tier = np.array([floor_above.get(str(c), np.nan) for c in stages.categories] + [np.nan], dtype=float)
+    return per_tier[stages.codes]  # a missing tier (code -1) takes the last entry: nan

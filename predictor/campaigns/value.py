@@ -40,17 +40,20 @@ class CustomerEV(BaseModel):
 
 def expected_value(playbook: Playbook, *, churn_risk: Any, value_at_risk: Any, aov: Any,
                    horizon_days: Any, offer_window_days: int, lifecycle: Any = None,
-                   p_order_anyway: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                   p_order_anyway: np.ndarray | None = None, uplift: np.ndarray | float | None = None
+                   ) -> dict[str, np.ndarray]:
     """Vectorised expected value of targeting customers with one playbook.
 
     P(order in window anyway) treats ordering as a constant-rate process over the scoring horizon, so
     1 - churn_risk ^ (window / horizon). Everyone who orders in the window redeems the offer. The
-    uplift is the playbook's, or its figure for the customer's `lifecycle` stage where it names one.
+    uplift is the playbook's, or its figure for the customer's `lifecycle` stage where it names one
+    (`uplift`, when given, is that per-customer figure already looked up).
     """
     aov = np.maximum(np.asarray(aov, dtype=float), 0.0)
     p_anyway = p_order_anyway if p_order_anyway is not None else order_anyway(churn_risk, horizon_days,
                                                                               offer_window_days)
-    u = np.broadcast_to(np.asarray(playbook.uplift_for(lifecycle), dtype=float), np.shape(aov))
+    u = np.broadcast_to(np.asarray(playbook.uplift_for(lifecycle) if uplift is None else uplift, dtype=float),
+                        np.shape(aov))
     p_redeem = np.minimum(1.0, p_anyway + u)
     offer = playbook.offer
     per_redemption = offer.discount_pct / 100.0 * aov + offer.shipping_cost + offer.gift_cost
