@@ -187,6 +187,30 @@ def test_how_good_is_the_model_reads_in_words_and_keeps_the_raw_metrics(registry
         assert raw not in text
 
 
+def test_model_report_carries_the_lift_chart_of_its_validation_window(registry):
+    result, _ = answer(registry, "model_report", {})
+    window, metrics = result["validation"], result["metrics"]
+    lift = window["lift_by_decile"]
+    # Ten groups of the window's customers by predicted value, highest first, covering all of them.
+    assert [row["decile"] for row in lift] == list(range(1, 11))
+    assert sum(row["customers"] for row in lift) == window["rows"]
+    assert sum(row["revenue_share"] for row in lift) == pytest.approx(1, abs=1e-3)
+    # The first group is the model's top 10%: its share is the capture figure model_report states.
+    assert lift[0]["revenue_share"] == pytest.approx(metrics["top_decile_capture"], abs=0.02)
+    assert lift[0]["lift"] > 1 > lift[-1]["lift"]
+
+
+def test_decile_lift_of_a_perfect_and_a_reversed_order(customers):
+    from predictor.model.metrics import decile_lift
+
+    spend = customers["historical_value"].to_numpy(dtype=float)
+    perfect = decile_lift(spend, spend)
+    assert all(a["mean_spend"] >= b["mean_spend"] for a, b in zip(perfect, perfect[1:]))
+    reversed_ = decile_lift(spend, -spend)
+    assert reversed_[0]["lift"] < 1 < reversed_[-1]["lift"]
+    assert decile_lift(spend[:9], spend[:9]) == []  # fewer customers than groups: no chart
+
+
 @pytest.fixture(scope="module")
 def held_out_report():
     """ValueDesk against the baselines on the real sample, cut at 2011-06-09 (the next 180 days held out)."""

@@ -408,7 +408,8 @@ class ModelReportResult(Out):
     features: int
     customers_scored: int | None
     validation: dict[str, Any] | None = Field(
-        None, description="The held-out window the build's metrics were measured on: cutoff, label_days, rows.")
+        None, description="The held-out window the build's metrics were measured on: cutoff, label_days, rows, "
+                          "lift_by_decile (realised spend per decile of predicted value).")
     quality: list[str] = Field(default_factory=list, description=(
         "How good the model is in a marketer's words, each sentence with its figure (how much of the held-out "
         "window's revenue the customers it ranks highest brought in; churn risk against a no-skill baseline)."))

@@ -20,7 +20,7 @@ from sklearn.metrics import log_loss
 from predictor.model.baselines import BGNBDGammaGamma, LastPeriodSpend, rfm_summary
 from predictor.errors import EvaluationWindowError, ValueDeskError
 from predictor.model.features import FEATURES, CustomerHistory, compute_features, compute_labels, day_start
-from predictor.model.metrics import held_out_quality, normalized_gini
+from predictor.model.metrics import decile_lift, held_out_quality, normalized_gini
 
 BG_FEATURES = ["bg_expected_orders", "bg_p_alive", "bg_predicted_value", "bg_churn_risk", "last_period_value"]
 MODEL_FEATURES = FEATURES + BG_FEATURES
@@ -206,6 +206,8 @@ class CLVModel:
             # churn risk (before calibration, which is fitted on this same window) against no skill.
             **held_out_quality(y_val["spend"].to_numpy(), blended, churn_val, val_churn),
         }
+        # The lift chart of the same window: realised spend per decile of predicted value.
+        self.validation["lift_by_decile"] = decile_lift(y_val["spend"].to_numpy(), blended)
         self._fit_final(history, start, end)
         self.data_range = {"start": str(start.date()), "end": str(end.date())}
         self.warnings = []

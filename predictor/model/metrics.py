@@ -31,6 +31,25 @@ def top_decile_capture(actual, predicted) -> float:
     return float(actual[top].sum() / total) if total > 0 else 0.0
 
 
+def decile_lift(actual, predicted) -> list[dict]:
+    """The lift chart's rows: customers ranked by prediction (highest first, ties in row order) and cut
+    into ten groups as equal as possible; per group its customers, their mean realised spend, its share
+    of the window's revenue and its lift (mean spend over the mean of everyone: 1.0 is no better than
+    picking at random)."""
+    actual, predicted = np.asarray(actual, float), np.asarray(predicted, float)
+    if len(actual) < 10:
+        return []  # fewer customers than groups: no chart to draw
+    order = np.argsort(-predicted, kind="stable")
+    total, mean = actual.sum(), actual.mean()
+    rows = []
+    for decile, members in enumerate(np.array_split(order, 10), start=1):
+        spend = actual[members]
+        rows.append({"decile": decile, "customers": int(len(members)), "mean_spend": round(float(spend.mean()), 2),
+                     "revenue_share": round(float(spend.sum() / total), 4) if total > 0 else 0.0,
+                     "lift": round(float(spend.mean() / mean), 3) if mean > 0 else 0.0})
+    return rows
+
+
 def value_metrics(actual, predicted) -> dict:
     actual, predicted = np.asarray(actual, float), np.asarray(predicted, float)
     return {
