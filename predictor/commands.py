@@ -31,7 +31,7 @@ def load_from_args(args, settings):
     return load_transactions(path, schema, parse_column_map(args.column_map), settings=settings)
 
 
-def parse_cutoff(text: str):
+def parse_cutoff(text: str, flag: str = "--cutoff"):
     import pandas as pd
 
     from predictor.errors import EvaluationWindowError
@@ -39,22 +39,31 @@ def parse_cutoff(text: str):
     try:
         return pd.Timestamp(text).normalize()
     except ValueError:
-        raise EvaluationWindowError(f"--cutoff '{text}' is not a date; expected YYYY-MM-DD, e.g. 2011-06-09") from None
+        raise EvaluationWindowError(f"{flag} '{text}' is not a date; expected YYYY-MM-DD, e.g. 2011-06-09") from None
 
 
 def run_evaluate(args) -> int:
-    from predictor.model.evaluation import evaluate, format_table
     from predictor.model.estimators import TrainingConfig
+    from predictor.model.evaluation import evaluate, format_table
+    from predictor.model.rolling import evaluate_rolling, format_rolling_table, rolling_cutoffs
     from predictor.model.scoring import history_from_transactions
 
     settings = args.settings
-    cutoff = parse_cutoff(args.cutoff)
-    config = TrainingConfig.from_settings(settings, args.horizon_days)  # a bad horizon fails before loading
+    # Bad dates and a bad horizon fail before the data is loaded.
+    cutoffs = [parse_cutoff(c.strip(), "--cutoffs") for c in args.cutoffs.split(",") if c.strip()] if args.cutoffs else None
+    cutoff = parse_cutoff(args.cutoff) if args.cutoff else None
+    config = TrainingConfig.from_settings(settings, args.horizon_days)
     loaded = load_from_args(args, settings)
     history = history_from_transactions(loaded.transactions)
-    report = evaluate(history, cutoff, config.horizon_days, config, source=loaded.source)
+    if cutoff is not None:
+        report = evaluate(history, cutoff, config.horizon_days, config, source=loaded.source)
+        text = format_table(report)
+    else:
+        cutoffs = cutoffs or rolling_cutoffs(history, args.rolling, config.horizon_days)
+        report = evaluate_rolling(history, cutoffs, config.horizon_days, config, source=loaded.source)
+        text = format_rolling_table(report)
     report["data_fingerprint"] = loaded.fingerprint
-    print(format_table(report))
+    print(text)
     if args.json:
         from predictor.atomic import write_json_atomic
 
@@ -96,7 +105,12 @@ def run_score(args) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     evaluate = sub.add_parser("evaluate", help="Holdout evaluation of ValueDesk against BG/NBD+GG and last-period spend.")
     add_data_arguments(evaluate)
-    evaluate.add_argument("--cutoff", required=True, help="Last day the models may see (YYYY-MM-DD).")
+    when = evaluate.add_mutually_exclusive_group(required=True)
+    when.add_argument("--cutoff", help="Last day the models may see (YYYY-MM-DD).")
+    when.add_argument("--cutoffs", help="Rolling-origin evaluation at these cutoffs (comma-separated dates): each "
+                                        "split and the mean, as JSON {splits: [...], mean: {...}}.")
+    when.add_argument("--rolling", type=int, metavar="N",
+                      help="Rolling-origin evaluation at N cutoffs spread evenly over the data.")
     evaluate.add_argument("--horizon-days", type=int, default=None,
                           help="Days after the cutoff to predict (default: VALUEDESK_HORIZON_DAYS, 180).")
     evaluate.add_argument("--json", default=None, help="Also write the report as JSON to this path.")

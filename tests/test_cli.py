@@ -102,3 +102,71 @@ def test_settings_are_read_once_in_groups_owned_by_each_layer(monkeypatch):
     assert settings.api_port == 8123 and settings.agent_max_steps == 3 and settings.horizon_days == 180
     assert not {"api_key", "max_body_bytes", "llm_backend", "agent_max_steps"} & set(Settings.model_fields)
     assert not {"llm_backend", "vllm_model", "agent_tools"} & set(ServingSettings.model_fields)
+
+
+def test_rolling_origin_evaluation_reports_each_split_and_the_mean(tmp_path):
+    out = tmp_path / "rolling.json"
+    result = run("evaluate", "--data", str(FIXTURE), "--cutoffs", "2011-04-15, 2011-06-09,2011-08-01",
+                 "--horizon-days", "120", "--json", str(out), env_dir=tmp_path / "d")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["cutoffs"] == ["2011-04-15", "2011-06-09", "2011-08-01"]
+    assert [s["cutoff"] for s in report["splits"]] == report["cutoffs"]
+    # Each split has the single-cutoff shape; the mean is the mean of the splits' figures.
+    for split in report["splits"]:
+        assert split["horizon_days"] == 120 and set(split["models"]) == {"xgboost", "bgnbd_gg", "last_period"}
+    for model, row in report["mean"].items():
+        spearman = [s["models"][model]["spearman"] for s in report["splits"]]
+        assert row["spearman"] == pytest.approx(sum(spearman) / 3)
+        errors = [s["models"][model]["total_predicted"] / s["models"][model]["total_actual"] - 1
+                  for s in report["splits"]]
+        assert row["max_abs_total_error"] == pytest.approx(max(abs(e) for e in errors))
+    assert "Mean over 3 cutoffs (2011-04-15, 2011-06-09, 2011-08-01)" in result.stdout
+
+
+def test_rolling_cutoffs_spread_over_the_data_and_fit_the_horizon():
+    from predictor.data.load import load_transactions
+    from predictor.model.estimators import TrainingConfig
+    from predictor.model.rolling import rolling_cutoffs
+    from predictor.model.scoring import history_from_transactions
+    from predictor.settings import Settings
+
+    loaded = load_transactions(FIXTURE, "online_retail", settings=Settings(data_dir=Path("/nonexistent")))
+    history = history_from_transactions(loaded.transactions)
+    cutoffs = rolling_cutoffs(history, 4, 90)
+    assert len(set(cutoffs)) == 4 and cutoffs == sorted(cutoffs)
+    assert (cutoffs[0] - history.start).days >= TrainingConfig().min_training_days - 1
+    assert (history.end - cutoffs[-1]).days >= 90
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rolling", "1"], "at least 2 splits"),
+    (["--rolling", "400"], "no room for 400 cutoffs"),
+    (["--cutoffs", "2011-06-09,2011-13-01"], "--cutoffs '2011-13-01' is not a date"),
+    (["--cutoffs", "2011-06-09,2011-06-09"], "at least 2 different cutoffs"),
+    (["--cutoffs", "2011-06-09,2011-11-20", "--horizon-days", "60"], "Horizon of 60 days"),
+    (["--cutoff", "2011-06-09", "--rolling", "3"], "not allowed with"),
+])
+def test_rolling_evaluation_errors_are_specific(tmp_path, args, message):
+    result = run("evaluate", "--data", str(FIXTURE), *args, env_dir=tmp_path / "d")
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_shortest_trainable_history_is_the_one_the_error_names():
+    import pandas as pd
+
+    from predictor.data.load import load_transactions
+    from predictor.model.estimators import CLVModel, TrainingConfig, TrainingError
+    from predictor.model.scoring import history_from_transactions
+    from predictor.settings import Settings
+
+    loaded = load_transactions(FIXTURE, "online_retail", settings=Settings(data_dir=Path("/nonexistent")))
+    history = history_from_transactions(loaded.transactions)
+    config = TrainingConfig.fast(120)
+    shortest = config.min_training_days
+    start = history.start.normalize()
+    with pytest.raises(TrainingError, match=f"need at least {shortest} days"):
+        CLVModel(config).fit(history, start + pd.Timedelta(days=shortest - 1))
+    assert CLVModel(config).fit(history, start + pd.Timedelta(days=shortest)).validation["label_days"] >= 28

@@ -51,6 +51,22 @@ class TrainingConfig:
     random_seed: int = 42
     blend_grid: tuple = tuple(np.round(np.linspace(0, 1, 11), 2))
 
+    # The newest share of the history held out to choose the model (between min_label_days and the horizon).
+    validation_share: float = 0.35
+
+    def validation_days(self, span_days: float) -> int:
+        """Days of the validation window for a history of `span_days`."""
+        return int(min(self.horizon_days, max(self.min_label_days, round(self.validation_share * span_days))))
+
+    @property
+    def min_training_days(self) -> int:
+        """The shortest history a model can be trained and validated on: the oldest training cutoff's
+        history and label window must fit before the validation window."""
+        span = self.min_history_days + self.min_label_days
+        while span - self.validation_days(span) < self.min_history_days + self.min_label_days:
+            span += 1
+        return span
+
     @classmethod
     def from_settings(cls, settings, horizon_days: int | None = None) -> "TrainingConfig":
         """The configuration for `settings`; `horizon_days` (a command's --horizon-days) overrides the
@@ -178,12 +194,12 @@ class CLVModel:
         span = (end - start) / pd.Timedelta(days=1)
 
         # Validation: the newest window, never overlapping the labels of the rows it judges.
-        val_days = int(min(cfg.horizon_days, max(cfg.min_label_days, round(0.35 * span))))
+        val_days = cfg.validation_days(span)
         val_cutoff = end - pd.Timedelta(days=val_days)
         train_pairs = training_cutoffs(start, val_cutoff, cfg)
         if not train_pairs:
             raise TrainingError(f"History from {start.date()} to {end.date()} ({span:.0f} days) is too short to "
-                                f"validate; need at least {cfg.min_history_days + 2 * cfg.min_label_days} days.")
+                                f"validate; need at least {cfg.min_training_days} days.")
         x_tr, y_tr = stack_rows(history, train_pairs, cfg)
         x_val, _ = feature_frame(history, val_cutoff, val_days, cfg)
         y_val = compute_labels(history, val_cutoff, val_days, x_val.index)
