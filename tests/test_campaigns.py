@@ -21,7 +21,9 @@ import pytest
 
 from predictor.campaigns.catalogue import CampaignError, load_catalogue
 from predictor.campaigns.eligibility import eligible_mask
-from predictor.campaigns.export import AUDIENCE_COLUMNS, audience_rows, iter_audience_csv, write_audience_csv
+from predictor.campaigns.export import (
+    AUDIENCE_COLUMNS, audience_row_count, audience_rows, iter_audience_csv, write_audience_csv,
+)
 from predictor.campaigns.next_action import best_campaign_for
 from predictor.campaigns.planning import plan_campaigns
 from predictor.campaigns.value import expected_value, explain_customer_ev, tier_floors
@@ -258,34 +260,48 @@ def test_audience_csv_rows(customers, catalogue, tmp_path):
     assert isinstance(rows, types.GeneratorType)
     path = tmp_path / "out" / "audience.csv"
     n = write_audience_csv(rows, path)
-    assert n == plan.targeted
+    assert n == plan.targeted + plan.control_size == audience_row_count(plan)
     with path.open(newline="") as fh:
         read = list(csv.DictReader(fh))
     assert tuple(read[0]) == AUDIENCE_COLUMNS and len(read) == n
     lookup = customers.set_index(customers["customer_id"].astype(str))
-    for row in read[:50]:
+    treated = [r for r in read if r["group"] == "treatment"]
+    for row in treated[:50]:
         assert row["tier"] == lookup.loc[row["customer_id"], "tier"]
         assert row["products"] == "; ".join(lookup.loc[row["customer_id"], "suggested_products"])
-    assert sum(float(r["expected_value"]) for r in read) == pytest.approx(plan.expected_net_value, abs=0.01 * n + 0.1)
+        assert row["predicted_value"] == f"{lookup.loc[row['customer_id'], 'predicted_value']:.2f}"
+    assert len(treated) == plan.targeted
+    assert sum(float(r["expected_net_value"]) for r in treated) == pytest.approx(plan.expected_net_value,
+                                                                                abs=0.01 * n + 0.1)
+    # The control groups are in the file, flagged, with nothing to send and no campaign value.
     control = {cid for c in plan.campaigns for cid in c.control_group_ids}
-    assert not control & {r["customer_id"] for r in read}
+    held = [r for r in read if r["group"] == "control"]
+    assert {r["customer_id"] for r in held} == control and len(held) == plan.control_size > 0
+    assert not control & {r["customer_id"] for r in treated}
+    assert all(r["offer"] == r["products"] == r["expected_net_value"] == "" and r["campaign"] for r in held)
     assert [p.name for p in tmp_path.joinpath("out").iterdir()] == ["audience.csv"]
     text = "".join(iter_audience_csv(audience_rows(plan), chunk_rows=7))
     assert text == path.read_text()
+    assert sum(1 for _ in audience_rows(plan, include_control=False)) == plan.targeted
 
 
 def test_export_one_campaign_with_controls_and_plain_customers(customers, catalogue):
     plan = plan_campaigns(customers, settings=SETTINGS, catalogue=catalogue, holdout_share=0.1)
-    name = plan.campaigns[0].name
-    rows = list(audience_rows(plan, customers, campaign=name, include_control=True))
-    assert {r["campaign"] for r in rows} == {name, f"{name} (control)"}
-    assert len(rows) == plan.campaigns[0].audience_size + len(plan.campaigns[0].control_group_ids)
+    first_campaign = plan.campaigns[0]
+    rows = list(audience_rows(plan, customers, campaign=first_campaign.name))
+    assert {r["campaign"] for r in rows} == {first_campaign.name}
+    assert [r["customer_id"] for r in rows if r["group"] == "treatment"] == first_campaign.customer_ids
+    assert [r["customer_id"] for r in rows if r["group"] == "control"] == first_campaign.control_group_ids
+    assert len(rows) == audience_row_count(plan, campaign=first_campaign.name)
     with pytest.raises(CampaignError, match="no campaign 'nope'"):
         audience_rows(plan, campaign="nope")
     plain = audience_rows(customers)
     first = list(itertools.islice(plain, 3))
     assert [r["customer_id"] for r in first] == customers["customer_id"].astype(str).head(3).tolist()
-    assert first[0]["expected_value"] == round(float(customers["predicted_value"].iloc[0]), 2)
+    assert first[0]["predicted_value"] == f"{customers['predicted_value'].iloc[0]:.2f}"
+    assert {(r["group"], r["campaign"], r["offer"], r["expected_net_value"]) for r in first} == {
+        ("treatment", "", "", "")}
+    assert audience_row_count(customers) == len(customers)
 
 
 def test_best_campaign_for_one_customer(customers, catalogue):
@@ -349,7 +365,9 @@ def test_plan_on_real_model_scores(transactions):
     assert len(set(treated + control)) == len(treated) + len(control)
     assert set(treated) <= set(table["customer_id"].astype(str))
     rows = list(audience_rows(plan))
-    assert len(rows) == plan.targeted and all(r["tier"] in {"Platinum", "Gold", "Silver", "Bronze"} for r in rows)
+    assert len(rows) == plan.targeted + plan.control_size
+    assert sum(r["group"] == "treatment" for r in rows) == plan.targeted
+    assert all(r["tier"] in {"Platinum", "Gold", "Silver", "Bronze"} for r in rows)
 
 
 

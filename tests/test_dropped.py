@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import stat
 import time
@@ -212,7 +213,9 @@ def test_export_to_a_path_says_where_the_file_really_went(data_dir, registry, ag
     service = offline_service(registry.settings, agent_embedder, registry=registry)
     reply = service.chat("Export the Gold tier to /etc/passwd", "drop-2")
     result = reply.tool_calls[0].result
-    assert result and result["file"].startswith("exports/audience-") and result["file"].endswith(".csv")
+    # Named by the tool for the audience, the day and the row count (never by the request).
+    assert result and re.fullmatch(rf"exports/gold-customers-\d{{4}}-\d{{2}}-\d{{2}}-{result['rows']}(-v\d+)?\.csv",
+                                   result["file"]), result["file"]
     assert "I can't write to /etc/passwd" in reply.answer and f"so this one is {result['file']}" in reply.answer
     assert str(data_dir) not in reply.answer  # the answer names the file relative to the data directory
     assert reply.kind == "answer" and reply.unverified == []

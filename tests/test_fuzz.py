@@ -152,7 +152,7 @@ def test_export_on_a_full_disk_is_507_and_leaves_nothing(api, monkeypatch):
     assert r.status_code == 507, r.text
     error = r.json()["error"]
     assert error["code"] == "insufficient_storage" and "This is a bug" not in r.text
-    assert "exports/audience-" in error["message"] and ".csv" in error["message"] and error["hint"]
+    assert "exports/gold-platinum-customers-" in error["message"] and ".csv" in error["message"] and error["hint"]
     assert sorted((data_dir / "exports").glob("*")) == before  # the temp file was removed, no CSV appeared
     monkeypatch.undo()
     r = client.post("/v1/tools/export_audience", json={"tiers": ["Gold", "Platinum"]})

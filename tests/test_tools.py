@@ -266,7 +266,11 @@ def test_recommend_campaigns_and_campaign_export(registry, settings):
     exported = ok(registry, "export_audience", {"tiers": ["Gold", "Platinum"], "budget": 300})
     csv = pd.read_csv(exported["path"], dtype={"customer_id": str})
     assert set(csv["campaign"]) == {c["name"] for c in plan["campaigns"]}
-    assert len(csv) == sum(c["audience_size"] for c in plan["campaigns"]) == exported["rows"]
+    # The plan's targets, then its control groups flagged control (counted in rows, never as treated).
+    treated = csv[csv["group"] == "treatment"]
+    assert len(treated) == sum(c["audience_size"] for c in plan["campaigns"]) == plan["targeted"]
+    assert len(csv) - len(treated) == (csv["group"] == "control").sum() == plan["control_size"]
+    assert len(csv) == exported["rows"]
     res = registry.call("recommend_campaigns", {"countries": ["Atlantis"]})
     assert not res.ok and res.error.code == "invalid_arguments" and res.error.hint
     assert "No country named 'Atlantis'" in res.error.message

@@ -341,10 +341,11 @@ class ExportAudienceArgs(CampaignArgs):
 class ExportAudienceResult(Out):
     path: str = Field(description="The CSV file's full path on the server (what the UI offers as a download); "
                                   "messages name it by `file`.")
-    file: str = Field(description="The CSV file relative to the data directory, e.g. 'exports/audience-....csv'.")
+    file: str = Field(description="The CSV file relative to the data directory, named for the audience, the date and "
+                                  "the row count, e.g. 'exports/at-risk-gold-customers-2026-12-06-931.csv'.")
     expires_at: str = Field(description="When the file may be deleted (ISO 8601, UTC): exports older than "
                                         "export_max_age_hours are removed when a later export is written.")
-    rows: int
+    rows: int = Field(description="Data rows in the file: a campaign export counts its control rows too.")
     columns: list[str]
     preview: list[dict[str, Any]] = Field(description="The first rows of the file.")
 

@@ -4,10 +4,8 @@ export_audience (an audience or a plan's targets written to a CSV file under the
 from __future__ import annotations
 
 import csv
-import hashlib
 import itertools
 import logging
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -64,11 +62,6 @@ def _preview(path: Path, n: int = 5) -> tuple[list[str], list[dict[str, Any]]]:
         return list(reader.fieldnames or []), rows
 
 
-def _export_name(args: ExportAudienceArgs) -> str:
-    digest = hashlib.sha1(args.model_dump_json(exclude_none=True).encode()).hexdigest()[:8]
-    return f"audience-{time.strftime('%Y%m%d-%H%M%S')}-{digest}.csv"
-
-
 def _data_file(path: Path, deps: ToolDeps) -> str:
     """A file as results and messages name it: relative to the data directory (no absolute server path)."""
     try:
@@ -77,46 +70,59 @@ def _data_file(path: Path, deps: ToolDeps) -> str:
         return path.name
 
 
-def export_audience(args: ExportAudienceArgs, deps: ToolDeps) -> ExportAudienceResult:
-    """Write an audience to a CSV file a marketing tool can import (ids, tier, segment, offer, products,
-    expected value) under the data directory's exports folder, and return its file name, row count, a
-    preview and when it expires. The file name is always chosen here (no path or name can be given).
-    The audience is either everyone passing the filter (source 'filter', the default) or the
-    customers a campaign plan for the same filter, goal and budget targets (source 'campaigns', the
-    default when a goal or budget is given). Nothing is sent anywhere.
-    """
-    from predictor.campaigns.export import audience_rows, export_dir, prune_exports, write_audience_csv
+def _export_source(args: ExportAudienceArgs, deps: ToolDeps) -> tuple[Any, int, str]:
+    """The rows to export, how many there will be and the file-name slug: everyone passing the filter
+    (one `treatment` group), or a plan's treated customers and control groups (`control`)."""
+    from predictor.campaigns.export import audience_row_count, audience_rows, audience_slug
 
     source = args.source or ("campaigns" if (args.goal or args.budget is not None or args.campaign) else "filter")
     flt = customer_filter(args, deps, empty=", so nothing was exported")
     store = deps.customers
+    words = flt.model_dump(exclude_none=True)
     if source == "campaigns":
-        rows = audience_rows(_plan(args, deps), store.frame, campaign=args.campaign)
-    else:
-        idx, total = store.top(flt, args.sort_by or "value_at_risk", args.max_rows)
-        if total == 0:
-            raise ToolFailure("not_found", "No customer passes this filter, so there is nothing to export.",
-                              "Check the filter with find_customers or segment_summary.")
-        rows = audience_rows(store.frame.iloc[idx])
+        plan = _plan(args, deps)
+        rows = audience_rows(plan, store.frame, campaign=args.campaign)
+        # Named for what was planned: the one campaign, else the goal (canonical) or the playbook asked for.
+        slug = audience_slug(words, plan=args.campaign or plan.goal or args.goal or "campaign")
+        return rows, audience_row_count(plan, campaign=args.campaign), slug
+    idx, total = store.top(flt, args.sort_by or "value_at_risk", args.max_rows)
+    if total == 0:
+        raise ToolFailure("not_found", "No customer passes this filter, so there is nothing to export.",
+                          "Check the filter with find_customers or segment_summary.")
+    return audience_rows(store.frame.iloc[idx]), len(idx), audience_slug(words)
+
+
+def export_audience(args: ExportAudienceArgs, deps: ToolDeps) -> ExportAudienceResult:
+    """Write an audience to a CSV file a marketing tool can import (id, group, campaign, offer, products,
+    tier, churn risk, values, next order date) under the data directory's exports folder, and return its
+    file name, row count, a preview and when it expires. The file name is always chosen here.
+    The audience is either everyone passing the filter (source 'filter', the default) or a campaign
+    plan for the same filter, goal and budget: its targets plus control customers flagged 'control',
+    not to be contacted (source 'campaigns', the default when a goal or budget is given). Nothing is
+    sent anywhere.
+    """
+    from predictor.campaigns.export import export_dir, export_file_name, prune_exports, write_new_export
+
+    rows, count, slug = _export_source(args, deps)
     if args.max_rows:
-        rows = itertools.islice(rows, args.max_rows)
+        rows, count = itertools.islice(rows, args.max_rows), min(count, args.max_rows)
+    if count == 0:
+        raise ToolFailure("campaign_error", "The campaign plan targets nobody, so there is nothing to export.",
+                          "Widen the filter, raise the budget or drop the campaign name.")
     max_age_h = deps.settings.export_max_age_hours
-    path = Path(deps.settings.data_dir) / "exports" / _export_name(args)
+    path = Path(deps.settings.data_dir) / "exports" / export_file_name(slug, count)
     try:
         removed = prune_exports(export_dir(deps.settings.data_dir), max_age_h)
         if removed:
             log.info("removed %d expired export file(s) from exports/", len(removed))
-        n = write_audience_csv(rows, path)
+        # A name an earlier export holds gets a -v2, -v3 ... suffix: an export never overwrites another.
+        path, n = write_new_export(rows, path)
     except OSError as exc:
         # Named relative to the data directory; the registry still maps a full or read-only disk
         # (the cause) to its storage error code.
         raise ToolFailure("internal_error", f"Could not write {_data_file(path, deps)}: "
                           f"{exc.strerror or type(exc).__name__}.",
                           "Check that the data directory's exports folder is writable and has space.") from exc
-    if n == 0:
-        path.unlink(missing_ok=True)
-        raise ToolFailure("campaign_error", "The campaign plan targets nobody, so there is nothing to export.",
-                          "Widen the filter, raise the budget or drop the campaign name.")
     columns, preview = _preview(path)
     expires = datetime.fromtimestamp(path.stat().st_mtime + max_age_h * 3600, tz=timezone.utc)
     return ExportAudienceResult(path=str(path), file=_data_file(path, deps),
