@@ -1,0 +1,208 @@
+"""What one answer's tool results show besides its text: the customer list (with how many match and how
+to see the rest), the customer card, the segment and campaign figures, and the answer text itself,
+tidied for a screen that shows the table next to it.
+
+`AnswerResults` collects tool results as their tool_end events arrive (ui.py feeds them in); the
+functions below turn it into the views. No I/O; every number is a tool result's.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from predictor.figures import money, name, pct
+from agent.display_charts import campaign_value, group_colours, risk_value_points, tier_counts, value_by_group
+from agent.display_table import (
+    campaign_table, campaign_words, customer_focus, customer_table, glossary_caption, plural, table_summary,
+)
+
+LIST_TOOLS = ("find_customers", "search_profiles")
+# The status line while a tool runs: what it does, in words (the tool's name follows in brackets).
+TOOL_PROGRESS = {
+    "find_customers": "Looking up customers", "get_customer": "Reading the customer's record",
+    "segment_summary": "Adding up your segments", "search_profiles": "Searching customer profiles",
+    "recommend_campaigns": "Planning campaigns", "export_audience": "Writing the audience file",
+    "score_customer": "Scoring the order history", "model_report": "Reading the model report",
+}
+# Each row limit a "show more" can ask for (find_customers takes up to 500 rows in one call).
+MAX_ROWS = {"find_customers": 500, "search_profiles": 100}
+
+
+@dataclass
+class AnswerResults:
+    """The tool results behind one answer, kept as the tools returned them."""
+
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # customer id -> merged row
+    list_call: dict[str, Any] | None = None  # {"tool", "args", "total", "shown", "sort_by", "horizon_days"}
+    detail: dict[str, Any] | None = None  # a get_customer result
+    groups: list[dict[str, Any]] = field(default_factory=list)
+    group_by: str | None = None
+    campaigns: list[dict[str, Any]] = field(default_factory=list)
+    currency: str = "£"
+
+    def collect(self, tool: str, args: dict[str, Any], result: dict[str, Any]) -> None:
+        self.currency = str(result.get("currency") or self.currency)
+        if tool in LIST_TOOLS:
+            rows = list(result.get("customers") or result.get("hits") or [])
+            self.list_call = {"tool": tool, "args": dict(args or {}), "shown": result.get("returned", len(rows)),
+                              "total": result.get("total_matching", len(rows)),
+                              "sort_by": result.get("sort_by"), "horizon_days": result.get("horizon_days"),
+                              "focus": customer_focus(tool, args, result)}
+            for row in rows:
+                self.rows.setdefault(str(row.get("customer_id")), {}).update(row)
+        elif tool == "get_customer" and result.get("customer_id"):
+            self.detail = result
+            self.rows.setdefault(str(result["customer_id"]), {}).update(result)
+        elif tool == "segment_summary":
+            self.groups, self.group_by = list(result.get("groups") or []), result.get("group_by")
+        elif tool == "recommend_campaigns":
+            self.campaigns = list(result.get("campaigns") or [])
+
+    def replace_rows(self, tool: str, args: dict[str, Any], result: dict[str, Any]) -> None:
+        """A "show more" call's result: the same list, more rows."""
+        self.rows.clear()
+        self.collect(tool, args, result)
+
+    def campaign_ids(self) -> list[str]:
+        """The playbook ids these results name (a plan's campaigns, a customer's next best action)."""
+        ids = [str(c.get("name")) for c in self.campaigns if c.get("name")]
+        action = (self.detail or {}).get("next_best_action") or {}
+        return ids + ([str(action["campaign"])] if action.get("campaign") else [])
+
+    @property
+    def customer_rows(self) -> list[dict[str, Any]]:
+        return list(self.rows.values())
+
+    def more_call(self) -> dict[str, Any] | None:
+        """The same list tool with a higher limit, when rows match that are not shown (None otherwise)."""
+        call = self.list_call
+        if not call or not call["total"] or call["total"] <= call["shown"] or call["shown"] >= MAX_ROWS[call["tool"]]:
+            return None
+        limit = min(int(call["total"]), MAX_ROWS[call["tool"]])
+        return {"tool": call["tool"], "args": {**call["args"], "limit": limit}, "limit": limit,
+                "total": int(call["total"])}
+
+
+def more_label(more: dict[str, Any] | None) -> str:
+    if not more:
+        return ""
+    if more["limit"] >= more["total"]:
+        return f"Show all {more['total']:,}"
+    return f"Show the first {more['limit']:,} of {more['total']:,}"
+
+
+def list_summary(results: AnswerResults) -> str:
+    call = results.list_call
+    if not call:
+        return ""
+    noun = "profile" if call["tool"] == "search_profiles" else "customer"
+    total = call["total"] if call["tool"] == "find_customers" else None
+    ranked = call["sort_by"] if call["tool"] == "find_customers" else None
+    text = table_summary(call["shown"], total, noun, ranked, call.get("horizon_days"))
+    if total and total > MAX_ROWS["find_customers"] and call["shown"] >= MAX_ROWS["find_customers"]:
+        text += " Export the audience as a CSV for every row."
+    return text
+
+
+def customer_card(row: dict[str, Any], currency: str = "£") -> str:
+    """One customer as a card: who, then the figures a marketer acts on, then the next best action."""
+    who = " · ".join(str(row[k]) for k in ("tier", "lifecycle", "segment", "country") if row.get(k))
+    figures = [(name("predicted_value"), money(row.get("predicted_value"), currency)),
+               (name("churn_risk"), pct(row.get("churn_risk"))),
+               (name("value_at_risk"), money(row.get("value_at_risk"), currency)),
+               (name("historical_value"), money(row.get("historical_value"), currency)),
+               ("orders", f"{int(row['orders']):,}" if row.get("orders") is not None else None),
+               ("last order", row.get("last_order"))]
+    cells = [f"<div class='vd-fig'><span>{label.capitalize()}</span><b>{value}</b></div>"
+             for label, value in figures if value not in (None, "n/a")]
+    card = f"<div class='vd-card'><h3>Customer {row.get('customer_id')}</h3><p>{who}</p>" \
+           f"<div class='vd-figs'>{''.join(cells)}</div>"
+    action = row.get("next_best_action") or {}
+    if action.get("campaign"):
+        extra = f", expected net value {money(action['expected_net_value'], currency)}" \
+            if action.get("expected_net_value") is not None else ""
+        card += f"<p><b>Next best action:</b> {campaign_words(action['campaign'])}" \
+                f"{' (' + action['offer'] + ')' if action.get('offer') else ''}{extra}</p>"
+    return card + "</div>"
+
+
+def progress_line(tool: str | None, done: bool = False, seconds: float | None = None, tools: int = 0,
+                  failed: bool = False) -> str:
+    """The status line under the chat: what is happening now, or how the answer went."""
+    if failed:
+        return "Stopped: the answer could not be completed (see the message above)."
+    if done:
+        took = f" in {seconds:.1f} s" if seconds is not None else ""
+        return f"Answered{took}" + (f" from {plural(tools, 'tool call')}." if tools else ".")
+    if tool is None:
+        return "Thinking…"
+    return f"{TOOL_PROGRESS.get(tool, 'Working')}… ({tool.replace('_', ' ')})"
+
+
+def unverified_note(unverified: Any) -> list[dict[str, Any]]:
+    """A chat message listing the figures of an answer that appear in no tool result (none when all do)."""
+    figures = [str(u) for u in unverified or []]
+    if not figures:
+        return []
+    return [{"role": "assistant", "metadata": {"title": "Unverified figures", "status": "done"},
+             "content": "These figures in the answer appear in no tool result, so treat them with care: "
+                        + ", ".join(figures)}]
+
+
+_LISTED = re.compile(r"^\s*(\d+)\.\s+(?:Customer\s+)?(\S+?)[\s(:,]")
+_TABLE_LINE = re.compile(r"^\s*\|.*\|\s*$")
+
+
+def answer_for_screen(text: str, shown_ids: set[str], campaign_ids: list[str] = ()) -> str:
+    """The answer text next to its table: a numbered list of the customers the table shows keeps its first
+    line (the top customer) and points to the table for the rest; a markdown table the screen already
+    shows is dropped; playbook ids read as words; "1 customers" reads "1 customer"."""
+    lines, out, listed = text.splitlines(), [], 0
+    for line in lines:
+        match = _LISTED.match(line)
+        if shown_ids and match and match.group(2).strip("():,") in shown_ids:
+            listed += 1
+            if listed == 1:
+                out.append(line)
+            continue
+        if shown_ids and _TABLE_LINE.match(line):
+            continue
+        out.append(line)
+    if listed > 1:
+        first = next(i for i, line in enumerate(out) if _LISTED.match(line))
+        out.insert(first + 1, f"…and {plural(listed - 1, 'more customer')} in the table.")
+    text = "\n".join(out)
+    for cid in sorted(set(campaign_ids), key=len, reverse=True):
+        text = re.sub(rf"\b{re.escape(cid)}\b", campaign_words(cid), text)
+    return re.sub(r"(?<![\d.,])1 (customer|row|order)s\b", r"1 \1", text)
+
+
+def results_panels(results: AnswerResults) -> list[dict[str, Any]]:
+    """What the results column shows for one answer, one dict of component settings per panel, in the
+    screen's order: summary line, customer card, customer table, "show all", campaign table, customers
+    per tier, value by tier or segment, churn risk vs value, campaign cost vs revenue, glossary."""
+    rows, currency = results.customer_rows, results.currency
+    single = len(rows) == 1  # one customer is a card, never a one-point chart or a one-row table
+    customers = customer_table([] if single else rows, (results.list_call or {}).get("focus", "at_risk"), currency)
+    campaigns = campaign_table(results.campaigns, currency)
+    more = results.more_call()
+    glossary = glossary_caption(dict.fromkeys([*customers.columns, *campaigns.columns]), currency)
+    tiers = tier_counts(results.groups if results.group_by == "tier" else [])
+    values = value_by_group(results.groups, currency)
+    points, spend = risk_value_points(rows, currency), campaign_value(results.campaigns, currency)
+    group_word = (results.group_by or "group").replace("segment", "RFM segment")
+    return [
+        {"value": "" if single else list_summary(results), "visible": bool(results.list_call and not single)},
+        {"value": customer_card(results.detail or rows[0], currency) if single else "", "visible": single},
+        {"value": customers.value(), "visible": not customers.empty},
+        {"value": more_label(more), "visible": more is not None},
+        {"value": campaigns.value(), "visible": not campaigns.empty},
+        {"value": tiers, "visible": not tiers.empty},
+        {"value": values, "visible": not values.empty, "color_map": group_colours(results.groups),
+         "label": f"Value by {group_word} ({currency})"},
+        {"value": points, "visible": not points.empty},
+        {"value": spend, "visible": not spend.empty},
+        {"value": glossary, "visible": bool(glossary)},
+    ]
