@@ -155,3 +155,84 @@ def test_a_country_the_data_lacks_named_in_full_is_passed_on():
                         facts) == ["Netherlands"]
     assert countries_in("dutch customers", "dutch customers", facts) == []
     assert countries_in("gold customers in germany", "GOLD CUSTOMERS IN GERMANY", facts) == ["Germany"]  # no "US"
+
+
+@pytest.mark.parametrize("question,expected", [
+    # going, about to go, worried about losing, not bought for a while: the at_risk flag, never a stage
+    ("which clients are cooling off?", {"at_risk": True, "lifecycle": None}),
+    ("shoppers on the brink of leaving", {"at_risk": True, "min_churn_risk": None}),
+    ("Gold and Silver buyers in Spain who are about to leave us", {"at_risk": True, "segments": None,
+                                                                   "tiers": ["Gold", "Silver"]}),
+    ("customers we could lose in Spain", {"at_risk": True, "countries": ["Spain"]}),
+    ("gold accounts I'm nervous about losing", {"at_risk": True, "tiers": ["Gold"]}),
+    ("clients who haven't ordered in ages", {"at_risk": True}),
+    ("customer that not buy since long time from Italy", {"at_risk": True, "countries": ["Italy"]}),
+    # a stated time is a recency window; gone already is the lapsed stage
+    ("customers who haven't bought anything in 90 days", {"at_risk": None, "min_recency_days": 90}),
+    ("which clients went quiet?", {"at_risk": None, "lifecycle": ["lapsed"]}),
+    ("clients that don't buy anymore", {"at_risk": None, "lifecycle": ["lapsed"]}),
+])
+def test_at_risk_in_everyday_words(planner, question, expected):
+    expect(planner.plan(question, []), "find_customers", expected)
+
+
+def test_money_we_could_lose_is_no_customer_flag(planner):
+    plan = planner.plan("how much revenue could we lose?", [])
+    assert plan.calls and "at_risk" not in plan.calls[0]["args"], plan
+
+
+@pytest.mark.parametrize("question,expected", [
+    # worth, "best" with a count, expected spend and past spend, each a ranking
+    ("the 12 best clients in France", {"limit": 12, "sort_by": "customer_value", "tiers": None}),
+    ("who is worth most to us in Spain", {"sort_by": "customer_value", "countries": ["Spain"]}),
+    ("clients we expect to spend big next year", {"sort_by": "predicted_value"}),
+    ("lapsed shoppers who used to spend heavily", {"sort_by": "historical_value", "lifecycle": ["lapsed"]}),
+    # new customers in everyday words
+    ("show me the newcomers in Germany", {"lifecycle": ["new"], "countries": ["Germany"]}),
+    ("customers who only just started ordering", {"lifecycle": ["new"]}),
+    # a value negated is left out: the data's other values
+    ("at-risk clients that aren't Platinum", {"tiers": ["Gold", "Silver", "Bronze"], "at_risk": True}),
+    ("non-Bronze lapsing customers", {"tiers": ["Platinum", "Gold", "Silver"], "lifecycle": ["lapsing"]}),
+    # a cap on the rows before or after the number
+    ("lapsed customers in Spain, 40 max", {"limit": 40, "lifecycle": ["lapsed"]}),
+    ("gold clients in France - max 15", {"limit": 15, "tiers": ["Gold"]}),
+    # the RFM segment "At Risk", named with its cue, is that segment and not the flag
+    ("customers in the RFM segment 'At Risk'", {"segments": ["At Risk"], "at_risk": None}),
+    # everyday words for customers, a near miss of the opening verb, a wish inside a longer request
+    ("our Gold-tier clientele in Italy", {"tiers": ["Gold"], "countries": ["Italy"]}),
+    ("shwo me the lapsing customers in France", {"lifecycle": ["lapsing"], "countries": ["France"]}),
+    ("My boss wants a plan for our Gold members, but first I'd like to see which of them are in the Champions "
+     "segment", {"tiers": ["Gold"], "segments": ["Champions"]}),
+])
+def test_rankings_stages_negations_and_caps_in_other_words(planner, question, expected):
+    expect(planner.plan(question, []), "find_customers", expected)
+
+
+def test_a_cap_in_money_stays_the_budget(planner):
+    args = expect(planner.plan("a win-back for lapsed customers with 300 pounds max", []), "recommend_campaigns",
+                  {"budget": 300, "goal": "win_back"})
+    assert "limit" not in args
+
+
+@pytest.mark.parametrize("question,tool,expected", [
+    # a file as the thing asked for is an export, whatever verb asks for it
+    ("I'd like a spreadsheet of the gold customers in Germany", "export_audience",
+     {"tiers": ["Gold"], "countries": ["Germany"]}),
+    ("send me an excel with the 30 riskiest clients", "export_audience", {"max_rows": 30, "sort_by": "churn_risk"}),
+    # "have we got many" is a count
+    ("do we have many punters in France?", "segment_summary", {"countries": ["France"]}),
+    # words only a question about the model uses
+    ("are the churn scores well calibrated?", "model_report", {}),
+    # winning back, as non-native speakers write it
+    ("how can we recover the customers who stopped ordering", "recommend_campaigns",
+     {"goal": "win_back", "lifecycle": ["lapsed"]}),
+])
+def test_exports_counts_model_and_win_back_in_other_words(planner, question, tool, expected):
+    expect(planner.plan(question, []), tool, expected)
+
+
+def test_a_what_if_after_a_campaign_keeps_its_audience(planner):
+    first = planner.plan("plan a win-back for the lapsed customers in Spain", [])
+    for question, budget in (("suppose we had only 200 pounds for that", 200), ("and if the budget was 1k?", 1000)):
+        expect(planner.plan(question, [turn(first)]), "recommend_campaigns",
+               {"budget": budget, "lifecycle": ["lapsed"], "countries": ["Spain"], "goal": "win_back"})

@@ -20,7 +20,9 @@ MONEY = SIGN + r"(?:£|\$|€)?\s?-?" + AMOUNT + r"\s?" + MONEY_UNIT + "?"
 VALUE_CONTEXT = r"(?:spend|value|worth|predicted|expected)"
 # Where a budget is written, most specific first.
 BUDGET = [
-    re.compile(r"budget (?:of |is |=|:)?\s*" + SIGN + r"(?:£|\$|€)?\s?-?" + AMOUNT),
+    # "a budget of 500", "what if the budget were 2k", "say the budget is only 300"
+    re.compile(r"budget (?:of |(?:is|was|were|would be|will be|becomes|be|at)(?: only| just)? |=|:)?\s*" + SIGN
+               + r"(?:£|\$|€)?\s?-?" + AMOUNT),
     re.compile(r"(?:£|\$|€)\s?-?" + AMOUNT + r"\s*(?:of )?(?:marketing |promo )?budget"),
     re.compile(r"\b" + AMOUNT + r"\s?" + MONEY_UNIT + r"\b"),
     re.compile(r"(?:with|have|spend|for|of|got|use)\s(?:only |just |about )?" + SIGN + r"(?:£|\$|€)\s?-?" + AMOUNT),

@@ -83,8 +83,10 @@ class EntityResolver:
             score = fuzz.ratio(joined, target)
             if n == 1 and score >= 90 and run[0] not in known:
                 return i
-            # a run of several words that close to a name is that name ("needs attention"), typo or not
-            if n > 1 and (score >= 90 or (score >= 85 and any(w not in known for w in run))):
+            # a run of several words that close to a name is that name ("needs attention"), typo or not; at
+            # 85% only when a word that differs is no word anyone knows ("potental loyalists"): a real word
+            # in its place is another phrase ("about to leave" is no "About to Sleep")
+            if n > 1 and (score >= 90 or (score >= 85 and any(w not in known for w, t in zip(run, words) if w != t))):
                 return i
         return None
 

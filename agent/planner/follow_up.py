@@ -33,7 +33,9 @@ SKILL_CONTINUATION = re.compile(r"^\W*(?:and|but|what about|how about|also|is it
 ONE_VALUE_QUESTION = re.compile(r"\b(?:which|what) (?:tier|segment|rfm segment|stage|lifecycle stage)\b(?!s)")
 # Openings that continue the previous question ("and in Germany?", "what about Gold?", "now by country"):
 # a follow-up unless the question names its own customers ("and how many customers are lapsed?").
-CONTINUATION = re.compile(r"^(?:and|but|or|what about|how about|now|ok|okay|so|then|also|plus|just)\b")
+# A what-if ("what if we only had £50 for it?", "suppose the budget were 2k") changes the last answer's terms.
+CONTINUATION = re.compile(r"^(?:and|but|or|what about|how about|now|ok|okay|so|then|also|plus|just|what if|and if|"
+                          r"suppose|supposing|let'?s say|say we|say the|imagine|in that case)\b")
 OWN_SUBJECT = re.compile(r"\b(customers|clients|shoppers|buyers|people|accounts|audience|everyone|everybody|"
                          r"customer base)\b")
 REQUEST_VERB = re.compile(r"^(?:please |pls |can you |could you )?(?:list|show|display|give|get|find|who|which|what|how|"

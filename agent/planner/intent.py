@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 
 from agent.planner.vocabulary import (BOUND_WORDS, CHURN_PHRASE, DIMENSION_SUMMARY, DOMAIN_STRONG, FILTER_KEYS,
-                                      GROUP_SUBJECT, LIST_REQUEST, MONEY_UNIT, STOP, SUMMARY_WORDS)
+                                      GROUP_SUBJECT, LIST_REQUEST, MONEY_UNIT, SEE_WHICH, STOP, SUMMARY_WORDS)
 from predictor.settings import REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,15 @@ NEGATED_EXPORT = re.compile(r"\b(?:no|not|without|don'?t|do not|never|no need (?
                             r"(?:as |in |into |to )?(?:a |an |the |any )?(?:export\w*|csv|files?|downloads?|"
                             r"spreadsheets?|excel)\b(?:\s+(?:needed|required|necessary))?")
 CAMPAIGN_WORDS = re.compile(r"\b(campaign|campaigns|promotion|promo|budget|discount|voucher|coupon|offers?|mailer|"
-                            r"mailshot|outreach|win ?back|winback|reactivat\w*|re-?engag\w*|retain|retention|"
+                            r"mailshot|outreach|win ?back|winback|reactivat\w*|re-?engag\w*|recuperat\w*|recover\w*|"
+                            r"regain\w*|retain|retention|"
                             r"cross-?sell|up-?sell|upgrade)\b")
+# A file as the thing asked for ("give me a CSV with ...", "the lapsed ones in a spreadsheet", "an excel of"):
+# the list is its content, the export the request.
+FILE_DELIVERABLE = re.compile(r"\b(?:a|an|as|in|into|to) (?:csv|spreadsheet|excel|xlsx|file|download)\b"
+                              r"(?! (?:needed|required))|"
+                              r"\b(?:csv|spreadsheet|excel|xlsx|file|download) "
+                              r"(?:with|of|containing|listing|holding)\b")
 # Whether the scores can be trusted, how they compare, how fresh they are: a question about the model,
 # whatever it is for ("can I trust the churn scores before I spend money on a campaign?").
 MODEL_QUALITY = re.compile(r"\b(trust\w*|rel(?:y|iable|iability)|accura\w*|how good|any good|good enough|"
@@ -42,17 +49,21 @@ MODEL_QUALITY = re.compile(r"\b(trust\w*|rel(?:y|iable|iability)|accura\w*|how g
                            r"how (?:fresh|old|recent)|(?:last|when)\b[^.?!]{0,30}\b(?:refreshed|updated|trained|run|built))\b")
 MODEL_SUBJECT = re.compile(r"\b(scores?|scoring|predictions?|predicted|predict\w*|forecasts?|estimates?|model|"
                            r"this thing|this tool|the tool|the system|valuedesk)\b")
+# Words only a question about the model uses ("is the churn risk calibrated?", "against a simple baseline").
+MODEL_ONLY_WORDS = re.compile(r"\b(calibrat\w*|baselines?|back-?test\w*|overfit\w*|brier|bg/?nbd)\b")
 # How a follow-up asks for a campaign when it names only its goal ("what would win them back?", "plan
 # something to keep them").
 CAMPAIGN_ASK = re.compile(r"\b(plan|draft|design|put together|set up|what would|what should|what can|"
-                          r"how (?:do|can|should|could|would) (?:i|we)|something to|ideas?|suggest\w*|recommend\w*|"
+                          r"how (?:do|can|should|could|would) (?:i|we)|how to|something to|ideas?|suggest\w*|"
+                          r"recommend\w*|"
                           r"run|do to|help (?:me|us)|nudge|encourage|persuade|convince|motivate|incentivi[sz]e)\b")
 # Words that ask to see customers: with one, a goal word ("which customers could we upgrade") is a list.
 SEE_WORDS = re.compile(r"^\W*(?:who|which|what)\b|\b(find|list|show|see|display|export|how many)\b")
 # A question that is only a noun phrase for an audience: words, then a word for customers, then at most
 # a place or a condition ("lapsed silver customers in the UK", "gold clients from Spain at risk").
 AUDIENCE_PHRASE = re.compile(r"^(?:[a-z'-]+ ){0,5}(?:customers|clients|shoppers|buyers|accounts)(?: (?:in|from|who|that|"
-                             r"at|with|outside)\b[^?]*)?(?:\W+(?:please|pls|thanks|thank you|only|now))?\W*$")
+                             r"at|with|outside|we|i|i'm|we're|we've|i've)\b[^?]*)?"
+                             r"(?:\W+(?:please|pls|thanks|thank you|only|now))?\W*$")
 ONE_CUSTOMER = re.compile(r"\b(customer|client|account|buyer|shopper|him|her|he|she|person)\b(?!s)|'s account\b|"
                           r"\bmrs?\.? |\bms\.? ")
 # An export is made only when one is asked for: a list request ("list the champions") is never a file.
@@ -62,7 +73,7 @@ EXPORT_REQUEST = re.compile(r"\b(export\w*|csv|download\w*|spreadsheet|excel|xls
 
 def model_question(text: str) -> bool:
     """A question about how far the scores can be trusted, or how fresh they are."""
-    return bool(MODEL_QUALITY.search(text) and MODEL_SUBJECT.search(text))
+    return bool(MODEL_QUALITY.search(text) and MODEL_SUBJECT.search(text) or MODEL_ONLY_WORDS.search(text))
 
 
 class IntentModel:
@@ -179,6 +190,8 @@ def _tool_word_boosts(text: str, has_id: bool) -> Iterator[Boost]:
     """Words that name what a tool does (export, campaign, model, breakdown, one customer, scoring)."""
     if EXPORT_WORDS.search(text):
         yield "export_audience", 0.45
+    if FILE_DELIVERABLE.search(text):
+        yield "export_audience", 0.3  # "give me a CSV with the 50 ...": the file is what is asked for
     if re.search(r"\b(campaign|campaigns|promotion|promo|budget|discount|voucher|coupon|win ?back|winback|"
                  r"reactivat\w*|re-?engag\w*|marketing spend|offers?|mailer|mailshot|outreach)\b", text) and not has_id:
         yield "recommend_campaigns", 0.3
@@ -192,7 +205,9 @@ def _tool_word_boosts(text: str, has_id: bool) -> Iterator[Boost]:
         yield "model_report", 0.35
     if model_question(text) and not has_id:
         yield "model_report", 0.5
-    if re.search(r"\b(how many|how much|number of|counts?|breakdown|break down|distribution|distributed|split|"
+    if re.search(r"\b(how many|how much|are there (?:many|lots|a lot)|(?:have|has) (?:we|you) got (?:many|much|"
+                 r"lots|a lot)|(?:do|does) (?:we|you) have (?:many|much|lots|a lot)|number of|counts?|breakdown|"
+                 r"break down|distribution|distributed|split|"
                  r"overview|summar\w*|per|each|share|proportion|what percentage|percentage of|mix|composition|make-?up|"
                  r"across(?! (?:the )?(?:whole|entire|all|every)\b)|compar\w*|versus|vs|side by side)\b", text):
         yield "segment_summary", 0.25
@@ -224,18 +239,21 @@ def _request_shape_boosts(text: str, slots: dict[str, Any], has_id: bool) -> Ite
         yield "search_profiles", 0.35  # the data's product words: who buys what is a profile search
     if GROUP_SUBJECT.search(text):
         yield "segment_summary", 0.35  # "which countries hold the most value": a summary grouped by country
-    if LIST_REQUEST.search(text) and not SUMMARY_WORDS.search(text) and not products:
+    if LIST_REQUEST.search(text) and not (SUMMARY_WORDS.search(text) or products or FILE_DELIVERABLE.search(text)):
         yield "find_customers", 0.2  # "list the champions": customers, not a summary of them
     elif (AUDIENCE_PHRASE.match(text) or bare_fragment(text)) and any(k in slots for k in FILTER_KEYS) and not (
             SUMMARY_WORDS.search(text) or CAMPAIGN_WORDS.search(text) or products):
         # a bare audience ("lapsed silver customers in the UK", "champions in France") is a list of it
         yield "find_customers", 0.15
-    if re.search(r"\b(who|which|list|show|top|find|give|display|rank)\b", text) and (re.search(
+    if SEE_WHICH.search(text) and not SUMMARY_WORDS.search(text) and not products:
+        yield "find_customers", 0.2
+    if re.search(r"\b(who|whom|which|list|show|top|find|give|display|rank)\b", text) and (re.search(
             r"\b(customers?|clients?|ones|accounts?|shoppers?)\b", text) or any(k in slots for k in FILTER_KEYS)):
         yield "find_customers", 0.12
     if slots.get("sort_by") or slots.get("limit"):
         yield "find_customers", 0.12  # a ranking or a count of rows is a list
-    if (slots.get("budget") or re.search(r"win ?-?back|winback|reactivat|retention|retain|cross-?sell|"
+    if (slots.get("budget") or re.search(r"win ?-?back|winback|reactivat|recuperat|recover|regain|retention|retain|"
+                                         r"cross-?sell|"
                                          r"up-?sell|upgrade", text)) and not has_id and not EXPORT_WORDS.search(text):
         yield "recommend_campaigns", 0.2  # a budget or a campaign goal is campaign talk
     if orders and not has_id:
@@ -290,7 +308,8 @@ def explicit_intent(text: str, slots: dict[str, Any] | None = None) -> str | Non
 
 def behaviour_phrase(text: str) -> bool:
     """'customers who haven't bought in six months' is a recency filter, not a product search."""
-    if re.search(r"\blooks? like\b|\blike they\b|\blike to (churn|leave)\b", text) or CHURN_PHRASE.search(text):
+    if re.search(r"\blooks? like\b|\blike they\b|\blike to (churn|leave)\b|\bany ?more\b|\bno longer\b", text) or \
+            CHURN_PHRASE.search(text):
         return True
     return bool(re.search(r"\b(bought|buy|ordered|purchased)\b\s*(anything|something|from us|again|in the|"
                           r"within|recently|lately|for|since|\d)", text)) or bool(

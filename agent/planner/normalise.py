@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from agent.planner.dates import MONTH_NAMES
 from agent.planner.facts import PlannerFacts
 from agent.planner.numbers import numbers_to_digits
-from agent.planner.vocabulary import COMMON, COUNTRY_ALIASES, english_words
+from agent.planner.vocabulary import COMMON, COUNTRY_ALIASES, EVERYDAY_WORD, EVERYDAY_WORDS, english_words
 
 # Domain words no intent example may happen to use, known so typo repair never "corrects" them.
 DOMAIN_WORDS = ("customers customer clients client csv export download campaign budget churn risk value "
@@ -18,6 +18,28 @@ DOMAIN_WORDS = ("customers customer clients client csv export download campaign 
                 "reactivate retention recommend offer spend revenue orders ordered bought purchased "
                 "platinum model accuracy quarter month months weeks days year highest lowest most show list "
                 "which where what when why who about should buyers shoppers vip vips").split()
+
+
+# The verbs a request opens with before "me": a near miss of one ("shoe me", "sho me", "gve me") is that verb,
+# even when the miss is itself an English word, which typo repair leaves alone.
+REQUEST_VERBS = ("show", "give", "find", "tell", "list", "pull")
+OPENING_VERB = re.compile(r"^((?:please |pls |can you |could you |would you |hi,? |hello,? )?)([a-z]{2,6}) me\b")
+# "I'd like to see ..." is a wish, never a liking for a product ("like" is a word of the product search).
+WISH = re.compile(r"\b(i|we)(?:'d| would) like\b")
+
+
+def everyday_words(low: str) -> str:
+    """Everyday words as the planner's own (vocabulary.EVERYDAY_WORDS), a wish as "want", and a near miss
+    of the opening request verb as that verb."""
+    from rapidfuzz import fuzz, process
+
+    low = EVERYDAY_WORD.sub(lambda m: EVERYDAY_WORDS[m.group(1)], WISH.sub(r"\1 want", low))
+    m = OPENING_VERB.match(low)
+    if m and m.group(2) not in REQUEST_VERBS:
+        hit = process.extractOne(m.group(2), REQUEST_VERBS, scorer=fuzz.ratio, score_cutoff=75)
+        if hit:
+            low = m.group(1) + hit[0] + low[m.end(2):]
+    return low
 
 
 # What a ranking or a grouping is "by" (a figure of the customers or a dimension), never something bought.
@@ -85,7 +107,7 @@ class Normaliser:
                 hit = process.extractOne(word, self.product_vocab(), scorer=fuzz.ratio, score_cutoff=85)
             return hit[0] if hit else word
 
-        low = re.sub(r"[a-z]+(?:'[a-z]+)?", fix, text.lower())
+        low = re.sub(r"[a-z]+(?:'[a-z]+)?", fix, everyday_words(text.lower()))
         # "who by candles" is a frequent misspelling of "buy" that no word list catches; "customers by
         # value" / "by country" is a ranking or a grouping, and stays "by".
         low = re.sub(r"\b(who|that|which|customers|clients|people)\s+by\b(?!\s+(?:the |their |how )?" + FIGURE_OR_DIMENSION

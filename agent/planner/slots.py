@@ -16,7 +16,8 @@ from agent.planner.countries import countries_in, unknown_countries
 from agent.planner.dates import orders_in, recency_slots
 from agent.planner.entities import EntityResolver
 from agent.planner.facts import PlannerFacts
-from agent.planner.vocabulary import (AT_RISK_PHRASE, BOUND_WORDS, CHURN_PHRASE, COUNTRY_ALIASES, DIMENSION_SUMMARY,
+from agent.planner.vocabulary import (AT_RISK_PHRASE, AT_RISK_SEGMENT, BOUND_WORDS, CHURN_PHRASE, COUNTRY_ALIASES,
+                                      DIMENSION_SUMMARY, MONEY_LOSS,
                                       GOALS, GROUP_OF_SUBJECT, GROUP_SUBJECT, GROUPS, MONEY_UNIT, SEGMENT_PATTERNS,
                                       SORT_WORDS, SORTS, STOP, TOP_TIERS, is_lower_bound)
 
@@ -43,19 +44,34 @@ ROW_LIMIT = [
     re.compile(r"\b(\d{1,4})\s(?:[\w-]+\s){0,2}(?:customers|clients|accounts|people|ones|shoppers|buyers|rows)\b"),
     re.compile(r"\b(\d{1,4}) of (?:them|those|these)\b"),  # "rank them by churn, 15 of them"
     re.compile(r"\bmake (?:it|that) (\d{1,4})\b"),
+    # a cap on the rows, after or before the number ("50 max.", "20 at most", "max 30", "no more than 25 please")
+    re.compile(r"(?<!£)(?<![£$€.,\d])\b(\d{1,4})\s?(?:max|maximum|at most|at the most|tops|or fewer|or less)\b"),
+    re.compile(r"(?:^|[,.;:!?()\u2013-]\s*|\b(?:and|but|with|please)\s)"
+               r"(?:max(?:imum)?\.?|at most|up to|no more than|not more than)\s"
+               r"(\d{1,4})\b(?![.,]\d)(?!\s?(?:%|percent|days?|weeks?|months?|years?|" + MONEY_UNIT + "))"),
 ]
 
 
 # Customers who have stopped buying, in everyday words: the lapsed stage ("gone quiet", "stopped ordering").
 LAPSED_PHRASE = re.compile(r"\b(?:inactive|churned|dormant)\b|"
-                           r"\b(?:gone|went|go|going|fallen|fell) (?:quiet|silent|cold|dark)\b|"
+                           r"\b(?:gone|went|fallen|fell) (?:quiet|silent|cold|dark)\b|"
                            r"\bstopped (?:buying|ordering|shopping|purchasing)\b|"
-                           r"\bno longer (?:buy|order|shop|purchas)\w*")
+                           r"\bno longer (?:buy|order|shop|purchas)\w*|"
+                           r"\b(?:not|don'?t|doesn'?t|didn'?t|never)\s(?:\w+ ){0,3}any ?more\b|"
+                           r"\b(?:who|that) (?:have |has |already )?left(?: us)?\b"
+                           r"(?! (?:a|an|the|some|reviews?|feedback|comments?|ratings?)\b)")
 # Values the question leaves out ("leave out the lapsing ones", "excluding Bronze", "but not the lost"):
 # the names inside these spans are not part of the audience.
 EXCLUSION = re.compile(r"\b(?:leave out|leaving out|leave off|exclud\w*|except(?: for)?|apart from|other than|without|"
                        r"but not|not including|minus|ignor\w*|skip)\s+(?:the\s+|any\s+|all\s+)?"
                        r"((?:(?!(?:in|from|with|who|that|which|by|and then)\b)[a-z'-]+\s?){1,4})")
+# A value negated ("who are not Bronze", "not in the Gold tier", "aren't lapsed", "don't want gold or platinum",
+# "non-Platinum") is left out too; "not at risk" is the at_risk flag (churn_slots), and a span stops at "but"
+# ("not lapsed but lapsing").
+NEGATED_VALUE = re.compile(r"\b(?:(?:are|is|were|was)(?:n'?t| not)|(?:do not|don'?t|does not|doesn'?t) (?:include|want|"
+                           r"need|count)|not)(?: in| part of| among| from)?(?: the| any| our)? (?!at[- ]risk)"
+                           r"((?:(?!(?:in|from|with|who|that|which|by|but|only|just|at)\b)[a-z'-]+\s?){1,3})|"
+                           r"\bnon-?([a-z]+)")
 
 # The verbs and phrases after which a product phrase follows ("who buy ...", "fans of ...", "stock up on ...").
 INTEREST = re.compile(r"\b(?:buy|buys|buying|bought|purchas\w*|love|loves|like|likes|into|collect\w*|interested in|"
@@ -110,7 +126,8 @@ class SlotReader:
         """The tier, stage and segment lists without the values the question leaves out ("in the at risk
         stage; leave out the lapsing ones"); a list left with only excluded values becomes the others of
         the data ("everyone except the lapsed" is every other stage)."""
-        spans = " ".join(m.group(1) for m in EXCLUSION.finditer(text))
+        spans = " ".join([m.group(1) for m in EXCLUSION.finditer(text)]
+                         + [m.group(1) or m.group(2) for m in NEGATED_VALUE.finditer(text)])
         if not spans:
             return {}
         out: dict[str, list[str]] = {}
@@ -149,7 +166,8 @@ def tier_slots(text: str, named: list[str]) -> dict[str, list[str]]:
         return {"tiers": list(dict.fromkeys(found))}
     if re.search(r"\bvips?\b", text):
         return {"tiers": list(TOP_TIERS)}  # VIPs are the top tiers
-    if TOP_GROUP.search(text) and not re.search(r"\b(?:top|best) \d+\b", text) and not RANKED_BY.search(text):
+    if TOP_GROUP.search(text) and not re.search(r"\b(?:top|best) \d+\b|\b\d+ (?:top|best)\b", text) and \
+            not RANKED_BY.search(text):
         return {"tiers": list(TOP_TIERS)}  # "top-tier customers", "our top customers": the two best tiers
     if re.search(r"\b(top|best|vip|most valuable|high[- ]value|valuable|key) (customers|clients|accounts)\b",
                  text) and not re.search(r"\btop \d+\b", text) and re.search(r"\brisk|churn|losing|lose\b", text):
@@ -162,14 +180,17 @@ def lifecycle_slots(text: str, named: list[str]) -> dict[str, list[str]]:
     stages whose names are everyday words, read with their cue ("new customers", "the at risk stage")."""
     stages = list(named)
     if re.search(r"\bnew (customers?|clients?|buyers?|ones)\b|\bnewly\b|first[- ]time|\bnewest\b|recently acquired|"
-                 r"\b(?:latest|most recent) (?:customers|clients|buyers|shoppers|sign-?ups)\b|new joiners", text) and \
+                 r"\b(?:latest|most recent) (?:customers|clients|buyers|shoppers|sign-?ups)\b|new joiners|"
+                 r"\bjust (?:started|begun|began|starting) (?:to )?(?:buy|order|shop|purchas)\w*|"
+                 r"\b(?:started|began) (?:buying|ordering|shopping) (?:recently|lately|with us)\b", text) and \
             not re.search(r"\bnew (customer|client|buyer)\b.{0,40}\b(ordered|bought|order of|spent|score)\b", text):
         stages.append("new")
     if re.search(r"\bactive\b", text) and not re.search(r"\binactive\b", text):
         stages.append("active")
     if LAPSED_PHRASE.search(text):
         stages.append("lapsed")
-    if re.search(r"\bat[- ]risk (stage|lifecycle)|(stage|lifecycle) (is )?at[- ]risk|in the at[- ]risk(?! segment)", text):
+    if re.search(r"\bat[- ]risk (stage|lifecycle)|(stage|lifecycle) (is )?at[- ]risk|"
+                 r"in the at[- ]risk(?! (?:rfm )?segment)", text):
         stages.append("at risk")
     return {"lifecycle": list(dict.fromkeys(stages))} if stages else {}
 
@@ -198,8 +219,8 @@ def churn_slots(text: str, slots: dict[str, Any]) -> dict[str, Any]:
         return {"min_churn_risk" if is_lower_bound(m.group(1)) else "max_churn_risk": value}
     if re.search(r"\b(low|little|no real) (churn )?risk\b|unlikely to (churn|leave)|\bnot at[- ]risk\b", text):
         return {"max_churn_risk": 0.3} if not re.search(r"\bnot at[- ]risk\b", text) else {"at_risk": False}
-    named = re.sub(MONEY_AT_RISK.pattern + r"|at[- ]risk (segment|stage|lifecycle)|"
-                   r"(segment|rfm|stage|lifecycle) (is )?at[- ]risk|\"at risk\" segment|in the at[- ]risk (stage|segment)",
+    named = re.sub(MONEY_AT_RISK.pattern + "|" + MONEY_LOSS + "|" + AT_RISK_SEGMENT + r"|at[- ]risk (segment|stage|"
+                   r"lifecycle)|(segment|rfm|stage|lifecycle) (is )?at[- ]risk|in the at[- ]risk (stage|segment)",
                    "", text)
     if AT_RISK_PHRASE.search(named) and "at risk" not in slots.get("lifecycle", []):
         return {"at_risk": True}

@@ -49,14 +49,19 @@ COUNTRY_ALIASES = {
 
 # Segments whose names are everyday words, read only with their cue, and short forms of names; the
 # other segment names are matched against the data's own (agent.planner.entities).
+# The RFM segment "At Risk" named with its cue ("the 'At Risk' RFM segment", "segment at risk", "RFM at risk"):
+# that segment, not the at_risk flag.
+AT_RISK_SEGMENT = (r"\"?at[- ]risk\"? (?:rfm )?segment|(?:rfm )?segment (?:called |named )?\"?at[- ]risk|"
+                   r"rfm (?:segment )?\"?at[- ]risk")
 SEGMENT_PATTERNS = [
     (r"\bloyal(?! ?ists?)", "Loyal"), (r"\blost\b", "Lost"),
     (r"can'?t lose\b|cannot lose\b|can not lose\b", "Can't Lose Them"),
-    (r"at risk segment|segment at risk|rfm at risk|\"at risk\" segment", "At Risk"),
+    (AT_RISK_SEGMENT, "At Risk"),
     (r"new segment|segment new", "New"),
 ]
 GOALS = [
-    (r"win ?-?back|winback|win them back|win back|losing|we'?re losing|re-?engage|"
+    # also as non-native speakers write it ("recuperate the clients", "recover lost customers", "regain them")
+    (r"win ?-?back|winback|win them back|win back|losing|we'?re losing|re-?engage|recuperat\w*|recover\w*|regain\w*|"
      r"get (?:them|(?:\w+ ){0,3}(?:customers|clients|buyers|shoppers)) back|"
      r"get back (?:the |our |those )?(?:\w+ )?(?:customers|clients|buyers|shoppers)", "win_back"),
     (r"reactivat|re-?activat|wake up|buy again|come back|bring\w*(?: \w+){0,3} back|dormant", "reactivate"),
@@ -74,10 +79,17 @@ SORTS = [
      "churn_risk"),
     (r"value at risk|at stake|money at risk|revenue at risk", "value_at_risk"),
     (r"customer value|total value|overall value", "customer_value"),
+    # what they are expected to spend ("we expect to spend the most", "likely to spend big next year")
     (r"predicted (?:value|spend)|future (?:value|spend)|expected (?:value|spend)|will spend|forecast|"
+     r"expect\w* (?:\w+ ){0,2}to spend|(?:going|likely|set|predicted) to spend|"
      r"most valuable|more valuable|valuable first|highest value|high value|spend the most next", "predicted_value"),
+    # what they spent, also in the past tense of a group ("used to be our best", "used to spend a lot")
     (r"historical|lifetime|whole history|all[- ]time|spent the most|(?:biggest|top|big|heavy|high|large) spenders|"
-     r"spend(?:s|ing)? (?:the )?most|spend(?:s|ing)? big|total spend|so far", "historical_value"),
+     r"spend(?:s|ing)? (?:the )?most|spend(?:s|ing)? big|total spend|so far|used to (?:spend|buy|order|shop)|"
+     r"used to be (?:\w+ ){0,2}(?:best|biggest|top|most valuable|big spenders)", "historical_value"),
+    # worth to the shop, in everyday words ("worth the most to us", "the 20 best customers", "best 5")
+    (r"worth (?:the )?most|most worth|(?:the )?\d+ best\b|\bbest \d+\b|most important (?:customers|clients|accounts)",
+     "customer_value"),
 ]
 # What follows "sort by" / "rank by": the first matching key wins.
 SORT_WORDS = [(r"value at risk|risk value|at risk", "value_at_risk"), (r"churn|risk|likel", "churn_risk"),
@@ -99,7 +111,12 @@ GROUP_OF_SUBJECT = {"countr": "country", "market": "country", "nation": "country
                     "segment": "segment", "rfm": "segment", "stage": "lifecycle", "lifecycle": "lifecycle"}
 # A request to see customers ("list the champions", "show me my hibernating customers"): a list, not a summary.
 LIST_REQUEST = re.compile(r"^(?:please |pls |can you |could you |now |ok |so )?(?:list|show|display|give me|get me|"
-                          r"pull up|who are|who is|which (?:customers|clients|shoppers|buyers|people|accounts|ones))\b")
+                          r"pull up|who are|who is|which (?:customers|clients|shoppers|buyers|people|accounts|ones)|"
+                          r"whom? (?:should|must|do|can|could|might|may|will|would) (?:i|we)\b)\b")
+# Wanting to see customers in the middle of a longer request ("I'd like to start by seeing which of them ...",
+# "can I have a look at who ..."): a list.
+SEE_WHICH = re.compile(r"\b(?:see|seeing|look at|looking at|have a look at|view|viewing|know|find out) "
+                       r"(?:which|who|whom)\b(?! (?:countr|tier|segment|stage|market))")
 SUMMARY_WORDS = re.compile(r"\b(how many|how much|number of|counts?|breakdown|break down|distribution|distributed|"
                            r"split|overview|summar\w*|share|proportion|percentage|totals?|average|compar\w*|versus|vs|"
                            r"side by side|mix|composition|make-?up)\b")
@@ -118,10 +135,32 @@ DOMAIN = re.compile(
 # What marketers say for the product's one "at risk" (the at_risk filter): overdue and likely to go.
 # "Losing" is a customer we still have and may lose ("which customers are we losing", "we are loosing
 # soon"); "in risk" is how many non-native speakers write "at risk".
-LOSING = r"(?:we'?re|we are|are we|we'?ll be|we will be|about to be) lo+sing|\blo+sing (?:them )?soon"
+LOSING = (r"(?:we'?re|we are|are we|we'?ll be|we will be|about to be) lo+sing|\blo+sing (?:them )?soon|"
+          r"\b(?:we|i) (?:might|could|may|will|are likely to|are going to|risk|stand to) lo+se\b|"
+          r"\b(?:might|could|may|will) (?:we|i) lo+se\b|\bin danger of lo+sing\b|\brisk(?:ing)? lo+sing\b")
+# Money we could lose ("how much revenue could we lose", "the value we might lose") is no customer's flag.
+# (no word for customers in between: "high-value customers we might lose" are customers).
+MONEY_LOSS = (r"\b(?:how much|revenue|money|value|sales|income|profit)\b(?: (?!(?:customers?|clients?|buyers?|shoppers?|"
+              r"accounts?|people|ones|vips?|spenders)\b)[\w']+){0,4} lo+s(?:e|ing)\b")
+# Buying that has stopped for a while but not for a stated time ("haven't bought lately", "did not buy since
+# long time", "not ordered in ages"): overdue, the at-risk flag. A stated time ("in six months") is a recency
+# window instead (dates.recency_slots), and "stopped buying" / "no longer order" is the lapsed stage.
+OVERDUE = (r"(?!.*\bany ?more\b)"
+           r"\b(?:haven'?t|hasn'?t|have not|has not|not|didn'?t|did not|don'?t|do not|doesn'?t|does not)\b"
+           r"[^.?!\d]{0,20}?\b(?:buy|bought|buying|order\w*|purchas\w*|shop\w*|been back|come back|returned)\b"
+           r"[^.?!\d]{0,25}?\b(?:lately|recently|in a while|for a while|(?:since|for|from|in) (?:a |so |such a )?"
+           r"(?:long|long time|long while)|in ages|for ages|for some time|in some time|for quite some time)\b")
+# Going and about to go, in everyday words ("going cold on us", "about to churn", "on the verge of leaving",
+# "worried about losing"): the at-risk flag. Gone already ("went quiet") is the lapsed stage.
+ABOUT_TO_GO = (r"\b(?:going|growing|turning|getting) (?:cold|quiet|silent)\b|\bcooling (?:off|down)\b|"
+               r"\babout to (?:churn|leave|go|stop|lapse|walk|quit|drop off)|"
+               r"\bon the (?:verge|brink|edge) of (?:churn\w*|leaving|lapsing|going|quitting)|"
+               r"\bclose to (?:churning|leaving|lapsing|quitting)|\b(?:worr\w*|concerned|afraid|scared|nervous) "
+               r"(?:about |of )?lo+sing")
 AT_RISK_PHRASE = re.compile(
-    r"\bat[- ]?risk\b|\bin risk\b|\bslipping( away)?\b|drift\w* away|going away|walk\w* away|worry about losing|"
-    + LOSING + r"|\bin danger\b|risk for going|\brisk(?:s|ing)? to (?:churn|leave|go|lose)")
+    r"\bat[- ]?risk\b|\bin risk\b|\bslipping( away)?\b|drift\w* away|going away|\bgo(?:es)? away\b|walk\w* away|"
+    + LOSING + "|" + ABOUT_TO_GO + "|" + OVERDUE
+    + r"|\bin danger\b|risk for going|\brisk(?:s|ing)? to (?:churn|leave|go|lose)")
 CHURN_PHRASE = re.compile(
     r"\bat[- ]risk\b|\bin risk\b|likely to (churn|leave|stop)|might (churn|leave)|could (churn|leave)|"
     r"about to (churn|leave)|risk of (churn|churning|leaving)|churning|drift\w* away|slipping away|going away|"
@@ -129,6 +168,14 @@ CHURN_PHRASE = re.compile(
 DOMAIN_STRONG = re.compile(
     r"customer|client|buyer|shopper|tier|platinum|gold|silver|bronze|churn|segment|campaign|export|csv|lapsed|"
     r"lapsing|champion|revenue|audience|cohort|retention|win.?back|reactivat|profile|rfm|model|predict|forecast")
+
+# Everyday words for customers and for new customers, read as the planner's own words before anything
+# else ("punters in Switzerland", "our Gold-tier clientele", "the newbies").
+EVERYDAY_WORDS = {"punters": "customers", "punter": "customer", "clientele": "clients", "patrons": "customers",
+                  "consumers": "customers", "purchasers": "buyers", "newbies": "new customers",
+                  "newcomers": "new customers", "new joiners": "new customers", "first-timers": "new customers",
+                  "first timers": "new customers"}
+EVERYDAY_WORD = re.compile(r"\b(" + "|".join(sorted(map(re.escape, EVERYDAY_WORDS), key=len, reverse=True)) + r")\b")
 
 # Everyday words typo repair leaves alone even when the English list lacks them.
 COMMON = set("percent what which where when show give list with from that this them they those these have about much many "
