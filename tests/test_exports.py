@@ -9,7 +9,6 @@ folder as it was.
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 from datetime import date
@@ -18,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from _full_disk import full_disk_csv
 from _agent_support import copy_tables, make_settings
 from predictor.campaigns.export import AUDIENCE_COLUMNS, SLUG_MAX_CHARS, audience_slug, write_new_export
 from tools.deps import ToolDeps
@@ -138,8 +138,6 @@ def test_file_names_say_the_audience_the_day_and_the_rows_and_never_overwrite(re
 
 
 def test_a_failed_export_leaves_the_folder_and_earlier_exports_as_they_were(registry, data_dir, monkeypatch):
-    import csv
-
     import predictor.campaigns.export as export_module
 
     args = {"tiers": ["Platinum"], "max_rows": 20}
@@ -147,17 +145,7 @@ def test_a_failed_export_leaves_the_folder_and_earlier_exports_as_they_were(regi
     folder = data_dir / "exports"
     snapshot = {p.name: p.read_bytes() for p in folder.iterdir()}
 
-    class FullDisk:
-        def __init__(self, fh, **kw):
-            self.writer = csv.writer(fh, **kw)
-
-        def writerow(self, row):
-            return self.writer.writerow(row)
-
-        def writerows(self, rows):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(export_module, "csv", type("csv", (), {"writer": FullDisk}))
+    monkeypatch.setattr(export_module, "csv", full_disk_csv)
     res = registry.call("export_audience", args)
     assert not res.ok and res.error.code == "insufficient_storage"
     # The message names the file it tried to write: the same audience, day and rows, as a new version.

@@ -4,7 +4,6 @@ Strategies: tests/_fuzz_strategies.py; the MCP stdio half: tests/test_fuzz_mcp.p
 
 from __future__ import annotations
 
-import errno
 import os
 from collections import Counter
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _full_disk import full_disk_csv
 from _agent_support import agent_embedder, no_real_llm, offline_service  # noqa: F401
 from _fuzz_strategies import (AUTH, BODIES, BODY_LIMIT, CHAT_MESSAGES, CHAT_REQUESTS, FUZZ, KEY, VALUES, encode,
                               mostly)
@@ -131,23 +131,11 @@ def test_chunked_body_over_the_limit_is_413_on_every_route(api):
 
 def test_export_on_a_full_disk_is_507_and_leaves_nothing(api, monkeypatch):
     """ENOSPC while the CSV is written: 507 insufficient_storage naming the file, no partial file left."""
-    import csv
-
     import predictor.campaigns.export as campaigns
-
-    class FullDisk:
-        def __init__(self, fh, **kw):
-            self.writer = csv.writer(fh, **kw)
-
-        def writerow(self, row):
-            return self.writer.writerow(row)
-
-        def writerows(self, rows):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     client, _, data_dir = api
     before = sorted((data_dir / "exports").glob("*"))
-    monkeypatch.setattr(campaigns, "csv", type("csv", (), {"writer": FullDisk}))
+    monkeypatch.setattr(campaigns, "csv", full_disk_csv)
     r = client.post("/v1/tools/export_audience", json={"tiers": ["Gold", "Platinum"]})
     assert r.status_code == 507, r.text
     error = r.json()["error"]
