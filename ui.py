@@ -5,10 +5,11 @@ the wiring's (valuedesk.bootstrap), and the words, tables, charts and cards show
 agent.display and agent.display_* (answer, table, charts, page).
 
 This module is an adapter only: it turns the agent's events (tool_start, tool_end, token, answer,
-error) into chat messages, a status line, tables, charts, a customer card and downloads. Every
-number on screen comes from a tool result; the only tools it calls itself go through the shared
-registry: `export_audience`, to turn an answer's audience into a CSV on request, and the answer's own
-list tool again with a higher limit when a marketer asks to see every matching row.
+error) into chat messages, a status line, tables, charts, a customer card and downloads (the events
+become a `Turn` in agent.display_turn). Every number on screen comes from a tool result; the only
+tools it calls itself go through the shared registry: `export_audience`, to turn an answer's audience
+into a CSV on request, and the answer's own find_customers call again with another `offset` when a
+marketer pages through every matching row (Next / Previous).
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,199 +27,16 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402 - after the analytics switch above
 
 from agent.display import (  # noqa: E402
-    AUDIENCE_TOOLS, EXAMPLES, as_dict, backend_markdown, error_text, event_parts, export_arguments, friendly,
-    friendly_exception, index_markdown, json_block, result_summary, state_dict,
+    EXAMPLES, backend_markdown, error_text, friendly_exception, index_markdown, state_dict,
 )
-from agent.display_answer import (  # noqa: E402
-    AnswerResults, answer_for_screen, progress_line, results_panels, unverified_note,
-)
+from agent.display_answer import AnswerResults, results_panels  # noqa: E402
 from agent.display_charts import TIER_COLOURS, TIER_ORDER, VALUE_MEASURES, measure_label  # noqa: E402
 from agent.display_page import CSS, HEAD, SCROLL_JS  # noqa: E402
 from agent.display_table import plural  # noqa: E402
+from agent.display_turn import Turn, answer_stream  # noqa: E402, F401 - answer_stream: the adapter's entry point
 
 log = logging.getLogger("valuedesk.ui")
 TOKEN_REFRESH_S = 0.5  # streamed text is shown in chunks at most this often, never token by token
-
-
-# --------------------------------------------------------------------------- events -> view state
-
-
-@dataclass
-class Turn:
-    """What one question produced so far: chat messages, the tool results behind the tables and charts,
-    and what the status line says."""
-
-    history: list[dict[str, Any]]
-    results: AnswerResults = field(default_factory=AnswerResults)
-    export: dict[str, Any] | None = None
-    audience: dict[str, Any] | None = None  # export_audience arguments for this answer's audience
-    reply: dict[str, Any] | None = None
-    finished: bool = False
-    failed: bool = False
-    tool: str | None = None  # the tool running now
-    tools_done: int = 0
-    seconds: float | None = None
-    _started: float = field(default_factory=time.perf_counter)
-    _steps: list[tuple[int, str]] = field(default_factory=list)  # (history index, tool name) of pending steps
-    _text: int | None = None  # history index of the assistant text being streamed
-    _n: int = 0
-
-    # ------------------------------------------------------------ applying events
-
-    def apply(self, event: Any) -> str:
-        kind, data = event_parts(event)
-        if kind == "tool_start":
-            self._tool_start(data)
-        elif kind == "tool_end":
-            self._tool_end(data)
-        elif kind == "token":
-            self._token(str(data.get("text") or ""))
-        elif kind == "answer":
-            self._answer(data)
-        elif kind == "error":
-            self.fail(str(data.get("message") or "the assistant could not answer"))
-        return kind
-
-    def _tool_start(self, data: dict[str, Any]) -> None:
-        self._n += 1
-        name = str(data.get("name") or "tool")
-        self.tool = name
-        self.history.append({
-            "role": "assistant",
-            "content": "**Arguments**\n" + json_block(data.get("arguments") or {}),
-            "metadata": {"title": f"Tool: {name}", "id": f"tool-{self._n}", "status": "pending"},
-        })
-        self._steps.append((len(self.history) - 1, name))
-        self._text = None  # text after a tool call is a new message below the step
-
-    def _tool_end(self, data: dict[str, Any]) -> None:
-        name = str(data.get("name") or "tool")
-        args = data.get("arguments") or {}
-        result = as_dict(data.get("result"))
-        error = data.get("error")
-        seconds = float(data.get("duration_ms") or 0.0) / 1000.0
-        step = next((s for s in self._steps if s[1] == name), None)
-        if step is None:  # a backend that reports only the end of a call
-            self._tool_start({"name": name, "arguments": args})
-            step = self._steps[-1]
-        self._steps.remove(step)
-        self.tool, self.tools_done = None, self.tools_done + 1
-        pos = step[0]
-        content = "**Arguments**\n" + json_block(args)
-        meta = dict(self.history[pos]["metadata"])
-        meta.update(status="done", duration=round(seconds, 3))
-        if error:
-            meta["title"] = f"Tool: {name} (failed)"
-            meta["log"] = str(as_dict(error).get("code") or "error")
-            content += "\n\n**Error:** " + error_text(error)
-        else:
-            meta["log"] = result_summary(name, result)
-            self._collect(name, args, result)
-        self.history[pos] = {"role": "assistant", "content": content, "metadata": meta}
-
-    def _collect(self, name: str, args: dict[str, Any], result: dict[str, Any]) -> None:
-        self.results.collect(name, args, result)
-        if name == "export_audience" and result.get("path"):
-            self.export = result
-        if name in AUDIENCE_TOOLS:
-            self.audience = export_arguments(args, AUDIENCE_TOOLS[name])
-
-    def _token(self, text: str) -> None:
-        if not text:
-            return
-        if self._text is None:
-            self.history.append({"role": "assistant", "content": ""})
-            self._text = len(self.history) - 1
-        self.history[self._text]["content"] += text
-
-    def _answer(self, reply: dict[str, Any]) -> None:
-        self.reply = reply
-        self._close_pending("no result reported")
-        if self._n == 0 and self._text is None:  # a backend that streams no tool events: show them from the reply
-            for call in reply.get("tool_calls") or []:
-                self._tool_end(as_dict(call))
-        kind = reply.get("kind") or "answer"
-        text = str(reply.get("answer") or "").strip()
-        if kind == "error":
-            text = friendly(text or "the assistant could not answer")
-        if not text:
-            text = "I have no answer to that. Try one of the example questions."
-        # The table next to the answer shows the rows: the text keeps the top one and points to the table.
-        text = answer_for_screen(text, self.table_ids(), self.results.campaign_ids())
-        if self._text is not None:  # the reply is the authoritative text; tokens were its preview
-            self.history[self._text]["content"] = text
-        else:
-            self.history.append({"role": "assistant", "content": text})
-        self.history.extend(unverified_note(reply.get("unverified")))
-        self._finish()
-
-    def fail(self, message: str) -> None:
-        """End the turn with a message a marketer can act on; the session stays usable."""
-        self._close_pending("stopped")
-        self.history.append({"role": "assistant", "content": friendly(message)})
-        self._text = None
-        self.failed = True
-        self._finish()
-
-    def _finish(self) -> None:
-        self.finished, self.tool = True, None
-        self.seconds = time.perf_counter() - self._started
-
-    def _close_pending(self, why: str) -> None:
-        for pos, _ in self._steps:
-            meta = dict(self.history[pos]["metadata"])
-            meta.update(status="done", log=why)
-            self.history[pos] = {**self.history[pos], "metadata": meta}
-        self._steps.clear()
-
-    # ------------------------------------------------------------ what the view shows
-
-    def table_ids(self) -> set[str]:
-        """The customers the table shows (none when one customer is shown as a card)."""
-        rows = self.results.rows
-        return set(rows) if len(rows) > 1 else set()
-
-    def status(self) -> str:
-        if not self.finished:
-            return f"<span class='vd-busy'>{progress_line(self.tool)}</span>"
-        return progress_line(None, done=True, seconds=self.seconds, tools=self.tools_done, failed=self.failed)
-
-
-def answer_stream(service: Any, message: str, history: list[dict[str, Any]] | None,
-                  session_id: str) -> Iterator[tuple[Turn, str]]:
-    """Run one question through `service.stream` and yield (turn so far, event type) after each event.
-
-    Whatever goes wrong (an error event, an exception from the backend, a stream that ends without
-    a reply) ends the turn with a friendly chat message; the traceback goes to the log only.
-    """
-    message = (message or "").strip()
-    turn = Turn(history=list(history or []))
-    if not message:
-        turn.history.append({"role": "assistant",
-                             "content": "Ask me about your customers, for example one of the example questions."})
-        turn._finish()
-        yield turn, "answer"
-        return
-    turn.history.append({"role": "user", "content": message})
-    yield turn, "user"
-    try:
-        for event in service.stream(message, session_id):
-            kind = turn.apply(event)
-            yield turn, kind
-            if turn.finished:
-                return
-    except Exception as exc:  # noqa: BLE001 - shown as a chat message; the traceback goes to the log
-        log.exception("answering %r failed", message)
-        info = None
-        try:
-            info = service.backend_info()
-        except Exception:  # noqa: BLE001 - only used to word the message
-            pass
-        turn.fail(friendly_exception(exc, info))
-        yield turn, "error"
-        return
-    turn.fail("the assistant stopped without a reply")
-    yield turn, "error"
 
 
 # --------------------------------------------------------------------------- view state -> components
@@ -248,7 +64,7 @@ def outputs_for(turn: Turn) -> tuple:
             turn.audience, turn.results)
 
 
-RESULT_OUTPUTS = 10  # len(results_updates(...))
+RESULT_OUTPUTS = len(results_panels(AnswerResults()))  # the results column's components
 
 
 # --------------------------------------------------------------------------- the app
@@ -263,7 +79,7 @@ def _results_column() -> list:
         gr.Dataframe(elem_id="vd-table", label="Customers in this answer", interactive=False, show_search="search",
                      buttons=["fullscreen", "copy"], visible=False, max_height=360, wrap=False,
                      elem_classes=["vd-sortable"]),
-        gr.Button("Show all", size="sm", visible=False, elem_id="vd-more"),
+        *_pager(),
         gr.Dataframe(elem_id="vd-campaigns", label="Campaign plan", interactive=False, visible=False, wrap=False,
                      elem_classes=["vd-sortable"]),
         gr.BarPlot(x="tier", y="customers", color="tier", color_map=TIER_COLOURS, sort=TIER_ORDER,
@@ -278,8 +94,17 @@ def _results_column() -> list:
         gr.BarPlot(x="measure", y="amount", color="campaign", label="Campaign cost vs expected revenue (£)",
                    x_title="", y_title="£", sort=["Cost", "Expected incremental revenue"],
                    tooltip=["campaign", "measure", "shown"], elem_id="vd-campaign-plot", **common),
+        gr.HTML(elem_id="vd-lift-plot", visible=False, label="Revenue by decile of predicted value"),
         gr.Markdown(elem_id="vd-glossary", visible=False),
     ]
+
+
+def _pager() -> list:
+    """"Rows 21-40 of 931", Previous and Next: every matching row of a list, one page at a time."""
+    with gr.Row(elem_id="vd-pager", equal_height=True):
+        return [gr.Markdown(elem_id="vd-page", visible=False),
+                gr.Button("Previous", size="sm", visible=False, elem_id="vd-prev", min_width=90, scale=0),
+                gr.Button("Next", size="sm", visible=False, elem_id="vd-next", min_width=90, scale=0)]
 
 
 def build_app(service: Any, settings: Any, index_status: Any = None):
@@ -328,16 +153,16 @@ def build_app(service: Any, settings: Any, index_status: Any = None):
             return None, friendly_exception(exc)
         return (envelope.result or {}, None) if envelope.ok else (None, error_text(envelope.error))
 
-    def show_more(results: AnswerResults | None):
-        """Every matching row: the answer's list tool again, with the highest limit it takes."""
-        more = results.more_call() if results else None
-        if more is None:
+    def turn_page(results: AnswerResults | None, step: int):
+        """Another page of the answer's list: find_customers again with the next or previous `offset`."""
+        page = results.page_call(step) if results else None
+        if page is None:
             return (*([gr.skip()] * RESULT_OUTPUTS), results)
-        result, problem = call_tool(more["tool"], more["args"])
+        result, problem = call_tool(page["tool"], page["args"])
         if problem:
-            return (gr.update(value=f"More rows could not be fetched: {problem}"),
+            return (gr.update(value=f"The next rows could not be fetched: {problem}"),
                     *([gr.skip()] * (RESULT_OUTPUTS - 1)), results)
-        results.replace_rows(more["tool"], more["args"], result)
+        results.replace_rows(page["tool"], page["args"], result)
         return (*results_updates(results), results)
 
     def export_audience(args: dict[str, Any] | None):
@@ -396,7 +221,9 @@ def build_app(service: Any, settings: Any, index_status: Any = None):
         send.click(**chat_io).then(None, js=SCROLL_JS)
         for button in example_buttons:
             button.click(lambda q: q, inputs=button, outputs=box, queue=False).then(**chat_io).then(None, js=SCROLL_JS)
-        results_view[3].click(show_more, inputs=results_state, outputs=[*results_view, results_state])
+        for button, step in ((results_view[4], -1), (results_view[5], 1)):
+            button.click(lambda r, step=step: turn_page(r, step), inputs=results_state,
+                         outputs=[*results_view, results_state])
         export_btn.click(export_audience, inputs=audience, outputs=[download, export_btn, export_note])
         new.click(new_chat, inputs=session, outputs=[box, *view, session])
         chat.clear(new_chat, inputs=session, outputs=[box, *view, session])

@@ -1,6 +1,6 @@
-"""What one answer's tool results show besides its text: the customer list (with how many match and how
-to see the rest), the customer card, the segment and campaign figures, and the answer text itself,
-tidied for a screen that shows the table next to it.
+"""What one answer's tool results show besides its text: the customer list (with how many match and a
+pager through every matching row), the customer card, the segment and campaign figures, the model's lift
+chart, and the answer text itself, tidied for a screen that shows the table next to it.
 
 `AnswerResults` collects tool results as their tool_end events arrive (ui.py feeds them in); the
 functions below turn it into the views. No I/O; every number is a tool result's.
@@ -14,8 +14,9 @@ from typing import Any
 
 from predictor.figures import money, name, pct
 from agent.display_charts import campaign_value, group_colours, risk_value_points, tier_counts, value_by_group
+from agent.display_lift import lift_chart
 from agent.display_table import (
-    campaign_table, campaign_words, customer_focus, customer_table, glossary_caption, plural, table_summary,
+    campaign_table, playbook_label, customer_focus, customer_table, glossary_caption, plural, table_summary,
 )
 
 LIST_TOOLS = ("find_customers", "search_profiles")
@@ -26,8 +27,8 @@ TOOL_PROGRESS = {
     "recommend_campaigns": "Planning campaigns", "export_audience": "Writing the audience file",
     "score_customer": "Scoring the order history", "model_report": "Reading the model report",
 }
-# Each row limit a "show more" can ask for (find_customers takes up to 500 rows in one call).
-MAX_ROWS = {"find_customers": 500, "search_profiles": 100}
+PAGED_TOOL = "find_customers"  # pages with `offset`; search_profiles returns its best hits only
+PAGE_SIZE = 20  # find_customers' default limit: a page when the answer's call named none
 
 
 @dataclass
@@ -40,6 +41,8 @@ class AnswerResults:
     groups: list[dict[str, Any]] = field(default_factory=list)
     group_by: str | None = None
     campaigns: list[dict[str, Any]] = field(default_factory=list)
+    lift: list[dict[str, Any]] = field(default_factory=list)  # model_report's validation.lift_by_decile
+    validation: dict[str, Any] | None = None  # model_report's held-out window (cutoff, label_days)
     currency: str = "£"
 
     def collect(self, tool: str, args: dict[str, Any], result: dict[str, Any]) -> None:
@@ -48,6 +51,7 @@ class AnswerResults:
             rows = list(result.get("customers") or result.get("hits") or [])
             self.list_call = {"tool": tool, "args": dict(args or {}), "shown": result.get("returned", len(rows)),
                               "total": result.get("total_matching", len(rows)),
+                              "offset": int((args or {}).get("offset") or 0),
                               "sort_by": result.get("sort_by"), "horizon_days": result.get("horizon_days"),
                               "focus": customer_focus(tool, args, result)}
             for row in rows:
@@ -59,9 +63,12 @@ class AnswerResults:
             self.groups, self.group_by = list(result.get("groups") or []), result.get("group_by")
         elif tool == "recommend_campaigns":
             self.campaigns = list(result.get("campaigns") or [])
+        elif tool == "model_report":  # a build made before the lift was recorded has none: no chart
+            self.validation = dict(result.get("validation") or {})
+            self.lift = list(self.validation.get("lift_by_decile") or [])
 
     def replace_rows(self, tool: str, args: dict[str, Any], result: dict[str, Any]) -> None:
-        """A "show more" call's result: the same list, more rows."""
+        """A pager call's result: the same list, another page of its rows."""
         self.rows.clear()
         self.collect(tool, args, result)
 
@@ -75,22 +82,27 @@ class AnswerResults:
     def customer_rows(self) -> list[dict[str, Any]]:
         return list(self.rows.values())
 
-    def more_call(self) -> dict[str, Any] | None:
-        """The same list tool with a higher limit, when rows match that are not shown (None otherwise)."""
+    def page_call(self, step: int) -> dict[str, Any] | None:
+        """find_customers again for the next (`step` 1) or previous (-1) page of the same list, in the same
+        order (its `offset`); None at either end or for a list that does not page."""
         call = self.list_call
-        if not call or not call["total"] or call["total"] <= call["shown"] or call["shown"] >= MAX_ROWS[call["tool"]]:
+        if not call or call["tool"] != PAGED_TOOL:
             return None
-        limit = min(int(call["total"]), MAX_ROWS[call["tool"]])
-        return {"tool": call["tool"], "args": {**call["args"], "limit": limit}, "limit": limit,
-                "total": int(call["total"])}
+        size, offset = int(call["args"].get("limit") or PAGE_SIZE), call["offset"]
+        start = offset + size if step > 0 else max(0, offset - size)
+        if (step > 0 and start >= call["total"]) or (step < 0 and offset == 0):
+            return None
+        return {"tool": PAGED_TOOL, "args": {**call["args"], "limit": size, "offset": start}}
 
 
-def more_label(more: dict[str, Any] | None) -> str:
-    if not more:
+def pager_line(results: AnswerResults) -> str:
+    """"Rows 21-40 of 931" for a list longer than one page, else ""."""
+    call = results.list_call
+    if not call or call["tool"] != PAGED_TOOL or (call["total"] <= call["shown"] and not call["offset"]):
         return ""
-    if more["limit"] >= more["total"]:
-        return f"Show all {more['total']:,}"
-    return f"Show the first {more['limit']:,} of {more['total']:,}"
+    if not call["shown"]:
+        return f"No rows from row {call['offset'] + 1:,} on; {call['total']:,} in all"
+    return f"Rows {call['offset'] + 1:,}–{call['offset'] + call['shown']:,} of {call['total']:,}"
 
 
 def list_summary(results: AnswerResults) -> str:
@@ -100,10 +112,7 @@ def list_summary(results: AnswerResults) -> str:
     noun = "profile" if call["tool"] == "search_profiles" else "customer"
     total = call["total"] if call["tool"] == "find_customers" else None
     ranked = call["sort_by"] if call["tool"] == "find_customers" else None
-    text = table_summary(call["shown"], total, noun, ranked, call.get("horizon_days"))
-    if total and total > MAX_ROWS["find_customers"] and call["shown"] >= MAX_ROWS["find_customers"]:
-        text += " Export the audience as a CSV for every row."
-    return text
+    return table_summary(call["shown"], total, noun, ranked, call.get("horizon_days"), first=call["offset"] + 1)
 
 
 def customer_card(row: dict[str, Any], currency: str = "£") -> str:
@@ -123,7 +132,7 @@ def customer_card(row: dict[str, Any], currency: str = "£") -> str:
     if action.get("campaign"):
         extra = f", expected net value {money(action['expected_net_value'], currency)}" \
             if action.get("expected_net_value") is not None else ""
-        card += f"<p><b>Next best action:</b> {campaign_words(action['campaign'])}" \
+        card += f"<p><b>Next best action:</b> {playbook_label(action['campaign'])}" \
                 f"{' (' + action['offer'] + ')' if action.get('offer') else ''}{extra}</p>"
     return card + "</div>"
 
@@ -175,19 +184,20 @@ def answer_for_screen(text: str, shown_ids: set[str], campaign_ids: list[str] = 
         out.insert(first + 1, f"…and {plural(listed - 1, 'more customer')} in the table.")
     text = "\n".join(out)
     for cid in sorted(set(campaign_ids), key=len, reverse=True):
-        text = re.sub(rf"\b{re.escape(cid)}\b", campaign_words(cid), text)
+        text = re.sub(rf"\b{re.escape(cid)}\b", playbook_label(cid), text)
     return re.sub(r"(?<![\d.,])1 (customer|row|order)s\b", r"1 \1", text)
 
 
 def results_panels(results: AnswerResults) -> list[dict[str, Any]]:
     """What the results column shows for one answer, one dict of component settings per panel, in the
-    screen's order: summary line, customer card, customer table, "show all", campaign table, customers
-    per tier, value by tier or segment, churn risk vs value, campaign cost vs revenue, glossary."""
+    screen's order: summary line, customer card, customer table, pager (line, previous, next), campaign
+    table, customers per tier, value by tier or segment, churn risk vs value, campaign cost vs revenue,
+    the model's lift chart, glossary."""
     rows, currency = results.customer_rows, results.currency
     single = len(rows) == 1  # one customer is a card, never a one-point chart or a one-row table
     customers = customer_table([] if single else rows, (results.list_call or {}).get("focus", "at_risk"), currency)
     campaigns = campaign_table(results.campaigns, currency)
-    more = results.more_call()
+    pages, back, forward = pager_line(results), results.page_call(-1), results.page_call(1)
     glossary = glossary_caption(dict.fromkeys([*customers.columns, *campaigns.columns]), currency)
     tiers = tier_counts(results.groups if results.group_by == "tier" else [])
     values = value_by_group(results.groups, currency)
@@ -197,12 +207,15 @@ def results_panels(results: AnswerResults) -> list[dict[str, Any]]:
         {"value": "" if single else list_summary(results), "visible": bool(results.list_call and not single)},
         {"value": customer_card(results.detail or rows[0], currency) if single else "", "visible": single},
         {"value": customers.value(), "visible": not customers.empty},
-        {"value": more_label(more), "visible": more is not None},
+        {"value": pages, "visible": bool(pages)},
+        {"visible": bool(pages), "interactive": back is not None},
+        {"visible": bool(pages), "interactive": forward is not None},
         {"value": campaigns.value(), "visible": not campaigns.empty},
         {"value": tiers, "visible": not tiers.empty},
         {"value": values, "visible": not values.empty, "color_map": group_colours(results.groups),
          "label": f"Value by {group_word} ({currency})"},
         {"value": points, "visible": not points.empty},
         {"value": spend, "visible": not spend.empty},
+        {"value": lift_chart(results.lift, results.validation, currency), "visible": bool(results.lift)},
         {"value": glossary, "visible": bool(glossary)},
     ]

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from predictor.figures import money, name, pct
-from agent.display_table import campaign_words
+from agent.display_table import playbook_label
 
 TIER_ORDER = ["Platinum", "Gold", "Silver", "Bronze"]
 # One colour per tier, in every chart (the legend colours match the tier's name: platinum, gold, silver, bronze).
@@ -60,7 +60,7 @@ def risk_value_points(rows: list[dict[str, Any]], currency: str = "£") -> pd.Da
 
 def campaign_value(campaigns: list[dict[str, Any]], currency: str = "£") -> pd.DataFrame:
     """Cost against expected incremental revenue: one bar per measure, one slice per campaign (in words)."""
-    rows = [{"measure": measure_label(key), "amount": float(c[key]), "campaign": campaign_words(c.get("name")),
+    rows = [{"measure": measure_label(key), "amount": float(c[key]), "campaign": playbook_label(c.get("name")),
              "shown": money(c[key], currency)}
             for c in campaigns for key in CAMPAIGN_MEASURES if c.get(key) is not None]
     return pd.DataFrame(rows, columns=["measure", "amount", "campaign", "shown"])

@@ -27,6 +27,11 @@ CSS = """
 .vd-fig span { display: block; font-size: 0.8rem; color: var(--body-text-color-subdued); }
 .vd-fig b { font-size: 1.1rem; }
 .vd-example { flex: 0 1 auto !important; min-width: 0 !important; }
+.vd-lift { margin: 0; }
+.vd-lift-label { paint-order: stroke; stroke: var(--block-background-fill); stroke-width: 3px; }
+.vd-lift-title { font-size: 0.9rem; color: var(--body-text-color-subdued); margin-bottom: 4px; }
+.vd-lift figcaption { font-size: 0.9rem; margin-top: 2px; }
+#vd-page p { margin: 0; font-size: 0.9rem; }
 @media (max-width: 700px) {
   #vd-title p { display: none; }
   #vd-chat { height: auto !important; max-height: 34vh !important; min-height: 96px !important; }

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from predictor.customers.tiers import AT_RISK_STAGES
 from predictor.figures import GLOSSARY, money, name, pct
 
 MONEY_COLUMNS = ("predicted_value", "value_at_risk", "customer_value", "historical_value", "revenue_12m",
@@ -39,7 +40,6 @@ CUSTOMER_REST = ["tier", "lifecycle", "churn_risk", "value_at_risk", "predicted_
                  "segment", "country"]
 CAMPAIGN_COLUMNS = ["name", "goal", "channel", "offer_text", "audience_size", "control_group_size", "cost",
                     "expected_incremental_revenue", "expected_net_value", "roi"]
-AT_RISK_STAGES = {"at risk", "lapsing"}
 
 
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
@@ -57,7 +57,7 @@ def column_label(column: str, currency: str = "£") -> str:
     return label
 
 
-def campaign_words(campaign_id: Any) -> str:
+def playbook_label(campaign_id: Any) -> str:
     """A playbook id as words: welcome_second_order -> "Welcome second order", vip_retention -> "VIP retention"."""
     words = str(campaign_id or "").replace("_", " ").strip()
     words = " ".join("VIP" if w.lower() == "vip" else w for w in words.split())
@@ -71,7 +71,7 @@ def customer_focus(tool: str, args: dict[str, Any] | None, result: dict[str, Any
         return "search"
     sort_by = args.get("sort_by") or result.get("sort_by") or "value_at_risk"
     stages = {str(s).lower() for s in args.get("lifecycle") or []}
-    if args.get("at_risk") or (stages and stages <= AT_RISK_STAGES) or sort_by in ("value_at_risk", "churn_risk"):
+    if args.get("at_risk") or (stages and stages <= set(AT_RISK_STAGES)) or sort_by in ("value_at_risk", "churn_risk"):
         return "at_risk"
     return sort_by if sort_by in CUSTOMER_LEADS else "at_risk"
 
@@ -143,10 +143,10 @@ def campaign_table(campaigns: list[dict[str, Any]], currency: str = "£") -> Tab
     frame = pd.DataFrame(campaigns)
     if frame.empty:
         return TableView(frame=pd.DataFrame(), styler=None, currency=currency)
-    frame["name"] = frame["name"].map(campaign_words)
+    frame["name"] = frame["name"].map(playbook_label)
     for col in ("goal", "channel"):
         if col in frame:
-            frame[col] = frame[col].map(lambda g: campaign_words(g) if g else "")
+            frame[col] = frame[col].map(lambda g: playbook_label(g) if g else "")
     columns = [c for c in CAMPAIGN_COLUMNS if c in frame and frame[c].notna().any()]
     return table_view(frame, columns, currency)
 
@@ -158,11 +158,16 @@ def glossary_caption(columns: Iterable[str], currency: str = "£") -> str:
 
 
 def table_summary(shown: int, total: int | None, noun: str = "customer", ranked_by: str | None = None,
-                  horizon_days: int | None = None) -> str:
-    """The line above a table: how many rows match and how many are shown, in words."""
+                  horizon_days: int | None = None, first: int = 1) -> str:
+    """The line above a table: how many rows match and which of them are shown (`first` is the first
+    shown row's place in the whole list, 1-based), in words."""
     total = shown if total is None else total
-    if total > shown:
+    if total > shown and first == 1:
         text = f"**{plural(total, noun)} match**; the first {shown:,} are shown"
+    elif total > shown and shown:
+        text = f"**{plural(total, noun)} match**; rows {first:,} to {first + shown - 1:,} are shown"
+    elif total > shown:
+        text = f"**{plural(total, noun)} match**; none from row {first:,} on"
     else:
         text = f"**{plural(total, noun)}**" + (" match" if noun == "customer" else "")
     if ranked_by:

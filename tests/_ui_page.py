@@ -106,3 +106,47 @@ def download(page, selector: str = "#vd-download") -> list[dict[str, str]]:
 def top(page, selector: str) -> float:
     """Where an element starts, in CSS pixels from the top of the page as first shown."""
     return page.eval_on_selector(selector, "el => el.getBoundingClientRect().top + window.scrollY")
+
+
+def lift_geometry(page) -> dict:
+    """The lift chart as drawn: each bar's data-share and on-screen top and bottom, the zero line's and the
+    random-pick line's on-screen height, and the caption."""
+    return page.eval_on_selector("#vd-lift-plot", """el => {
+        const y = e => { const r = e.getBoundingClientRect(); return [r.top, r.bottom]; };
+        return {bars: Array.from(el.querySelectorAll('rect.vd-lift-bar')).map(b => ({
+                    share: +b.dataset.share, decile: +b.dataset.decile, label: b.nextElementSibling.textContent,
+                    top: y(b)[0], bottom: y(b)[1]})),
+                zero: y(el.querySelector("line[data-tick='0']"))[0],
+                random: y(el.querySelector('line.vd-lift-random'))[0],
+                lowest_tick: Math.min(...Array.from(el.querySelectorAll('line[data-tick]')).map(l => +l.dataset.tick)),
+                caption: el.querySelector('figcaption').innerText};
+    }""")
+
+
+def watch_first_paint(page, marker: str) -> None:
+    """From now on, note (in epoch ms, at the first animation frame after it) when the status line says
+    "Answered", the chat shows `marker` and the customer table shows rows: the answer as a marketer sees it.
+    Measured inside the page by a MutationObserver, so the figure has no polling or sleep in it."""
+    page.evaluate("""marker => {
+        window.vdPainted = null;
+        const ready = () => {
+            const status = (document.querySelector('#vd-status')?.innerText || '').trim();
+            const table = document.querySelector('#vd-table');
+            const cell = table && table.querySelector('[role=gridcell]');
+            return /^Answered/.test(status) && !!cell && table.offsetParent !== null && !!cell.innerText.trim()
+                && (document.querySelector('#vd-chat')?.innerText || '').includes(marker);
+        };
+        const watch = new MutationObserver(() => {
+            if (window.vdPainted !== null || !ready()) return;
+            window.vdPainted = 0;
+            watch.disconnect();
+            requestAnimationFrame(() => { window.vdPainted = performance.timeOrigin + performance.now(); });
+        });
+        watch.observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true});
+    }""", marker)
+
+
+def painted_at(page, timeout_ms: int) -> float:
+    """The epoch ms `watch_first_paint` noted (waits for it)."""
+    page.wait_for_function("() => window.vdPainted > 0", timeout=timeout_ms)
+    return float(page.evaluate("() => window.vdPainted"))

@@ -6,9 +6,11 @@ served in-process on a free 127.0.0.1 port with the real offline agent service. 
 test-output/ui/ (docs/screenshots/ holds copies of the main screens).
 
 What a marketer sees is checked against the built customer table: formatted money and percentages,
-sorting by a header click, the chart shown with its answer (axis from zero, one colour per tier), every
-matching row reachable, a single customer as a card, and the phone's first screen. The page helpers
-are tests/_ui_page.py; the adapter and display tests without a browser are tests/test_ui_adapter.py.
+sorting by a header click, the chart shown with its answer (axis from zero, one colour per tier), the
+model's lift chart, every matching row reachable page by page, a single customer as a card, the phone's
+first screen, and the time from the agent's answer to the answer and its table on screen. The page
+helpers are tests/_ui_page.py; the tests without a browser are tests/test_ui_adapter.py and
+tests/test_ui_results.py.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -23,9 +26,10 @@ import pytest
 
 import ui
 from _ui_page import (
-    ANSWER_TIMEOUT_MS, ask, axis_domain, chat_text, download, example, mark_fills, money_value, row_count, shot, table,
-    top, wait_for_step, wait_idle,
+    ANSWER_TIMEOUT_MS, ask, axis_domain, chat_text, download, example, lift_geometry, mark_fills, money_value,
+    painted_at, row_count, shot, table, top, wait_for_step, wait_idle, watch_first_paint,
 )
+from agent.display import event_parts
 from agent.display_charts import TIER_COLOURS
 from predictor import figures
 from agent.settings import AgentSettings
@@ -74,11 +78,32 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+class TimedService:
+    """The real agent service, noting when (epoch ms) each answer event left it."""
+
+    def __init__(self, service):
+        self.service, self.answered_at = service, []
+
+    def __getattr__(self, name):
+        return getattr(self.service, name)
+
+    def stream(self, message, session_id):
+        for event in self.service.stream(message, session_id):
+            if event_parts(event)[0] == "answer":
+                self.answered_at.append(time.time() * 1000)
+            yield event
+
+
 @pytest.fixture(scope="module")
-def app_url(built_settings):
+def service(built_settings) -> TimedService:
     from agent.service import AgentService
 
-    demo = ui.build_app(service=AgentService(built_settings), settings=built_settings)
+    return TimedService(AgentService(built_settings))
+
+
+@pytest.fixture(scope="module")
+def app_url(built_settings, service):
+    demo = ui.build_app(service=service, settings=built_settings)
     port = _free_port()
     bootstrap.launch(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
@@ -180,20 +205,31 @@ def test_at_risk_answer_reads_fast_with_a_formatted_sortable_table_and_its_chart
     assert customers.loc[[r["customer_id"] for r in exported], "at_risk"].all()
 
 
-def test_every_matching_row_is_reachable(page, customers):
+def test_next_and_previous_page_through_every_matching_row(page, customers):
     ask(page, "show my lapsed customers")
     wait_for_step(page, "find_customers")
     wait_idle(page)
-    lapsed = int((customers["lifecycle"] == "lapsed").sum())
-    assert lapsed > 20, "the real data has more lapsed customers than one page"
-    assert row_count(page, "vd-table") == 20
-    assert f"{lapsed:,} customers match" in page.inner_text("#vd-summary")
-    page.click("#vd-more")
-    expected = min(lapsed, 500)
-    page.wait_for_function("n => +document.querySelector('#vd-table [aria-rowcount]').getAttribute('aria-rowcount') - 1 === n",
-                           arg=expected, timeout=ANSWER_TIMEOUT_MS)
-    ids = [r[0] for r in table(page, "vd-table")[1]]
-    assert set(customers.loc[ids, "lifecycle"]) == {"lapsed"}
+    lapsed = customers[customers["lifecycle"] == "lapsed"]
+    assert len(lapsed) > 40, "the real data has more lapsed customers than two pages"
+    summary = page.inner_text("#vd-summary")
+    assert f"{len(lapsed):,} customers match" in summary and row_count(page, "vd-table") == 20
+    assert page.inner_text("#vd-page").strip() == f"Rows 1–20 of {len(lapsed):,}"
+    assert page.locator("#vd-prev").is_disabled() and page.locator("#vd-next").is_enabled()
+    key = next(k for k in ("value_at_risk", "predicted_value", "historical_value", "churn_risk", "customer_value")
+               if f"ranked by {figures.name(k)}" in summary)
+    order = lapsed.sort_values(key, ascending=False, kind="stable").index.tolist()  # find_customers' order
+    first = [r[0] for r in table(page, "vd-table")[1]]
+    assert first == order[:len(first)]
+
+    page.click("#vd-next")
+    page.wait_for_function("() => document.querySelector('#vd-page').innerText.includes('Rows 21–40')")
+    shot(page, "next_page")
+    second = [r[0] for r in table(page, "vd-table")[1]]
+    assert second and second == order[20:20 + len(second)] and not set(second) & set(order[:20])
+    assert row_count(page, "vd-table") == 20 and f"rows 21 to 40 are shown" in page.inner_text("#vd-summary")
+    page.click("#vd-prev")
+    page.wait_for_function("() => document.querySelector('#vd-page').innerText.includes('Rows 1–20')")
+    assert [r[0] for r in table(page, "vd-table")[1]] == first
 
 
 def test_one_customer_is_a_card_not_a_chart(page, customers):
@@ -276,6 +312,51 @@ def test_tier_charts_start_at_zero_in_one_colour_per_tier(page, customers):
     answer = chat_text(page).rsplit("Tool: model_report", 1)[1]
     assert re.search(r"top 10%.{0,80}\d+(\.\d+)?% of", answer), answer[:600]
     assert page.locator("#vd-tier-plot").is_hidden()  # an answer without figures to chart clears the old chart
+
+
+def test_the_model_answer_shows_its_lift_chart(page, built_settings):
+    from tools.deps import ToolDeps
+    from tools.registry import ToolRegistry
+
+    lift = ToolRegistry(ToolDeps(built_settings)).call("model_report", {}).result["validation"]["lift_by_decile"]
+    example(page, "how good is the model?")
+    wait_for_step(page, "model_report")
+    wait_idle(page)
+    page.wait_for_selector("#vd-lift-plot svg", state="visible")
+    shot(page, "model_lift")
+    drawn = lift_geometry(page)
+    assert [(b["decile"], b["share"]) for b in drawn["bars"]] == [(r["decile"], r["revenue_share"]) for r in lift]
+    assert [b["label"] for b in drawn["bars"]] == [figures.pct(r["revenue_share"]) for r in lift]
+    # From zero: the lowest tick is 0% (no decile lost money here) and every bar stands on the zero line,
+    # as tall as its share (the random-pick line at 10% on the same scale).
+    assert min(r["revenue_share"] for r in lift) >= 0 and drawn["lowest_tick"] == 0
+    assert axis_domain(page, "vd-lift-plot")[0] == 0
+    per_share = (drawn["zero"] - drawn["bars"][0]["top"]) / lift[0]["revenue_share"]
+    for bar in drawn["bars"]:
+        assert bar["bottom"] == pytest.approx(drawn["zero"], abs=1.5)
+        assert bar["bottom"] - bar["top"] == pytest.approx(bar["share"] * per_share, abs=1.5)
+    assert drawn["zero"] - drawn["random"] == pytest.approx(0.1 * per_share, abs=1.5)
+    assert drawn["caption"].startswith("The 10% of customers the model ranks highest brought "
+                                       f"{figures.pct(lift[0]['revenue_share'])} of the revenue")
+    assert page.locator("#vd-table").is_hidden() and page.locator("#vd-pager button").first.is_hidden()
+
+
+def test_a_warm_answer_and_its_table_are_on_screen_within_a_second_of_the_agents_answer(page, service):
+    question = "who are my at-risk top customers?"
+    example(page, question)  # warm: the tables and the planner are loaded
+    wait_idle(page)
+    page.wait_for_selector("#vd-table [role=gridcell]")
+    marker = chat_text(page).rsplit("Tool: find_customers", 1)[1].strip().splitlines()[-1][:40]
+    page.click("#vd-new-chat")
+    page.wait_for_function("() => !document.querySelector('#vd-chat').innerText.includes('find_customers')")
+    assert page.locator("#vd-table").is_hidden()
+
+    watch_first_paint(page, marker)
+    example(page, question)
+    painted = painted_at(page, ANSWER_TIMEOUT_MS)
+    first_paint_ms = painted - service.answered_at[-1]
+    print(f"\nfirst paint: answer text and table on screen {first_paint_ms:.0f} ms after the agent's answer event")
+    assert 0 < first_paint_ms < 1000
 
 
 def test_phone_first_screen_holds_the_examples_then_the_input_answer_and_table(phone, customers):

@@ -165,13 +165,24 @@ def test_one_customer_is_a_card_and_charts_start_from_tool_figures():
     assert display_charts.group_colours([{"group": "United Kingdom"}]) is None
 
 
-def test_show_all_asks_the_same_tool_for_every_row():
+def test_the_pager_asks_the_same_tool_for_the_next_and_previous_rows():
     results = display_answer.AnswerResults()
     args = {"lifecycle": ["lapsed"]}
-    results.collect("find_customers", args, {"total_matching": 662, "returned": 20, "sort_by": "value_at_risk",
+    results.collect("find_customers", args, {"total_matching": 45, "returned": 20, "sort_by": "value_at_risk",
                                              "customers": [{"customer_id": str(i)} for i in range(20)]})
-    more = results.more_call()
-    assert more["tool"] == "find_customers" and more["args"] == {"lifecycle": ["lapsed"], "limit": 500}
-    assert display_answer.more_label(more) == "Show the first 500 of 662"
+    assert results.page_call(-1) is None  # the first page has no previous one
+    forward = results.page_call(1)
+    assert forward == {"tool": "find_customers", "args": {"lifecycle": ["lapsed"], "limit": 20, "offset": 20}}
+    assert display_answer.pager_line(results) == "Rows 1–20 of 45"
+    results.replace_rows(forward["tool"], forward["args"], {"total_matching": 45, "returned": 20, "customers": [
+        {"customer_id": str(i)} for i in range(20, 40)]})
+    assert display_answer.pager_line(results) == "Rows 21–40 of 45" and "rows 21 to 40 are shown" in \
+        display_answer.list_summary(results)
+    assert results.page_call(-1)["args"]["offset"] == 0 and results.page_call(1)["args"]["offset"] == 40
+    results.replace_rows("find_customers", {**args, "limit": 20, "offset": 40}, {
+        "total_matching": 45, "returned": 5, "customers": [{"customer_id": str(i)} for i in range(40, 45)]})
+    assert results.page_call(1) is None and display_answer.pager_line(results) == "Rows 41–45 of 45"
+    panels = display_answer.results_panels(results)
+    assert [p.get("interactive") for p in panels[4:6]] == [True, False]  # Previous on, Next off at the end
     results.collect("find_customers", args, {"total_matching": 7, "returned": 7, "customers": []})
-    assert results.more_call() is None
+    assert results.page_call(1) is None and display_answer.pager_line(results) == ""

@@ -127,6 +127,7 @@ class FindCustomersArgs(FilterArgs):
                           "historical_value, churn_risk or customer_value; always descending.")
     limit: int | None = Field(None, ge=1, le=MAX_LIMIT,
                               description=f"How many customers to return (default {DEFAULT_LIMIT}, max {MAX_LIMIT}).")
+    offset: int | None = Field(None, ge=0, description="Rows to skip (next page).")
 
 
 class FilterStep(Out):

@@ -78,27 +78,32 @@ class CustomerStore:
         """The rows passing `flt` (read-only); None means everyone."""
         return None if flt.is_empty() else self.audience.mask(flt)
 
-    def top(self, flt: CustomerFilter, sort_by: str, limit: int | None) -> tuple[np.ndarray, int]:
-        """Row positions of the best `limit` customers by `sort_by` among those passing the filter."""
+    def top(self, flt: CustomerFilter, sort_by: str, limit: int | None,
+            offset: int = 0) -> tuple[np.ndarray, int]:
+        """Row positions of customers `offset` to `offset + limit` by `sort_by` (the best first) among those
+        passing the filter, and how many pass it. Pages of one ordering never overlap: ties keep table order."""
         order = self.orders[sort_by]
         keep = self.mask(flt)
+        stop = None if limit is None else offset + limit
         if keep is None:
-            return (order if limit is None else order[:limit]), self.n
+            return order[offset:stop], self.n
         total = int(np.count_nonzero(keep))
-        if limit is not None and total:
-            # Walk the precomputed order in growing chunks: a common filter fills `limit` within the first chunk.
-            chunk, start = max(4 * limit, 4096), 0
+        if stop is not None and total and offset < total:
+            # Walk the precomputed order in growing chunks: a common filter fills a page within the first chunk.
+            chunk, start = max(4 * stop, 4096), 0
             found: list[np.ndarray] = []
             have = 0
-            while start < self.n and have < limit:
+            while start < self.n and have < stop:
                 part = order[start:start + chunk]
                 hits = part[keep[part]]
                 found.append(hits)
                 have += len(hits)
                 start += chunk
                 chunk *= 4
-            return np.concatenate(found)[:limit], total
-        return order[keep[order]], total
+            return np.concatenate(found)[offset:stop], total
+        if offset >= total:
+            return order[:0], total
+        return order[keep[order]][offset:stop], total
 
 
 class NextBestActions:

@@ -42,7 +42,9 @@ def find_customers(args: FindCustomersArgs, deps: ToolDeps) -> FindCustomersResu
     store = deps.customers
     sort_by = args.sort_by or "value_at_risk"
     flt = customer_filter(args, deps)
-    idx, total = store.top(flt, sort_by, args.limit or DEFAULT_LIMIT)
+    # `offset` pages through the same ordering: total_matching stays the filter's count, and an offset
+    # past the end is an empty page (returned 0), not an error.
+    idx, total = store.top(flt, sort_by, args.limit or DEFAULT_LIMIT, args.offset or 0)
     rows = row_reader(deps).rows(idx, ROW_FIELDS)
     narrowing = None
     if total == 0:  # say which step emptied the list, in the filter's own order
