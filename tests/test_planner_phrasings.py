@@ -236,3 +236,81 @@ def test_a_what_if_after_a_campaign_keeps_its_audience(planner):
     for question, budget in (("suppose we had only 200 pounds for that", 200), ("and if the budget was 1k?", 1000)):
         expect(planner.plan(question, [turn(first)]), "recommend_campaigns",
                {"budget": budget, "lifecycle": ["lapsed"], "countries": ["Spain"], "goal": "win_back"})
+
+
+@pytest.mark.parametrize("question,expected", [
+    # money brought in is what they spent; what they are going to spend is the prediction
+    ("which clients generate the most revenue for us?", {"sort_by": "historical_value"}),
+    ("who makes us the most money?", {"sort_by": "historical_value"}),
+    ("list customers sorted by what they are going to spend", {"sort_by": "predicted_value"}),
+    ("rank the gold clients by how much they will spend next year", {"sort_by": "predicted_value", "tiers": ["Gold"]}),
+    ("who will be our biggest customers next year?", {"sort_by": "predicted_value"}),
+    ("our most lucrative customers", {"sort_by": "customer_value"}),
+    # "as per", "according to": a ranking, as Indian English writes it
+    ("please share top 15 clients as per churn risk", {"limit": 15, "sort_by": "churn_risk"}),
+    # both ends of a range, for churn and for predicted value, in digits or in words
+    ("customers with a churn risk from 20% to 40%", {"min_churn_risk": 0.2, "max_churn_risk": 0.4, "sort_by": None}),
+    ("shoppers whose churn probability is between 0.6 and 0.8", {"min_churn_risk": 0.6, "max_churn_risk": 0.8}),
+    ("clients with predicted spend between two hundred and three hundred pounds", {"min_value": 200, "max_value": 300}),
+    ("customers whose expected value is from £1000 to £2000", {"min_value": 1000, "max_value": 2000}),
+    # customers we have lost are the lapsed stage, not the RFM "Lost" segment
+    ("customers we have lost completely in France", {"lifecycle": ["lapsed"], "segments": None}),
+    # a count of rows in other nouns, and a count that is enough
+    ("top spenders, a dozen is plenty", {"limit": 12}),
+    ("lapsing customers, 25 entries please", {"limit": 25}),
+])
+def test_rankings_ranges_and_counts_in_more_words(planner, question, expected):
+    expect(planner.plan(question, []), "find_customers", expected)
+
+
+def test_range_ends_in_words_are_read_apart():
+    assert numbers_to_digits("between five hundred and a thousand pounds") == "between 500 and 1000 pounds"
+    assert numbers_to_digits("between one hundred and twenty and two hundred") == "between 120 and 200"
+    assert numbers_to_digits("one hundred and twenty customers") == "120 customers"
+
+
+@pytest.mark.parametrize("question,expected", [
+    # leaving as a possibility, wanting to leave, and going quiet only lately: the at-risk flag
+    ("which gold customers could leave us soon?", {"tiers": ["Gold"], "at_risk": True, "min_churn_risk": None}),
+    ("who may quit us in Germany", {"at_risk": True, "countries": ["Germany"]}),
+    ("clients that may not come back", {"at_risk": True}),
+    ("customers who may stop to buy from us", {"at_risk": True}),
+    ("who is thinking to leave?", {"at_risk": True}),
+    ("which gold clients we can lose soon?", {"at_risk": True, "tiers": ["Gold"]}),
+    ("which bronze shoppers have gone silent recently and might not return",
+     {"tiers": ["Bronze"], "at_risk": True, "lifecycle": None}),
+    # "likely to churn" stays the 50% bound
+    ("which silver clients are likely to quit?", {"min_churn_risk": 0.5, "at_risk": None}),
+    # a long message: the tier of the sentence that asks, not those of the background
+    ("Quick background: the board loved our Platinum numbers last year and we doubled down on Gold retention. "
+     "This spring the brief changed. I now need the Bronze customers in Germany who are at risk, top 20 by value "
+     "at risk.", {"tiers": ["Bronze"], "at_risk": True, "limit": 20}),
+])
+def test_at_risk_in_more_everyday_words(planner, question, expected):
+    expect(planner.plan(question, []), "find_customers", expected)
+
+
+@pytest.mark.parametrize("question,tool,expected", [
+    # a second order is growth, also when the buyers "come back" for it
+    ("plan a second-order push for new customers, 600 pounds", "recommend_campaigns",
+     {"goal": "grow", "budget": 600, "lifecycle": ["new"]}),
+    ("how can new buyers be made to come back for their 2nd purchase? we have 400", "recommend_campaigns",
+     {"goal": "grow", "budget": 400}),
+    # a terse campaign request: the number on its own is the budget, a count or a year is not
+    ("winback lapsed germany 1500", "recommend_campaigns", {"budget": 1500, "countries": ["Germany"]}),
+    ("retention vip 3000", "recommend_campaigns", {"budget": 3000, "goal": "retain"}),
+    ("bring back the customers who left, we have 1200", "recommend_campaigns", {"budget": 1200}),
+    # a file to download, whatever word asks for it
+    ("the lapsed customers in Spain, downloadable please", "export_audience",
+     {"lifecycle": ["lapsed"], "countries": ["Spain"]}),
+    ("a list of the at-risk clients I can download", "export_audience", {"at_risk": True}),
+    # a count and a total of one tier, "them" pointing inside the question
+    ("kindly check gold customer how many and average spend of them", "segment_summary", {"tiers": ["Gold"]}),
+])
+def test_campaigns_exports_and_counts_in_more_words(planner, question, tool, expected):
+    expect(planner.plan(question, []), tool, expected)
+
+
+def test_them_after_an_earlier_question_of_the_same_message_points_inside(planner):
+    expect(planner.plan("Who in Spain needs a closer look? Sort them by churn risk.", []), "find_customers",
+           {"countries": ["Spain"], "sort_by": "churn_risk"})

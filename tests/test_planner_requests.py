@@ -131,7 +131,10 @@ def test_freshness_words_without_the_scores_stay_lists(planner):
 @pytest.mark.parametrize("question,expected", [
     ("help me persuade silver clients to move up a tier", {"goal": "upgrade", "tiers": ["Silver"]}),
     ("set up a win-back email for lapsed customers", {"goal": "win_back", "lifecycle": ["lapsed"]}),
-    ("a campaign to keep clients who might leave from going", {"goal": "retain", "min_churn_risk": 0.5}),
+    # "likely to" is the 50% bound; "might leave" is a possibility, the at-risk flag (README: one "at risk")
+    ("a campaign to keep clients who are likely to leave from going", {"goal": "retain", "min_churn_risk": 0.5}),
+    ("a campaign to keep clients who might leave from going", {"goal": "retain", "at_risk": True,
+                                                                "min_churn_risk": None}),
 ])
 def test_campaign_asks(planner, question, expected):
     expect(planner.plan(question, []), "recommend_campaigns", expected)
@@ -176,3 +179,35 @@ def test_a_campaign_for_one_customer_is_their_detail_and_says_so(planner, regist
         assert detail["next_best_action"]["campaign"] in note
     # without a campaign or a budget, "what should we offer them?" is the detail alone
     assert planner.plan("what should we offer them?", [turn(lookup)]).variant == ""
+
+
+def test_several_rows_of_a_list_are_each_looked_up(planner, registry):
+    first = planner.plan("show the top 5 customers by predicted value", [])
+    rows = registry.call(*(lambda c: (c["name"], c["args"]))(first.calls[0])).result["customers"]
+    history = [turn(first, [{"customers": rows}])]
+    for question, places in (("compare the top three", [0, 1, 2]), ("tell me more about the first 2 ones", [0, 1]),
+                             ("compare number 1 and number 4", [0, 3]), ("the second and the last one", [1, 4])):
+        plan = planner.plan(question, history)
+        assert [c["name"] for c in plan.calls] == ["get_customer"] * len(places), (question, plan)
+        assert [c["args"]["customer_id"] for c in plan.calls] == [rows[i]["customer_id"] for i in places], question
+    # "the top 3" alone is a shorter list, not three details
+    assert one_call(planner.plan("just the top 3", history))[0] == "find_customers"
+
+
+def test_a_campaign_follow_up_keeps_a_terse_budget_and_reads_a_what_if(planner):
+    first = planner.plan("upgrade campaign silver 800", [])
+    assert expect(first, "recommend_campaigns", {"budget": 800, "goal": "upgrade", "tiers": ["Silver"]})
+    expect(planner.plan("same for france", [turn(first)]), "recommend_campaigns",
+           {"budget": 800, "countries": ["France"], "tiers": ["Silver"]})
+    for question, budget in (("and if we only had 500?", 500), ("what if we could spend 1.5k instead", 1500)):
+        expect(planner.plan(question, [turn(first)]), "recommend_campaigns",
+               {"budget": budget, "goal": "upgrade", "tiers": ["Silver"]})
+
+
+def test_a_restated_audience_asks_the_previous_question_again(planner):
+    summary = planner.plan("How many customers per tier?", [])
+    expect(planner.plan("what about only the German customers?", [turn(summary)]), "segment_summary",
+           {"countries": ["Germany"], "group_by": "tier"})
+    breakdown = planner.plan("Break down value at risk by lifecycle stage.", [])
+    expect(planner.plan("and just the Platinum clients?", [turn(breakdown)]), "segment_summary",
+           {"tiers": ["Platinum"], "group_by": "lifecycle"})

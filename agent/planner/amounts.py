@@ -37,6 +37,9 @@ LOOSE_BUDGET = [
     # "we have 1500 to get new customers back", "I've got 800 for it": what we have for a purpose is money
     re.compile(r"\b(?:we|i)(?:'ve| have|'ve got| have got| got)\s(?:only |just |about |around |roughly )?"
                + SIGN + AMOUNT + r"\s(?:to|for)\b(?!\s?\d)"),
+    # "bring back the customers who left, we have 1200": what we have, ending the clause
+    re.compile(r"\b(?:we|i)(?:'ve| have|'ve got| have got| got| can spend| can use| could spend)\s(?:only |just |about |"
+               r"around |roughly )?" + SIGN + AMOUNT + r"(?=\s*(?:$|[,.;!?]|(?:budget|in total|total|max|maximum)\b))"),
 ]
 SPEND_VERB_BUDGET = re.compile(r"\b(?:spend|put|invest|allocate|afford|use)\s(?:up to |about |around |only |just )?" + SIGN + AMOUNT
                + r"\b(?!\s?(?:%|percent|customers|clients|days|weeks|months|years))")
@@ -44,7 +47,19 @@ SPEND_VERB_BUDGET = re.compile(r"\b(?:spend|put|invest|allocate|afford|use)\s(?:
 HAVE_BUDGET = re.compile(r"\b(?:have|got)\s(?:only |just |about |around )?" + SIGN + AMOUNT + r"\s(?:to|for)\b(?!\s?\d)")
 # After a campaign plan, an amount on its own is its new budget ("with 3000 instead", "what about 500?").
 FOLLOW_UP_BUDGET = re.compile(r"^(?:and |but |ok |okay |so |now )?(?:(?:what|how) about |with |try |make it |make that |"
-                              r"use |for )?(?:only |just )?" + SIGN + AMOUNT + r"(?: instead| then| please)?\W*$")
+                              r"use |for |what if |if |say |let'?s say |suppose )?(?:only |just )?" + SIGN + AMOUNT + r"(?: instead| then| please)?\W*$")
+# A what-if in campaign talk ("what if we only had 1k?", "suppose we spent 800 instead", "and if we put £300 in"):
+# the amount is the budget.
+NOT_MONEY_AFTER = r"(?!\s?(?:%|percent|customers|clients|people|orders?|days|weeks|months|years|rows|of them)\b)"
+WHAT_IF_BUDGET = re.compile(r"\b(?:if|suppose|supposing|say|imagine|assume|assuming)\b[^.?!]{0,25}?\b(?:had|have|got|get|"
+                            r"spend|spent|use|used|put|gave|give|allocat\w*|invest\w*|could spend|can spend)\s"
+                            r"(?:it |them |in |only |just |about |around |roughly |a total of )*" + SIGN
+                            + r"(?:£|\$|€)?\s?-?" + AMOUNT + r"\b" + NOT_MONEY_AFTER)
+# A terse campaign request typed on a phone ("reactivation campaign uk 2500", "retention vip 3000"): a number
+# standing on its own is the budget, unless it counts rows ("top 50"), dates a time ("since 2011") or is an id.
+TERSE_WORDS = 10
+TERSE_BUDGET = re.compile(r"(?<![\w£$€.,-])(?<!top )(?<!first )(?<!best )(?<!max )(?<!in )(?<!since )(?<!from )"
+                          r"(?<!before )(?<!after )(?<!of )" + AMOUNT + r"(?![\w%.,])" + NOT_MONEY_AFTER)
 CAMPAIGN_TALK = re.compile(r"campaign|promo|promotion|budget|win.?back|reactivat|retention|retain|offer|discount|"
                            r"voucher|cross-?sell|upsell|upgrade|bring\w*(?: \w+){0,3} back|come back|\bplan\b")
 
@@ -71,7 +86,9 @@ def money_slots(text: str, raw: str, facts: PlannerFacts, campaign: bool = False
     if budget is None:
         budget = next((m for m in (p.search(text) for p in LOOSE_BUDGET) if m), None)
     if budget is None and (campaign or CAMPAIGN_TALK.search(text)):
-        budget = SPEND_VERB_BUDGET.search(text) or HAVE_BUDGET.search(text)
+        budget = SPEND_VERB_BUDGET.search(text) or HAVE_BUDGET.search(text) or WHAT_IF_BUDGET.search(text)
+    if budget is None and CAMPAIGN_TALK.search(text) and len(text.split()) <= TERSE_WORDS:
+        budget = _terse_budget(text, facts)
     if budget is None and campaign:
         budget = FOLLOW_UP_BUDGET.search(text)
     if budget and not ("min_value" in slots or "max_value" in slots):
@@ -86,11 +103,20 @@ def money_slots(text: str, raw: str, facts: PlannerFacts, campaign: bool = False
     return slots
 
 
+def _terse_budget(text: str, facts: PlannerFacts) -> re.Match | None:
+    """The one number of a terse campaign request that can be money (100 or more, no customer id)."""
+    found = [m for m in TERSE_BUDGET.finditer(text) if float(m.group(1)) >= 100 and not facts.is_customer_id(m.group(1))]
+    return found[0] if len(found) == 1 else None
+
+
 def _value_band(text: str) -> dict[str, float]:
-    """A predicted-value filter: "between X and Y", "spend over X", "value under X"."""
-    band = re.search(r"between " + MONEY + r" and " + MONEY, text)
-    if band and re.search(VALUE_CONTEXT, text):
-        return {"min_value": signed_amount(text, band, 1), "max_value": signed_amount(text, band, 2)}
+    """A predicted-value filter: "between X and Y", "from X to Y", "spend over X", "value under X"."""
+    # "between £500 and £1000", "from 500 to 1000 pounds"; a churn range right before is no money
+    band = re.search(r"\b(?:between " + MONEY + r" and|from " + MONEY + r" (?:to|up to|-)) " + MONEY, text)
+    churn_before = band and re.search(r"churn|risk", text[max(0, band.start() - 25):band.start()])
+    if band and re.search(VALUE_CONTEXT, text) and not churn_before:
+        low, high = (1, 3) if band.group(1) is not None else (2, 3)
+        return {"min_value": signed_amount(text, band, low), "max_value": signed_amount(text, band, high)}
     m = re.search(VALUE_CONTEXT + r"[^.?!]{0,30}?\b(" + BOUND_WORDS + r")\s*" + MONEY, text)
     if m and not re.search(r"churn|risk", text[max(0, m.start() - 5):m.end()]):
         key = "min_value" if is_lower_bound(m.group(1)) else "max_value"

@@ -36,6 +36,11 @@ ONE_VALUE_QUESTION = re.compile(r"\b(?:which|what) (?:tier|segment|rfm segment|s
 # A what-if ("what if we only had £50 for it?", "suppose the budget were 2k") changes the last answer's terms.
 CONTINUATION = re.compile(r"^(?:and|but|or|what about|how about|now|ok|okay|so|then|also|plus|just|what if|and if|"
                           r"suppose|supposing|let'?s say|say we|say the|imagine|in that case)\b")
+# A continuation that only restates the audience ("what about just the Silver customers?", "and only the German
+# clients?", "how about the Platinum ones"): the previous question again, for them.
+RESTATED_AUDIENCE = re.compile(r"^(?:and |but |so |ok |okay |then )?(?:(?:what|how) about |only |just )(?:just |only )?"
+                               r"(?:the |our |my )?(?:[\w'-]+ ){0,3}(?:customers|clients|ones|buyers|shoppers|accounts)"
+                               r"(?: then| instead| only| please)?\W*$")
 OWN_SUBJECT = re.compile(r"\b(customers|clients|shoppers|buyers|people|accounts|audience|everyone|everybody|"
                          r"customer base)\b")
 REQUEST_VERB = re.compile(r"^(?:please |pls |can you |could you )?(?:list|show|display|give|get|find|who|which|what|how|"
@@ -154,7 +159,7 @@ def is_follow_up(text: str, slots: dict[str, Any]) -> bool:
     request verb, no word pointing back) never inherits the previous turn's filter."""
     if NEW_SUBJECT.search(text) or ALL_CUSTOMERS.search(text):
         return False
-    if BACK_REFERENCE.search(text):
+    if BACK_REFERENCE.search(text) or RESTATED_AUDIENCE.search(text):
         return True
     own_subject = bool(OWN_SUBJECT.search(text))
     if CONTINUATION.search(text) and not own_subject:
@@ -179,10 +184,16 @@ def needs_previous(text: str) -> bool:
 
 
 def dangling_reference(text: str) -> bool:
-    """'which of them are in Germany?' points back; 'German customers ... split them' points inside."""
+    """'which of them are in Germany?' points back; 'German customers ... split them', 'Platinum customer how
+    many, and total revenue of them' and 'Who in Belgium ...? Rank them by value at risk.' point inside: at a
+    word for customers, or at the question of an earlier sentence of the same message."""
     m = STRONG_REFERENCE.search(text)
-    return bool(m) and not re.search(r"\b(customers|clients|buyers|shoppers|people|accounts|vips?|spenders|members|"
-                                      r"regulars|ones)\b", text[: m.start()])
+    if not m:
+        return False
+    before = text[: m.start()]
+    earlier_question = re.search(r"\b(?:who|whom|which)\b[^.?!;]*[.?!;]\s", before)
+    return not earlier_question and not re.search(
+        r"\b(customers?|clients?|buyers?|shoppers?|people|accounts?|vips?|spenders|members|regulars|ones)\b", before)
 
 
 def ordinal_ref(text: str) -> int | None:
@@ -194,6 +205,31 @@ def ordinal_ref(text: str) -> int | None:
         return ORDINALS[m.group(1)]
     m = re.search(r"\bnumber (\d{1,2})\b", text)
     return int(m.group(1)) - 1 if m else None
+
+
+# Several rows of the previous list ("compare the first two", "the top 3 ones", "the first and third",
+# "number 1 and number 4"): each one's detail.
+FIRST_ROWS = re.compile(r"\b(?:first|top) ([2-5])(?: (ones?|of (?:them|those|these|the list)|(?:on|in|from) (?:the|that|this) "
+                        r"list))?\W*$")
+# What asks for rows' details, not a shorter list ("compare the first two", "tell me more about the top 3").
+DETAIL_ASK = re.compile(r"\b(?:compare|contrast|details?|profiles?|tell me (?:more )?about|more about|more on|"
+                        r"(?:closer )?look at|dig into|drill into|open)\b")
+ROW_PAIR = re.compile(r"\b(?:the )?(first|second|third|fourth|fifth|1st|2nd|3rd|4th|5th) (?:one |customer |client )?and "
+                      r"(?:the )?(first|second|third|fourth|fifth|1st|2nd|3rd|4th|5th|last)\b|"
+                      r"\bnumbers? (\d{1,2}) and (?:number )?(\d{1,2})\b")
+
+
+def ordinal_refs(text: str) -> list[int] | None:
+    """The places in the previous list a question points at when it points at several, or None."""
+    m = FIRST_ROWS.search(text)
+    if m and (m.group(2) or DETAIL_ASK.search(text)):
+        return list(range(int(m.group(1))))
+    m = ROW_PAIR.search(text)
+    if m and m.group(1):
+        return [ORDINALS[m.group(1)], ORDINALS[m.group(2)]]
+    if m:
+        return [int(m.group(3)) - 1, int(m.group(4)) - 1]
+    return None
 
 
 def customer_at(previous: dict[str, Any], index: int) -> str | None:

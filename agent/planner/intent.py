@@ -27,7 +27,7 @@ EXPORT_DESTINATION = (r"e-?mail (?:tool|platform|software|system|app|service pro
                       r"salesforce|dotdigital|braze|marketo|brevo|mailing list|ads? (?:platform|manager|account)|"
                       r"(?:up)?load\w* (?:\w+ ){0,2}(?:in)?to|import\w* (?:it |them |this |that )?(?:in)?to|"
                       r"for (?:an? |the |our )?(?:\w+ )?import")
-EXPORT_WORDS = re.compile(r"\b(export|csv|download|spreadsheet|excel|file|" + EXPORT_DESTINATION + r")\b")
+EXPORT_WORDS = re.compile(r"\b(export|csv|download(?:able)?|spreadsheet|excel|xlsx|google sheets?|file|" + EXPORT_DESTINATION + r")\b")
 # A file declined ("no file needed", "don't export it", "not as a spreadsheet") is no export request.
 NEGATED_EXPORT = re.compile(r"\b(?:no|not|without|don'?t|do not|never|no need (?:for|to)|needn'?t)\s+(?:need\s+)?"
                             r"(?:as |in |into |to )?(?:a |an |the |any )?(?:export\w*|csv|files?|downloads?|"
@@ -41,7 +41,10 @@ CAMPAIGN_WORDS = re.compile(r"\b(campaign|campaigns|promotion|promo|budget|disco
 FILE_DELIVERABLE = re.compile(r"\b(?:a|an|as|in|into|to) (?:csv|spreadsheet|excel|xlsx|file|download)\b"
                               r"(?! (?:needed|required))|"
                               r"\b(?:csv|spreadsheet|excel|xlsx|file|download) "
-                              r"(?:with|of|containing|listing|holding)\b")
+                              r"(?:with|of|containing|listing|holding)\b|"
+                              # "a downloadable list", "a list I can download", "something we can export"
+                              r"\bdownloadable\b|\b(?:i|we) can (?:download|export|save|import)\b|"
+                              r"\b(?:google|excel) sheets?\b|\b(?:as|in|into) a sheet\b")
 # Whether the scores can be trusted, how they compare, how fresh they are: a question about the model,
 # whatever it is for ("can I trust the churn scores before I spend money on a campaign?").
 MODEL_QUALITY = re.compile(r"\b(trust\w*|rel(?:y|iable|iability)|accura\w*|how good|any good|good enough|"
@@ -57,17 +60,21 @@ CAMPAIGN_ASK = re.compile(r"\b(plan|draft|design|put together|set up|what would|
                           r"how (?:do|can|should|could|would) (?:i|we)|how to|something to|ideas?|suggest\w*|"
                           r"recommend\w*|"
                           r"run|do to|help (?:me|us)|nudge|encourage|persuade|convince|motivate|incentivi[sz]e)\b")
+# A goal given as the order itself ("bring back the customers who left, we have 1200", "win back lapsed UK
+# clients with 900", "get the lapsed ones back"): a campaign for it.
+GOAL_IMPERATIVE = re.compile(r"^(?:pls |please |let'?s |lets |now |ok |so )?(?:bring|win|get|reactivate|re-?activate|"
+                             r"re-?engage|recover|regain|recuperate|wake|retain|keep|upgrade|grow)\b(?! me\b)")
 # Words that ask to see customers: with one, a goal word ("which customers could we upgrade") is a list.
 SEE_WORDS = re.compile(r"^\W*(?:who|which|what)\b|\b(find|list|show|see|display|export|how many)\b")
 # A question that is only a noun phrase for an audience: words, then a word for customers, then at most
 # a place or a condition ("lapsed silver customers in the UK", "gold clients from Spain at risk").
-AUDIENCE_PHRASE = re.compile(r"^(?:[a-z'-]+ ){0,5}(?:customers|clients|shoppers|buyers|accounts)(?: (?:in|from|who|that|"
+AUDIENCE_PHRASE = re.compile(r"^(?:[a-z'-]+ ){0,5}(?:customers|clients|shoppers|buyers|accounts)(?: (?:in|from|who|that|whose|with|"
                              r"at|with|outside|we|i|i'm|we're|we've|i've)\b[^?]*)?"
                              r"(?:\W+(?:please|pls|thanks|thank you|only|now))?\W*$")
 ONE_CUSTOMER = re.compile(r"\b(customer|client|account|buyer|shopper|him|her|he|she|person)\b(?!s)|'s account\b|"
                           r"\bmrs?\.? |\bms\.? ")
 # An export is made only when one is asked for: a list request ("list the champions") is never a file.
-EXPORT_REQUEST = re.compile(r"\b(export\w*|csv|download\w*|spreadsheet|excel|xlsx|file|save\w*|"
+EXPORT_REQUEST = re.compile(r"\b(export\w*|csv|download\w*|spreadsheet|excel|xlsx|google sheets?|file|save\w*|"
                             + EXPORT_DESTINATION + r")\b")
 
 
@@ -205,7 +212,7 @@ def _tool_word_boosts(text: str, has_id: bool) -> Iterator[Boost]:
         yield "model_report", 0.35
     if model_question(text) and not has_id:
         yield "model_report", 0.5
-    if re.search(r"\b(how many|how much|are there (?:many|lots|a lot)|(?:have|has) (?:we|you) got (?:many|much|"
+    if re.search(r"\b((?<!by )how many|(?<!by )how much|are there (?:many|lots|a lot)|(?:have|has) (?:we|you) got (?:many|much|"
                  r"lots|a lot)|(?:do|does) (?:we|you) have (?:many|much|lots|a lot)|number of|counts?|breakdown|"
                  r"break down|distribution|distributed|split|"
                  r"overview|summar\w*|per|each|share|proportion|what percentage|percentage of|mix|composition|make-?up|"
@@ -258,7 +265,8 @@ def _request_shape_boosts(text: str, slots: dict[str, Any], has_id: bool) -> Ite
         yield "recommend_campaigns", 0.2  # a budget or a campaign goal is campaign talk
     if orders and not has_id:
         yield "score_customer", 0.5
-    if slots.get("goal") and CAMPAIGN_ASK.search(text) and not SEE_WORDS.search(text) and not has_id:
+    if slots.get("goal") and (CAMPAIGN_ASK.search(text) or GOAL_IMPERATIVE.search(text)) and not SEE_WORDS.search(
+            text) and not has_id:
         yield "recommend_campaigns", 0.3  # "help me nudge customers close to the next tier": a plan for a goal
 
 

@@ -110,6 +110,7 @@ class Normaliser:
         low = re.sub(r"[a-z]+(?:'[a-z]+)?", fix, everyday_words(text.lower()))
         # "who by candles" is a frequent misspelling of "buy" that no word list catches; "customers by
         # value" / "by country" is a ranking or a grouping, and stays "by".
-        low = re.sub(r"\b(who|that|which|customers|clients|people)\s+by\b(?!\s+(?:the |their |how )?" + FIGURE_OR_DIMENSION
-                     + r")", r"\1 buy", low)
+        # "by how much they will spend", "by what they spent": a ranking too.
+        low = re.sub(r"\b(who|that|which|customers|clients|people)\s+by\b(?!\s+(?:how|what)\b)(?!\s+(?:the |their )?"
+                     + FIGURE_OR_DIMENSION + r")", r"\1 buy", low)
         return numbers_to_digits(low)

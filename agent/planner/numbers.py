@@ -39,6 +39,14 @@ CURRENCY_CODE = re.compile(r"\b(gbp|eur|usd)\s?(?=\d)")
 CODE_SYMBOL = {"gbp": "£", "eur": "€", "usd": "$"}
 PLURAL_WORDS = re.compile(r"\b(ones|tens|dozens|hundreds|thousands|millions)\b")
 DOZEN = re.compile(r"\b(?:a|one)\s+dozen\b")
+# The two ends of a range in words ("between five hundred and a thousand pounds"): text2num would read
+# the "and" between them as inside one number (501000), so each end is converted on its own. The first
+# end takes every "and" but the last ("between one hundred and twenty and two hundred").
+NUMBER_WORD = (r"(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
+               r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fourty|fifty|sixty|seventy|eighty|ninety|"
+               r"hundred|thousand|million|grand|a|an|\d+(?:\.\d+)?k?)(?:-[a-z]+)?")
+NUMBER_RUN = NUMBER_WORD + r"(?: (?:and )?" + NUMBER_WORD + r")*"
+WORD_RANGE = re.compile(r"\bbetween ((?:£|\$|€)?\s?" + NUMBER_RUN + r") and ((?:£|\$|€)?\s?" + NUMBER_RUN + r")\b")
 
 
 def words_to_number(text: str) -> float | None:
@@ -60,6 +68,8 @@ def words_to_number(text: str) -> float | None:
 
 def numbers_to_digits(text: str) -> str:
     """The text with number words, money shorthand and thousands separators as plain digits."""
+    text = WORD_RANGE.sub(lambda m: f"between {numbers_to_digits(m.group(1))} and {numbers_to_digits(m.group(2))}",
+                          text)
     text = DECIMAL_COMMA.sub(lambda m: m.group(1).replace(",", "."), text)
     text = CURRENCY_CODE.sub(lambda m: CODE_SYMBOL[m.group(1)], text)
     text = _shorthand(_articles(text))

@@ -13,7 +13,8 @@ from agent.planner.answer import write_answer
 from agent.planner.entities import EntityResolver
 from agent.planner.facts import PlannerFacts, RegistryFacts
 from agent.planner.follow_up import (STRONG_REFERENCE, customer_at, dangling_reference, exports_previous_audience,
-                                     is_follow_up, merge_follow_up, needs_previous, ordinal_ref, pending_intent,
+                                     is_follow_up, merge_follow_up, needs_previous, ordinal_ref, ordinal_refs,
+                                     pending_intent,
                                      without_time_words)
 from agent.planner.guard import file_targets, read_quotes, refusal, strip_injection
 from agent.planner.intent import IntentModel, choose_intent, explicit_intent
@@ -128,6 +129,12 @@ def _follow_up_plan(text: str, ref_text: str, slots: dict[str, Any], intent: str
         return build_plan(pending, slots, text, False)
     if exports_previous_audience(text, slots, previous):
         return merge_follow_up(text, slots, previous)
+    several = ordinal_refs(ref_text) if not slots.get("customer_id") else None
+    if several:
+        ids = [customer_at(previous, i) for i in several]
+        if all(ids):
+            return Plan("get_customer", calls=[{"name": "get_customer", "args": {"customer_id": c}} for c in ids])
+        return Plan("get_customer", "clarify", text=CLARIFY_NO_ROW)
     ordinal = ordinal_ref(ref_text)
     if ordinal is not None and not slots.get("customer_id"):
         cid = customer_at(previous, ordinal)

@@ -26,22 +26,33 @@ from agent.planner.vocabulary import (AT_RISK_PHRASE, AT_RISK_SEGMENT, BOUND_WOR
 # "The big spenders" as a group are the top customers too (ranked by lifetime revenue, see SORTS).
 TOP_GROUP = re.compile(r"\btop[- ]tiers?\b(?! is\b)|\b(?:top|key|best) (?:customers|clients|accounts)\b|"
                        r"\b(?:big|heavy|high) spenders\b")
-RANKED_BY = re.compile(r"\b(?:top|best|bottom|first|highest|lowest|biggest|largest|most)\b[^.?!]{0,40}?\bby\s+"
+RANKED_BY = re.compile(r"\b(?:top|best|bottom|first|highest|lowest|biggest|largest|most)\b[^.?!]{0,40}?"
+                       r"\b(?:by|as per|according to)\s+"
                        r"(?:the\s+|their\s+|how\s+(?:much\s+)?)?([a-z ]{3,30})")
 # "value at risk", "how much value is at risk", "revenue we have at risk": money, not the customers' flag
 # (no word for customers and no preposition in between: "value of customers at risk" is about customers).
 MONEY_AT_RISK = re.compile(r"\b(?:value|revenue|money|spend|sales|income|profit)\b(?: (?!(?:for|from|of|among|with|"
                            r"in|to|on|by|per|across|customers?|clients?|buyers?|shoppers?|accounts?|people|ones)\b)"
                            r"[\w']+){0,3} at[- ]risk\b(?! of (?:churn|leav|lapsing|losing|going))")
-LIKELY_TO_CHURN = re.compile(r"\b(?:likely|about|going) to (?:churn|leave|stop)|might (?:churn|leave)|"
+LIKELY_TO_CHURN = re.compile(r"\b(?:likely|about|going) to (?:churn|leave|stop|quit)|might (?:churn|leave)|"
                              r"could (?:churn|leave)|risk of (?:churn|churning|leaving)")
 CHURN_THRESHOLD = re.compile(
     r"(?:churn|risk|leav\w*)[^.?!]{0,40}?\b(" + BOUND_WORDS + r")\s*(\d+(?:\.\d+)?)\s*(%|percent)?")
+# A churn range ("between 30% and 50%", "from 0.2 to 0.4", "30-50%"): both bounds.
+CHURN_RANGE = re.compile(r"(?:churn|risk|leav\w*)[^.?!]{0,40}?(?:\b(?:between|from|in the range(?: of)?|ranging from)\s*"
+                         r"(\d+(?:\.\d+)?)\s*(%|percent)?\s*(?:and|to|-|\u2013)|(?<![\d.])(\d+(?:\.\d+)?)\s*(%)?\s*"
+                         r"[-\u2013])\s*(\d+(?:\.\d+)?)\s*(%|percent)?")
+# The words for the rows a count asks for ("a dozen names", "15 person", "25 entries").
+ROW_NOUN = (r"(?:customers|clients|accounts|people|persons?|ones|shoppers|buyers|rows|names|entries|records|results|"
+            r"contacts|lines|profiles|ids)")
 ROW_LIMIT = [
     re.compile(r"\b(?:top|first|best|bottom|show|list|give me|display|find|get|the|next|biggest|largest|"
                r"highest|worst|riskiest)\s(?:me\s)?(?:the\s)?"
                r"(\d{1,4})\b(?!\s?(?:%|percent|days?|weeks?|months?|years?|" + MONEY_UNIT + "))"),
-    re.compile(r"\b(\d{1,4})\s(?:[\w-]+\s){0,2}(?:customers|clients|accounts|people|ones|shoppers|buyers|rows)\b"),
+    re.compile(r"\b(\d{1,4})\s(?:[\w-]+\s){0,2}" + ROW_NOUN + r"\b"),
+    # a count that is enough ("a dozen is plenty", "10 will do")
+    re.compile(r"(?<![£$€.,\d])\b(\d{1,4}) (?:(?:is|are|will|would|should) (?:be )?(?:enough|plenty|fine|sufficient|"
+               r"ok|okay|good)|(?:will|would|should) do)\b"),
     re.compile(r"\b(\d{1,4}) of (?:them|those|these)\b"),  # "rank them by churn, 15 of them"
     re.compile(r"\bmake (?:it|that) (\d{1,4})\b"),
     # a cap on the rows, after or before the number ("50 max.", "20 at most", "max 30", "no more than 25 please")
@@ -54,7 +65,11 @@ ROW_LIMIT = [
 
 # Customers who have stopped buying, in everyday words: the lapsed stage ("gone quiet", "stopped ordering").
 LAPSED_PHRASE = re.compile(r"\b(?:inactive|churned|dormant)\b|"
-                           r"\b(?:gone|went|fallen|fell) (?:quiet|silent|cold|dark)\b|"
+                           r"\b(?:gone|went|fallen|fell) (?:quiet|silent|cold|dark)\b"
+                           r"(?!(?: on us)? (?:lately|recently|of late|these (?:days|weeks)))|"
+                           # customers we have lost ("we've lost entirely", "lost for good"), not the RFM "Lost"
+                           r"\b(?:we|i)(?:'ve| have| had|'d)? (?:already |since |just )?lost\b|"
+                           r"\blost (?:for good|entirely|completely|forever|altogether)\b|"
                            r"\bstopped (?:buying|ordering|shopping|purchasing)\b|"
                            r"\bno longer (?:buy|order|shop|purchas)\w*|"
                            r"\b(?:not|don'?t|doesn'?t|didn'?t|never)\s(?:\w+ ){0,3}any ?more\b|"
@@ -96,7 +111,7 @@ class SlotReader:
         facts = self.facts
         slots: dict[str, Any] = {}
         entities = self.entities
-        slots.update(tier_slots(text, entities.names(text, "tier")))
+        slots.update(tier_slots(text, entities.names(asked_part(text), "tier") or entities.names(text, "tier")))
         slots.update(lifecycle_slots(text, entities.names(text, "lifecycle")))
         slots.update(segment_slots(text, entities.names(text, "segment")))
         slots.update(self.excluded(text, slots))
@@ -104,6 +119,10 @@ class SlotReader:
         if countries:
             slots["countries"] = list(dict.fromkeys(countries))
         slots.update(churn_slots(text, slots))
+        if slots.get("at_risk") is True and slots.get("lifecycle") == ["lapsed"] and "lapsed" not in text:
+            # "gone quiet and might not come back": still ours, so at risk; the everyday words for stopping
+            # would make it the lapsed stage, which no at-risk customer is in
+            slots.pop("lifecycle")
         slots.update(money_slots(text, raw, facts, campaign=after_campaign))
         slots.update(recency_slots(text, facts))
         slots.update(ranking_slots(text))
@@ -153,6 +172,20 @@ class SlotReader:
     def unknown_countries(self, message: str) -> list[str]:
         """Countries named explicitly that the data does not have (see countries.unknown_countries)."""
         return unknown_countries(message, self.facts, self._vocab())
+
+
+# A long message whose last sentence asks the question ("So we just came out of planning. Last quarter we
+# spent it all on Gold ... I need the Silver customers in the UK who are at risk"): the tiers are the asked
+# sentence's, the others are context.
+LONG_CONTEXT_WORDS = 25
+
+
+def asked_part(text: str) -> str:
+    """The sentence a long message asks in (its last); "" for a short one or a single sentence."""
+    if len(text.split()) < LONG_CONTEXT_WORDS:
+        return ""
+    sentences = [p for p in re.split(r"(?<=[.!?;])\s+", text.strip()) if re.search(r"[a-z]", p)]
+    return sentences[-1] if len(sentences) > 1 else ""
 
 
 def tier_slots(text: str, named: list[str]) -> dict[str, list[str]]:
@@ -210,6 +243,13 @@ def segment_slots(text: str, named: list[str]) -> dict[str, list[str]]:
 def churn_slots(text: str, slots: dict[str, Any]) -> dict[str, Any]:
     """A churn-risk threshold: a stated one, "low risk" (at most 30%), or "likely to churn" (at least 50%);
     or the product's one "at risk" (the at_risk filter) for "at risk", "slipping away" and the like."""
+    band = CHURN_RANGE.search(text)
+    if band:
+        percent = bool(band.group(2) or band.group(4) or band.group(6))
+        ends = (float(band.group(1) or band.group(3)), float(band.group(5)))
+        low, high = (v / (100 if percent or v > 1 else 1) for v in ends)
+        if 0 <= low < high <= 1:
+            return {"min_churn_risk": low, "max_churn_risk": high}
     m = CHURN_THRESHOLD.search(text)
     if m:
         value = float(m.group(2))
@@ -238,7 +278,7 @@ def ranking_slots(text: str) -> dict[str, str]:
     slots: dict[str, str] = {}
     # "sort by churn", "sorted by how likely they churn", "top ten customers by value"
     explicit = re.search(r"\b(?:sort|sorted|order|ordered|rank|ranked|ranking|customers|clients|buyers|shoppers|"
-                         r"accounts)\s+(?:them\s+)?by\s+"
+                         r"accounts)\s+(?:them\s+)?(?:by|as per|according to|based on|in order of)\s+"
                          r"(?:the\s+|their\s+|how\s+(?:much\s+)?)?([a-z ]{3,30})", text) or RANKED_BY.search(text)
     if explicit:
         key = next((k for pattern, k in SORT_WORDS if re.search(r"\b(?:" + pattern + ")", explicit.group(1))), None)

@@ -54,45 +54,65 @@ COUNTRY_ALIASES = {
 AT_RISK_SEGMENT = (r"\"?at[- ]risk\"? (?:rfm )?segment|(?:rfm )?segment (?:called |named )?\"?at[- ]risk|"
                    r"rfm (?:segment )?\"?at[- ]risk")
 SEGMENT_PATTERNS = [
-    (r"\bloyal(?! ?ists?)", "Loyal"), (r"\blost\b", "Lost"),
+    # "lost" as what we did ("customers we've lost", "lost for good") is the lapsed stage (slots.LAPSED_PHRASE)
+    (r"\bloyal(?! ?ists?)", "Loyal"),
+    (r"(?<!\bwe )(?<!\bwe've )(?<!\bwe have )(?<!\bwe had )(?<!\bi've )(?<!\bi have )(?<!already )(?<!\bjust )"
+     r"\blost\b(?! (?:for good|entirely|completely|forever|altogether)\b)", "Lost"),
     (r"can'?t lose\b|cannot lose\b|can not lose\b", "Can't Lose Them"),
     (AT_RISK_SEGMENT, "At Risk"),
     (r"new segment|segment new", "New"),
 ]
 GOALS = [
+    # a second order is growth, also when the customers "come back" for it ("a second-order campaign", "get
+    # first-time buyers to come back for a second order"): checked before the reactivation words
+    (r"(?:second|2nd)[- ](?:order|purchase|sale|basket)", "grow"),
     # also as non-native speakers write it ("recuperate the clients", "recover lost customers", "regain them")
     (r"win ?-?back|winback|win them back|win back|losing|we'?re losing|re-?engage|recuperat\w*|recover\w*|regain\w*|"
      r"get (?:them|(?:\w+ ){0,3}(?:customers|clients|buyers|shoppers)) back|"
      r"get back (?:the |our |those )?(?:\w+ )?(?:customers|clients|buyers|shoppers)", "win_back"),
     (r"reactivat|re-?activat|wake up|buy again|come back|bring\w*(?: \w+){0,3} back|dormant", "reactivate"),
     (r"upgrade|move up|push .* up|next tier|up to gold|up to platinum", "upgrade"),
-    (r"cross-?sell|upsell|up-?sell|(?:second|2nd) (?:order|purchase)|(?:order|buy|purchase|shop)\w*(?: \w+){0,2} "
+    (r"cross-?sell|upsell|up-?sell|(?:order|buy|purchase|shop)\w*(?: \w+){0,2} "
      r"(?:a |one )?(?:second|2nd) time|grow|buy more|order again", "grow"),
     # README: "retention / keep / VIP / loyalty -> retain"; a VIP campaign with no other goal keeps them
     (r"retain|retention|keep|loyal(?:ty)? program|happy|hold on|\bvips?\b|(?:reduce|prevent|stop|lower|cut|fight)\w* "
      r"(?:the )?churn|(?:stop|prevent)\w* (?:\w+ )?(?:from )?(?:leaving|churning|going)|"
      r"(?:stop|prevent|keep)\w* (?:[\w']+ ){1,8}?from (?:leaving|churning|going)", "retain"),
 ]
+# Money customers bring the shop, in everyday words ("bring in the most money", "generate the most revenue",
+# "make us the most cash"): what they spent.
+MONEY_BROUGHT_IN = (r"\b(?:bring|brings|bringing|brought|generat\w*|make|makes|made|earn\w*|produc\w*|driv\w*|"
+                    r"contribut\w*|account for|deliver\w*)(?: us| in| for us){0,2} (?:the )?(?:most|highest|biggest|"
+                    r"largest|greatest)(?: amount of)? (?:money|revenue|sales|income|cash|turnover|business)\b")
 SORTS = [
     (r"most likely to (?:churn|leave|go)|highest churn|riskiest|biggest risk (?:of|for)|most big risk|"
-     r"churn (?:risk|probability)(?: first| order| descending)?\b(?! (?:of|is|more|less|" + BOUND_WORDS + r"))",
+     r"churn (?:risk|probability)(?: first| order| descending)?\b(?! (?:of|is|more|less|between|from|somewhere|"
+     r"in the range|ranging|\d|" + BOUND_WORDS + r"))",
      "churn_risk"),
     (r"value at risk|at stake|money at risk|revenue at risk", "value_at_risk"),
     (r"customer value|total value|overall value", "customer_value"),
     # what they are expected to spend ("we expect to spend the most", "likely to spend big next year")
     (r"predicted (?:value|spend)|future (?:value|spend)|expected (?:value|spend)|will spend|forecast|"
      r"expect\w* (?:\w+ ){0,2}to spend|(?:going|likely|set|predicted) to spend|"
-     r"most valuable|more valuable|valuable first|highest value|high value|spend the most next", "predicted_value"),
+     r"most valuable|more valuable|valuable first|highest value|high value|spend the most next|"
+     # who the big customers will be ("who will be our biggest customers next year", "top buyers next quarter")
+     r"will be (?:our |the )?(?:biggest|best|top|most important)|(?:biggest|best|top) (?:customers|clients|buyers|"
+     r"spenders) (?:of |for )?(?:next|the coming|the next|in the coming) (?:year|quarter|months?|period|season)",
+     "predicted_value"),
     # what they spent, also in the past tense of a group ("used to be our best", "used to spend a lot")
     (r"historical|lifetime|whole history|all[- ]time|spent the most|(?:biggest|top|big|heavy|high|large) spenders|"
      r"spend(?:s|ing)? (?:the )?most|spend(?:s|ing)? big|total spend|so far|used to (?:spend|buy|order|shop)|"
-     r"used to be (?:\w+ ){0,2}(?:best|biggest|top|most valuable|big spenders)", "historical_value"),
+     r"used to be (?:\w+ ){0,2}(?:best|biggest|top|most valuable|big spenders)|" + MONEY_BROUGHT_IN, "historical_value"),
     # worth to the shop, in everyday words ("worth the most to us", "the 20 best customers", "best 5")
-    (r"worth (?:the )?most|most worth|(?:the )?\d+ best\b|\bbest \d+\b|most important (?:customers|clients|accounts)",
+    (r"worth (?:the )?most|most worth|most (?:lucrative|profitable)|(?:the )?\d+ best\b|\bbest \d+\b|most important (?:customers|clients|accounts)",
      "customer_value"),
 ]
 # What follows "sort by" / "rank by": the first matching key wins.
-SORT_WORDS = [(r"value at risk|risk value|at risk", "value_at_risk"), (r"churn|risk|likel", "churn_risk"),
+SORT_WORDS = [(r"value at risk|risk value|at risk", "value_at_risk"),
+              # "sorted by what they're going to spend", "by how much they will buy next year"
+              (r"(?:[\w']+ )?(?:going to|gonna|about to|set to|likely to|expected to|predicted to|will|shall|would) "
+               r"(?:spend|buy|order|bring|be worth)", "predicted_value"),
+              (r"churn|risk|likel", "churn_risk"),
               (r"customer value|total value", "customer_value"),
               (r"predict|future|expected|forecast|next|will", "predicted_value"),
               (r"lifetime|historic|revenue|spend|spent|sales|value", "historical_value")]
@@ -117,7 +137,7 @@ LIST_REQUEST = re.compile(r"^(?:please |pls |can you |could you |now |ok |so )?(
 # "can I have a look at who ..."): a list.
 SEE_WHICH = re.compile(r"\b(?:see|seeing|look at|looking at|have a look at|view|viewing|know|find out) "
                        r"(?:which|who|whom)\b(?! (?:countr|tier|segment|stage|market))")
-SUMMARY_WORDS = re.compile(r"\b(how many|how much|number of|counts?|breakdown|break down|distribution|distributed|"
+SUMMARY_WORDS = re.compile(r"\b((?<!by )how many|(?<!by )how much|number of|counts?|breakdown|break down|distribution|distributed|"
                            r"split|overview|summar\w*|share|proportion|percentage|totals?|average|compar\w*|versus|vs|"
                            r"side by side|mix|composition|make-?up)\b")
 # What a question asks about that no tool returns (products ranked, days, times, channels, prices): the
@@ -136,7 +156,7 @@ DOMAIN = re.compile(
 # "Losing" is a customer we still have and may lose ("which customers are we losing", "we are loosing
 # soon"); "in risk" is how many non-native speakers write "at risk".
 LOSING = (r"(?:we'?re|we are|are we|we'?ll be|we will be|about to be) lo+sing|\blo+sing (?:them )?soon|"
-          r"\b(?:we|i) (?:might|could|may|will|are likely to|are going to|risk|stand to) lo+se\b|"
+          r"\b(?:we|i) (?:might|could|can|may|will|are likely to|are going to|risk|stand to) lo+se\b|"
           r"\b(?:might|could|may|will) (?:we|i) lo+se\b|\bin danger of lo+sing\b|\brisk(?:ing)? lo+sing\b")
 # Money we could lose ("how much revenue could we lose", "the value we might lose") is no customer's flag.
 # (no word for customers in between: "high-value customers we might lose" are customers).
@@ -156,13 +176,27 @@ ABOUT_TO_GO = (r"\b(?:going|growing|turning|getting) (?:cold|quiet|silent)\b|\bc
                r"\babout to (?:churn|leave|go|stop|lapse|walk|quit|drop off)|"
                r"\bon the (?:verge|brink|edge) of (?:churn\w*|leaving|lapsing|going|quitting)|"
                r"\bclose to (?:churning|leaving|lapsing|quitting)|\b(?:worr\w*|concerned|afraid|scared|nervous) "
-               r"(?:about |of )?lo+sing")
+               r"(?:about |of )?lo+sing|"
+               # wanting to go ("thinking to leave", "thinking of leaving", "planning to quit", "considering leaving")
+               r"\b(?:thinking|planning|considering|wanting|want|wants|tempted|looking) (?:to |of |about |on )?"
+               r"(?:leav\w*|quit\w*|churn\w*|go(?:ing)? elsewhere|switch\w* (?:to|away)|stop (?:buying|ordering))")
+# Leaving as a possibility ("might leave us", "could quit", "may not come back", "might never return") and gone
+# quiet only lately ("gone quiet lately", "went silent recently"): still ours, overdue, the at-risk flag.
+# "Likely to churn" is a bound instead (50%, slots.LIKELY_TO_CHURN); gone quiet for good is the lapsed stage.
+LEAVING_VERB = (r"(?:leave(?! (?:a|an|the|some|reviews?|feedback|comments?|ratings?|notes?)\b)|quit|churn|lapse|"
+                r"walk away|drop off|defect|abandon|desert|switch to|go elsewhere|"
+                r"stop (?:buying|ordering|shopping|purchasing|to (?:buy|order|shop|purchase))|not (?:come back|return|buy again|order again|reorder|"
+                r"stay)|never (?:come back|return|buy again|order again))")
+MIGHT_GO = (r"\b(?:might|could|may|can|would) (?:soon |still |well |easily |eventually |very well )?" + LEAVING_VERB
+            + r"|\b(?:gone|went|going|gotten|got|been|grown|become) (?:a bit |rather |very )?(?:quiet|silent|cold)"
+            r"(?: on us)? (?:lately|recently|of late|these (?:days|weeks))\b")
 AT_RISK_PHRASE = re.compile(
     r"\bat[- ]?risk\b|\bin risk\b|\bslipping( away)?\b|drift\w* away|going away|\bgo(?:es)? away\b|walk\w* away|"
     + LOSING + "|" + ABOUT_TO_GO + "|" + OVERDUE
-    + r"|\bin danger\b|risk for going|\brisk(?:s|ing)? to (?:churn|leave|go|lose)")
+    + "|" + MIGHT_GO
+    + r"|\bin danger\b|risk for going|\brisk(?:s|ing)? to (?:churn|leave|go|lose|quit|stop|drop|walk|abandon|defect)")
 CHURN_PHRASE = re.compile(
-    r"\bat[- ]risk\b|\bin risk\b|likely to (churn|leave|stop)|might (churn|leave)|could (churn|leave)|"
+    r"\bat[- ]risk\b|\bin risk\b|likely to (churn|leave|stop|quit)|going to (churn|leave|quit)|might (churn|leave)|could (churn|leave)|"
     r"about to (churn|leave)|risk of (churn|churning|leaving)|churning|drift\w* away|slipping away|going away|"
     r"walk\w* away|worry about losing|" + LOSING + r"|risk for going|stop buying")
 DOMAIN_STRONG = re.compile(
