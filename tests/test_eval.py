@@ -278,6 +278,18 @@ def test_tool_selection_extra_forbidden_and_alternatives():
     r = score_turn(alt, "how many platinum", "4,372 customers.", "answer", calls, [])
     assert r.tool_selection_ok and r.arg_matches == 1 and r.passed
 
+    # Alternatives naming the same tool with different arguments: the arguments are judged against the
+    # alternative they fit, wherever it is listed.
+    same_tool = expect(kind="answer", tools_any_of=[
+        [{"name": "find_customers", "args": {"lifecycle": ["lapsed"]}}],
+        [{"name": "find_customers", "args": {"segments": ["Lost"]}}]])
+    lost = [Call(name="find_customers", arguments={"segments": ["Lost"]}, result=FIND_RESULT)]
+    r = score_turn(same_tool, "who have we lost", "4,372 customers.", "answer", lost, [])
+    assert r.tool_selection_ok and (r.arg_checks, r.arg_matches) == (1, 1) and r.passed
+    neither = [Call(name="find_customers", arguments={"tiers": ["Gold"]}, result=FIND_RESULT)]
+    r = score_turn(same_tool, "who have we lost", "4,372 customers.", "answer", neither, [])
+    assert r.arg_matches == 0 and not r.passed and "lifecycle" in " ".join(r.arg_problems)
+
     refuse = expect(kind="refuse", tools=[], forbid_tools=["export_audience"])
     r = score_turn(refuse, "email it out", "Sorry, I can't send data anywhere.", "refuse",
                    [Call(name="export_audience", result={"path": "x.csv", "rows": 1, "columns": [], "preview": []})], [])

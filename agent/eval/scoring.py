@@ -98,18 +98,27 @@ def _check_answer(expect: TurnExpect, answer: str, turns_calls: list[list[Call]]
     return problems
 
 
-def _judge_tools(expect: TurnExpect, calls: list[Call]) -> tuple[list[ToolExpect], list[str]]:
-    """The expected alternative the calls fit best (the first on a tie) and its selection problems."""
+def _selection_problems(expect: TurnExpect, option: list[ToolExpect], calls: list[Call]) -> list[str]:
     called = {c.name for c in calls}
-    allowed = set(expect.allow_extra_tools)
-    judged: list[tuple[list[ToolExpect], list[str]]] = []
+    names = {t.name for t in option}
+    problems = [f"expected {n} was not called" for n in sorted(names - called)]
+    problems += [f"unexpected call to {n}" for n in sorted(called - names - set(expect.allow_extra_tools))]
+    problems += [f"forbidden call to {n}" for n in sorted(called & set(expect.forbid_tools))]
+    return problems
+
+
+def _judge(expect: TurnExpect, calls: list[Call], turns_calls: list[list[Call]]
+           ) -> tuple[list[str], tuple[int, int, list[str]]]:
+    """The expected alternative the calls fit best: fewest selection problems, then fewest argument
+    mismatches (alternatives may name the same tool with different arguments), the first on a tie.
+    Returns its selection problems and its (checks, matches, problems) of arguments."""
+    judged = []
     for option in expect.alternatives:
-        names = {t.name for t in option}
-        problems = [f"expected {n} was not called" for n in sorted(names - called)]
-        problems += [f"unexpected call to {n}" for n in sorted(called - names - allowed)]
-        problems += [f"forbidden call to {n}" for n in sorted(called & set(expect.forbid_tools))]
-        judged.append((option, problems))
-    return min(judged, key=lambda j: len(j[1]))
+        problems = _selection_problems(expect, option, calls)
+        args = _judge_args(option, calls, turns_calls)
+        judged.append((len(problems), args[0] - args[1], problems, args))
+    best = min(judged, key=lambda j: (j[0], j[1]))
+    return best[2], best[3]
 
 
 def _judge_args(option: list[ToolExpect], calls: list[Call],
@@ -148,9 +157,8 @@ def score_turn(expect: TurnExpect, user: str, answer: str, kind: str, calls: lis
     `earlier_users` their messages (a follow-up's "them" may refer to an at-risk question)."""
     turns_calls = [*turns_calls_before, calls]
     # Arguments are judged against the alternative the calls fit best.
-    option, tool_problems = _judge_tools(expect, calls)
+    tool_problems, (arg_checks, arg_matches, arg_problems) = _judge(expect, calls, turns_calls)
     selection_ok = not tool_problems
-    arg_checks, arg_matches, arg_problems = _judge_args(option, calls, turns_calls)
     kind_ok = kind in expect.kinds
     answer_problems = _check_answer(expect, answer, turns_calls)
     ground = _ground(user, answer, kind, calls)
