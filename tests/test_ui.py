@@ -285,8 +285,35 @@ def test_campaign_plan_reads_in_words_with_its_chart(page, customers):
     page.click("#vd-export")
     page.wait_for_selector("#vd-download", state="visible")
     exported = download(page)  # the file's own columns are export_audience's (tests/test_exports.py)
-    assert len(exported) >= sum(sizes)
+    # The customers to contact are the plan's; its control groups follow, flagged not to be contacted.
+    assert sum(r["group"] == "treatment" for r in exported) == sum(sizes)
+    assert {r["group"] for r in exported} == {"treatment", "control"}
     assert set(customers.loc[[r["customer_id"] for r in exported], "tier"]) <= {"Platinum", "Gold"}
+
+
+def test_the_win_back_and_at_risk_example_buttons_give_non_empty_correct_answers(page, customers):
+    """The example buttons no other test clicks: a win-back plan with customers in it (lapsed ones only)
+    and the headline at-risk question (only at-risk Platinum and Gold customers)."""
+    example(page, "plan a win-back campaign for lapsed customers with a £2,000 budget")
+    wait_for_step(page, "recommend_campaigns")
+    page.wait_for_selector("#vd-campaigns [role=gridcell]", timeout=ANSWER_TIMEOUT_MS)
+    wait_idle(page)
+    headers, rows = table(page, "vd-campaigns")
+    assert sum(int(r[headers.index("Customers contacted")].replace(",", "")) for r in rows) > 0
+    assert "(failed)" not in chat_text(page)
+    page.click("#vd-export")
+    page.wait_for_selector("#vd-download", state="visible")
+    ids = [r["customer_id"] for r in download(page)]
+    assert ids and set(customers.loc[ids, "lifecycle"]) == {"lapsed"}
+
+    example(page, "who are my at-risk top customers?")
+    wait_for_step(page, "find_customers")
+    page.wait_for_selector("#vd-table [role=gridcell]", timeout=ANSWER_TIMEOUT_MS)
+    wait_idle(page)
+    headers, rows = table(page, "vd-table")
+    listed = [r[headers.index("Customer")] for r in rows]
+    assert listed and customers.loc[listed, "at_risk"].all()
+    assert set(customers.loc[listed, "tier"]) <= {"Platinum", "Gold"}
 
 
 def test_tier_charts_start_at_zero_in_one_colour_per_tier(page, customers):
