@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from predictor.customers.tiers import AT_RISK_STAGES
-from predictor.figures import GLOSSARY, money, name, pct
+from predictor.figures import GLOSSARY, money, name, pct, roi
 
 MONEY_COLUMNS = ("predicted_value", "value_at_risk", "customer_value", "historical_value", "revenue_12m",
                  "cost", "expected_incremental_revenue", "expected_net_value")
@@ -97,6 +97,8 @@ class TableView:
 def _formatter(column: str, currency: str):
     if column in MONEY_COLUMNS:
         return lambda v: money(v, currency) if pd.notna(v) else ""
+    if column == "roi":
+        return lambda v: roi(v) if pd.notna(v) else ""
     if column in SHARE_COLUMNS:
         return lambda v: pct(v) if pd.notna(v) else ""
     if column in ("recency_days", "orders", "audience_size", "control_group_size"):

@@ -56,7 +56,7 @@ GLOSSARY: dict[str, Figure] = {
                                                                            "add beyond what the audience would "
                                                                            "spend anyway."),
     "expected_net_value": Figure("expected net value", "Expected incremental revenue less cost."),
-    "roi": Figure("ROI", "Expected net value divided by cost."),
+    "roi": Figure("ROI", "Expected net value as a percentage of the campaign's cost."),
 }
 
 
@@ -87,6 +87,13 @@ def pct(value: Any) -> str:
     if 0.99 < v < 1:
         return "over 99%"
     return f"{v * 100:.0f}%"
+
+
+def roi(value: Any) -> str:
+    """ROI (expected net value over cost) as a percentage of the cost with separators: 11.4 -> "1,140%"
+    (a share of cost, not a probability, so no "over 99%" cap)."""
+    v = _number(value)
+    return "n/a" if v is None else f"{v * 100:,.0f}%"
 
 
 def money(value: Any, currency: str) -> str:

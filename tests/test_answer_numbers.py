@@ -166,6 +166,16 @@ def test_a_list_with_value_at_risk_above_predicted_value_says_why(registry, cust
     assert templates.VALUE_AT_RISK_NOTE not in text
 
 
+def test_a_campaign_answer_states_roi_as_a_percentage_of_its_cost(registry):
+    from predictor.figures import roi
+
+    result, text = answer(registry, "recommend_campaigns", {"tiers": ["Platinum", "Gold"], "budget": 2000})
+    first = result["campaigns"][0]
+    assert f"ROI {roi(first['roi'])} of its cost" in text
+    assert f"ROI {first['roi']:.2f}" not in text
+    assert roi(11.4) == "1,140%" and roi(0.25) == "25%" and roi(None) == "n/a"
+
+
 # ------------------------------------------------------------------ model quality
 
 

@@ -105,6 +105,13 @@ def test_campaign_export_flags_the_control_group_and_never_counts_it_as_treated(
     treated, control = frame[frame["group"] == "treatment"], frame[frame["group"] == "control"]
     assert len(treated) == plan["targeted"] and len(control) == plan["control_size"]
     assert len(frame) == export["rows"] == plan["targeted"] + plan["control_size"]
+    assert export["control_rows"] == plan["control_size"]
+    # The answer says how many rows are control customers, not to be contacted.
+    from agent.planner import templates
+
+    text = templates.export_audience(export, args, registry.settings)
+    assert f"{plan['control_size']:,} of them (group 'control')" in text and "do not contact them" in text
+    assert ok(registry, "export_audience", TOP_TIERS)["control_rows"] == 0  # a filter export has none
     assert not set(treated["customer_id"]) & set(control["customer_id"])
     assert treated["expected_net_value"].astype(float).sum() == pytest.approx(
         sum(c["expected_net_value"] for c in plan["campaigns"]), abs=0.01 * len(treated) + 0.1)

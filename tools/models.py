@@ -347,6 +347,8 @@ class ExportAudienceResult(Out):
     expires_at: str = Field(description="When the file may be deleted (ISO 8601, UTC): exports older than "
                                         "export_max_age_hours are removed when a later export is written.")
     rows: int = Field(description="Data rows in the file: a campaign export counts its control rows too.")
+    control_rows: int = Field(0, description="Rows of the plan's control groups (group 'control'): not to be "
+                                             "contacted; 0 for a filter export.")
     columns: list[str]
     preview: list[dict[str, Any]] = Field(description="The first rows of the file.")
 

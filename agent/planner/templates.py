@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from predictor.figures import money, name, pct
+from predictor.figures import money, name, pct, roi
 from predictor.settings import Settings
 
 # Figure names come from the one glossary (predictor.figures): the same column never has two names.
@@ -210,7 +210,7 @@ def recommend_campaigns(result: dict, args: dict, settings: Settings) -> str:
                 f"{money(c['expected_incremental_revenue'], cur)}, {name('expected_net_value')} "
                 f"{money(c['expected_net_value'], cur)}")
         if c.get("roi") is not None:
-            line += f", {name('roi')} {c['roi']:.2f}"
+            line += f", {name('roi')} {roi(c['roi'])} of its cost"
         lines.append(line)
     lines.append(f"Total cost {money(result['total_cost'], cur)}; expected net value "
                  f"{money(result['expected_net_value'], cur)}.")
@@ -224,7 +224,12 @@ def recommend_campaigns(result: dict, args: dict, settings: Settings) -> str:
 
 def export_audience(result: dict, args: dict, settings: Settings) -> str:
     cols = ", ".join(result.get("columns") or [])
-    return (f"Exported {result['rows']:,} customers to {result.get('file') or result['path']} (columns: {cols}). "
+    # A campaign export lists each campaign's control group too: say so, or a marketer mails them all.
+    control = result.get("control_rows") or 0
+    rows = f"{result['rows']:,} customer{'' if result['rows'] == 1 else 's'}"
+    note = (f" {control:,} of them (group 'control') are the plan's control groups: do not contact them; their "
+            "orders against the treated customers' measure the lift." if control else "")
+    return (f"Exported {rows} to {result.get('file') or result['path']} (columns: {cols}).{note} "
             "The file stays on this machine for you to download; nothing was sent anywhere.")
 
 

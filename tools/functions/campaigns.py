@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import itertools
 import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,13 @@ def _preview(path: Path, n: int = 5) -> tuple[list[str], list[dict[str, Any]]]:
         return list(reader.fieldnames or []), rows
 
 
+def _counting_groups(rows: Iterable[dict[str, Any]], groups: Counter[str]) -> Iterator[dict[str, Any]]:
+    """The rows as they are, counting each `group` (treatment / control) as the file is written."""
+    for row in rows:
+        groups[row.get("group")] += 1
+        yield row
+
+
 def _data_file(path: Path, deps: ToolDeps) -> str:
     """A file as results and messages name it: relative to the data directory (no absolute server path)."""
     try:
@@ -106,6 +115,8 @@ def export_audience(args: ExportAudienceArgs, deps: ToolDeps) -> ExportAudienceR
     rows, count, slug = _export_source(args, deps)
     if args.max_rows:
         rows, count = itertools.islice(rows, args.max_rows), min(count, args.max_rows)
+    groups: Counter[str] = Counter()
+    rows = _counting_groups(rows, groups)
     if count == 0:
         raise ToolFailure("campaign_error", "The campaign plan targets nobody, so there is nothing to export.",
                           "Widen the filter, raise the budget or drop the campaign name.")
@@ -126,5 +137,5 @@ def export_audience(args: ExportAudienceArgs, deps: ToolDeps) -> ExportAudienceR
     columns, preview = _preview(path)
     expires = datetime.fromtimestamp(path.stat().st_mtime + max_age_h * 3600, tz=timezone.utc)
     return ExportAudienceResult(path=str(path), file=_data_file(path, deps),
-                                expires_at=expires.isoformat(timespec="seconds"), rows=n, columns=columns,
-                                preview=preview)
+                                expires_at=expires.isoformat(timespec="seconds"), rows=n,
+                                control_rows=groups["control"], columns=columns, preview=preview)
