@@ -2,7 +2,9 @@
 comma as the decimal mark, currency codes and "half a grand", everyday words for lapsed customers and
 for a group of top customers, values left out ("except the lapsed"), shares and comparisons as
 summaries, vague asks, an upload into an outside service, time words that point at nothing, and
-follow-ups ("the first of those", "re-engage them", "which tier would that put them in?"). Phrasings
+follow-ups ("the first of those", "re-engage them", "which tier would that put them in?"), marketers' jargon
+("whales", "loyalists", "by CLV"), counts in a trailing phrase, countries in their own languages and a
+welcome campaign. Phrasings
 of our own, not the eval file's."""
 
 from __future__ import annotations
@@ -314,3 +316,57 @@ def test_campaigns_exports_and_counts_in_more_words(planner, question, tool, exp
 def test_them_after_an_earlier_question_of_the_same_message_points_inside(planner):
     expect(planner.plan("Who in Spain needs a closer look? Sort them by churn risk.", []), "find_customers",
            {"countries": ["Spain"], "sort_by": "churn_risk"})
+
+
+@pytest.mark.parametrize("question,expected", [
+    # marketers' jargon for the most valuable customers: the big spenders (top tiers, ranked by what they spent)
+    ("show me our whales", {"tiers": ["Platinum", "Gold"], "sort_by": "historical_value"}),
+    ("who are the high rollers in France?", {"tiers": ["Platinum", "Gold"], "countries": ["France"],
+                                             "sort_by": "historical_value"}),
+    ("list our heavy hitters", {"tiers": ["Platinum", "Gold"], "sort_by": "historical_value"}),
+    ("the big fish, please", {"tiers": ["Platinum", "Gold"], "sort_by": "historical_value"}),
+    ("who are our MVPs?", {"tiers": ["Platinum", "Gold"]}),
+    # "loyalists" alone are the Loyal segment; "potential loyalists" stay their own segment
+    ("Who are my loyalists?", {"segments": ["Loyal"]}),
+    ("our loyalists in Spain", {"segments": ["Loyal"], "countries": ["Spain"]}),
+    ("show potential loyalists", {"segments": ["Potential Loyalist"]}),
+    # CLV / LTV / lifetime value is customer value
+    ("top 50 silver clients by CLV", {"tiers": ["Silver"], "limit": 50, "sort_by": "customer_value"}),
+    ("rank the gold accounts by LTV", {"tiers": ["Gold"], "sort_by": "customer_value"}),
+    ("customers with the highest customer lifetime value", {"sort_by": "customer_value"}),
+    # a count in a trailing phrase of its own
+    ("the clients that are most valuable, just 12 please", {"limit": 12, "sort_by": "predicted_value"}),
+    ("lapsing customers in Germany - only 30", {"limit": 30, "lifecycle": ["lapsing"], "countries": ["Germany"]}),
+    ("show platinum customers, limit it to 40", {"limit": 40, "tiers": ["Platinum"]}),
+    ("bronze buyers in France, 15 only", {"limit": 15, "tiers": ["Bronze"]}),
+    # a count of days after "only" is no row count
+    ("customers who ordered in the last 30 days only", {"limit": None}),
+])
+def test_marketer_jargon_and_trailing_counts(planner, question, expected):
+    expect(planner.plan(question, []), "find_customers", expected)
+
+
+@pytest.mark.parametrize("question,country", [
+    ("Gold customers from Deutschland", "Germany"), ("clients in España", "Spain"),
+    ("customers in Österreich", "Austria"), ("buyers from the Schweiz", "Switzerland"),
+    ("shoppers in Nederland", "Netherlands"), ("customers from Belgique", "Belgium"),
+    ("clients in Italia", "Italy"), ("customers in Éire", "EIRE"), ("customers in Ireland", "EIRE"),
+    ("accounts in Allemagne", "Germany"), ("customers in Sverige", "Sweden"),
+])
+def test_countries_in_their_own_languages(planner, question, country):
+    expect(planner.plan(question, []), "find_customers", {"countries": [country]})
+
+
+def test_a_place_like_a_foreign_name_is_still_unknown(planner):
+    # "Wakanda" is no typo of the German "Kanada": passed on, so the tool refuses it by name
+    args = expect(planner.plan("What are my top customers in Wakanda?", []), "find_customers", {})
+    assert args["countries"] == ["Wakanda"]
+
+
+@pytest.mark.parametrize("question", ["Plan a welcome campaign for them.", "what welcome offer would suit them?",
+                                      "draft an onboarding campaign for them with 400 pounds"])
+def test_a_welcome_for_new_customers_is_the_second_order_goal(planner, question):
+    first = planner.plan("How many new customers do we have in the UK?", [])
+    args = expect(planner.plan(question, [turn(first)]), "recommend_campaigns", {"goal": "grow"})
+    assert args["countries"] == ["United Kingdom"] and args.get("lifecycle") in (["new"], None)
+

@@ -1,7 +1,8 @@
 """The offline planner's request rules beyond the plain cases: money written as slang or with a dot for
 thousands, order histories with numeric or month-only dates, exports asked for by destination or declined,
 questions about trusting the scores, contact requests, a clarifying question answered, and follow-ups that
-export, rescore or ask a campaign for one customer. Phrasings of our own, not the eval file's."""
+export, rescore or ask a campaign for one customer, the next rows of a list, and a product search with a
+churn qualifier. Phrasings of our own, not the eval file's."""
 
 from __future__ import annotations
 
@@ -211,3 +212,34 @@ def test_a_restated_audience_asks_the_previous_question_again(planner):
     breakdown = planner.plan("Break down value at risk by lifecycle stage.", [])
     expect(planner.plan("and just the Platinum clients?", [turn(breakdown)]), "segment_summary",
            {"tiers": ["Platinum"], "group_by": "lifecycle"})
+
+
+@pytest.mark.parametrize("follow_up,limit,offset", [
+    ("Show me the next 20.", 20, 20), ("and the next 10?", 10, 20), ("10 more please", 10, 20),
+    ("next page", 20, 20), ("more of them", 20, 20), ("give me another 5", 5, 20)])
+def test_the_next_rows_of_a_list(planner, follow_up, limit, offset):
+    first = planner.plan("Top 20 customers by customer value in Germany", [])
+    shown = {"customers": [{"customer_id": str(i)} for i in range(20)], "returned": 20}
+    expect(planner.plan(follow_up, [turn(first, [shown])]), "find_customers",
+           {"sort_by": "customer_value", "countries": ["Germany"], "offset": offset, "limit": limit})
+
+
+def test_the_next_rows_after_a_page_and_a_refined_list_starts_again(planner):
+    first = planner.plan("list lapsing customers, 10 of them", [])
+    second = planner.plan("next 10", [turn(first, [{"customers": [{"customer_id": "1"}] * 10, "returned": 10}])])
+    third = planner.plan("the next 10", [turn(second, [{"customers": [{"customer_id": "1"}] * 10, "returned": 10}])])
+    expect(third, "find_customers", {"lifecycle": ["lapsing"], "offset": 20, "limit": 10})
+    refined = planner.plan("only the gold ones", [turn(third)])
+    assert "offset" not in expect(refined, "find_customers", {"tiers": ["Gold"]})
+    # "the next 30 days" is a time, not rows
+    assert planner.plan("who will buy in the next 30 days?", [turn(first)]).calls[0]["args"].get("offset") is None
+
+
+@pytest.mark.parametrize("question,query_word,filters", [
+    ("At-risk buyers who mostly buy candles and lighting.", "candle", {"at_risk": True}),
+    ("which at risk customers buy lanterns?", "lantern", {"at_risk": True}),
+    ("customers likely to churn who love mugs", "mug", {"min_churn_risk": 0.5}),
+])
+def test_product_interest_with_a_churn_qualifier_is_a_search(planner, question, query_word, filters):
+    args = expect(planner.plan(question, []), "search_profiles", filters)
+    assert query_word in args["query"]

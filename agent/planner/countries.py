@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable
 
 from agent.planner.facts import PlannerFacts
-from agent.planner.vocabulary import COMMON, COUNTRY_ALIASES
+from agent.planner.vocabulary import COMMON, COUNTRY_ALIASES, FOREIGN_COUNTRY_NAMES
 
 # A country given explicitly ("in country 'X'", "country: X", "from country Atlantis"): a value that
 # names no country in the data is passed on, so the tool refuses it by name instead of it being
@@ -83,7 +83,7 @@ def unknown_countries(message: str, facts: PlannerFacts, vocab: Iterable[str]) -
     known = facts.countries()
     if not known:
         return []
-    lower = {c.lower() for c in known} | set(COUNTRY_ALIASES)
+    lower = {c.lower() for c in known} | set(COUNTRY_ALIASES) | set(FOREIGN_COUNTRY_NAMES)
     words = set(vocab) | COMMON
     out: list[str] = []
     for i, pattern in enumerate(COUNTRY_VALUE):

@@ -61,6 +61,15 @@ ADDS_ORDERS = re.compile(r"\b(also|another|add\w*|more|too|as well|plus|extra|ag
 REPLACES_ORDERS = re.compile(r"\b(instead|only|different|other|new (?:customer|client|buyer)|start over)\b")
 # Tools whose answers hold an audience a later "export it" / "download the list" means.
 AUDIENCE_TOOLS = ("find_customers", "segment_summary", "recommend_campaigns", "export_audience")
+# The next rows of the previous list ("show me the next 20", "20 more", "another 10", "the next page", "more of
+# them", "keep going"): the same call past the rows already shown. Not a time ("the next 30 days") or a tier.
+NOT_ROWS = r"(?!\s?(?:%|percent|days?|weeks?|months?|years?|quarters?|orders?|£|" + r"pounds?|quids?|euros?|dollars?))"
+NEXT_PAGE = re.compile(r"\b(?:the )?next (\d{1,3})\b" + NOT_ROWS + r"|\b(\d{1,3}) more\b" + NOT_ROWS
+                       + r"|\banother (\d{1,3})\b" + NOT_ROWS + r"|\bnext (?:page|batch|lot|set|bunch|few|ones|rows|"
+                       r"results|names)\b|\bmore (?:of them|of those|rows|results|names)\b|^\W*(?:show |give me )?"
+                       r"(?:some )?more(?: please)?\W*$|\bkeep (?:going|them coming)\b|\bpage (?:2|two)\b")
+# How many rows a list shows when it names no count (tools.models.DEFAULT_LIMIT).
+DEFAULT_ROWS = 20
 ORDINALS = {"first": 0, "top": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3, "4th": 3,
             "fifth": 4, "5th": 4, "last": -1, "bottom": -1}
 
@@ -95,7 +104,7 @@ def merge_follow_up(text: str, slots: dict[str, Any], previous: dict[str, Any]) 
     if target == prev.intent:
         # keep the previous call's own options (goal, budget, sort, grouping, query) unless restated
         for k, v in prev_args.items():
-            if k not in FILTER_KEYS:
+            if k not in FILTER_KEYS and k != "offset":  # a refined list starts at its first row again
                 args.setdefault(k, v)
     elif target == "export_audience" and prev.intent == "recommend_campaigns":
         for k in ("goal", "budget"):
@@ -108,6 +117,30 @@ def merge_follow_up(text: str, slots: dict[str, Any], previous: dict[str, Any]) 
     if target == "search_profiles" and slots.get("query") and explicit == "search_profiles":
         args["query"] = slots["query"]
     return call_plan(target, args)
+
+
+def next_page(text: str, slots: dict[str, Any], previous: dict[str, Any]) -> Plan | None:
+    """"Show me the next 20" after a list: its call again, its sort and filters kept, starting after the rows
+    already shown (the previous offset plus the rows it returned); the count asked for, else the same count."""
+    m = NEXT_PAGE.search(text)
+    prev = Plan.from_dict(previous.get("plan") or {"intent": ""})
+    if not m or prev.kind != "answer" or len(prev.calls) != 1 or prev.calls[0]["name"] != "find_customers":
+        return None
+    args = dict(prev.calls[0]["args"])
+    shown = rows_returned(previous) or args.get("limit") or DEFAULT_ROWS
+    args["offset"] = int(args.get("offset") or 0) + shown
+    count = slots.get("limit") or next((int(g) for g in m.groups() if g), None)
+    if count:
+        args["limit"] = count
+    return call_plan("find_customers", args)
+
+
+def rows_returned(previous: dict[str, Any]) -> int:
+    """How many customers the previous answer listed (0 when its results are not at hand)."""
+    for result in previous.get("results") or []:
+        if isinstance(result, dict) and isinstance(result.get("customers"), list):
+            return int(result.get("returned") or len(result["customers"]))
+    return 0
 
 
 def _one_customer_again(text: str, slots: dict[str, Any], intent: str, prev_args: dict[str, Any],

@@ -237,7 +237,9 @@ def _request_shape_boosts(text: str, slots: dict[str, Any], has_id: bool) -> Ite
         yield "score_customer", 0.3 if orders else 0.15
         if orders:
             yield "score_customer", 0.3
-    products = bool(slots.get("products")) and bool(slots.get("query")) and not behaviour_phrase(text)
+    # the data's product words after a buying verb are a search also with a churn qualifier ("at-risk buyers who
+    # mostly buy candles"): the qualifier is a filter of the search (search_profiles takes at_risk)
+    products = bool(slots.get("products")) and bool(slots.get("query")) and not behaviour_phrase(text, churn=False)
     if re.search(r"\b(who|customers?|clients?|people|shoppers?|buyers?)\b.{0,30}\b(buy|buys|buying|bought|"
                  r"purchas\w*|love|loves|like|likes|into|collect\w*|interested)\b|\bprofiles?\b|\bmentions?\b|"
                  r"\bbuyers of\b|\bsearch\b", text) and not behaviour_phrase(text):
@@ -314,10 +316,11 @@ def explicit_intent(text: str, slots: dict[str, Any] | None = None) -> str | Non
     return None
 
 
-def behaviour_phrase(text: str) -> bool:
-    """'customers who haven't bought in six months' is a recency filter, not a product search."""
+def behaviour_phrase(text: str, churn: bool = True) -> bool:
+    """'customers who haven't bought in six months' is a recency filter, not a product search; with `churn`,
+    so is any churn wording ("customers likely to stop buying")."""
     if re.search(r"\blooks? like\b|\blike they\b|\blike to (churn|leave)\b|\bany ?more\b|\bno longer\b", text) or \
-            CHURN_PHRASE.search(text):
+            churn and CHURN_PHRASE.search(text):
         return True
     return bool(re.search(r"\b(bought|buy|ordered|purchased)\b\s*(anything|something|from us|again|in the|"
                           r"within|recently|lately|for|since|\d)", text)) or bool(

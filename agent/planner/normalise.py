@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from agent.planner.dates import MONTH_NAMES
 from agent.planner.facts import PlannerFacts
 from agent.planner.numbers import numbers_to_digits
-from agent.planner.vocabulary import COMMON, COUNTRY_ALIASES, EVERYDAY_WORD, EVERYDAY_WORDS, english_words
+from agent.planner.vocabulary import (COMMON, COUNTRY_ALIASES, EVERYDAY_WORD, EVERYDAY_WORDS, FOREIGN_COUNTRY,
+                                      FOREIGN_COUNTRY_NAMES, english_words, read_jargon)
 
 # Domain words no intent example may happen to use, known so typo repair never "corrects" them.
 DOMAIN_WORDS = ("customers customer clients client csv export download campaign budget churn risk value "
@@ -29,11 +30,13 @@ WISH = re.compile(r"\b(i|we)(?:'d| would) like\b")
 
 
 def everyday_words(low: str) -> str:
-    """Everyday words as the planner's own (vocabulary.EVERYDAY_WORDS), a wish as "want", and a near miss
+    """Everyday words as the planner's own (vocabulary.EVERYDAY_WORDS), a wish as "want", a country in its own
+    or a neighbour's language in English ("Deutschland" -> "germany"), and a near miss
     of the opening request verb as that verb."""
     from rapidfuzz import fuzz, process
 
     low = EVERYDAY_WORD.sub(lambda m: EVERYDAY_WORDS[m.group(1)], WISH.sub(r"\1 want", low))
+    low = FOREIGN_COUNTRY.sub(lambda m: FOREIGN_COUNTRY_NAMES[m.group(1)].lower(), low)
     m = OPENING_VERB.match(low)
     if m and m.group(2) not in REQUEST_VERBS:
         hit = process.extractOne(m.group(2), REQUEST_VERBS, scorer=fuzz.ratio, score_cutoff=75)
@@ -107,7 +110,7 @@ class Normaliser:
                 hit = process.extractOne(word, self.product_vocab(), scorer=fuzz.ratio, score_cutoff=85)
             return hit[0] if hit else word
 
-        low = re.sub(r"[a-z]+(?:'[a-z]+)?", fix, everyday_words(text.lower()))
+        low = read_jargon(re.sub(r"[a-z]+(?:'[a-z]+)?", fix, everyday_words(text.lower())))
         # "who by candles" is a frequent misspelling of "buy" that no word list catches; "customers by
         # value" / "by country" is a ranking or a grouping, and stays "by".
         # "by how much they will spend", "by what they spent": a ranking too.

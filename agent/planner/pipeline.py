@@ -13,8 +13,8 @@ from agent.planner.answer import write_answer
 from agent.planner.entities import EntityResolver
 from agent.planner.facts import PlannerFacts, RegistryFacts
 from agent.planner.follow_up import (STRONG_REFERENCE, customer_at, dangling_reference, exports_previous_audience,
-                                     is_follow_up, merge_follow_up, needs_previous, ordinal_ref, ordinal_refs,
-                                     pending_intent,
+                                     is_follow_up, merge_follow_up, needs_previous, next_page, ordinal_ref,
+                                     ordinal_refs, pending_intent,
                                      without_time_words)
 from agent.planner.guard import file_targets, read_quotes, refusal, strip_injection
 from agent.planner.intent import IntentModel, choose_intent, explicit_intent
@@ -129,6 +129,9 @@ def _follow_up_plan(text: str, ref_text: str, slots: dict[str, Any], intent: str
         return build_plan(pending, slots, text, False)
     if exports_previous_audience(text, slots, previous):
         return merge_follow_up(text, slots, previous)
+    page = next_page(text, slots, previous)
+    if page is not None:
+        return page
     several = ordinal_refs(ref_text) if not slots.get("customer_id") else None
     if several:
         ids = [customer_at(previous, i) for i in several]

@@ -31,7 +31,7 @@ ALL_OF_THEM = re.compile(r"\b(?:the lot|the rest|and so on|etc|et cetera|all of 
                          r"the whole lot|all the (?:segments|tiers|stages|countries)|"
                          r"every (?:segment|tier|stage|country))\b")
 # The options each tool takes besides the audience filter (FILTER_KEYS).
-TOOL_OPTIONS = {"find_customers": {"sort_by", "limit"}, "segment_summary": {"group_by"},
+TOOL_OPTIONS = {"find_customers": {"sort_by", "limit", "offset"}, "segment_summary": {"group_by"},
                 "search_profiles": {"query", "limit"}, "recommend_campaigns": {"goal", "budget"},
                 "export_audience": {"goal", "budget", "source", "sort_by", "max_rows", "campaign"}}
 

@@ -60,6 +60,14 @@ ROW_LIMIT = [
     re.compile(r"(?:^|[,.;:!?()\u2013-]\s*|\b(?:and|but|with|please)\s)"
                r"(?:max(?:imum)?\.?|at most|up to|no more than|not more than)\s"
                r"(\d{1,4})\b(?![.,]\d)(?!\s?(?:%|percent|days?|weeks?|months?|years?|" + MONEY_UNIT + "))"),
+    # a count in a trailing phrase of its own ("the most valuable, only ten please", "- just 15", "and only 5",
+    # "10 only", "limit it to 30", "cap the list at 50")
+    re.compile(r"(?:^|[,.;:!?()\u2013-]\s*|\b(?:and|but|please)\s)(?:only|just|(?:and )?no more than)\s(\d{1,4})\b"
+               r"(?![.,]\d)(?!\s?(?:%|percent|days?|weeks?|months?|years?|orders?|times|" + MONEY_UNIT + "))"),
+    re.compile(r"(?:^|[,;:\u2013-]\s*)(\d{1,4}) (?:only|please|is fine|will be fine)\W*$"),
+    re.compile(r"\b(?:limit|cap|restrict|trim|cut|keep)\w* (?:it |that |them |the (?:list|results|rows) |this )?(?:to|at) "
+               r"(?:the (?:top |first )?)?(\d{1,4})\b(?![.,]\d)(?!\s?(?:%|percent|days?|weeks?|months?|years?|"
+               + MONEY_UNIT + "))"),
 ]
 
 

@@ -47,6 +47,58 @@ COUNTRY_ALIASES = {
     "south african": "RSA", "bahraini": "Bahrain", "hong kong": "Hong Kong",
 }
 
+# Countries in their own languages and in their neighbours' ("Deutschland", "España", "Éire", "Allemagne"):
+# read as the English name before typo repair, which would take an accented name apart. Not typo repair's
+# words ("Wakanda" is no typo of "Kanada"): countries.unknown_countries alone knows them as places.
+FOREIGN_COUNTRY_NAMES = {
+    **dict.fromkeys(("deutschland", "allemagne", "alemania", "germania", "duitsland", "tyskland", "niemcy"), "Germany"),
+    **dict.fromkeys(("españa", "espana", "espagne", "spanien", "spagna", "spanje"), "Spain"),
+    **dict.fromkeys(("österreich", "osterreich", "oesterreich", "autriche", "oostenrijk"), "Austria"),
+    **dict.fromkeys(("schweiz", "suisse", "svizzera", "svizra", "zwitserland", "suiza", "helvetia"), "Switzerland"),
+    **dict.fromkeys(("nederland", "niederlande", "pays-bas", "pays bas", "países bajos", "paesi bassi"), "Netherlands"),
+    **dict.fromkeys(("belgique", "belgië", "belgie", "belgien", "bélgica", "belgica", "belgio"), "Belgium"),
+    **dict.fromkeys(("italia", "italien", "italie"), "Italy"),
+    **dict.fromkeys(("éire", "irland", "irlande", "irlanda", "ierland", "poblacht na héireann"), "EIRE"),
+    **dict.fromkeys(("frankreich", "francia", "frankrijk"), "France"),
+    **dict.fromkeys(("danmark", "dänemark", "danemark", "dinamarca"), "Denmark"),
+    **dict.fromkeys(("sverige", "schweden", "suède", "suecia"), "Sweden"),
+    **dict.fromkeys(("norge", "noreg", "norwegen", "norvège", "norvege", "noruega"), "Norway"),
+    **dict.fromkeys(("suomi", "finnland", "finlande", "finlandia"), "Finland"),
+    **dict.fromkeys(("polska", "polen", "pologne", "polonia"), "Poland"),
+    **dict.fromkeys(("ελλάδα", "hellas", "ellada", "griechenland", "grèce", "grecia"), "Greece"),
+    **dict.fromkeys(("ísland", "islande", "islandia"), "Iceland"),
+    **dict.fromkeys(("česko", "cesko", "česká republika", "ceska republika", "czechia", "tschechien"), "Czech Republic"),
+    **dict.fromkeys(("lietuva", "litauen", "lituanie"), "Lithuania"),
+    **dict.fromkeys(("brasil", "brasilien", "brésil"), "Brazil"),
+    **dict.fromkeys(("kanada",), "Canada"),
+    **dict.fromkeys(("nippon", "nihon", "japon"), "Japan"),
+    **dict.fromkeys(("großbritannien", "grossbritannien", "vereinigtes königreich", "royaume-uni", "royaume uni",
+                     "reino unido", "regno unito"), "United Kingdom"),
+}
+FOREIGN_COUNTRY = re.compile(r"(?<![\w-])(" + "|".join(sorted(map(re.escape, FOREIGN_COUNTRY_NAMES), key=len, reverse=True))
+                             + r")(?![\w-])")
+
+# Marketers' jargon for groups of customers and for a figure, read as the planner's own words after typo repair:
+# the most valuable customers ("whales", "high rollers", "heavy hitters", "big fish") are the big spenders (the
+# top tiers ranked by what they spent, as TOP_GROUP and SORTS read them); "MVPs" are VIPs; "loyalists" (not the
+# "Potential Loyalist" segment) are the Loyal segment; CLV / LTV / lifetime value is customer value (trailing
+# revenue plus predicted value, README), not lifetime spend.
+JARGON = [
+    (r"\b(?:whales?|high[- ]?rollers?|heavy[- ]?hitters?|big fish|biggest fish|big[- ]ticket (?:customers|clients|"
+     r"buyers|shoppers|accounts))\b(?: (?:customers|clients|buyers|shoppers|accounts|ones))?", "big spenders"),
+    (r"\bmvps\b", "vips"),
+    (r"(?<!potential )(?<!potential-)\bloyalists\b", "loyal customers"),
+    (r"\b(?:c\.?l\.?t?\.?v|l\.?t\.?v|customer lifetime value|lifetime value)\b\.?", "customer value"),
+]
+
+
+def read_jargon(text: str) -> str:
+    """The text with marketers' jargon (JARGON) in the planner's own words."""
+    for pattern, words in JARGON:
+        text = re.sub(pattern, words, text)
+    return text
+
+
 # Segments whose names are everyday words, read only with their cue, and short forms of names; the
 # other segment names are matched against the data's own (agent.planner.entities).
 # The RFM segment "At Risk" named with its cue ("the 'At Risk' RFM segment", "segment at risk", "RFM at risk"):
@@ -66,6 +118,11 @@ GOALS = [
     # a second order is growth, also when the customers "come back" for it ("a second-order campaign", "get
     # first-time buyers to come back for a second order"): checked before the reactivation words
     (r"(?:second|2nd)[- ](?:order|purchase|sale|basket)", "grow"),
+    # a welcome for new customers is the second-order playbook's ("plan a welcome campaign for them", "a welcome
+    # offer for the newbies", "welcome our new buyers"); a "welcome flow" in an email tool is only its list
+    (r"\bwelcome (?:campaign|offer|push|promo\w*|programme|program|discount|voucher|coupon|incentive|initiative|"
+     r"playbook|journey|deal|gift|pack|drive|plan)s?\b|\bwelcome (?:them|(?:our |the |all )?new)\b|"
+     r"\bonboarding (?:campaign|offer|push|programme|program|journey|plan)\b", "grow"),
     # also as non-native speakers write it ("recuperate the clients", "recover lost customers", "regain them")
     (r"win ?-?back|winback|win them back|win back|losing|we'?re losing|re-?engage|recuperat\w*|recover\w*|regain\w*|"
      r"get (?:them|(?:\w+ ){0,3}(?:customers|clients|buyers|shoppers)) back|"
@@ -221,7 +278,8 @@ STOP = set("find show me list give the a an of for to in on at who whom which th
            "customer clients client people shoppers buyers buyer those these ones search profiles profile whose "
            "mention mentions mentioning buy buys buying bought purchase purchases purchasing purchased love loves like "
            "likes into interested collect collects collecting are is our my we us and or please with many things "
-           "stuff type sort kind lot lots usually often really all any some wholesale-type wholesale".split())
+           "stuff type sort kind lot lots usually often really all any some wholesale-type wholesale mostly mainly "
+           "largely primarily chiefly especially regularly frequently".split())
 
 
 @functools.lru_cache(maxsize=1)
