@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import csv
 import re
+import socket
+import time
 from pathlib import Path
+
+from agent.display import event_parts
 
 REPO = Path(__file__).resolve().parent.parent
 SHOTS = REPO / "test-output" / "ui"
@@ -150,3 +154,25 @@ def painted_at(page, timeout_ms: int) -> float:
     """The epoch ms `watch_first_paint` noted (waits for it)."""
     page.wait_for_function("() => window.vdPainted > 0", timeout=timeout_ms)
     return float(page.evaluate("() => window.vdPainted"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class TimedService:
+    """The real agent service, noting when (epoch ms) each answer event left it."""
+
+    def __init__(self, service):
+        self.service, self.answered_at = service, []
+
+    def __getattr__(self, name):
+        return getattr(self.service, name)
+
+    def stream(self, message, session_id):
+        for event in self.service.stream(message, session_id):
+            if event_parts(event)[0] == "answer":
+                self.answered_at.append(time.time() * 1000)
+            yield event

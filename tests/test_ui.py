@@ -16,9 +16,7 @@ tests/test_ui_results.py.
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -26,10 +24,9 @@ import pytest
 
 import ui
 from _ui_page import (
-    ANSWER_TIMEOUT_MS, ask, axis_domain, chat_text, download, example, lift_geometry, mark_fills, money_value,
-    painted_at, row_count, shot, table, top, wait_for_step, wait_idle, watch_first_paint,
+    ANSWER_TIMEOUT_MS, TimedService, ask, axis_domain, chat_text, download, example, free_port, lift_geometry,
+    mark_fills, money_value, painted_at, row_count, shot, table, top, wait_for_step, wait_idle, watch_first_paint,
 )
-from agent.display import event_parts
 from agent.display_charts import TIER_COLOURS
 from predictor import figures
 from agent.settings import AgentSettings
@@ -72,28 +69,6 @@ def customers(built_settings) -> pd.DataFrame:
     return frame.set_index(frame["customer_id"].astype(str))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class TimedService:
-    """The real agent service, noting when (epoch ms) each answer event left it."""
-
-    def __init__(self, service):
-        self.service, self.answered_at = service, []
-
-    def __getattr__(self, name):
-        return getattr(self.service, name)
-
-    def stream(self, message, session_id):
-        for event in self.service.stream(message, session_id):
-            if event_parts(event)[0] == "answer":
-                self.answered_at.append(time.time() * 1000)
-            yield event
-
-
 @pytest.fixture(scope="module")
 def service(built_settings) -> TimedService:
     from agent.service import AgentService
@@ -104,7 +79,7 @@ def service(built_settings) -> TimedService:
 @pytest.fixture(scope="module")
 def app_url(built_settings, service):
     demo = ui.build_app(service=service, settings=built_settings)
-    port = _free_port()
+    port = free_port()
     bootstrap.launch(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
@@ -120,29 +95,27 @@ def browser(chromium):
         browser.close()
 
 
-@pytest.fixture
-def page(browser, app_url):
+def _app_page(browser, app_url, **context_options):
     """A fresh browser session (its own cookies, so its own chat session id) with the app loaded."""
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
+    context = browser.new_context(**context_options)
     page = context.new_page()
     page.set_default_timeout(30_000)
     page.goto(app_url)
     page.wait_for_selector("#vd-backend :text('offline planner')")
     yield page
     context.close()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    yield from _app_page(browser, app_url, viewport={"width": 1440, "height": 900}, accept_downloads=True)
 
 
 @pytest.fixture
 def phone(browser, app_url):
     """The app on a 390x844 phone screen."""
-    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
-                                  device_scale_factor=2)
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    page.goto(app_url)
-    page.wait_for_selector("#vd-backend :text('offline planner')")
-    yield page
-    context.close()
+    yield from _app_page(browser, app_url, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                         device_scale_factor=2)
 
 
 # --------------------------------------------------------------------------- browser tests
