@@ -9,9 +9,10 @@ from typing import Any
 
 import pandas as pd
 
+from predictor.customers.audience import TIERS
 from predictor.figures import GLOSSARY, name, pct
 
-TIER_ORDER = ["Platinum", "Gold", "Silver", "Bronze"]
+TIER_ORDER = list(TIERS)  # best first, as predictor.customers.audience orders them
 
 # Columns of the customer table, in display order; a tool result may carry any subset.
 CUSTOMER_COLUMNS = [

@@ -13,10 +13,11 @@ from typing import Any
 
 import pandas as pd
 
+from predictor.customers.audience import TIERS
 from predictor.figures import money, name, pct
 from agent.display_table import playbook_label
 
-TIER_ORDER = ["Platinum", "Gold", "Silver", "Bronze"]
+TIER_ORDER = list(TIERS)  # best first, as predictor.customers.audience orders them
 # One colour per tier, in every chart (the legend colours match the tier's name: platinum, gold, silver, bronze).
 TIER_COLOURS = {"Platinum": "#4f5d95", "Gold": "#d4a514", "Silver": "#9aa3ad", "Bronze": "#b0642a"}
 # The segment-summary measures a value chart stacks by group, in the order a marketer reads them.

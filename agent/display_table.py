@@ -16,7 +16,8 @@ from typing import Any
 import pandas as pd
 
 from predictor.customers.tiers import AT_RISK_STAGES
-from predictor.figures import GLOSSARY, money, name, pct, roi
+from predictor.campaigns.wording import playbook_label as campaign_words
+from predictor.figures import GLOSSARY, money, name, pct, plural, roi
 
 MONEY_COLUMNS = ("predicted_value", "value_at_risk", "customer_value", "historical_value", "revenue_12m",
                  "cost", "expected_incremental_revenue", "expected_net_value")
@@ -42,11 +43,6 @@ CAMPAIGN_COLUMNS = ["name", "goal", "channel", "offer_text", "audience_size", "c
                     "expected_incremental_revenue", "expected_net_value", "roi"]
 
 
-def plural(count: int, noun: str, nouns: str | None = None) -> str:
-    """"1 customer", "217 customers", "1,204 customers"."""
-    return f"{count:,} {noun if count == 1 else (nouns or noun + 's')}"
-
-
 def column_label(column: str, currency: str = "£") -> str:
     """The header a marketer reads: the glossary's name, capitalised, with its unit."""
     label = PLAIN_NAMES.get(column) or name(column).capitalize()
@@ -58,8 +54,9 @@ def column_label(column: str, currency: str = "£") -> str:
 
 
 def playbook_label(campaign_id: Any) -> str:
-    """A playbook id as words: welcome_second_order -> "Welcome second order", vip_retention -> "VIP retention"."""
-    words = str(campaign_id or "").replace("_", " ").strip()
+    """A playbook id in the answers' words (predictor.campaigns.wording), as a table shows a name:
+    welcome_second_order -> "Welcome second order", vip_retention -> "VIP retention", win_back -> "Win-back"."""
+    words = campaign_words(str(campaign_id or "")).strip()
     words = " ".join("VIP" if w.lower() == "vip" else w for w in words.split())
     return words[:1].upper() + words[1:]
 

@@ -89,6 +89,11 @@ def pct(value: Any) -> str:
     return f"{v * 100:.0f}%"
 
 
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """"1 customer", "217 customers", "1,204 customers"."""
+    return f"{count:,} {noun if count == 1 else (nouns or noun + 's')}"
+
+
 def roi(value: Any) -> str:
     """ROI (expected net value over cost) as a percentage of the cost with separators: 11.4 -> "1,140%"
     (a share of cost, not a probability, so no "over 99%" cap)."""

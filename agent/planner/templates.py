@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from predictor.figures import money, name, pct, roi
+from predictor.figures import money, name, pct, plural, roi
 from predictor.settings import Settings
 
 # Figure names come from the one glossary (predictor.figures): the same column never has two names.
@@ -226,7 +226,7 @@ def export_audience(result: dict, args: dict, settings: Settings) -> str:
     cols = ", ".join(result.get("columns") or [])
     # A campaign export lists each campaign's control group too: say so, or a marketer mails them all.
     control = result.get("control_rows") or 0
-    rows = f"{result['rows']:,} customer{'' if result['rows'] == 1 else 's'}"
+    rows = plural(result["rows"], "customer")
     note = (f" {control:,} of them (group 'control') are the plan's control groups: do not contact them; their "
             "orders against the treated customers' measure the lift." if control else "")
     return (f"Exported {rows} to {result.get('file') or result['path']} (columns: {cols}).{note} "

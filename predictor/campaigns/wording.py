@@ -9,6 +9,7 @@ from typing import Any
 
 from predictor.campaigns.catalogue import Playbook
 from predictor.customers.audience import CustomerFilter
+from predictor.figures import plural
 
 # How a playbook's identifier reads in a sentence, where a hyphen is the usual spelling.
 _HYPHENATED = {"win back": "win-back", "cross sell": "cross-sell", "up sell": "upsell"}
@@ -32,7 +33,7 @@ def playbook_label(playbook: Playbook | str) -> str:
 
 
 def customers_word(n: int) -> str:
-    return f"{n:,} customer" + ("" if n == 1 else "s")
+    return plural(n, "customer")
 
 
 def _pct(value: float) -> str:
