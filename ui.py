@@ -2,14 +2,15 @@
 
 Run it with `python ui.py` (or `valuedesk ui`); the first-run build, the warm-up and the launch are
 the wiring's (valuedesk.bootstrap), and the words, tables, charts and cards shown come from
-agent.display and agent.display_* (answer, table, charts, page).
+agent.display and agent.display_* (answer, table, charts, spread, lift, page).
 
 This module is an adapter only: it turns the agent's events (tool_start, tool_end, token, answer,
 error) into chat messages, a status line, tables, charts, a customer card and downloads (the events
 become a `Turn` in agent.display_turn). Every number on screen comes from a tool result; the only
 tools it calls itself go through the shared registry: `export_audience`, to turn an answer's audience
 into a CSV on request, and the answer's own find_customers call again with another `offset` when a
-marketer pages through every matching row (Next / Previous).
+marketer pages through every matching row (Next / Previous), or with another `sort_by` from the first
+row when they click the header of a column it ranks by (so a sort covers every matching row, not a page).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import os
 import sys
 import time
 import uuid
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,7 @@ def _results_column() -> list:
                      elem_classes=["vd-sortable"]),
         gr.BarPlot(x="tier", y="customers", color="tier", color_map=TIER_COLOURS, sort=TIER_ORDER,
                    label="Customers per tier", x_title="Tier", y_title="Customers", elem_id="vd-tier-plot", **common),
+        gr.HTML(elem_id="vd-spread-plot", visible=False, label="Predicted value per customer, by tier"),
         gr.BarPlot(x="measure", y="amount", color="group", label="Value by tier (£)", x_title="", y_title="£",
                    sort=[measure_label(m) for m in VALUE_MEASURES], tooltip=["group", "measure", "shown"],
                    elem_id="vd-value-plot", **common),
@@ -155,7 +156,15 @@ def build_app(service: Any, settings: Any, index_status: Any = None):
 
     def turn_page(results: AnswerResults | None, step: int):
         """Another page of the answer's list: find_customers again with the next or previous `offset`."""
-        page = results.page_call(step) if results else None
+        return requery(results, results.page_call(step) if results else None)
+
+    def sort_rows(request: str, results: AnswerResults | None):
+        """A header click on a list longer than its page (the page's script sends "header|time"): find_customers
+        again, every matching row ranked by that column, from the first row."""
+        return requery(results, results.sort_call((request or "").rsplit("|", 1)[0]) if results else None)
+
+    def requery(results: AnswerResults | None, page: dict[str, Any] | None):
+        """The answer's list from find_customers again (another page, another ranking): the results column."""
         if page is None:
             return (*([gr.skip()] * RESULT_OUTPUTS), results)
         result, problem = call_tool(page["tool"], page["args"])
@@ -184,9 +193,9 @@ def build_app(service: Any, settings: Any, index_status: Any = None):
         turn = Turn(history=[], finished=True)
         return ("", turn.history, "", *outputs_for(turn)[2:], uuid.uuid4().hex)
 
-    with warnings.catch_warnings():  # Gradio 6 prefers css/head at launch(); the wiring's launch passes neither
-        warnings.simplefilter("ignore", UserWarning)
-        demo = gr.Blocks(title="ValueDesk", fill_width=True, css=CSS, head=HEAD)
+    # Gradio 6 takes the page's CSS and <head> at launch(), not in Blocks(): the wiring's launch passes these.
+    demo = gr.Blocks(title="ValueDesk", fill_width=True)
+    demo.valuedesk_page = {"css": CSS, "head": HEAD}
     with demo:
         session, audience, results_state = gr.State(None), gr.State(None), gr.State(None)
         gr.Markdown("# ValueDesk\nCustomer value, churn risk and campaigns, answered from your own data.",
@@ -214,6 +223,9 @@ def build_app(service: Any, settings: Any, index_status: Any = None):
             backend = gr.Markdown(elem_id="vd-backend")
             index_note = gr.Markdown(elem_id="vd-index-status")
             index_timer = gr.Timer(2.0, active=index_status is not None)
+            # In the page but never shown: a header click on a paged list asks for all rows ranked by it.
+            sort_request = gr.Textbox(visible="hidden", elem_id="vd-sort-request")
+            sort_go = gr.Button("Rank all rows", visible="hidden", elem_id="vd-sort-go")
 
         view = [chat, status, *results_view, download, export_btn, export_note, audience, results_state]
         chat_io = dict(fn=respond, inputs=[box, chat, session], outputs=[box, *view, session], show_progress="hidden")
@@ -224,6 +236,7 @@ def build_app(service: Any, settings: Any, index_status: Any = None):
         for button, step in ((results_view[4], -1), (results_view[5], 1)):
             button.click(lambda r, step=step: turn_page(r, step), inputs=results_state,
                          outputs=[*results_view, results_state])
+        sort_go.click(sort_rows, inputs=[sort_request, results_state], outputs=[*results_view, results_state])
         export_btn.click(export_audience, inputs=audience, outputs=[download, export_btn, export_note])
         new.click(new_chat, inputs=session, outputs=[box, *view, session])
         chat.clear(new_chat, inputs=session, outputs=[box, *view, session])

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from predictor.figures import money, name, pct
-from agent.display_charts import campaign_value, group_colours, risk_value_points, tier_counts, value_by_group
-from agent.display_lift import lift_chart
-from agent.display_table import (
-    campaign_table, playbook_label, customer_focus, customer_table, glossary_caption, plural, table_summary,
+from agent.display_charts import (
+    campaign_value, group_colours, risk_value_points, tier_counts, value_axis, value_by_group,
 )
+from agent.display_lift import lift_chart
+from agent.display_spread import spread_chart
+from agent.display_table import (
+    campaign_table, column_label, playbook_label, customer_focus, customer_table, glossary_caption, plural,
+    table_summary,
+)
+from tools.models import SortKey
 
 LIST_TOOLS = ("find_customers", "search_profiles")
 # The status line while a tool runs: what it does, in words (the tool's name follows in brackets).
@@ -29,6 +34,7 @@ TOOL_PROGRESS = {
 }
 PAGED_TOOL = "find_customers"  # pages with `offset`; search_profiles returns its best hits only
 PAGE_SIZE = 20  # find_customers' default limit: a page when the answer's call named none
+RANKABLE = get_args(SortKey)  # the columns find_customers ranks every matching row by (its `sort_by`)
 
 
 @dataclass
@@ -72,15 +78,22 @@ class AnswerResults:
         self.rows.clear()
         self.collect(tool, args, result)
 
-    def campaign_ids(self) -> list[str]:
-        """The playbook ids these results name (a plan's campaigns, a customer's next best action)."""
-        ids = [str(c.get("name")) for c in self.campaigns if c.get("name")]
-        action = (self.detail or {}).get("next_best_action") or {}
-        return ids + ([str(action["campaign"])] if action.get("campaign") else [])
-
     @property
     def customer_rows(self) -> list[dict[str, Any]]:
         return list(self.rows.values())
+
+    def sort_call(self, header: str) -> dict[str, Any] | None:
+        """find_customers again, ranked by the column under `header` (as the table heads it), from the first
+        row: a header click on a list longer than one page ranks every matching row, not the page on screen.
+        None when the list does not page or find_customers does not rank by that column."""
+        call = self.list_call
+        if not call or call["tool"] != PAGED_TOOL or (call["total"] <= call["shown"] and not call["offset"]):
+            return None
+        column = next((c for c in RANKABLE if column_label(c, self.currency) == header.strip()), None)
+        if column is None:
+            return None
+        size = int(call["args"].get("limit") or PAGE_SIZE)
+        return {"tool": PAGED_TOOL, "args": {**call["args"], "sort_by": column, "limit": size, "offset": 0}}
 
     def page_call(self, step: int) -> dict[str, Any] | None:
         """find_customers again for the next (`step` 1) or previous (-1) page of the same list, in the same
@@ -164,10 +177,11 @@ _LISTED = re.compile(r"^\s*(\d+)\.\s+(?:Customer\s+)?(\S+?)[\s(:,]")
 _TABLE_LINE = re.compile(r"^\s*\|.*\|\s*$")
 
 
-def answer_for_screen(text: str, shown_ids: set[str], campaign_ids: list[str] = ()) -> str:
+def answer_for_screen(text: str, shown_ids: set[str]) -> str:
     """The answer text next to its table: a numbered list of the customers the table shows keeps its first
     line (the top customer) and points to the table for the rest; a markdown table the screen already
-    shows is dropped; playbook ids read as words; "1 customers" reads "1 customer"."""
+    shows is dropped; "1 customers" reads "1 customer". (Campaigns are named in words by the answer's own
+    templates, from the tool's `label`: the screen does not rewrite them.)"""
     lines, out, listed = text.splitlines(), [], 0
     for line in lines:
         match = _LISTED.match(line)
@@ -183,16 +197,14 @@ def answer_for_screen(text: str, shown_ids: set[str], campaign_ids: list[str] = 
         first = next(i for i, line in enumerate(out) if _LISTED.match(line))
         out.insert(first + 1, f"…and {plural(listed - 1, 'more customer')} in the table.")
     text = "\n".join(out)
-    for cid in sorted(set(campaign_ids), key=len, reverse=True):
-        text = re.sub(rf"\b{re.escape(cid)}\b", playbook_label(cid), text)
     return re.sub(r"(?<![\d.,])1 (customer|row|order)s\b", r"1 \1", text)
 
 
 def results_panels(results: AnswerResults) -> list[dict[str, Any]]:
     """What the results column shows for one answer, one dict of component settings per panel, in the
     screen's order: summary line, customer card, customer table, pager (line, previous, next), campaign
-    table, customers per tier, value by tier or segment, churn risk vs value, campaign cost vs revenue,
-    the model's lift chart, glossary."""
+    table, customers per tier, predicted value's spread per tier, value by tier or segment, churn risk vs
+    value, campaign cost vs revenue, the model's lift chart, glossary."""
     rows, currency = results.customer_rows, results.currency
     single = len(rows) == 1  # one customer is a card, never a one-point chart or a one-row table
     customers = customer_table([] if single else rows, (results.list_call or {}).get("focus", "at_risk"), currency)
@@ -201,6 +213,7 @@ def results_panels(results: AnswerResults) -> list[dict[str, Any]]:
     glossary = glossary_caption(dict.fromkeys([*customers.columns, *campaigns.columns]), currency)
     tiers = tier_counts(results.groups if results.group_by == "tier" else [])
     values = value_by_group(results.groups, currency)
+    spread = spread_chart(results.groups, results.group_by, currency)
     points, spend = risk_value_points(rows, currency), campaign_value(results.campaigns, currency)
     group_word = (results.group_by or "group").replace("segment", "RFM segment")
     return [
@@ -212,9 +225,10 @@ def results_panels(results: AnswerResults) -> list[dict[str, Any]]:
         {"visible": bool(pages), "interactive": forward is not None},
         {"value": campaigns.value(), "visible": not campaigns.empty},
         {"value": tiers, "visible": not tiers.empty},
+        {"value": spread, "visible": bool(spread)},
         {"value": values, "visible": not values.empty, "color_map": group_colours(results.groups),
          "label": f"Value by {group_word} ({currency})"},
-        {"value": points, "visible": not points.empty},
+        {"value": points, "visible": not points.empty, "y_lim": value_axis(points, "predicted_value")},
         {"value": spend, "visible": not spend.empty},
         {"value": lift_chart(results.lift, results.validation, currency), "visible": bool(results.lift)},
         {"value": glossary, "visible": bool(glossary)},

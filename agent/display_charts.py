@@ -9,6 +9,7 @@ chart), and a campaign plan's cost against its expected incremental revenue. No 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pandas as pd
@@ -28,6 +29,17 @@ MAX_GROUPS = 10  # a value chart over 38 countries is unreadable: the biggest gr
 
 def measure_label(column: str) -> str:
     return name(column).capitalize()
+
+
+def axis_top(high: float) -> tuple[float, float]:
+    """(top, step) of a value axis from zero that holds `high` with a little room: round steps (1, 2, 2.5
+    or 5 times a power of ten), at most five of them."""
+    if not high or high <= 0 or not math.isfinite(high):
+        return 1.0, 0.25
+    raw = high * 1.05 / 5
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    return step * math.ceil(high * 1.05 / step - 1e-9), step
 
 
 def tier_counts(groups: list[dict[str, Any]]) -> pd.DataFrame:
@@ -57,6 +69,13 @@ def risk_value_points(rows: list[dict[str, Any]], currency: str = "£") -> pd.Da
     if len(points) < 2:
         return pd.DataFrame(columns=["customer", "tier", "churn_risk", "predicted_value", "shown"])
     return pd.DataFrame(points)
+
+
+def value_axis(frame: pd.DataFrame, column: str) -> list[float]:
+    """[0, top] of a money axis over `frame[column]`: from zero, with room above the highest value (Vega's
+    own domain can end exactly at the top point and clip it)."""
+    high = float(frame[column].max()) if not frame.empty else 0.0
+    return [0.0, float(axis_top(high)[0])]
 
 
 def campaign_value(campaigns: list[dict[str, Any]], currency: str = "£") -> pd.DataFrame:

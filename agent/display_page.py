@@ -1,8 +1,9 @@
 """The chat page's look and small behaviours: CSS (desktop and a 390 px phone) and two scripts.
 
 Kept out of ui.py so the adapter stays an adapter. The scripts only act on the page's own elements:
-a click on a table's column header sorts by that column (Gradio's own sort, through the header menu,
-so the values sort as numbers), and a finished answer is scrolled into view even after a tool step
+a click on a table's column header sorts by that column (a list longer than its page is ranked again by
+find_customers, through ui.py; a shorter one by Gradio's own sort, through the header menu, so the values
+sort as numbers), and a finished answer is scrolled into view even after a tool step
 was expanded (Gradio's chat stops auto-scrolling once its height changes under the reader).
 """
 
@@ -27,10 +28,11 @@ CSS = """
 .vd-fig span { display: block; font-size: 0.8rem; color: var(--body-text-color-subdued); }
 .vd-fig b { font-size: 1.1rem; }
 .vd-example { flex: 0 1 auto !important; min-width: 0 !important; }
-.vd-lift { margin: 0; }
+.vd-lift, .vd-spread { margin: 0; }
+.vd-spread-label { paint-order: stroke; stroke: var(--block-background-fill); stroke-width: 3px; }
 .vd-lift-label { paint-order: stroke; stroke: var(--block-background-fill); stroke-width: 3px; }
 .vd-lift-title { font-size: 0.9rem; color: var(--body-text-color-subdued); margin-bottom: 4px; }
-.vd-lift figcaption { font-size: 0.9rem; margin-top: 2px; }
+.vd-lift figcaption, .vd-spread figcaption { font-size: 0.9rem; margin-top: 2px; }
 #vd-page p { margin: 0; font-size: 0.9rem; }
 @media (max-width: 700px) {
   #vd-title p { display: none; }
@@ -47,8 +49,11 @@ CSS = """
 }
 """
 
-# Sorting on a header click: Gradio 6 sorts from the header's menu; a click on the header itself opens
-# that menu and picks the direction (largest first on the first click, then the other way).
+# Sorting on a header click. A customer list longer than its page (the pager shows "Rows 1-20 of 931") is
+# ranked again by the tool: the header's name goes to the hidden #vd-sort-request box and #vd-sort-go asks
+# find_customers for every matching row ranked by that column (highest first; ui.sort_rows), so the sort
+# never covers only the page on screen. A list that fits on screen sorts in the browser: Gradio 6 sorts from
+# the header's menu; a click on the header opens it and picks the direction (largest first, then the other way).
 HEAD = """
 <script>
 (() => {
@@ -57,9 +62,22 @@ HEAD = """
       .find(b => b.textContent.trim().startsWith(label));
     if (item) item.click();
   };
+  const paged = (th) => {
+    const pager = document.querySelector('#vd-page');
+    return !!th.closest('#vd-table') && !!pager && pager.offsetParent !== null && /^Rows /.test(pager.innerText.trim());
+  };
+  const rankAll = (th) => {
+    const box = document.querySelector('#vd-sort-request textarea, #vd-sort-request input');
+    const go = document.querySelector('#vd-sort-go');
+    if (!box || !go) return;
+    box.value = (th.getAttribute('title') || th.innerText).trim() + '|' + Date.now();
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+    setTimeout(() => go.click(), 0);
+  };
   document.addEventListener('click', (event) => {
     const th = event.target.closest && event.target.closest('.vd-sortable th[role=columnheader]');
     if (!th || event.target.closest('button')) return;
+    if (paged(th)) { rankAll(th); return; }
     const menu = th.querySelector('.cell-menu-button');
     if (!menu) return;
     const next = th.dataset.vdSort === 'desc' ? 'asc' : 'desc';

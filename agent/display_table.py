@@ -16,8 +16,8 @@ from typing import Any
 import pandas as pd
 
 from predictor.customers.tiers import AT_RISK_STAGES
-from predictor.campaigns.wording import playbook_label as campaign_words
 from predictor.figures import GLOSSARY, money, name, pct, plural, roi
+from tools.functions.campaigns import campaign_label
 
 MONEY_COLUMNS = ("predicted_value", "value_at_risk", "customer_value", "historical_value", "revenue_12m",
                  "cost", "expected_incremental_revenue", "expected_net_value")
@@ -54,11 +54,9 @@ def column_label(column: str, currency: str = "£") -> str:
 
 
 def playbook_label(campaign_id: Any) -> str:
-    """A playbook id in the answers' words (predictor.campaigns.wording), as a table shows a name:
-    welcome_second_order -> "Welcome second order", vip_retention -> "VIP retention", win_back -> "Win-back"."""
-    words = campaign_words(str(campaign_id or "")).strip()
-    words = " ".join("VIP" if w.lower() == "vip" else w for w in words.split())
-    return words[:1].upper() + words[1:]
+    """A playbook id as the recommend_campaigns tool labels it (tools.functions.campaigns.campaign_label, on
+    predictor.campaigns.wording): welcome_second_order -> "Welcome second order", win_back -> "Win-back"."""
+    return campaign_label(campaign_id)
 
 
 def customer_focus(tool: str, args: dict[str, Any] | None, result: dict[str, Any] | None = None) -> str:
@@ -171,7 +169,9 @@ def table_summary(shown: int, total: int | None, noun: str = "customer", ranked_
         text = f"**{plural(total, noun)}**" + (" match" if noun == "customer" else "")
     if ranked_by:
         text += f", ranked by {name(ranked_by)}"
-    text += ". Click a column header to sort."
+    # A list longer than its page is ranked again by the tool (every matching row), on the columns it ranks by.
+    text += f". Click a £ or % column's header to rank all {total:,} by it." if total > shown else \
+        ". Click a column header to sort."
     if horizon_days:
         text += f" Predicted value and churn risk cover the next {horizon_days} days."
     return text

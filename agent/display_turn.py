@@ -125,7 +125,7 @@ class Turn:
         if not text:
             text = "I have no answer to that. Try one of the example questions."
         # The table next to the answer shows the rows: the text keeps the top one and points to the table.
-        text = answer_for_screen(text, self.table_ids(), self.results.campaign_ids())
+        text = answer_for_screen(text, self.table_ids())
         if self._text is not None:  # the reply is the authoritative text; tokens were its preview
             self.history[self._text]["content"] = text
         else:

@@ -176,3 +176,17 @@ class TimedService:
             if event_parts(event)[0] == "answer":
                 self.answered_at.append(time.time() * 1000)
             yield event
+
+
+def spread_geometry(page) -> list[dict]:
+    """The tier spread chart as drawn: per tier its quantiles (data-p10 ... data-p90), axis top, box fill, the
+    on-screen x of its zero tick, box edges and median line, and whether the box lies inside its axis."""
+    return page.eval_on_selector("#vd-spread-plot", """el => Array.from(el.querySelectorAll('g.vd-spread-box'))
+        .map(g => { const x = e => e.getBoundingClientRect(); const box = x(g.querySelector('rect.vd-box'));
+            const axis = g.previousElementSibling; const ticks = Array.from(axis.querySelectorAll('line[data-tick]'));
+            return {tier: g.dataset.tier, top: +g.dataset.axisTop,
+                    fill: g.querySelector('rect.vd-box').getAttribute('fill'),
+                    q: ['p10', 'p25', 'p50', 'p75', 'p90'].map(k => +g.dataset[k]), zero_tick: +ticks[0].dataset.tick,
+                    zero: x(ticks[0]).left, end: x(ticks[ticks.length - 1]).left,
+                    box_left: box.left, box_right: box.right,
+                    median: x(g.querySelector('line.vd-median')).left, label: axis.getAttribute('aria-label')}; })""")

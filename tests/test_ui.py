@@ -1,17 +1,11 @@
-"""The chat UI (ui.py) in a real headless browser, over a data directory built from real Online Retail.
-
-Playwright for Python drives Debian's chromium (/usr/bin/chromium, installed by
-scripts/setup_browser.sh; `playwright install` is never used: it downloads a browser). The app is
-served in-process on a free 127.0.0.1 port with the real offline agent service. Screenshots go to
-test-output/ui/ (docs/screenshots/ holds copies of the main screens).
-
-What a marketer sees is checked against the built customer table: formatted money and percentages,
-sorting by a header click, the chart shown with its answer (axis from zero, one colour per tier), the
-model's lift chart, every matching row reachable page by page, a single customer as a card, the phone's
-first screen, and the time from the agent's answer to the answer and its table on screen. The page
-helpers are tests/_ui_page.py; the tests without a browser are tests/test_ui_adapter.py and
-tests/test_ui_results.py.
-"""
+"""The chat UI (ui.py) in a real headless browser (Debian's /usr/bin/chromium through Playwright, from
+scripts/setup_browser.sh; never `playwright install`), served in-process on a free 127.0.0.1 port with the
+real offline agent service over a build of the real Online Retail data. Screenshots: test-output/ui/
+(docs/screenshots/ holds copies). Checked against the built customer table: formatted money and percentages,
+sorting (a paged list ranked by the tool), the chart with its answer (axes from zero, one colour per tier,
+the spread per tier), the lift chart, paging, the customer card, the phone's first screen, and the first
+paint after the agent's answer. Page helpers: tests/_ui_page.py; no browser: tests/test_ui_adapter.py and
+tests/test_ui_results.py."""
 
 from __future__ import annotations
 
@@ -25,11 +19,14 @@ import pytest
 import ui
 from _ui_page import (
     ANSWER_TIMEOUT_MS, TimedService, ask, axis_domain, chat_text, download, example, free_port, lift_geometry,
-    mark_fills, money_value, painted_at, row_count, shot, table, top, wait_for_step, wait_idle, watch_first_paint,
+    mark_fills, money_value, painted_at, row_count, shot, spread_geometry, table, top, wait_for_step, wait_idle,
+    watch_first_paint,
 )
-from agent.display_charts import TIER_COLOURS
+from agent.display_charts import TIER_COLOURS, axis_top
 from predictor import figures
 from agent.settings import AgentSettings
+from tools.deps import ToolDeps
+from tools.registry import ToolRegistry
 from valuedesk import bootstrap
 
 REPO = Path(__file__).resolve().parent.parent
@@ -157,6 +154,9 @@ def test_at_risk_answer_reads_fast_with_a_formatted_sortable_table_and_its_chart
     # The chart comes with the answer (no tab to find): one point per listed customer, tier colours, from 0.
     page.wait_for_selector("#vd-scatter-plot svg", state="visible")
     assert axis_domain(page, "vd-scatter-plot", "Y")[0] == 0 and axis_domain(page, "vd-scatter-plot", "X")[0] == 0
+    # The highest point sits inside the plot: an explicit £ domain from zero with room above it.
+    top_value = customers.loc[ids, "predicted_value"].max()
+    assert axis_domain(page, "vd-scatter-plot", "Y")[1] == axis_top(top_value)[0] >= 1.05 * top_value
     assert mark_fills(page, "vd-scatter-plot") <= {c.lower() for c in TIER_COLOURS.values()}
 
     # A header click sorts numerically (£912 below £8,108), a second click the other way.
@@ -178,7 +178,7 @@ def test_at_risk_answer_reads_fast_with_a_formatted_sortable_table_and_its_chart
     assert customers.loc[[r["customer_id"] for r in exported], "at_risk"].all()
 
 
-def test_next_and_previous_page_through_every_matching_row(page, customers):
+def test_next_and_previous_page_through_every_matching_row(page, customers, built_settings):
     ask(page, "show my lapsed customers")
     wait_for_step(page, "find_customers")
     wait_idle(page)
@@ -203,6 +203,16 @@ def test_next_and_previous_page_through_every_matching_row(page, customers):
     page.click("#vd-prev")
     page.wait_for_function("() => document.querySelector('#vd-page').innerText.includes('Rows 1–20')")
     assert [r[0] for r in table(page, "vd-table")[1]] == first
+
+    # A header click ranks every matching row (find_customers again), not the 20 on screen.
+    page.click("#vd-table th:has-text('Predicted value (£)')")
+    page.wait_for_function("() => document.querySelector('#vd-summary').innerText.includes('ranked by predicted value')")
+    wait_idle(page)
+    best = ToolRegistry(ToolDeps(built_settings)).call("find_customers", {
+        "lifecycle": ["lapsed"], "sort_by": "predicted_value", "limit": 20}).result["customers"]
+    ranked = [r[0] for r in table(page, "vd-table")[1]]
+    assert ranked == [b["customer_id"] for b in best] and ranked[0] == lapsed["predicted_value"].idxmax()
+    assert page.inner_text("#vd-page").strip() == f"Rows 1–20 of {len(lapsed):,}"
 
 
 def test_one_customer_is_a_card_not_a_chart(page, customers):
@@ -302,6 +312,14 @@ def test_tier_charts_start_at_zero_in_one_colour_per_tier(page, customers):
     tier_fills = mark_fills(page, "vd-tier-plot")
     assert tier_fills == {TIER_COLOURS[t].lower() for t in customers["tier"].unique()}
     assert mark_fills(page, "vd-value-plot") == tier_fills  # the same tier, the same colour, in every chart
+    # Predicted value's spread per tier: the table's own quantiles, each tier's £ axis from zero, tier colours.
+    spread = spread_geometry(page)
+    quantiles = customers.groupby("tier")["predicted_value"].quantile([0.1, 0.25, 0.5, 0.75, 0.9]).unstack()
+    assert [s["tier"] for s in spread] == [t for t in TIER_COLOURS if t in quantiles.index]
+    for s in spread:
+        assert s["q"] == pytest.approx(quantiles.loc[s["tier"]].round(2).tolist(), abs=0.011)
+        assert s["fill"] == TIER_COLOURS[s["tier"]] and s["zero_tick"] == 0 and "values from 0 to" in s["label"]
+        assert s["zero"] <= s["box_left"] <= s["median"] <= s["box_right"] <= s["end"] and s["top"] >= s["q"][-1]
     answer = chat_text(page).rsplit("Tool: segment_summary", 1)[1]
     for tier, count in customers["tier"].value_counts().items():
         assert f"{tier}: {count:,} customer" in answer
@@ -315,9 +333,6 @@ def test_tier_charts_start_at_zero_in_one_colour_per_tier(page, customers):
 
 
 def test_the_model_answer_shows_its_lift_chart(page, built_settings):
-    from tools.deps import ToolDeps
-    from tools.registry import ToolRegistry
-
     lift = ToolRegistry(ToolDeps(built_settings)).call("model_report", {}).result["validation"]["lift_by_decile"]
     example(page, "how good is the model?")
     wait_for_step(page, "model_report")

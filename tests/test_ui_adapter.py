@@ -7,6 +7,8 @@ The browser tests are tests/test_ui.py.
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 import ui
@@ -122,8 +124,7 @@ def test_a_listed_table_is_not_repeated_in_the_answer_text():
     assert "Customer 11" in shown and "Customer 12" not in shown and "Customer 13" not in shown
     assert "2 more customers in the table" in shown and shown.endswith("Note: x.")
     assert display_answer.answer_for_screen(text, set()) == text  # no table: the list stays
-    plan = display_answer.answer_for_screen("- welcome_second_order: 1 customers", set(), ["welcome_second_order"])
-    assert plan == "- Welcome second order: 1 customer"
+    assert display_answer.answer_for_screen("- Win-back: 1 customers", set()) == "- Win-back: 1 customer"
 
 
 def test_tables_keep_numbers_and_show_them_formatted():
@@ -154,7 +155,7 @@ def test_one_customer_is_a_card_and_charts_start_from_tool_figures():
         "value_at_risk": 99.0, "currency": "£", "next_best_action": {"campaign": "vip_retention",
                                                                        "expected_net_value": 12.0}})
     panels = display_answer.results_panels(results)
-    card, table, scatter = panels[1], panels[2], panels[7]
+    card, table, scatter = panels[1], panels[2], panels[10]
     assert card["visible"] and "Customer 7" in card["value"] and money(1234.5, "£") in card["value"]
     assert pct(0.2) in card["value"] and "VIP retention" in card["value"]
     assert not table["visible"] and not scatter["visible"]
@@ -186,3 +187,47 @@ def test_the_pager_asks_the_same_tool_for_the_next_and_previous_rows():
     assert [p.get("interactive") for p in panels[4:6]] == [True, False]  # Previous on, Next off at the end
     results.collect("find_customers", args, {"total_matching": 7, "returned": 7, "customers": []})
     assert results.page_call(1) is None and display_answer.pager_line(results) == ""
+
+
+def test_the_page_css_and_head_go_to_launch_the_gradio_6_way(tmp_path, monkeypatch):
+    """Gradio 6 takes css/head at launch(): the app passes none to Blocks() (no deprecation warning to
+    silence) and valuedesk.bootstrap.launch hands the page's own to launch()."""
+    from agent import display_page
+    from agent.settings import AgentSettings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        demo = ui.build_app(service=_Service(), settings=AgentSettings(data_dir=tmp_path))
+    assert not [w for w in caught if "launch()" in str(w.message)]
+    assert demo._deprecated_css is None and demo._deprecated_head is None
+    launched = {}
+    monkeypatch.setattr(demo, "launch", lambda **kw: launched.update(kw))
+    bootstrap.launch(demo, "127.0.0.1", 7999, prevent_thread_lock=True)
+    assert launched["css"] == display_page.CSS and launched["head"] == display_page.HEAD
+    assert launched["server_port"] == 7999 and launched["prevent_thread_lock"]
+    bootstrap.launch(demo, "127.0.0.1", 7999, css="x")
+    assert launched["css"] == "x" and launched["head"] == display_page.HEAD
+
+
+def test_a_header_click_on_a_paged_list_ranks_every_row_through_the_tool():
+    results = display_answer.AnswerResults()
+    args = {"lifecycle": ["lapsed"], "limit": 20, "offset": 40}
+    results.collect("find_customers", args, {"total_matching": 90, "returned": 20, "sort_by": "value_at_risk",
+                                             "customers": [{"customer_id": str(i)} for i in range(20)]})
+    assert results.sort_call("Predicted value (£)") == {"tool": "find_customers", "args": {
+        "lifecycle": ["lapsed"], "limit": 20, "offset": 0, "sort_by": "predicted_value"}}
+    assert results.sort_call("Churn risk (%)")["args"]["sort_by"] == "churn_risk"
+    assert results.sort_call("Last order") is None  # find_customers does not rank by it
+    assert "rank all 90 by it" in display_answer.list_summary(results)
+    results.collect("find_customers", {}, {"total_matching": 7, "returned": 7, "customers": []})
+    assert results.sort_call("Predicted value (£)") is None  # one page: the browser sorts it whole
+
+
+def test_the_scatter_axis_has_room_above_its_highest_point():
+    rows = [{"customer_id": str(i), "tier": "Gold", "churn_risk": 0.1 * i, "predicted_value": v}
+            for i, v in enumerate([120.0, 9_980.0, 4_000.0])]
+    results = display_answer.AnswerResults()
+    results.collect("find_customers", {}, {"total_matching": 3, "returned": 3, "customers": rows})
+    scatter = display_answer.results_panels(results)[10]
+    assert scatter["visible"] and scatter["y_lim"][0] == 0 and scatter["y_lim"][1] >= 9_980.0 * 1.05
+    assert display_charts.axis_top(9_980.0) == (12_500, 2_500)

@@ -9,8 +9,10 @@ import re
 
 import pytest
 
+from _agent_support import agent_embedder, copy_tables, make_settings, no_real_llm, offline_service  # noqa: F401
 from _tools_data import tools_settings
-from agent import display_answer, display_lift
+from agent import display_answer, display_lift, display_spread
+from predictor.campaigns.catalogue import load_catalogue
 from predictor.figures import pct
 from tools.deps import ToolDeps
 from tools.registry import ToolRegistry
@@ -74,7 +76,7 @@ def test_the_model_answer_shows_the_lift_chart_of_its_report(registry):
     lift = report["validation"]["lift_by_decile"]
     results = display_answer.AnswerResults()
     results.collect("model_report", {}, report)
-    panel = display_answer.results_panels(results)[11]
+    panel = display_answer.results_panels(results)[12]
     assert panel["visible"]
     html = panel["value"]
     shares = [float(v) for v in re.findall(r"class='vd-lift-bar'[^>]*data-share='([-\d.e]+)'", html)]
@@ -91,10 +93,10 @@ def test_a_report_from_before_the_lift_shows_no_chart(registry):
     older = {**report, "validation": {k: v for k, v in report["validation"].items() if k != "lift_by_decile"}}
     results = display_answer.AnswerResults()
     results.collect("model_report", {}, older)
-    panel = display_answer.results_panels(results)[11]
+    panel = display_answer.results_panels(results)[12]
     assert not panel["visible"] and panel["value"] == ""
     results.collect("model_report", {}, {**report, "validation": None})
-    assert not display_answer.results_panels(results)[11]["visible"]
+    assert not display_answer.results_panels(results)[12]["visible"]
 
 
 def test_a_decile_of_returns_takes_the_axis_below_zero():
@@ -103,3 +105,34 @@ def test_a_decile_of_returns_takes_the_axis_below_zero():
     html = display_lift.lift_chart(lift)
     assert "values from -10% to 50%" in html and "data-tick='-0.1'" in html
     assert display_lift.lift_chart([]) == ""
+
+
+def test_the_tier_summary_carries_each_tiers_spread_of_predicted_value(registry):
+    """segment_summary's per-group quantiles are the table's own (numpy's linear quantiles), filter applied."""
+    from tools.deps import ToolDeps
+
+    frame = ToolDeps(tools_settings()).customers.frame
+    for args, rows in (({}, frame), ({"lifecycle": ["lapsed"]}, frame[frame["lifecycle"] == "lapsed"])):
+        result = ok(registry, "segment_summary", args)
+        for group in result["groups"]:
+            values = rows.loc[rows["tier"] == group["group"], "predicted_value"].dropna()
+            expected = values.quantile([0.1, 0.25, 0.5, 0.75, 0.9]).round(2).tolist()
+            assert list(group["predicted_value_quantiles"].values()) == pytest.approx(expected, abs=0.011)
+            assert list(group["predicted_value_quantiles"]) == ["p10", "p25", "p50", "p75", "p90"]
+    results = display_answer.AnswerResults()
+    results.collect("segment_summary", {}, result)
+    html = display_spread.spread_chart(results.groups, results.group_by)
+    assert html.count("class='vd-spread-box'") == len(result["groups"])
+    assert "values from 0 to" in html and "data-p50=" in html  # a money axis from zero
+
+
+def test_a_campaign_answer_names_its_campaigns_in_words(agent_embedder, tmp_path):
+    """The offline answer words each playbook from the tool's `label` (no snake_case id on screen), and the
+    tool result carries the label for an LLM backend too."""
+    service = offline_service(make_settings(copy_tables(tmp_path)), agent_embedder)
+    reply = service.chat("plan a win-back campaign for lapsed customers with a £2,000 budget", "words")
+    plan = next(c for c in reply.tool_calls if c.name == "recommend_campaigns").result
+    assert plan["campaigns"] and all(c["label"] and "_" not in c["label"] for c in plan["campaigns"])
+    assert "Win-back" in reply.answer and [c["label"] for c in plan["campaigns"]][0] in reply.answer
+    ids = [p.name for p in load_catalogue().playbooks if "_" in p.name]
+    assert not [i for i in ids if i in reply.answer], reply.answer

@@ -71,8 +71,7 @@ ErrorCode = Literal[
     # The disk under the data directory failed (full or quota: 507; read-only or not permitted: 503).
     "insufficient_storage", "storage_unavailable",
     # Transport-level kinds the HTTP surface adds around a call.
-    "unauthorized", "payload_too_large", "method_not_allowed", "bad_request",
-]
+    "unauthorized", "payload_too_large", "method_not_allowed", "bad_request"]
 
 
 class ToolError(Out):
@@ -213,6 +212,7 @@ class SegmentGroup(Out):
     predicted_value: float
     value_at_risk: float
     mean_churn_risk: float
+    predicted_value_quantiles: dict[str, float] | None = Field(None, description="P10, P25, median (p50), P75, P90.")
 
 
 class SegmentSummaryResult(Out):
@@ -289,6 +289,7 @@ class CampaignPlanItem(Out):
     model_config = ConfigDict(extra="ignore")
 
     name: str
+    label: str | None = Field(None, description="The campaign's name in words, e.g. 'Win-back'.")
     description: str | None = None
     goal: str | None = None
     channel: str | None = None

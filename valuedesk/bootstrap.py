@@ -94,13 +94,19 @@ def warm(service: Any) -> None:
     threading.Thread(target=run, name="valuedesk-warm", daemon=True).start()
 
 
-def launch(demo, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **kwargs):
-    """Serve the app; files under the data directory's exports folder may be downloaded."""
+def launch(demo, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, css: str | None = None,
+           head: str | None = None, **kwargs):
+    """Serve the app; files under the data directory's exports folder may be downloaded.
+
+    Gradio 6 takes the page's CSS and <head> (scripts) at launch(), no longer in Blocks(): `css` and `head`
+    default to the app's own (`demo.valuedesk_page`, set by ui.build_app)."""
     allowed = list(getattr(demo, "valuedesk_allowed_paths", []))
     for path in allowed:
         Path(path).mkdir(parents=True, exist_ok=True)
+    page = getattr(demo, "valuedesk_page", {})
     return demo.queue(default_concurrency_limit=4).launch(
-        server_name=host, server_port=port, allowed_paths=allowed, show_error=False, **kwargs)
+        server_name=host, server_port=port, allowed_paths=allowed, show_error=False,
+        css=page.get("css") if css is None else css, head=page.get("head") if head is None else head, **kwargs)
 
 
 # --------------------------------------------------------------------------- command line

@@ -58,7 +58,7 @@ def one_customer_campaign_text(detail: dict[str, Any]) -> str:
     a campaign plan chooses customers from an audience within a budget, so one customer's plan is their
     next best action, one contact the budget does not limit. No figure: the detail above holds them."""
     nba = detail.get("next_best_action") or {}
-    action = (f"their next best action ({nba['campaign']}, above): one contact, which the budget does not limit"
+    action = (f"their next best action ({templates.campaign_label(nba['campaign'])}, above): one contact, which the budget does not limit"
               if nba.get("campaign") else "their next best action, and none has a positive expected net value for them")
     stage = detail.get("lifecycle")
     like = " ".join(x for x in (detail.get("tier"), "customers") if x) + (f" in the {stage} stage" if stage else "")

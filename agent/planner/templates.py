@@ -11,6 +11,8 @@ from typing import Any
 
 from predictor.figures import money, name, pct, plural, roi
 from predictor.settings import Settings
+from predictor.campaigns.wording import playbook_label
+from tools.functions.campaigns import campaign_label  # a playbook id in words: "Win-back", not win_back
 
 # Figure names come from the one glossary (predictor.figures): the same column never has two names.
 SORT_LABEL = {key: name(key) for key in ("value_at_risk", "predicted_value", "historical_value", "churn_risk",
@@ -161,7 +163,7 @@ def get_customer(result: dict, args: dict, settings: Settings) -> str:
         lines.append("- Suggested products: " + "; ".join(f'"{p}"' for p in c["suggested_products"][:3]))
     nba = c.get("next_best_action")
     if nba:
-        lines.append(f"- Next best action: {nba['campaign']}"
+        lines.append(f"- Next best action: {campaign_label(nba['campaign'])}"
                      + (f" ({nba['offer']})" if nba.get("offer") else "")
                      + (f" via {nba['channel']}" if nba.get("channel") else "")
                      + (f", expected net value {money(nba['expected_net_value'], cur)}"
@@ -195,14 +197,15 @@ def recommend_campaigns(result: dict, args: dict, settings: Settings) -> str:
     who = describe_filter(args, cur)
     camps = result.get("campaigns") or []
     budget = result.get("budget")
-    head = f"Campaign plan for {who}" + (f" ({result['goal']})" if result.get("goal") else "") + (
+    goal = playbook_label(result["goal"]) if result.get("goal") else None  # "win-back", not win_back
+    head = f"Campaign plan for {who}" + (f" ({goal})" if goal else "") + (
         f" with a budget of {money(budget, cur)}" if budget is not None else "") + ":"
     if not camps:
         notes = " ".join(result.get("notes") or [])
         return f"{head} no campaign has a positive expected net value for this audience. {notes}".strip()
     lines = [head]
     for c in camps[:8]:
-        line = (f"- {c['name']}" + (f" ({c['channel']}" + (f", {c['offer_text']}" if c.get("offer_text") else "") + ")"
+        line = (f"- {c.get('label') or campaign_label(c['name'])}" + (f" ({c['channel']}" + (f", {c['offer_text']}" if c.get("offer_text") else "") + ")"
                                     if c.get("channel") else "")
                 + f": {c['audience_size']:,} customers"
                 + (f" plus a control group of {c['control_group_size']:,}" if c.get("control_group_size") else "")

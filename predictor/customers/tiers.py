@@ -290,3 +290,37 @@ def apply_tiers(scores: pd.DataFrame, config: TierConfig | None = None,
     out["at_risk"] = flag_at_risk(scores, out["lifecycle"], lifecycle)
     out = out.join(rfm_scores(scores)).join(add_value_at_risk(scores))
     return out
+
+
+# The spread of a value within each group (tier, lifecycle, ...): P10, P25, median, P75, P90.
+VALUE_QUANTILES = {"p10": 0.1, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p90": 0.9}
+
+
+def quantiles_by_group(values: np.ndarray, codes: np.ndarray, k: int,
+                       descending: np.ndarray | None = None) -> list[dict[str, float] | None]:
+    """VALUE_QUANTILES of `values` within each of the `k` groups `codes` names (0..k-1; -1 leaves a row out;
+    NaN values are left out), interpolated as numpy's default (linear); None for a group with no value.
+
+    `descending` may pass the rows already ordered by value, highest first (a cached sort order): each
+    group is then one stable pass over small integer codes, not a float sort per call."""
+    values = np.asarray(values, dtype=float)
+    if descending is None:
+        descending = np.argsort(-np.nan_to_num(values, nan=-np.inf), kind="stable")
+    ordered, groups = values[descending], np.asarray(codes)[descending]
+    keep = ~np.isnan(ordered) & (groups >= 0)
+    ordered, groups = ordered[keep], groups[keep].astype(np.int16 if k < 2 ** 15 else np.int64)
+    by_group = np.argsort(groups, kind="stable")  # each group's values stay highest first
+    ordered, bounds = ordered[by_group], np.searchsorted(groups[by_group], np.arange(k + 1))
+    out: list[dict[str, float] | None] = []
+    for g in range(k):
+        run = ordered[bounds[g]:bounds[g + 1]][::-1]  # lowest first: numpy's linear quantile, read off the run
+        out.append({key: round(_sorted_quantile(run, q), 2) for key, q in VALUE_QUANTILES.items()}
+                   if len(run) else None)
+    return out
+
+
+def _sorted_quantile(run: np.ndarray, q: float) -> float:
+    pos = q * (len(run) - 1)
+    low = int(math.floor(pos))
+    high = min(low + 1, len(run) - 1)
+    return float(run[low] + (run[high] - run[low]) * (pos - low))

@@ -23,6 +23,16 @@ log = logging.getLogger(__name__)
 MAX_IDS_PER_CAMPAIGN = 200
 
 
+def campaign_label(playbook: Any) -> str:
+    """A playbook id as a campaign's name reads (the `label` of each planned campaign): the answers' words
+    (predictor.campaigns.wording.playbook_label), capitalised: win_back -> "Win-back", vip_retention ->
+    "VIP retention", welcome_second_order -> "Welcome second order"."""
+    from predictor.campaigns.wording import playbook_label
+
+    words = " ".join("VIP" if w.lower() == "vip" else w for w in playbook_label(str(playbook or "")).split())
+    return words[:1].upper() + words[1:]
+
+
 def _plan(args: CampaignArgs, deps: ToolDeps, list_ids: int | None = None) -> Any:
     from predictor.campaigns.planning import plan_campaigns
 
@@ -52,6 +62,7 @@ def recommend_campaigns(args: CampaignArgs, deps: ToolDeps) -> RecommendCampaign
         item["customer_ids"] = result.customer_ids
         item["customer_ids_truncated"] = result.audience_size > len(result.customer_ids)
         item["control_group_size"] = result.control_group_size
+        item["label"] = campaign_label(item["name"])
         campaigns.append(CampaignPlanItem.model_validate(item))
     plan["currency"] = deps.settings.currency_symbol
     return RecommendCampaignsResult.model_validate({**plan, "campaigns": campaigns})

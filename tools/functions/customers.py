@@ -5,11 +5,13 @@ scored by the trained model without retraining)."""
 from __future__ import annotations
 
 import logging
+import weakref
 
 import numpy as np
 import pandas as pd
 
 from predictor.customers.audience import TIERS
+from predictor.customers.tiers import quantiles_by_group
 from predictor.errors import ValueDeskError
 from predictor.figures import value_at_risk_explained
 from tools.deps import ToolDeps
@@ -126,6 +128,23 @@ def get_customer(args: GetCustomerArgs, deps: ToolDeps) -> CustomerDetail:
 # ---------------------------------------------------------------- segment_summary
 
 
+# Each table's unfiltered spreads per grouping, computed once (tens of ms on a million customers).
+_SPREADS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _value_spread(store: CustomerStore, group_by: str, codes: np.ndarray, keep: np.ndarray | None) -> list:
+    """P10, P25, median, P75 and P90 of predicted value per group (predictor.customers.tiers), over the
+    table's cached value order; the whole table's once per grouping."""
+    cached = _SPREADS.setdefault(store, {})
+    if keep is None and group_by in cached:
+        return cached[group_by]
+    spread = quantiles_by_group(store.numbers["predicted_value"], codes if keep is None else np.where(keep, codes, -1),
+                                len(store.labels[group_by].categories) + 1, store.orders["predicted_value"])
+    if keep is None:
+        cached[group_by] = spread
+    return spread
+
+
 def segment_summary(args: SegmentSummaryArgs, deps: ToolDeps) -> SegmentSummaryResult:
     """Customer counts, revenue (trailing 12 months and all history), predicted value, value at risk
     and mean churn risk, grouped by tier (default), lifecycle, segment or country, for all customers
@@ -136,6 +155,7 @@ def segment_summary(args: SegmentSummaryArgs, deps: ToolDeps) -> SegmentSummaryR
     labels = store.labels[group_by]
     codes = labels.codes.astype(np.int64) + 1  # 0 = missing label
     keep = store.mask(customer_filter(args, deps))
+    spread = _value_spread(store, group_by, codes, keep)
     if keep is not None:
         codes = codes[keep]
     k = len(labels.categories) + 1
@@ -156,7 +176,7 @@ def segment_summary(args: SegmentSummaryArgs, deps: ToolDeps) -> SegmentSummaryR
     groups = [SegmentGroup(group=names[g], customers=int(counts[g]), share=round(counts[g] / total, 4),
                            revenue_12m=round(revenue[g], 2), historical_value=round(history[g], 2),
                            predicted_value=round(predicted[g], 2), value_at_risk=round(risk[g], 2),
-                           mean_churn_risk=round(churn[g] / counts[g], 4))
+                           mean_churn_risk=round(churn[g] / counts[g], 4), predicted_value_quantiles=spread[g])
               for g in range(k) if counts[g]]
     if group_by == "tier":
         rank = {t: i for i, t in enumerate(TIERS)}
