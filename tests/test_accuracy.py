@@ -45,14 +45,20 @@ def test_online_retail_meets_the_bar(online_retail_report):
         assert ours[metric] >= last[metric] - 0.01, metric
     assert ours["churn_auc"] > bg["churn_auc"]
     assert total_error(ours) < min(total_error(bg), total_error(last))
-    # Less than a year of history: the user is told seasonality cannot be learnt directly.
+    # Less than a year of history: the user is told seasonality cannot be learnt directly; no label as
+    # long as the 183-day horizon: that the total and the interval are the weakest figures, and why.
     assert any("season" in w for w in online_retail_report["warnings"])
+    parts = {limit["part"] for limit in online_retail_report["training"]["history_limits"]}
+    assert {"total", "interval", "churn_risk", "seasonality"} == parts
 
 
 def test_interval_and_churn_are_calibrated_enough(online_retail_report, cdnow_report):
     for report in (online_retail_report, cdnow_report):
         ours = report["models"]["xgboost"]
-        assert 0.7 <= ours["interval_coverage_p10_p90"] <= 0.97
+        # Conformalised on the validation window: narrowed from the raw boosters' 86-98% (issue 17 asks
+        # 75-85% on every split; the README's rolling table says where it still misses).
+        assert report["training"]["interval_shift"] < 0
+        assert 0.7 <= ours["interval_coverage_p10_p90"] <= 0.9
         assert ours["brier"] < report["models"]["bgnbd_gg"]["brier"] + 0.01
 
 

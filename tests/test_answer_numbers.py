@@ -320,3 +320,13 @@ def test_an_empty_list_names_the_step_that_emptied_it(registry):
 def test_both_grounding_checks_read_under_and_over_as_bounds(text, evidence, grounded):
     assert (groundedness(text, Evidence().add(evidence)).ungrounded == []) is grounded
     assert (grounding.unverified(text, grounding.evidence_from([evidence])) == []) is grounded
+
+
+def test_model_report_says_every_short_history_limit(registry):
+    # The test build has under a year of history and no label as long as its horizon: the answer names
+    # each weak part (the total, the interval, churn risk, seasonality), not just the first three.
+    result, text = answer(registry, "model_report", {})
+    assert len(result["warnings"]) >= 4
+    for warning in result["warnings"]:
+        assert f"Warning: {warning}" in text
+    assert any("Treat the total as a rough guide" in w for w in result["warnings"])

@@ -270,6 +270,6 @@ def model_report(result: dict, args: dict, settings: Settings) -> str:
                  + (f"; it predicts the next {r['horizon_days']} days" if r.get("horizon_days") else "") + ".")
     if r.get("customers_scored") is not None:
         lines.append(f"{r['customers_scored']:,} customers are scored with {r.get('features')} features.")
-    for w in (r.get("warnings") or [])[:3]:
+    for w in r.get("warnings") or []:
         lines.append(f"Warning: {w}")
     return "\n".join(lines)

@@ -49,6 +49,11 @@ class ModelBundle:
 
 def save_model(model: CLVModel, model_dir: Path, data_fingerprint: str, evaluation: dict | None = None) -> ModelBundle:
     """Write a new version folder completely, then point `current` at it in one rename."""
+    if getattr(model, "text", None) is not None:
+        # Text features are an evaluation-only ablation (dropped by measurement): the one-customer
+        # rescoring path and the artifact's feature list know the behaviour features only.
+        raise ValueError("A model trained with text_feature_dims > 0 cannot be saved; text features are for "
+                         "`bench/bench_text_features.py` only.")
     model_dir.mkdir(parents=True, exist_ok=True)
     version = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     staging = Path(tempfile.mkdtemp(dir=model_dir, prefix=f".{version}."))
@@ -69,10 +74,14 @@ def save_model(model: CLVModel, model_dir: Path, data_fingerprint: str, evaluati
             "params": model.params,
             "blend_weight": model.blend_weight,
             "last_period_scale": model.last_period_scale,
+            # The level chosen on the validation window and the interval's conformal shift (log1p spend).
+            "total_scale": model.total_scale,
+            "interval_shift": model.interval_shift,
             "metrics": model.validation_metrics,
             "validation": model.validation,
             "evaluation": evaluation,
             "warnings": model.warnings,
+            "history_limits": model.history_limits,
             "fit_seconds": model.fit_seconds,
             "calibrator": {"x": model.calibrator.X_thresholds_.tolist(), "y": model.calibrator.y_thresholds_.tolist()},
             "bgnbd_params": bg.bgf.params_.to_dict() if bg is not None else None,
@@ -162,12 +171,16 @@ def _restore(metadata: dict, current: Path, verify, shown, BetaGeoFitter, GammaG
     model.calibrator = calibrator
     model.blend_weight = metadata["blend_weight"]
     model.last_period_scale = metadata["last_period_scale"]
+    # Models saved before the level and the conformal interval existed: no rescaling, the raw interval.
+    model.total_scale = metadata.get("total_scale", 1.0)
+    model.interval_shift = metadata.get("interval_shift", 0.0)
     model.params = metadata["params"]
     model.training_window = metadata["training_window"]
     model.data_range = metadata["data_range"]
     model.validation_metrics = metadata["metrics"]
     model.validation = metadata.get("validation")
     model.warnings = metadata.get("warnings", [])
+    model.history_limits = metadata.get("history_limits", [])
     model.fit_seconds = metadata.get("fit_seconds", 0.0)
     model.scoring_bg = None
     if metadata.get("bgnbd_params"):

@@ -20,6 +20,8 @@ from sklearn.metrics import log_loss
 from predictor.model.baselines import BGNBDGammaGamma, LastPeriodSpend, rfm_summary
 from predictor.errors import EvaluationWindowError, ValueDeskError
 from predictor.model.features import FEATURES, CustomerHistory, compute_features, compute_labels, day_start
+from predictor.model.intervals import conformal_shift, fit_interval, interval_bounds
+from predictor.model.limits import history_limits
 from predictor.model.metrics import decile_lift, held_out_quality, normalized_gini
 
 BG_FEATURES = ["bg_expected_orders", "bg_p_alive", "bg_predicted_value", "bg_churn_risk", "last_period_value"]
@@ -50,6 +52,9 @@ class TrainingConfig:
     n_jobs: int = 2
     random_seed: int = 42
     blend_grid: tuple = tuple(np.round(np.linspace(0, 1, 11), 2))
+    # Product-name text features (predictor/model/text_features.py), 0 = off: an ablation option that
+    # evaluation can switch on; saved models never carry them (see the README's ablation table).
+    text_feature_dims: int = 0
 
     # The newest share of the history held out to choose the model (between min_label_days and the horizon).
     validation_share: float = 0.35
@@ -99,13 +104,15 @@ def training_cutoffs(start: pd.Timestamp, end: pd.Timestamp, config: TrainingCon
 
 
 def feature_frame(history: CustomerHistory, cutoff, label_days: int, config: TrainingConfig,
-                  bg: BGNBDGammaGamma | None = None) -> tuple[pd.DataFrame, BGNBDGammaGamma | None]:
+                  bg: BGNBDGammaGamma | None = None, text=None) -> tuple[pd.DataFrame, BGNBDGammaGamma | None]:
     """Behaviour features plus the baselines' own outputs refitted at this cutoff.
 
-    Pass a fitted `bg` to reuse population parameters (rescoring one customer cannot refit them)."""
+    Pass a fitted `bg` to reuse population parameters (rescoring one customer cannot refit them), and a
+    fitted text reducer (`text.columns`, `text.transform(history, cutoff)`) to append text features."""
     features = compute_features(history, cutoff, label_days)
+    text_columns = list(text.columns) if text is not None else []
     if features.empty:
-        return features.reindex(columns=MODEL_FEATURES + ["label_scale"]), bg
+        return features.reindex(columns=MODEL_FEATURES + text_columns + ["label_scale"]), bg
     summary = rfm_summary(history, cutoff).reindex(features.index)
     if bg is None:
         bg = BGNBDGammaGamma(max_fit_customers=config.bg_fit_customers, random_seed=config.random_seed).fit(summary)
@@ -123,18 +130,21 @@ def feature_frame(history: CustomerHistory, cutoff, label_days: int, config: Tra
     features["bg_predicted_value"] = predicted["predicted_value"]
     features["bg_churn_risk"] = predicted["churn_risk"]
     features["last_period_value"] = LastPeriodSpend().predict(history, cutoff, label_days, features.index)
-    return features[MODEL_FEATURES + ["label_scale"]], bg
+    if text is not None:
+        features = features.join(text.transform(history, cutoff).reindex(features.index).fillna(0.0))
+    return features[MODEL_FEATURES + text_columns + ["label_scale"]], bg
 
 
 def label_scale(x: pd.DataFrame, label_days: int, config: TrainingConfig) -> np.ndarray:
     return x["label_scale"].to_numpy(float)
 
 
-def stack_rows(history: CustomerHistory, pairs, config: TrainingConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+def stack_rows(history: CustomerHistory, pairs, config: TrainingConfig,
+               text=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Training rows from several cutoffs; the spend target is scaled to the full horizon."""
     xs, ys = [], []
     for cutoff, label_days in pairs:
-        x, _ = feature_frame(history, cutoff, label_days, config)
+        x, _ = feature_frame(history, cutoff, label_days, config, text=text)
         if x.empty:
             continue
         y = compute_labels(history, cutoff, label_days, x.index)
@@ -164,12 +174,6 @@ def _churn_model(depth: int, rounds: int, config: TrainingConfig) -> xgb.XGBClas
                              random_state=config.random_seed)
 
 
-def _interval_model(config: TrainingConfig) -> xgb.XGBRegressor:
-    return xgb.XGBRegressor(objective="reg:quantileerror", quantile_alpha=np.array([0.1, 0.9]), max_depth=3,
-                            n_estimators=config.interval_estimators, learning_rate=0.08, tree_method="hist",
-                            max_bin=128, n_jobs=config.n_jobs, random_state=config.random_seed)
-
-
 def _next_order_model(config: TrainingConfig) -> xgb.XGBRegressor:
     return xgb.XGBRegressor(objective="reg:squarederror", max_depth=3, n_estimators=100, learning_rate=0.08,
                             tree_method="hist", max_bin=128, n_jobs=config.n_jobs, random_state=config.random_seed)
@@ -185,6 +189,11 @@ class CLVModel:
     """fit(history, end) on everything known at `end`; predict(history, cutoff) for every customer."""
 
     config: TrainingConfig = field(default_factory=TrainingConfig)
+    text: object = None  # the fitted product-text reducer when config.text_feature_dims > 0
+
+    @property
+    def feature_names(self) -> list[str]:
+        return MODEL_FEATURES + (list(self.text.columns) if getattr(self, "text", None) is not None else [])
 
     def fit(self, history: CustomerHistory, end=None) -> "CLVModel":
         started = time.perf_counter()
@@ -192,6 +201,10 @@ class CLVModel:
         history = history.before(end) if end is not None else history
         start, end = history.start, day_start(end if end is not None else history.end)
         span = (end - start) / pd.Timedelta(days=1)
+        if cfg.text_feature_dims > 0:
+            from predictor.model.text_features import ProductTextFeatures
+
+            self.text = ProductTextFeatures(cfg.text_feature_dims, cfg.random_seed).fit(history, end)
 
         # Validation: the newest window, never overlapping the labels of the rows it judges.
         val_days = cfg.validation_days(span)
@@ -200,8 +213,8 @@ class CLVModel:
         if not train_pairs:
             raise TrainingError(f"History from {start.date()} to {end.date()} ({span:.0f} days) is too short to "
                                 f"validate; need at least {cfg.min_training_days} days.")
-        x_tr, y_tr = stack_rows(history, train_pairs, cfg)
-        x_val, _ = feature_frame(history, val_cutoff, val_days, cfg)
+        x_tr, y_tr = stack_rows(history, train_pairs, cfg, self.text)
+        x_val, _ = feature_frame(history, val_cutoff, val_days, cfg, text=self.text)
         y_val = compute_labels(history, val_cutoff, val_days, x_val.index)
         y_val_target = y_val["spend"].to_numpy() * label_scale(x_val, val_days, cfg)
         x_val = x_val.reset_index(drop=True)
@@ -211,6 +224,9 @@ class CLVModel:
         v_depth, v_rounds, blended = self._choose_value_model(x_tr, y_tr, x_val, y_val_target, last_val)
         churn_val = ~y_val["ordered"].to_numpy()
         c_depth, c_rounds, churn_loss, val_churn = self._choose_churn_model(x_tr, y_tr, x_val, churn_val)
+        # The interval, conformalised on the validation window by a booster that never saw it.
+        val_interval = fit_interval(x_tr[self.feature_names], y_tr["target"].to_numpy(), y_tr["label_days"].to_numpy(), cfg)
+        self.interval_shift = conformal_shift(val_interval.predict(x_val[self.feature_names]), y_val_target)
         self.params = {"value": {"max_depth": v_depth, "n_estimators": v_rounds},
                        "churn": {"max_depth": c_depth, "n_estimators": c_rounds}}
         self.validation_metrics = {
@@ -226,12 +242,10 @@ class CLVModel:
         self.validation["lift_by_decile"] = decile_lift(y_val["spend"].to_numpy(), blended)
         self._fit_final(history, start, end)
         self.data_range = {"start": str(start.date()), "end": str(end.date())}
-        self.warnings = []
-        if span < 365 + cfg.horizon_days:
-            self.warnings.append(
-                f"Only {span:.0f} days of history: no training label covers the same season a year earlier, so "
-                "seasonal peaks (e.g. Christmas) are learnt only through the blend with last-period spend "
-                f"(weight {1 - self.blend_weight:.1f}). Predictions for seasonal windows are less reliable.")
+        limits = history_limits(span, cfg.horizon_days, max(self.training_window["label_days"]), val_days,
+                                self.blend_weight)
+        self.history_limits = [limit.as_dict() for limit in limits]
+        self.warnings = [limit.reason for limit in limits]
         self.fit_seconds = time.perf_counter() - started
         return self
 
@@ -240,8 +254,8 @@ class CLVModel:
         cfg = self.config
         best = None
         for depth, rounds in cfg.value_grid:
-            model = _value_model(depth, rounds, cfg).fit(x_tr[MODEL_FEATURES], y_tr["target"])
-            pred = model.predict(x_val[MODEL_FEATURES])
+            model = _value_model(depth, rounds, cfg).fit(x_tr[self.feature_names], y_tr["target"])
+            pred = model.predict(x_val[self.feature_names])
             score = _rank_score(y_val_target, pred)
             if best is None or score > best[0]:
                 best = (score, depth, rounds, pred)
@@ -253,16 +267,19 @@ class CLVModel:
         last_val = last_val * self.last_period_scale
         blend_scores = {w: _rank_score(y_val_target, w * val_pred + (1 - w) * last_val) for w in cfg.blend_grid}
         self.blend_weight = float(max(blend_scores, key=blend_scores.get))
-        self.total_scale = 1.0  # kept for artifact compatibility: totals are not rescaled
-        return v_depth, v_rounds, self.blend_weight * val_pred + (1 - self.blend_weight) * last_val
+        blended = self.blend_weight * val_pred + (1 - self.blend_weight) * last_val
+        # No level is chosen on the validation window yet: measured on the rolling-origin splits it
+        # moved the total further off than the model's own level (see the README); 1.0 is "as trained".
+        self.total_scale = 1.0
+        return v_depth, v_rounds, blended
 
     def _choose_churn_model(self, x_tr, y_tr, x_val, churn_val) -> tuple[int, int, float, np.ndarray]:
         """The churn model's depth and rounds by validation log loss, and its isotonic calibration."""
         cfg = self.config
         best = None
         for depth, rounds in cfg.churn_grid:
-            model = _churn_model(depth, rounds, cfg).fit(x_tr[MODEL_FEATURES], ~y_tr["ordered"])
-            prob = model.predict_proba(x_val[MODEL_FEATURES])[:, 1]
+            model = _churn_model(depth, rounds, cfg).fit(x_tr[self.feature_names], ~y_tr["ordered"])
+            prob = model.predict_proba(x_val[self.feature_names])[:, 1]
             loss = log_loss(churn_val, np.clip(prob, 1e-6, 1 - 1e-6), labels=[False, True])
             if best is None or loss < best[0]:
                 best = (loss, depth, rounds, prob)
@@ -275,16 +292,12 @@ class CLVModel:
         """Final models, with the chosen settings, on every row whose labels end by `end`."""
         cfg = self.config
         all_pairs = training_cutoffs(start, end, cfg)
-        x_all, y_all = stack_rows(history, all_pairs, cfg)
-        features = x_all[MODEL_FEATURES]
+        x_all, y_all = stack_rows(history, all_pairs, cfg, self.text)
+        features = x_all[self.feature_names]
         value, churn = self.params["value"], self.params["churn"]
         self.value_model = _value_model(value["max_depth"], value["n_estimators"], cfg).fit(features, y_all["target"])
         self.churn_model = _churn_model(churn["max_depth"], churn["n_estimators"], cfg).fit(features, ~y_all["ordered"])
-        # The interval is learnt from rows whose label window is long enough to show the spread.
-        long_rows = (y_all["label_days"] >= 0.5 * cfg.horizon_days).to_numpy()
-        if long_rows.sum() < 200:
-            long_rows = np.ones(len(long_rows), dtype=bool)
-        self.interval_model = _interval_model(cfg).fit(features[long_rows], np.log1p(y_all["target"][long_rows]))
+        self.interval_model = fit_interval(features, y_all["target"].to_numpy(), y_all["label_days"].to_numpy(), cfg)
         ordered = y_all["ordered"].to_numpy()
         self.next_order_model = _next_order_model(cfg).fit(features[ordered],
                                                            np.log1p(y_all["days_to_next"][ordered]))
@@ -297,13 +310,14 @@ class CLVModel:
 
     def features_at(self, history: CustomerHistory, cutoff, bg: BGNBDGammaGamma | None = None) -> pd.DataFrame:
         """Features at the full horizon; keeps the BG/NBD fit so single customers can be rescored later."""
-        features, self.scoring_bg = feature_frame(history, cutoff, self.config.horizon_days, self.config, bg)
+        features, self.scoring_bg = feature_frame(history, cutoff, self.config.horizon_days, self.config, bg,
+                                                  text=getattr(self, "text", None))
         return features
 
     def predict_features(self, features: pd.DataFrame) -> pd.DataFrame:
         """Predictions for a feature frame at the full horizon (label_days == horizon)."""
         # A plain float array skips xgboost's per-call pandas conversion (most of a one-row rescore).
-        x_frame = features[MODEL_FEATURES]
+        x_frame = features[self.feature_names]
         x = x_frame.to_numpy(dtype=np.float32)
         return pd.DataFrame(self.combine(self.value_model.predict(x), self.churn_model.predict_proba(x)[:, 1],
                                          self.interval_model.predict(x), self.next_order_model.predict(x),
@@ -314,10 +328,10 @@ class CLVModel:
         """The scores from the four models' raw outputs: the value blended with the scaled last-period
         baseline, calibrated churn, the interval around the value, days to the next order. One formula
         for the population path and the one-customer rescoring path."""
-        value = (self.blend_weight * model_value
-                 + (1 - self.blend_weight) * self.last_period_scale * np.asarray(last_period_value, dtype=float))
-        q = np.expm1(log_quantiles).clip(min=0)
-        p10, p90 = np.minimum(q[:, 0], q[:, 1]), np.maximum(q[:, 0], q[:, 1])
+        blended = (self.blend_weight * np.clip(model_value, 0, None) + (1 - self.blend_weight)
+                   * self.last_period_scale * np.asarray(last_period_value, dtype=float))
+        value = self.total_scale * blended
+        p10, p90 = interval_bounds(np.asarray(log_quantiles), getattr(self, "interval_shift", 0.0))
         return {"predicted_value": value, "value_p10": np.minimum(p10, value), "value_p90": np.maximum(p90, value),
                 "churn_risk": self.calibrator.predict(raw_churn),
                 "next_order_days": np.expm1(log_next_days).clip(min=1)}
@@ -328,6 +342,8 @@ class CLVModel:
     def summary(self) -> dict:
         return {"config": {k: v for k, v in asdict(self.config).items() if not isinstance(v, tuple)},
                 "params": self.params, "blend_weight": self.blend_weight,
-                "last_period_scale": self.last_period_scale, "validation": self.validation,
+                "last_period_scale": self.last_period_scale, "level": {"scale": self.total_scale}, "interval_shift": self.interval_shift,
+                "validation": self.validation,
                 "validation_metrics": self.validation_metrics, "training_window": self.training_window,
-                "data_range": self.data_range, "warnings": self.warnings, "fit_seconds": self.fit_seconds}
+                "data_range": self.data_range, "warnings": self.warnings,
+                "history_limits": getattr(self, "history_limits", []), "fit_seconds": self.fit_seconds}

@@ -65,7 +65,7 @@ class CustomerHistory:
             orders["is_cancellation"] = orders["amount"] < 0
         orders["customer_id"] = orders["customer_id"].astype("string")
         orders = orders.sort_values(["customer_id", "timestamp"], kind="stable").reset_index(drop=True)
-        product_cols = [c for c in ("product_id", "category") if c in lines and lines[c].notna().any()]
+        product_cols = [c for c in ("product_id", "category", "product_name") if c in lines and lines[c].notna().any()]
         detail = None
         if product_cols:
             detail = lines.loc[~lines.get("is_cancellation", False), ["customer_id", "timestamp", "amount", *product_cols]]
