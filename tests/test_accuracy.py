@@ -59,6 +59,7 @@ def test_interval_and_churn_are_calibrated_enough(online_retail_report, cdnow_re
         # 75-85% on every split; the README's rolling table says where it still misses).
         assert report["training"]["interval_shift"] < 0
         assert 0.7 <= ours["interval_coverage_p10_p90"] <= 0.9
+        assert 0 < ours["interval_mean_width"] < 10 * ours["total_actual"] / report["population"]
         assert ours["brier"] < report["models"]["bgnbd_gg"]["brier"] + 0.01
 
 

@@ -59,6 +59,7 @@ def evaluate(history: CustomerHistory, cutoff, horizon_days: int, config: Traini
                          **churn_metrics(churned, pred["churn_risk"]),
                          "fit_seconds": fit_seconds, "predict_seconds": predict_seconds,
                          "interval_coverage_p10_p90": interval_coverage(actual, pred["value_p10"], pred["value_p90"]),
+                         "interval_mean_width": float((pred["value_p90"] - pred["value_p10"]).mean()),
                          "blend_weight": clv.blend_weight, "params": clv.params}
 
     start = time.perf_counter()
@@ -96,7 +97,9 @@ def format_table(report: dict) -> str:
              f"next {report['horizon_days']} days ({report['source']})",
              tabulate(rows, headers, tablefmt="simple", disable_numparse=True, colalign=("left",) + ("right",) * 8)]
     xgb_metrics = report["models"]["xgboost"]
-    lines.append(f"P10-P90 interval coverage: {xgb_metrics['interval_coverage_p10_p90']:.1%}; "
+    width = xgb_metrics.get("interval_mean_width")
+    lines.append(f"P10-P90 interval coverage: {xgb_metrics['interval_coverage_p10_p90']:.1%}"
+                 + (f" (mean width {width:,.1f})" if width is not None else "") + "; "
                  f"blend weight on the model vs last-period spend (chosen on validation): {xgb_metrics['blend_weight']:.1f}")
     if xgb_metrics.get("baseline_brier") is not None and xgb_metrics.get("brier_improvement") is not None:
         lines.append(f"Churn risk Brier {xgb_metrics['brier']:.3f} against {xgb_metrics['baseline_brier']:.3f} for "
