@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.installed
 
-.PHONY: setup setup-vllm setup-browser run test bench clean
+.PHONY: setup setup-vllm setup-browser setup-postgres run test bench clean
 
 $(SETUP_STAMP): pyproject.toml
 	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
@@ -23,12 +23,16 @@ setup-vllm: setup
 setup-browser:
 	bash scripts/setup_browser.sh
 
+# Debian's PostgreSQL server binaries: the tests start their own throwaway server (shared sessions); idempotent.
+setup-postgres:
+	bash scripts/setup_postgres.sh
+
 run: setup
 	$(VENV)/bin/valuedesk ui
 
 # --durations: the 15 slowest tests are printed at the end of every run (CI included).
-test: setup setup-vllm setup-browser
-	VALUEDESK_REQUIRE_VLLM=1 $(PY) -m pytest -q --durations=15
+test: setup setup-vllm setup-browser setup-postgres
+	VALUEDESK_REQUIRE_VLLM=1 VALUEDESK_REQUIRE_POSTGRES=1 $(PY) -m pytest -q --durations=15
 
 clean:
 	rm -rf $(VENV) .venv-vllm .valuedesk

@@ -1,4 +1,6 @@
-"""Per-session conversation memory: a small SQLite store of finished turns under the data directory.
+"""Per-session conversation memory: a small store of finished turns, in SQLite under the data directory
+(the embedded default) or in PostgreSQL when VALUEDESK_SESSIONS_URL names one (agent/memory_postgres.py:
+the store that API replicas serving one build share; the data directory stays read-only to them).
 
 What a follow-up needs is kept (agent.turns shapes it), nothing else: per turn the user's question, the final answer, and a
 compact summary of each tool call (name, arguments, and the result's scalars, ids and counts: never
@@ -12,14 +14,15 @@ Bounds (agent/settings.py): a session keeps at most `agent_session_max_turns` tu
 `agent_session_max_bytes` bytes (oldest turns dropped on every write); turns older than
 `agent_session_max_age_days` are never read and are deleted by the prune; all sessions together keep at
 most `agent_session_store_max_mb` (least recently used sessions dropped first). The prune runs when the
-store opens, every `agent_session_prune_every` writes and every 10 minutes of writing.
+store opens, every `agent_session_prune_every` writes and every 10 minutes of writing. `TurnStore` holds
+these rules once; each backend only runs the statements.
 
 Sessions belong to an owner (the HTTP API's caller: a hash of the bearer key, or "anonymous"; "local"
 for the CLI, the UI and the eval harness): the same session id under two owners is two sessions.
 
-The folder is created 0700 and the database file 0600. Failures of the store are `SessionStoreFull`
-(the disk or the database is full: HTTP 507) or `SessionStoreUnavailable` (cannot be opened, read or
-written: HTTP 503), never a raw sqlite3 error.
+The SQLite folder is created 0700 and the database file 0600. Failures of either store are
+`SessionStoreFull` (the disk or the database is full: HTTP 507) or `SessionStoreUnavailable` (cannot be
+opened, read or written: HTTP 503), never a raw driver error.
 """
 
 from __future__ import annotations
@@ -66,7 +69,8 @@ class SessionStoreError(ValueDeskError):
 
     code = "storage_unavailable"
     status = 503
-    hint = "Make the data directory (VALUEDESK_DATA_DIR) writable by the server's user, then try again."
+    hint = ("Make the data directory (VALUEDESK_DATA_DIR) writable by the server's user (or, for a read-only "
+            "data directory, point VALUEDESK_SESSIONS_URL at PostgreSQL), then try again.")
 
 
 class SessionStoreUnavailable(SessionStoreError):
@@ -103,26 +107,22 @@ def store_error(exc: BaseException, action: str) -> SessionStoreError:
     return SessionStoreUnavailable(f"The agent's session store could not be {action} ({reason}).")
 
 
-# ---------------------------------------------------------------- the store
+# ---------------------------------------------------------------- the rules, once
 
 
-class SessionStore:
-    """The turns of every session in one SQLite file (WAL; safe for several server processes)."""
+class TurnStore:
+    """What every backend shares: the limits, the shrinking of a turn to its session's byte cap, which
+    turns and sessions go, and when the whole store is pruned. Backends implement `_write`, `load`,
+    `reset`, `check`, `_sweep`, `stats` and `close`."""
 
-    def __init__(self, settings: AgentSettings, path: Path | None = None, *, clock: Callable[[], float] = time.time):
+    backend = "?"
+
+    def __init__(self, settings: AgentSettings, clock: Callable[[], float] = time.time):
         self.settings = settings
-        self.path = Path(path or sessions_path(settings))
         self.clock = clock
-        self._lock = threading.Lock()
         self._writes = 0
         self._last_prune = 0.0
-        self._conn = self._open()
-        try:
-            self.prune()
-        except SessionStoreError as exc:  # a full disk must not keep the agent from answering read-only
-            log.warning("session store prune at start failed: %s", exc)
 
-    # -- limits
     @property
     def max_age_s(self) -> float:
         return self.settings.agent_session_max_age_days * 86400.0
@@ -130,6 +130,108 @@ class SessionStore:
     @property
     def store_max_bytes(self) -> int:
         return int(self.settings.agent_session_store_max_mb * 1024 * 1024)
+
+    def _prune_at_start(self) -> None:
+        try:
+            self.prune()
+        except SessionStoreError as exc:  # a full disk must not keep the agent from answering read-only
+            log.warning("session store prune at start failed: %s", exc)
+
+    def append(self, owner: str, session_id: str, record: dict[str, Any]) -> None:
+        """Store a finished turn, then drop the session's oldest turns past its turn and byte caps."""
+        data = self._fitted(record)
+        now = self.clock()
+        self._write(owner, session_id, now, data)  # ASCII: characters are bytes
+        self._writes += 1
+        if self._writes % self.settings.agent_session_prune_every == 0 or now - self._last_prune >= PRUNE_INTERVAL_S:
+            self.prune()
+
+    def prune(self) -> dict[str, int]:
+        """Delete turns past the age limit, then whole least-recently-used sessions while all turns
+        together exceed the store cap (down to 90% of it); return what went."""
+        now = self.clock()
+        stats = self._sweep(now - self.max_age_s, self.store_max_bytes)
+        self._last_prune = now
+        if stats["aged_turns"] or stats["evicted_sessions"]:
+            log.info("session store pruned: %s", stats)
+        return stats
+
+    def turns_to_drop(self, newest_first: list[tuple[Any, int]]) -> list[Any]:
+        """Ids of a session's turns ([(id, size)], newest first) past its turn and byte caps (the newest
+        turn always stays)."""
+        max_turns, max_bytes = self.settings.agent_session_max_turns, self.settings.agent_session_max_bytes
+        total, drop = 0, []
+        for i, (row_id, row_size) in enumerate(newest_first):
+            if i == 0 or (i < max_turns and total + row_size <= max_bytes):
+                total += row_size
+            else:
+                drop.append(row_id)
+        return drop
+
+    @staticmethod
+    def sessions_to_evict(least_recent_first: list[tuple[str, str, int]], total: int,
+                          cap: int) -> tuple[list[tuple[str, str]], int]:
+        """(owner, session) keys to drop, least recently used first, while the store is over `cap`
+        (down to 90% of it), and the total left."""
+        evict: list[tuple[str, str]] = []
+        if total <= cap:
+            return evict, total
+        for owner, session, size in least_recent_first:
+            evict.append((owner, session))
+            total -= size
+            if total <= 0.9 * cap:
+                break
+        return evict, total
+
+    def _fitted(self, record: dict[str, Any]) -> str:
+        """The record's JSON (ASCII: any text, lone surrogates included, stores as it came), shrunk
+        (result ids, summaries, then the question and answer) to fit the session's byte cap."""
+        limit = self.settings.agent_session_max_bytes
+        data = json.dumps(record, default=str)
+        if len(data) <= limit:
+            return data
+        record = json.loads(data)
+        record.get("meta", {}).pop("valuedesk_results", None)
+        for call in record.get("calls") or []:
+            call.pop("summary", None)
+        data = json.dumps(record, default=str)
+        while len(data) > limit and (len(record["a"]) > 200 or len(record["q"]) > 200):
+            record["a"], record["q"] = record["a"][: len(record["a"]) // 2], record["q"][: len(record["q"]) // 2]
+            data = json.dumps(record, default=str)
+        return data
+
+    @staticmethod
+    def _decoded(rows: list[str], session_id: str) -> list[dict[str, Any]]:
+        """Stored turns (newest first) as records, oldest first."""
+        out = []
+        for text in reversed(rows):
+            try:
+                out.append(json.loads(text))
+            except ValueError:
+                log.warning("skipped an unreadable turn in session %s", session_id)
+        return out
+
+    def _write(self, owner: str, session_id: str, now: float, data: str) -> None:
+        raise NotImplementedError
+
+    def _sweep(self, cutoff: float, cap: int) -> dict[str, int]:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------- SQLite (the embedded default)
+
+
+class SessionStore(TurnStore):
+    """The turns of every session in one SQLite file (WAL; safe for several server processes on one machine)."""
+
+    backend = "sqlite"
+
+    def __init__(self, settings: AgentSettings, path: Path | None = None, *, clock: Callable[[], float] = time.time):
+        super().__init__(settings, clock)
+        self.path = Path(path or sessions_path(settings))
+        self._lock = threading.Lock()
+        self._conn = self._open()
+        self._prune_at_start()
 
     # -- opening
     def _open(self) -> sqlite3.Connection:
@@ -200,60 +302,21 @@ class SessionStore:
                 "SELECT data FROM turns WHERE owner=? AND session=? AND ts>=? ORDER BY id DESC LIMIT ?",
                 (owner, session_id, cutoff, max(0, int(limit))))]
 
-        rows = self._run("read", read)
-        out = []
-        for text in reversed(rows):
-            try:
-                out.append(json.loads(text))
-            except ValueError:
-                log.warning("skipped an unreadable turn in session %s", session_id)
-        return out
+        return self._decoded(self._run("read", read), session_id)
 
-    def append(self, owner: str, session_id: str, record: dict[str, Any]) -> None:
-        """Store a finished turn, then drop the session's oldest turns past its turn and byte caps."""
-        data = self._fitted(record)
-        size = len(data)  # ASCII: characters are bytes
-        max_turns = self.settings.agent_session_max_turns
-        max_bytes = self.settings.agent_session_max_bytes
-        now = self.clock()
-
+    def _write(self, owner: str, session_id: str, now: float, data: str) -> None:
         def write(conn: sqlite3.Connection) -> None:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("INSERT INTO turns(owner, session, ts, size, data) VALUES (?, ?, ?, ?, ?)",
-                         (owner, session_id, now, size, data))
+                         (owner, session_id, now, len(data), data))
             rows = conn.execute("SELECT id, size FROM turns WHERE owner=? AND session=? ORDER BY id DESC",
                                 (owner, session_id)).fetchall()
-            total, drop = 0, []
-            for i, (row_id, row_size) in enumerate(rows):
-                if i == 0 or (i < max_turns and total + row_size <= max_bytes):
-                    total += row_size
-                else:
-                    drop.append((row_id,))
+            drop = self.turns_to_drop(rows)
             if drop:
-                conn.executemany("DELETE FROM turns WHERE id=?", drop)
+                conn.executemany("DELETE FROM turns WHERE id=?", [(row_id,) for row_id in drop])
             conn.execute("COMMIT")
 
         self._run("written", write)
-        self._writes += 1
-        if self._writes % self.settings.agent_session_prune_every == 0 or now - self._last_prune >= PRUNE_INTERVAL_S:
-            self.prune()
-
-    def _fitted(self, record: dict[str, Any]) -> str:
-        """The record's JSON (ASCII: any text, lone surrogates included, stores as it came), shrunk
-        (result ids, summaries, then the question and answer) to fit the session's byte cap."""
-        limit = self.settings.agent_session_max_bytes
-        data = json.dumps(record, default=str)
-        if len(data) <= limit:
-            return data
-        record = json.loads(data)
-        record.get("meta", {}).pop("valuedesk_results", None)
-        for call in record.get("calls") or []:
-            call.pop("summary", None)
-        data = json.dumps(record, default=str)
-        while len(data) > limit and (len(record["a"]) > 200 or len(record["q"]) > 200):
-            record["a"], record["q"] = record["a"][: len(record["a"]) // 2], record["q"][: len(record["q"]) // 2]
-            data = json.dumps(record, default=str)
-        return data
 
     def reset(self, owner: str, session_id: str) -> None:
         def delete(conn: sqlite3.Connection) -> None:
@@ -266,38 +329,22 @@ class SessionStore:
         self._run("read", lambda conn: conn.execute("SELECT 1 FROM turns LIMIT 1").fetchall())
 
     # -- pruning
-    def prune(self) -> dict[str, int]:
-        """Delete turns past the age limit, then whole least-recently-used sessions while all turns
-        together exceed the store cap (down to 90% of it); return what went."""
-        now = self.clock()
-        cutoff = now - self.max_age_s
-        cap = self.store_max_bytes
-
+    def _sweep(self, cutoff: float, cap: int) -> dict[str, int]:
         def sweep(conn: sqlite3.Connection) -> dict[str, int]:
             conn.execute("BEGIN IMMEDIATE")
             aged = conn.execute("DELETE FROM turns WHERE ts < ?", (cutoff,)).rowcount
             total = conn.execute("SELECT COALESCE(SUM(size), 0) FROM turns").fetchone()[0]
-            evicted = 0
-            if total > cap:
-                for owner, session, size in conn.execute(
-                        "SELECT owner, session, SUM(size) FROM turns GROUP BY owner, session ORDER BY MAX(id)"
-                ).fetchall():
-                    conn.execute("DELETE FROM turns WHERE owner=? AND session=?", (owner, session))
-                    total -= size
-                    evicted += 1
-                    if total <= 0.9 * cap:
-                        break
+            sessions = [] if total <= cap else conn.execute(
+                "SELECT owner, session, SUM(size) FROM turns GROUP BY owner, session ORDER BY MAX(id)").fetchall()
+            evict, total = self.sessions_to_evict(sessions, total, cap)
+            conn.executemany("DELETE FROM turns WHERE owner=? AND session=?", evict)
             conn.execute("COMMIT")
-            if aged or evicted:
+            if aged or evict:
                 conn.execute("PRAGMA incremental_vacuum")
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            return {"aged_turns": aged, "evicted_sessions": evicted, "stored_bytes": int(total)}
+            return {"aged_turns": aged, "evicted_sessions": len(evict), "stored_bytes": int(total)}
 
-        stats = self._run("written", sweep)
-        self._last_prune = now
-        if stats["aged_turns"] or stats["evicted_sessions"]:
-            log.info("session store pruned: %s", stats)
-        return stats
+        return self._run("written", sweep)
 
     def stats(self) -> dict[str, int]:
         """Sessions, turns and bytes stored (turn data, and the files on disk with the WAL)."""
@@ -316,3 +363,12 @@ class SessionStore:
 
 
 SessionMemory = SessionStore  # the name earlier versions used
+
+
+def open_session_store(settings: AgentSettings, *, clock: Callable[[], float] = time.time) -> TurnStore:
+    """The store the settings name: PostgreSQL when `sessions_url` is set, else SQLite in the data dir."""
+    if settings.sessions_url:
+        from agent.memory_postgres import PostgresSessionStore
+
+        return PostgresSessionStore(settings, clock=clock)
+    return SessionStore(settings, clock=clock)

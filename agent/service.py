@@ -87,13 +87,13 @@ class AgentService:
 
     @property
     def memory(self):
-        """The session store (opened on first use; a failed open is retried on the next turn)."""
+        """The session store, SQLite or PostgreSQL (opened on first use; a failed open is retried on the next turn)."""
         if self._memory is None:
             with self._memory_lock:
                 if self._memory is None:
-                    from agent.memory import SessionStore
+                    from agent.memory import open_session_store
 
-                    self._memory = SessionStore(self.settings)
+                    self._memory = open_session_store(self.settings)
         return self._memory
 
     def _info(self):

@@ -46,6 +46,9 @@ class AgentSettings(ServingSettings):
         "Stored turns in all sessions together; past it the least recently used sessions are dropped."))
     agent_session_prune_every: int = Field(500, ge=1, description=(
         "Session writes between prunes of the whole store (also pruned at start and every 10 minutes)."))
+    sessions_url: str | None = Field(None, pattern=r"^postgres(ql)?://", description=(
+        "PostgreSQL URL (postgresql://user:password@host:port/db) of a session store that API replicas "
+        "share (agent/memory_postgres.py); unset, sessions are kept in SQLite under the data directory."))
     llm_max_tokens: int = Field(1024, ge=16)
     llm_max_call_tokens: int = Field(2048, ge=16, description=(
         "Cap on the token budget of a required tool call (the longest call the tools' bounded schemas "

@@ -256,8 +256,11 @@ def _fsync_tree(root: Path) -> None:
 def clean_debris(data_dir: Path | str, *, build_lock_held: bool = False) -> list[str]:
     """Remove what killed or failed builds left: staging folders, temp files and pointer links,
     and the flat files an older layout left beside a serving version. Returns what was removed.
-    Skipped while a build runs (it holds `.build.lock`), unless the caller is that build."""
+    Skipped while a build runs (it holds `.build.lock`), unless the caller is that build, and in a
+    data dir this process cannot write (API replicas serving a build read-only leave it to the builder)."""
     data_dir = Path(data_dir)
+    if not os.access(data_dir, os.W_OK):
+        return []
     if not build_lock_held and (data_dir / BUILD_LOCK).exists():
         import fcntl
 

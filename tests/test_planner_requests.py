@@ -14,6 +14,7 @@ from _agent_support import agent_data_dir, agent_embedder, make_settings, no_rea
 from agent.planner import IntentModel, Plan, Planner
 from tools.deps import ToolDeps
 from tools.registry import ToolRegistry
+from tools.functions.campaigns import campaign_label
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +178,9 @@ def test_a_campaign_for_one_customer_is_their_detail_and_says_so(planner, regist
     assert kind == "answer" and note.startswith("A campaign plan chooses customers from an audience")
     assert detail["tier"] in note and not re.search(r"\d", note)  # no figure the detail does not hold
     if detail.get("next_best_action"):
-        assert detail["next_best_action"]["campaign"] in note
+        # Named as the answers name campaigns ("VIP retention"), never by its playbook id.
+        campaign = detail["next_best_action"]["campaign"]
+        assert campaign_label(campaign) in note and not re.search(r"\b[a-z]+_[a-z_]+\b", note)
     # without a campaign or a budget, "what should we offer them?" is the detail alone
     assert planner.plan("what should we offer them?", [turn(lookup)]).variant == ""
 
