@@ -244,7 +244,7 @@ def build_app(service: Any, settings: Any, index_status: Any = None):
         if index_status is not None:
             demo.load(index_line, outputs=[index_note, index_timer], show_progress="hidden")
             index_timer.tick(index_line, outputs=[index_note, index_timer], show_progress="hidden")
-    demo.valuedesk_allowed_paths = [str(Path(settings.data_dir) / "exports")]
+    demo.valuedesk_allowed_paths = [str(settings.exports_path)]
     return demo
 
 

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     holdout_share: float = Field(0.1, ge=0.0, lt=1.0)
     export_max_age_hours: float = Field(24.0, gt=0, description=(
         "Audience exports (data_dir/exports) older than this are deleted when the next export is written."))
+    exports_dir: Path | None = Field(None, description=(
+        "Where audience exports are written (default data_dir/exports): API replicas serving a read-only "
+        "data directory point it at a writable folder of their own."))
 
     @property
     def build_root(self) -> Path:
@@ -63,6 +66,11 @@ class Settings(BaseSettings):
         from predictor.layout import current_version
 
         return current_version(self.data_dir).root
+
+    @property
+    def exports_path(self) -> Path:
+        """The folder audience exports are written to (exports_dir, or data_dir/exports)."""
+        return self.exports_dir or self.data_dir / "exports"
 
     @property
     def model_dir(self) -> Path:

@@ -289,7 +289,7 @@ def test_export_files_are_0600_and_the_folder_0700(tmp_path):
     assert res.ok, res.error
     assert stat.S_IMODE((data_dir / "exports").stat().st_mode) == 0o700
     assert stat.S_IMODE((data_dir / res.result["file"]).stat().st_mode) == 0o600
-    fresh = export_dir(tmp_path / "fresh")
+    fresh = export_dir(tmp_path / "fresh" / "exports")
     assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
     path = tmp_path / "new-folder" / "audience.csv"
     write_audience_csv([{"customer_id": "1"}], path)

@@ -248,10 +248,11 @@ def tree_state(root: Path) -> dict[str, tuple[int, int, int]]:
     return state
 
 
-def start_replica(data_dir: Path, sessions_url: str) -> tuple[subprocess.Popen, str]:
+def start_replica(data_dir: Path, sessions_url: str, exports_dir: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, **TEST_ENV, "VALUEDESK_DATA_DIR": str(data_dir), "VALUEDESK_LLM_BACKEND": "offline",
-           "VALUEDESK_API_KEY": KEY, "VALUEDESK_SESSIONS_URL": sessions_url, "ANONYMIZED_TELEMETRY": "False"}
+           "VALUEDESK_API_KEY": KEY, "VALUEDESK_SESSIONS_URL": sessions_url, "ANONYMIZED_TELEMETRY": "False",
+           "VALUEDESK_EXPORTS_DIR": str(exports_dir)}
     command = [sys.executable, "-m", "valuedesk.cli", "api", "--port", str(port)]
     if os.geteuid() == 0 and shutil.which("setpriv"):
         # Root writes through any permission bits; without these capabilities it cannot.
@@ -279,7 +280,11 @@ def test_two_api_replicas_share_sessions_over_a_read_only_build(postgres, agent_
     read_only_copy(tools_data_dir(), build)
     before = tree_state(build)
     url = postgres.url(postgres.new_database())
-    replicas = [start_replica(build, url) for _ in range(2)]
+    exports = [tmp_path / f"exports-{n}" for n in range(2)]  # each replica's own writable folder
+    for folder in exports:
+        folder.mkdir(mode=0o777)
+        folder.chmod(0o777)  # writable by the replica even when it runs without root's capabilities
+    replicas = [start_replica(build, url, folder) for folder in exports]
     try:
         for proc, base in replicas:
             wait_healthy(proc, base)
@@ -300,6 +305,12 @@ def test_two_api_replicas_share_sessions_over_a_read_only_build(postgres, agent_
             customer = b.post("/v1/tools/get_customer", json={"customer_id": found[0]["customers"][0]["customer_id"]})
             assert customer.status_code == 200, customer.text
             assert a.post("/v1/tools/segment_summary", json={"group_by": "tier"}).status_code == 200
+            # Exports go to the replica's VALUEDESK_EXPORTS_DIR, named as always ('exports/<name>').
+            export = b.post("/v1/tools/export_audience", json={"tiers": ["Gold"]})
+            assert export.status_code == 200, export.text
+            written = export.json()
+            assert written["file"].startswith("exports/") and (exports[1] / Path(written["file"]).name).is_file()
+            assert str(build) not in written["path"]
     finally:
         for proc, _ in replicas:
             proc.terminate()

@@ -318,9 +318,9 @@ def export_file_name(slug: str, rows: int, day: date | None = None) -> str:
 EXPORT_TMP_GRACE_S = 600.0
 
 
-def export_dir(data_dir: str | Path) -> Path:
-    """``<data_dir>/exports``, created if needed and kept 0700 (exports list customers)."""
-    folder = Path(data_dir) / "exports"
+def export_dir(folder: str | Path) -> Path:
+    """The exports folder (settings.exports_path), created if needed and kept 0700 (exports list customers)."""
+    folder = Path(folder)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     if folder.stat().st_mode & 0o777 != 0o700:
         os.chmod(folder, 0o700)  # a folder made by an older version (0755)

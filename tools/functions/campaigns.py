@@ -83,11 +83,12 @@ def _counting_groups(rows: Iterable[dict[str, Any]], groups: Counter[str]) -> It
 
 
 def _data_file(path: Path, deps: ToolDeps) -> str:
-    """A file as results and messages name it: relative to the data directory (no absolute server path)."""
+    """A file as results and messages name it: relative to the data directory (no absolute server path);
+    an export in a separate exports folder (settings.exports_dir) reads 'exports/<name>' all the same."""
     try:
         return path.relative_to(deps.settings.data_dir).as_posix()
     except ValueError:
-        return path.name
+        return f"exports/{path.name}" if path.parent == deps.settings.exports_path else path.name
 
 
 def _export_source(args: ExportAudienceArgs, deps: ToolDeps) -> tuple[Any, int, str]:
@@ -114,7 +115,7 @@ def _export_source(args: ExportAudienceArgs, deps: ToolDeps) -> tuple[Any, int, 
 
 def export_audience(args: ExportAudienceArgs, deps: ToolDeps) -> ExportAudienceResult:
     """Write an audience to a CSV file a marketing tool can import (id, group, campaign, offer, products,
-    tier, churn risk, values, next order date) under the data directory's exports folder, and return its
+    tier, churn risk, values, next order date) under the exports folder (data_dir/exports), and return its
     file name, row count, a preview and when it expires. The file name is always chosen here.
     The audience is either everyone passing the filter (source 'filter', the default) or a campaign
     plan for the same filter, goal and budget: its targets plus control customers flagged 'control',
@@ -132,9 +133,10 @@ def export_audience(args: ExportAudienceArgs, deps: ToolDeps) -> ExportAudienceR
         raise ToolFailure("campaign_error", "The campaign plan targets nobody, so there is nothing to export.",
                           "Widen the filter, raise the budget or drop the campaign name.")
     max_age_h = deps.settings.export_max_age_hours
-    path = Path(deps.settings.data_dir) / "exports" / export_file_name(slug, count)
+    folder = deps.settings.exports_path
+    path = folder / export_file_name(slug, count)
     try:
-        removed = prune_exports(export_dir(deps.settings.data_dir), max_age_h)
+        removed = prune_exports(export_dir(folder), max_age_h)
         if removed:
             log.info("removed %d expired export file(s) from exports/", len(removed))
         # A name an earlier export holds gets a -v2, -v3 ... suffix: an export never overwrites another.
@@ -144,7 +146,8 @@ def export_audience(args: ExportAudienceArgs, deps: ToolDeps) -> ExportAudienceR
         # (the cause) to its storage error code.
         raise ToolFailure("internal_error", f"Could not write {_data_file(path, deps)}: "
                           f"{exc.strerror or type(exc).__name__}.",
-                          "Check that the data directory's exports folder is writable and has space.") from exc
+                          "Check that the exports folder (VALUEDESK_EXPORTS_DIR, default data_dir/exports) is "
+                          "writable and has space.") from exc
     columns, preview = _preview(path)
     expires = datetime.fromtimestamp(path.stat().st_mtime + max_age_h * 3600, tz=timezone.utc)
     return ExportAudienceResult(path=str(path), file=_data_file(path, deps),
