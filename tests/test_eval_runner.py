@@ -355,3 +355,26 @@ def test_the_default_run_is_the_development_and_the_held_out_set(tmp_path, monke
     assert _cli(["--json", str(out), "--quiet", "--ids", "refuse,win-back"]) == 0
     picked = json.loads(out.read_text())
     assert {label: r["cases"] for label, r in picked["sets"].items()} == {"development": 1, "held-out": 1}
+
+
+def test_a_blind_set_prints_aggregates_only(tmp_path, monkeypatch, capsys):
+    # Whoever runs the eval must not read a held-out set's failing cases (or their ids) on the console:
+    # the next tuning round is judged on it blind. The JSON keeps them.
+    _scripted(monkeypatch)
+    dev, other = _two_sets(tmp_path)
+    out = tmp_path / "blind.json"
+    assert _cli(["--queries", f"dev={dev}", "--queries", f"held-out-x={other}", "--json", str(out)]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(out.read_text())
+    blind_ids = [c["id"] for c in report["sets"]["held-out-x"]["results"]]
+    failed = [c["id"] for c in report["sets"]["held-out-x"]["results"] if not c["passed"]]
+    assert failed  # the set has failing cases to hide
+    assert "### Failed turns: dev" in captured.out and "Cases of the blind set `held-out-x` are not printed" in captured.out
+    assert has_row(captured.out, "tool selection", "80.0%", "100.0%")  # its aggregate figures are printed
+    for case_id in blind_ids:  # as failure listings (`id` turn n) and progress lines (FAIL [set] id) name them
+        assert f"`{case_id}`" not in captured.out and f"] {case_id}\n" not in captured.err
+    # A blind set run alone: the same.
+    assert _cli(["--queries", f"held-out-x={other}", "--json", str(tmp_path / "alone.json")]) == 0
+    alone = capsys.readouterr()
+    assert "not printed" in alone.out
+    assert not any(f"`{i}`" in alone.out or f" {i}\n" in alone.err for i in blind_ids)

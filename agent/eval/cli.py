@@ -12,7 +12,7 @@ from agent.eval.cases import DEFAULT_QUERIES, HELDOUT_QUERIES, Case, EvalError, 
 from agent.eval.report import GATES, compare_markdown, load_report, markdown_report, run_label, write_json, write_text
 from agent.eval.runner import run_eval, vllm_token_counter
 from agent.eval.scoring import CaseResult
-from agent.eval.sets import combine_sets, parse_set_gates, set_gate_failures, set_reports, sets_markdown
+from agent.eval.sets import combine_sets, is_blind, parse_set_gates, set_gate_failures, set_reports, sets_markdown
 from predictor.settings import REPO_ROOT
 
 if TYPE_CHECKING:
@@ -148,13 +148,16 @@ def run_eval_command(args: argparse.Namespace) -> int:
     reports: dict[str, dict[str, Any]] = {}
     for label, path, cases in sets:
         reports[label] = run_eval(service, cases, backend=args.backend, model=model, queries=_shown(path),
-                                  progress=None if args.quiet else _print_progress(label if len(sets) > 1 else None),
+                                  # a blind set's case ids say what its cases ask: no per-case progress
+                                  progress=None if args.quiet or is_blind(label)
+                                  else _print_progress(label if len(sets) > 1 else None),
                                   token_counter=counter)
         reports[label]["label"] = label
     # One set keeps the single-set report shape; several are held under their labels.
     report = next(iter(reports.values())) if len(reports) == 1 else combine_sets(reports)
     write_json(report, args.json)
-    text = markdown_report(report) if len(reports) == 1 else sets_markdown(report)
+    single = len(reports) == 1 and not is_blind(next(iter(reports)))
+    text = markdown_report(report) if single else sets_markdown(combine_sets(reports) if len(reports) == 1 else report)
     if args.markdown:
         write_text(text, args.markdown)
     print(text)

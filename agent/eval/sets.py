@@ -25,6 +25,18 @@ from agent.eval.report import (
 )
 
 ALL_SETS = "*"
+# Sets whose label starts so are blind held-out sets: their failing cases are never printed (whoever
+# reads them can no longer judge the next tuning round blind); the JSON report keeps them for an audit.
+BLIND_PREFIX = "held-out"
+
+
+def is_blind(label: str) -> bool:
+    return str(label).startswith(BLIND_PREFIX)
+
+
+def blind_note(label: str) -> str:
+    return (f"Cases of the blind set `{label}` are not printed (aggregate figures only): reading them would "
+            "end its blindness. The --json report keeps them.")
 
 
 def combine_sets(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -56,6 +68,9 @@ def sets_markdown(combined: dict[str, Any], max_failures: int = MAX_FAILURES_SHO
     lines += ["", *markdown_table([[name, *(format_value(r.get(key), fmt) for r in reports.values())]
                                    for key, name, fmt in HEADLINE], ["metric", *labels])]
     for label, report in reports.items():
+        if is_blind(label):
+            lines += ["", f"## {label}", "", blind_note(label)]
+            continue
         lines += ["", f"## {label}", "", *semantic_markdown(report, heading="###", max_failures=max_failures)]
         lines += ["", *failed_turns_markdown(report, title=f"### Failed turns: {label}", max_failures=max_failures)]
     return "\n".join(lines) + "\n"
