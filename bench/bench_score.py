@@ -13,6 +13,7 @@ the population path on the same 200 real customers (`--customers 0` stops there)
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import tempfile
@@ -31,6 +32,11 @@ from predictor.model.features import CustomerHistory  # noqa: E402
 from predictor.model.estimators import TrainingConfig  # noqa: E402
 from predictor.model.scoring import CustomerScorer, history_from_transactions, score_customers  # noqa: E402
 from predictor.settings import Settings  # noqa: E402
+
+
+def load_average() -> str:
+    """The machine is shared: every timing line says how busy it was (1/5/15-minute load averages)."""
+    return "load average {:.2f} {:.2f} {:.2f} on {} cores".format(*os.getloadavg(), os.cpu_count())
 
 
 def peak_rss_mib() -> float:
@@ -60,6 +66,7 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, default=None,
                         help="Reuse a saved model (a data dir's models/ folder) instead of training one.")
     args = parser.parse_args()
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}; {load_average()}")
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp))
@@ -94,17 +101,22 @@ def main() -> None:
         predict_seconds = time.perf_counter() - started
         ours = feature_seconds + predict_seconds
         rss_ours = peak_rss_mib()
-        print(f"ValueDesk features + predict: {ours:.1f} s ({feature_seconds:.1f} + {predict_seconds:.1f}), "
-              f"{len(predictions) / ours:,.0f} customers/s, peak RSS {rss_ours:,.0f} MiB")
+        print(f"ValueDesk features + predict: {ours:.1f} s total (features {feature_seconds:.1f} s + predict "
+              f"{predict_seconds:.1f} s), {len(predictions) / ours:,.0f} customers/s, peak RSS {rss_ours:,.0f} MiB; "
+              f"{load_average()}")
 
         started = time.perf_counter()
         summary = rfm_summary(history, as_of)
+        summary_seconds = time.perf_counter() - started
         bg = BGNBDGammaGamma().fit(summary)
+        fit_seconds = time.perf_counter() - started - summary_seconds
         bg.predict(summary, 180)
         theirs = time.perf_counter() - started
         print(f"lifetimes BG/NBD + Gamma-Gamma fit + predict on the same {len(summary):,} customers: {theirs:.1f} s "
-              f"({len(summary) / theirs:,.0f} customers/s), fitted with {bg.fitted_with}")
-        print(f"ratio (lifetimes time / ValueDesk time): {theirs / ours:.2f}x")
+              f"(RFM summary {summary_seconds:.1f} s, the same columnar pass as ours + fit {fit_seconds:.1f} s + "
+              f"predict {theirs - summary_seconds - fit_seconds:.1f} s; {len(summary) / theirs:,.0f} customers/s), "
+              f"fitted with {bg.fitted_with}")
+        print(f"ratio (lifetimes time / ValueDesk time): {theirs / ours:.2f}x; {load_average()}")
 
 
 def time_rescoring(bundle, settings, lines: pd.DataFrame, n_customers: int = 200, seed: int = 7) -> None:

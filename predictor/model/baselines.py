@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from predictor.errors import ValueDeskError
+from predictor.model.columnar import NS_PER_DAY, OrderRuns, Purchases, map_partitions, order_runs
 from predictor.model.features import CustomerHistory, day_start
 
 
@@ -17,34 +18,42 @@ class BaselineFitError(ValueDeskError):
     """No tolerance/penalizer setting let the baseline converge."""
 
 
+RFM_COLUMNS = ["frequency", "recency", "T", "monetary_value"]
 # Tried in order; lifetimes' default tolerance fails to converge on some data sets.
 FIT_ATTEMPTS = ((1e-6, 0.0), (1e-4, 0.0), (1e-4, 0.001), (1e-3, 0.01), (1e-3, 0.1))
 
 
 def rfm_summary(history: CustomerHistory, cutoff) -> pd.DataFrame:
-    """lifetimes' (frequency, recency, T, monetary_value) in days, from orders on or before the cutoff.
+    """lifetimes' (frequency, recency, T, monetary_value) in days, from orders on or before the cutoff,
+    one row per customer sorted by customer id.
 
     Purchases on the same day count as one, as in lifetimes' summary_data_from_transaction_data."""
-    edge = day_start(cutoff) + pd.Timedelta(days=1)
-    orders = history.orders
-    purchases = orders.loc[(orders["timestamp"] < edge) & ~orders["is_cancellation"] & (orders["amount"] > 0)]
-    daily = purchases.assign(day=purchases["timestamp"].dt.normalize()).groupby(
-        ["customer_id", "day"], observed=True, sort=False)["amount"].sum().reset_index()
-    g = daily.groupby("customer_id", observed=True, sort=True)
-    first, last, count = g["day"].min(), g["day"].max(), g.size()
-    cutoff_day = day_start(cutoff)
-    summary = pd.DataFrame({
-        "frequency": (count - 1).astype(float),
-        "recency": (last - first) / pd.Timedelta(days=1),
-        "T": (cutoff_day - first) / pd.Timedelta(days=1),
-    })
+    runs = order_runs(history.orders)
+    customers, block = map_partitions(runs, day_start(cutoff) + pd.Timedelta(days=1),
+                                      lambda bought: rfm_columns(bought, cutoff), RFM_COLUMNS)
+    summary = pd.DataFrame(block.T, columns=RFM_COLUMNS, index=runs.run_ids(customers), copy=False)
+    return summary if summary.index.is_monotonic_increasing else summary.sort_index()
+
+
+def rfm_columns(bought: Purchases, cutoff) -> dict[str, np.ndarray]:
+    """`rfm_summary` on the columnar pass, as RFM_COLUMNS -> column in the purchases' customer order."""
+    if not len(bought.rows):
+        return {name: np.zeros(0) for name in RFM_COLUMNS}
+    ns, amount = bought.column(bought.runs.ns), bought.column(bought.runs.amount)
+    day = ns - ns % NS_PER_DAY  # the calendar day (midnight) of each purchase
+    new_day = np.r_[True, day[1:] != day[:-1]]
+    new_day[bought.first] = True
+    day_rows = np.flatnonzero(new_day)
+    daily = np.add.reduceat(amount, day_rows)
+    first_day, last_day = day[bought.first], day[bought.last]
+    frequency = bought.sums(new_day.astype(float)) - 1
     # Gamma-Gamma uses the mean value of repeat purchases only.
-    first_spend = daily.sort_values("day").groupby("customer_id", observed=True)["amount"].first()
-    total = g["amount"].sum()
-    repeat = (total - first_spend).clip(lower=0)
-    summary["monetary_value"] = np.where(summary["frequency"] > 0, repeat / summary["frequency"].replace(0, np.nan), 0.0)
-    summary.index = summary.index.astype("string")
-    return summary
+    first_spend = daily[np.searchsorted(day_rows, bought.first)]
+    repeat = np.clip(bought.sums(amount) - first_spend, 0, None)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        monetary = np.where(frequency > 0, repeat / np.where(frequency > 0, frequency, np.nan), 0.0)
+    return {"frequency": frequency, "recency": (last_day - first_day) / NS_PER_DAY,
+            "T": (day_start(cutoff).value - first_day) / NS_PER_DAY, "monetary_value": monetary}
 
 
 @dataclass
@@ -134,11 +143,16 @@ class LastPeriodSpend:
     """Spend in the last `horizon_days` before the cutoff, scaled when the history is shorter."""
 
     def predict(self, history: CustomerHistory, cutoff, horizon_days: int, customers: pd.Index) -> pd.Series:
+        runs = order_runs(history.orders)
+        spend = pd.Series(self.per_run(runs, history.start, cutoff, horizon_days), index=runs.run_ids())
+        return spend.reindex(pd.Index(customers), fill_value=0.0)
+
+    @staticmethod
+    def per_run(runs: OrderRuns, start: pd.Timestamp, cutoff, horizon_days: int) -> np.ndarray:
+        """The prediction for every customer (run) of `runs`: net spend in the window, floored at 0."""
         edge = day_start(cutoff) + pd.Timedelta(days=1)
-        available = (edge - history.start) / pd.Timedelta(days=1)
+        available = (edge - start) / pd.Timedelta(days=1)
         window_days = min(horizon_days, available)
         lo = edge - pd.Timedelta(days=window_days)
-        orders = history.orders
-        window = orders.loc[(orders["timestamp"] >= lo) & (orders["timestamp"] < edge)]
-        spend = window.groupby("customer_id", observed=True)["amount"].sum().clip(lower=0)
-        return spend.reindex(customers, fill_value=0.0) * (horizon_days / window_days)
+        rows = np.flatnonzero((runs.ns >= lo.value) & (runs.ns < edge.value))
+        return np.clip(runs.run_sums(rows, runs.amount[rows]), 0, None) * (horizon_days / window_days)

@@ -17,11 +17,14 @@ from scipy.stats import spearmanr
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import log_loss
 
-from predictor.model.baselines import BGNBDGammaGamma, LastPeriodSpend, rfm_summary
+from predictor.model.boosters import feature_matrix, raw_predict
+from predictor.model.baselines import RFM_COLUMNS, BGNBDGammaGamma, LastPeriodSpend, rfm_columns
+from predictor.model.columnar import map_partitions, order_runs
 from predictor.errors import EvaluationWindowError, ValueDeskError
-from predictor.model.features import FEATURES, CustomerHistory, compute_features, compute_labels, day_start
+from predictor.model.features import FEATURES, CustomerHistory, add_breadth, behaviour_columns, compute_labels, day_start
 from predictor.model.intervals import conformal_shift, fit_interval, interval_bounds
 from predictor.model.limits import history_limits
+from predictor.model.sampling import training_sample
 from predictor.model.metrics import decile_lift, held_out_quality, normalized_gini
 
 BG_FEATURES = ["bg_expected_orders", "bg_p_alive", "bg_predicted_value", "bg_churn_risk", "last_period_value"]
@@ -55,6 +58,9 @@ class TrainingConfig:
     # Product-name text features (predictor/model/text_features.py), 0 = off: an ablation option that
     # evaluation can switch on; saved models never carry them (see the README's ablation table).
     text_feature_dims: int = 0
+    # Train on this share of the customers (1 = all): a seeded-hash sample (predictor/model/sampling.py)
+    # so that training fits one worker; scoring always covers every customer.
+    training_sample_share: float = 1.0
 
     # The newest share of the history held out to choose the model (between min_label_days and the horizon).
     validation_share: float = 0.35
@@ -108,31 +114,61 @@ def feature_frame(history: CustomerHistory, cutoff, label_days: int, config: Tra
     """Behaviour features plus the baselines' own outputs refitted at this cutoff.
 
     Pass a fitted `bg` to reuse population parameters (rescoring one customer cannot refit them), and a
-    fitted text reducer (`text.columns`, `text.transform(history, cutoff)`) to append text features."""
-    features = compute_features(history, cutoff, label_days)
+    fitted text reducer (`text.columns`, `text.transform(history, cutoff)`) to append text features.
+    The features, the BG/NBD summary and last-period spend all come from one columnar pass over the
+    orders (predictor/model/columnar.py), row-aligned, so no step reindexes by customer id."""
+    edge = day_start(cutoff) + pd.Timedelta(days=1)
+    runs = order_runs(history.orders)
+
+    def partition_columns(bought) -> dict[str, np.ndarray]:
+        columns = behaviour_columns(history, bought, label_days)
+        summary = rfm_columns(bought, cutoff)
+        columns.update({f"rfm_{name}": values for name, values in summary.items()})
+        if bg is not None:  # given population parameters: the BG/NBD outputs are per customer too
+            columns.update(_baseline_columns(bg, summary, label_days, config))
+        last_period = LastPeriodSpend.per_run(bought.runs, history.start, cutoff, label_days)
+        return {**columns, "last_period_value": bought.per_customer(last_period)}
+
+    names = MODEL_FEATURES + ["label_scale"] + [f"rfm_{name}" for name in RFM_COLUMNS]
+    customers, block = map_partitions(runs, edge, partition_columns, names, threads=config.n_jobs)
+    index = runs.run_ids(customers)
     text_columns = list(text.columns) if text is not None else []
-    if features.empty:
-        return features.reindex(columns=MODEL_FEATURES + text_columns + ["label_scale"]), bg
-    summary = rfm_summary(history, cutoff).reindex(features.index)
-    if bg is None:
-        bg = BGNBDGammaGamma(max_fit_customers=config.bg_fit_customers, random_seed=config.random_seed).fit(summary)
-    predicted = bg.predict(summary, label_days)
+    if not len(index):
+        return pd.DataFrame(columns=MODEL_FEATURES + text_columns + ["label_scale"], index=index), bg
+    row = {name: i for i, name in enumerate(names)}
+    summary = {name: block[row[f"rfm_{name}"]] for name in RFM_COLUMNS}
+    if bg is None:  # fitted on the whole population, then applied to it
+        bg = BGNBDGammaGamma(max_fit_customers=config.bg_fit_customers,
+                             random_seed=config.random_seed).fit(pd.DataFrame(summary, index=index))
+        for name, values in _baseline_columns(bg, summary, label_days, config).items():
+            block[row[name]] = values
+    # A view of the block's first rows (no copy); the BG/NBD summary rows stay out of the frame.
+    frame = pd.DataFrame(block[:len(MODEL_FEATURES) + 1].T, columns=MODEL_FEATURES + ["label_scale"], index=index,
+                         copy=False)
+    add_breadth(frame, history, edge)
+    if text is None:
+        return frame, bg
+    frame = frame.join(text.transform(history, cutoff).reindex(frame.index).fillna(0.0))
+    return frame[MODEL_FEATURES + text_columns + ["label_scale"]], bg
+
+
+def _baseline_columns(bg: BGNBDGammaGamma, summary: dict[str, np.ndarray], label_days: int,
+                      config: TrainingConfig) -> dict[str, np.ndarray]:
+    """The BG/NBD + Gamma-Gamma outputs over the label window, and the label scale to the full horizon."""
+    rfm = [summary[c] for c in RFM_COLUMNS]
+    predicted = bg.predict_arrays(*rfm, label_days)
+    expected = predicted["expected_orders"]
     if label_days < config.horizon_days:
         # How much of the horizon's purchasing a shorter label window sees, per customer, from the
         # BG/NBD curve (purchase rates decay as customers drop out, so a linear scale-up overshoots).
-        full = bg.predict(summary, config.horizon_days)["expected_orders"]
-        ratio = (full / predicted["expected_orders"].where(predicted["expected_orders"] > 0)).fillna(1.0)
-        features["label_scale"] = ratio.clip(1.0, config.horizon_days / label_days)
+        full = bg.predict_arrays(*rfm, config.horizon_days)["expected_orders"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = full / np.where(expected > 0, expected, np.nan)
+        scale = np.clip(np.where(np.isnan(ratio), 1.0, ratio), 1.0, config.horizon_days / label_days)
     else:
-        features["label_scale"] = 1.0
-    features["bg_expected_orders"] = predicted["expected_orders"]
-    features["bg_p_alive"] = predicted["p_alive"]
-    features["bg_predicted_value"] = predicted["predicted_value"]
-    features["bg_churn_risk"] = predicted["churn_risk"]
-    features["last_period_value"] = LastPeriodSpend().predict(history, cutoff, label_days, features.index)
-    if text is not None:
-        features = features.join(text.transform(history, cutoff).reindex(features.index).fillna(0.0))
-    return features[MODEL_FEATURES + text_columns + ["label_scale"]], bg
+        scale = np.ones(len(expected))
+    return {"label_scale": scale, "bg_expected_orders": expected, "bg_p_alive": predicted["p_alive"],
+            "bg_predicted_value": predicted["predicted_value"], "bg_churn_risk": predicted["churn_risk"]}
 
 
 def label_scale(x: pd.DataFrame, label_days: int, config: TrainingConfig) -> np.ndarray:
@@ -201,6 +237,7 @@ class CLVModel:
         history = history.before(end) if end is not None else history
         start, end = history.start, day_start(end if end is not None else history.end)
         span = (end - start) / pd.Timedelta(days=1)
+        history = self._training_sample(history)
         if cfg.text_feature_dims > 0:
             from predictor.model.text_features import ProductTextFeatures
 
@@ -248,6 +285,14 @@ class CLVModel:
         self.warnings = [limit.reason for limit in limits]
         self.fit_seconds = time.perf_counter() - started
         return self
+
+    def _training_sample(self, history: CustomerHistory) -> CustomerHistory:
+        """The customers training sees: all, or the seeded-hash sample of training_sample_share."""
+        customers = pd.Index(history.orders["customer_id"].unique())
+        sample = training_sample(customers, self.config.training_sample_share, self.config.random_seed)
+        self.training_sample = {"customers": int(len(sample)), "of": int(len(customers)),
+                                "method": "all" if len(sample) == len(customers) else "seeded hash of customer_id"}
+        return history if len(sample) == len(customers) else history.subset(sample)
 
     def _choose_value_model(self, x_tr, y_tr, x_val, y_val_target, last_val) -> tuple[int, int, np.ndarray]:
         """The value model's depth and rounds by validation rank score, and its blend with last-period spend."""
@@ -316,12 +361,13 @@ class CLVModel:
 
     def predict_features(self, features: pd.DataFrame) -> pd.DataFrame:
         """Predictions for a feature frame at the full horizon (label_days == horizon)."""
-        # A plain float array skips xgboost's per-call pandas conversion (most of a one-row rescore).
-        x_frame = features[self.feature_names]
-        x = x_frame.to_numpy(dtype=np.float32)
-        return pd.DataFrame(self.combine(self.value_model.predict(x), self.churn_model.predict_proba(x)[:, 1],
-                                         self.interval_model.predict(x), self.next_order_model.predict(x),
-                                         x_frame["last_period_value"].to_numpy()), index=features.index)
+        x = feature_matrix(features, self.feature_names)
+        threads = self.config.n_jobs
+        return pd.DataFrame(self.combine(raw_predict(self.value_model, x, threads),
+                                         raw_predict(self.churn_model, x, threads),
+                                         raw_predict(self.interval_model, x, threads),
+                                         raw_predict(self.next_order_model, x, threads),
+                                         features["last_period_value"].to_numpy()), index=features.index)
 
     def combine(self, model_value: np.ndarray, raw_churn: np.ndarray, log_quantiles: np.ndarray,
                 log_next_days: np.ndarray, last_period_value: np.ndarray) -> dict[str, np.ndarray]:
@@ -346,4 +392,5 @@ class CLVModel:
                 "validation": self.validation,
                 "validation_metrics": self.validation_metrics, "training_window": self.training_window,
                 "data_range": self.data_range, "warnings": self.warnings,
-                "history_limits": getattr(self, "history_limits", []), "fit_seconds": self.fit_seconds}
+                "history_limits": getattr(self, "history_limits", []),
+                "training_sample": getattr(self, "training_sample", None), "fit_seconds": self.fit_seconds}

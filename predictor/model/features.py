@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-DAY = np.timedelta64(1, "D")
+from predictor.model.columnar import NS_PER_DAY, Purchases, map_partitions, order_runs
 
 # Windows (days) for recent spend and order counts.
 WINDOWS = (30, 90, 180, 365)
@@ -115,86 +115,88 @@ def compute_features(history: CustomerHistory, cutoff, label_days: int) -> pd.Da
     that rows trained on shorter label windows can still predict the full horizon.
     """
     edge = day_start(cutoff) + pd.Timedelta(days=1)
-    past = history.orders.loc[history.orders["timestamp"] < edge]
-    purchases = past.loc[~past["is_cancellation"] & (past["amount"] > 0)]
-    if purchases.empty:
-        return pd.DataFrame(columns=FEATURES, index=pd.Index([], name="customer_id", dtype="string"))
+    runs = order_runs(history.orders)
+    customers, block = map_partitions(runs, edge, lambda bought: behaviour_columns(history, bought, label_days),
+                                      FEATURES)
+    index = runs.run_ids(customers)
+    if not len(index):
+        return pd.DataFrame(columns=FEATURES, index=index)
+    frame = pd.DataFrame(block.T, columns=FEATURES, index=index, copy=False)
+    add_breadth(frame, history, edge)
+    return frame
 
+
+def behaviour_columns(history: CustomerHistory, bought: Purchases, label_days: int) -> dict[str, np.ndarray]:
+    """Every feature but the product breadth (`add_breadth`), per customer of `bought` (one partition
+    of the columnar pass, predictor/model/columnar.py): one segment reduction per column over the
+    purchases, which are one contiguous, time-ordered run per customer."""
+    edge = pd.Timestamp(bought.edge_ns)
+    runs, counts = bought.runs, bought.counts
+    ns, amount = bought.column(runs.ns), bought.column(runs.amount)
     # Orders on the same day count once for cadence (as in the BG/NBD convention).
-    cust = purchases["customer_id"].to_numpy()
-    ts = purchases["timestamp"].to_numpy("datetime64[ns]")
-    amount = purchases["amount"].to_numpy(float)
-    days_before = (np.datetime64(edge) - ts) / DAY  # >0, fractional
-
-    # Orders are sorted by customer then time, so each customer is one contiguous run and
-    # reduceat over the run starts is exact.
-    first_pos = np.flatnonzero(np.r_[True, cust[1:] != cust[:-1]])
-    counts = np.diff(np.r_[first_pos, len(cust)])
-    last_pos = first_pos + counts - 1
-    ids = cust[first_pos]
-
-    out = pd.DataFrame(index=pd.Index(ids, name="customer_id", dtype="string"))
-    out["frequency"] = counts.astype(float)
-    out["recency_days"] = days_before[last_pos]
-    out["tenure_days"] = days_before[first_pos]
-    out["monetary_total"] = np.add.reduceat(amount, first_pos)
+    days_before = (bought.edge_ns - ns) / NS_PER_DAY  # >0, fractional
+    out = {"frequency": counts.astype(float), "recency_days": days_before[bought.last],
+           "tenure_days": days_before[bought.first], "monetary_total": bought.sums(amount)}
     out["aov"] = out["monetary_total"] / counts
-    out["max_order_value"] = np.maximum.reduceat(amount, first_pos)
+    out["max_order_value"] = np.maximum.reduceat(amount, bought.first)
     for window in WINDOWS:
         inside = days_before <= window
-        out[f"spend_{window}d"] = np.add.reduceat(np.where(inside, amount, 0.0), first_pos)
+        out[f"spend_{window}d"] = bought.sums(np.where(inside, amount, 0.0))
         if window >= 90:
-            out[f"orders_{window}d"] = np.add.reduceat(inside.astype(float), first_pos)
+            out[f"orders_{window}d"] = bought.sums(inside.astype(float))
     lifetime_rate = out["monetary_total"] / np.maximum(out["tenure_days"], 30.0)
-    out["trend_90d"] = (out["spend_90d"] / 90.0) / lifetime_rate.replace(0, np.nan)
-
-    _add_gaps(out, ts, history.start, first_pos, counts)
-
-    qty = purchases["quantity"].to_numpy(float)
-    out["items_per_order"] = np.add.reduceat(np.nan_to_num(qty), first_pos) / counts if np.isfinite(qty).any() else np.nan
-
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["trend_90d"] = (out["spend_90d"] / 90.0) / np.where(lifetime_rate == 0, np.nan, lifetime_rate)
+    out.update(_gap_features(bought, ns, history.start, out["recency_days"]))
+    qty = bought.column(runs.quantity)
+    out["items_per_order"] = (bought.sums(np.nan_to_num(qty)) / counts if np.isfinite(qty).any()
+                              else np.full(len(counts), np.nan))
     # Net effect of cancellations known by the cutoff, as a share of gross spend.
-    cancels = past.loc[past["is_cancellation"] | (past["amount"] < 0)]
-    cancelled = (-cancels.groupby("customer_id", observed=True)["amount"].sum()).reindex(out.index, fill_value=0.0)
-    out["cancel_share"] = (cancelled / out["monetary_total"].where(out["monetary_total"] > 0)).clip(0, 1).fillna(0.0)
-    out["spend_same_window_last_year"] = _same_window_last_year(purchases, edge, label_days, history.start, out.index)
-    out["history_days"] = float((edge - history.start) / pd.Timedelta(days=1))
-    out["label_days"] = float(label_days)
-    _add_breadth(out, history, edge)
-    return out[FEATURES]
+    cancels = np.flatnonzero((runs.ns < bought.edge_ns) & (runs.cancel | (runs.amount < 0)))
+    cancelled = -bought.per_customer(runs.run_sums(cancels, runs.amount[cancels]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = cancelled / np.where(out["monetary_total"] > 0, out["monetary_total"], np.nan)
+    out["cancel_share"] = np.nan_to_num(np.clip(share, 0, 1), nan=0.0, posinf=1.0, neginf=0.0)
+    out["spend_same_window_last_year"] = _same_window_last_year(bought, ns, amount, edge, label_days, history.start)
+    out["history_days"] = np.full(len(counts), float((edge - history.start) / pd.Timedelta(days=1)))
+    out["label_days"] = np.full(len(counts), float(label_days))
+    return out
 
 
-def _add_gaps(out: pd.DataFrame, ts: np.ndarray, start: pd.Timestamp, first_pos: np.ndarray,
-              counts: np.ndarray) -> None:
-    """Cadence features from the inter-purchase gaps, in days between distinct purchase days."""
-    day_idx = np.floor((ts - np.datetime64(start)) / DAY)
+def _gap_features(bought: Purchases, ns: np.ndarray, start: pd.Timestamp,
+                  recency_days: np.ndarray) -> dict[str, np.ndarray]:
+    """Cadence features from the inter-purchase gaps, in days between distinct purchase days:
+    the mean, coefficient of variation (sample std) and last gap per customer, NaN without a gap."""
+    day_idx = np.floor((ns - pd.Timestamp(start).value) / NS_PER_DAY)
     gaps = np.diff(day_idx, prepend=np.nan)
-    gaps[first_pos] = np.nan
-    gaps = np.where(gaps == 0, np.nan, gaps)
-    gap_frame = pd.DataFrame({"c": np.repeat(np.arange(len(first_pos)), counts), "g": gaps})
-    gap_stats = gap_frame.groupby("c")["g"].agg(["mean", "std", "last"])
-    out["mean_gap_days"] = gap_stats["mean"].to_numpy()
-    out["gap_cv"] = (gap_stats["std"] / gap_stats["mean"]).to_numpy()
-    out["last_gap_days"] = gap_stats["last"].to_numpy()
-    out["recency_over_gap"] = out["recency_days"] / out["mean_gap_days"]
+    gaps[bought.first] = np.nan
+    gaps[gaps == 0] = np.nan
+    has_gap = ~np.isnan(gaps)
+    n_gaps = bought.sums(has_gap.astype(float))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = bought.sums(np.where(has_gap, gaps, 0.0)) / np.where(n_gaps > 0, n_gaps, np.nan)
+        deviation = np.where(has_gap, gaps - np.repeat(mean, bought.counts), 0.0)
+        std = np.sqrt(bought.sums(deviation * deviation) / np.where(n_gaps > 1, n_gaps - 1, np.nan))
+        # The last row with a gap of each customer (-1: none).
+        last_row = np.maximum.reduceat(np.where(has_gap, np.arange(len(gaps)), -1), bought.first)
+        last = np.where(last_row >= 0, gaps[last_row], np.nan)
+        return {"mean_gap_days": mean, "gap_cv": std / mean, "last_gap_days": last,
+                "recency_over_gap": recency_days / mean}
 
 
-def _same_window_last_year(purchases: pd.DataFrame, edge: pd.Timestamp, label_days: int,
-                           start: pd.Timestamp, index: pd.Index) -> pd.Series:
+def _same_window_last_year(bought: Purchases, ns: np.ndarray, amount: np.ndarray, edge: pd.Timestamp,
+                           label_days: int, start: pd.Timestamp) -> np.ndarray:
     """Spend in the window one year before the one being predicted: a seasonal signal,
     NaN when the history does not reach back that far (no guessing)."""
     lo = edge - pd.Timedelta(days=365)
     hi = lo + pd.Timedelta(days=label_days)
     if lo < start:
-        return pd.Series(np.nan, index=index)
-    window = purchases.loc[(purchases["timestamp"] >= lo) & (purchases["timestamp"] < hi)]
-    return window.groupby("customer_id", observed=True)["amount"].sum().reindex(index, fill_value=0.0)
+        return np.full(len(bought.first), np.nan)
+    return bought.sums(np.where((ns >= lo.value) & (ns < hi.value), amount, 0.0))
 
 
-def _add_breadth(out: pd.DataFrame, history: CustomerHistory, edge: pd.Timestamp) -> None:
-    out["distinct_products"] = np.nan
-    out["distinct_categories"] = np.nan
-    out["top_category_share"] = np.nan
+def add_breadth(out: pd.DataFrame, history: CustomerHistory, edge: pd.Timestamp) -> None:
+    """Product breadth from the lines; the columns stay as they are (NaN) without them."""
     if history.lines is None:
         return
     lines = history.lines.loc[history.lines["timestamp"] < edge]

@@ -5,7 +5,7 @@ The population path (`score_frame`: `compute_features`, `feature_frame`, `rfm_su
 groupbys over every customer) spends ~50-140 ms of pandas overhead on a single customer, far more
 than the arithmetic. This module computes the same row for one customer with numpy over that
 customer's few orders. The semantics are those of predictor/model/features.py `compute_features` and
-`_add_breadth`, predictor/model/baselines.py `rfm_summary` and `LastPeriodSpend`, predictor/model/estimators.py
+`add_breadth`, predictor/model/baselines.py `rfm_summary` and `LastPeriodSpend`, predictor/model/estimators.py
 `feature_frame` and `predict_features`, and predictor/model/scoring.py `score_frame` and
 `history_from_transactions`; the BG/NBD formula itself is shared (`BGNBDGammaGamma.predict_arrays`),
 as are the driver phrases (`explain.row_drivers`). tests/test_rescoring.py checks that both paths

@@ -13,6 +13,7 @@ from predictor.model.artifacts import ModelBundle, load_model_bundle, save_model
 from predictor.errors import DataError
 from predictor.model.explain import drivers, row_drivers
 from predictor.model.features import CustomerHistory, day_start
+from predictor.model.boosters import iteration_range
 from predictor.model.estimators import CLVModel, TrainingConfig
 from predictor.model.rescoring import NS_PER_DAY, customer_from_lines, feature_row, feature_vector
 
@@ -144,12 +145,7 @@ class CustomerScorer:
             estimator.set_params(n_jobs=1)
             booster = estimator.get_booster()
             booster.set_param({"nthread": 1})
-            # The trees the sklearn wrapper's predict would use (all of them unless early stopping kept fewer).
-            try:
-                rounds = (0, estimator.best_iteration + 1)
-            except AttributeError:
-                rounds = (0, 0)
-            self._boosters[name] = (booster, rounds)
+            self._boosters[name] = (booster, iteration_range(estimator))
 
     @classmethod
     def load(cls, settings) -> "CustomerScorer":
