@@ -14,27 +14,7 @@ if [[ -x "$CHROMIUM" ]]; then
     exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "chromium: $CHROMIUM is missing and apt-get is not available; install Chromium with your" \
-         "package manager so that $CHROMIUM exists" >&2
-    exit 1
-fi
-
-SUDO=""
-if [[ "$(id -u)" != "0" ]]; then
-    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-        SUDO="sudo -n"
-    else
-        echo "chromium: $CHROMIUM is missing and installing it needs root; run" \
-             "'sudo apt-get install -y chromium'" >&2
-        exit 1
-    fi
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-# The package lists may be absent on a fresh image; refresh them only when the package is unknown.
-if ! apt-cache show chromium >/dev/null 2>&1; then
-    $SUDO apt-get update -q
-fi
-$SUDO apt-get install -y -q chromium
+# shellcheck source=scripts/apt_install.sh
+source "$(dirname "$0")/apt_install.sh"
+apt_install chromium chromium
 "$CHROMIUM" --version

@@ -24,29 +24,9 @@ if BIN=$(find_bin); then
     exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "postgresql: no server binaries under /usr/lib/postgresql/*/bin and apt-get is not available;" \
-         "install the PostgreSQL server (initdb, pg_ctl, postgres) with your package manager" >&2
-    exit 1
-fi
-
-SUDO=""
-if [[ "$(id -u)" != "0" ]]; then
-    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-        SUDO="sudo -n"
-    else
-        echo "postgresql: the server binaries are missing and installing them needs root; run" \
-             "'sudo apt-get install -y postgresql'" >&2
-        exit 1
-    fi
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-# The package lists may be absent on a fresh image; refresh them only when the package is unknown.
-if ! apt-cache show postgresql >/dev/null 2>&1; then
-    $SUDO apt-get update -q
-fi
-$SUDO apt-get install -y -q --no-install-recommends postgresql
+# shellcheck source=scripts/apt_install.sh
+source "$(dirname "$0")/apt_install.sh"
+apt_install postgresql postgresql --no-install-recommends
 
 if ! BIN=$(find_bin); then
     echo "postgresql: installed, but no server binaries under /usr/lib/postgresql/*/bin" >&2
