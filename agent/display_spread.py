@@ -16,12 +16,19 @@ from typing import Any
 from predictor.figures import money
 from agent.display_charts import TIER_COLOURS, TIER_ORDER, axis_top
 
-WIDTH, LEFT, RIGHT, TOP, ROW = 480, 78, 18, 6, 62  # viewBox width, margins and one tier's row, in SVG units
+# viewBox width, margins and one tier's row, in SVG units; the right margin holds half of the last tick's
+# label ("£100,000" is centred on the axis end).
+WIDTH, LEFT, RIGHT, TOP, ROW = 480, 78, 34, 6, 62
 BOX_H, QUANTILES = 16, ("p10", "p25", "p50", "p75", "p90")
 
 
 def _tick_text(tick: float, step: float, currency: str) -> str:
     return f"{currency}{tick:,.0f}" if step >= 1 else f"{currency}{tick:,.2f}"
+
+
+def _median_text(value: float, currency: str) -> str:
+    """The median's label: whole pounds from £10 up (pence beside pounds-wide boxes read as noise)."""
+    return f"{currency}{value:,.0f}" if value >= 10 else money(value, currency)
 
 
 def spread_groups(groups: list[dict[str, Any]], group_by: str | None) -> list[dict[str, Any]]:
@@ -69,7 +76,7 @@ def _row(i: int, group: dict[str, Any], currency: str) -> str:
           f"<line class='vd-median' x1='{x(q['p50'])}' x2='{x(q['p50'])}' y1='{mid - BOX_H / 2 - 2}' "
           f"y2='{mid + BOX_H / 2 + 2}' stroke='currentColor' stroke-width='2.5'/>"
           f"<text class='vd-spread-label' x='{x(q['p50'])}' y='{mid - BOX_H / 2 - 4}' text-anchor='middle'>"
-          f"median {escape(money(q['p50'], currency))}</text></g>")
+          f"median {escape(_median_text(q['p50'], currency))}</text></g>")
     return "".join(parts)
 
 

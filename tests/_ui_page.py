@@ -189,4 +189,7 @@ def spread_geometry(page) -> list[dict]:
                     q: ['p10', 'p25', 'p50', 'p75', 'p90'].map(k => +g.dataset[k]), zero_tick: +ticks[0].dataset.tick,
                     zero: x(ticks[0]).left, end: x(ticks[ticks.length - 1]).left,
                     box_left: box.left, box_right: box.right,
-                    median: x(g.querySelector('line.vd-median')).left, label: axis.getAttribute('aria-label')}; })""")
+                    median: x(g.querySelector('line.vd-median')).left, label: axis.getAttribute('aria-label'),
+                    tick_labels_inside: Array.from(axis.querySelectorAll('text')).every(t =>
+                        x(t).right <= x(el.querySelector('svg')).right + 0.5 && x(t).left >= x(el.querySelector('svg')).left - 0.5),
+                    median_label: g.querySelector('text.vd-spread-label').textContent}; })""")

@@ -320,6 +320,8 @@ def test_tier_charts_start_at_zero_in_one_colour_per_tier(page, customers):
         assert s["q"] == pytest.approx(quantiles.loc[s["tier"]].round(2).tolist(), abs=0.011)
         assert s["fill"] == TIER_COLOURS[s["tier"]] and s["zero_tick"] == 0 and "values from 0 to" in s["label"]
         assert s["zero"] <= s["box_left"] <= s["median"] <= s["box_right"] <= s["end"] and s["top"] >= s["q"][-1]
+        assert s["tick_labels_inside"]  # no tick label ("£100,000") cut at the chart's edge
+        assert "." not in s["median_label"]  # whole pounds
     answer = chat_text(page).rsplit("Tool: segment_summary", 1)[1]
     for tier, count in customers["tier"].value_counts().items():
         assert f"{tier}: {count:,} customer" in answer
