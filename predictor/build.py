@@ -38,7 +38,7 @@ from predictor.data.categories import (CategoryResult, apply_categories, build_c
 from predictor.data.cleaning import CLEANING_VERSION
 from predictor.data.load import load_transactions, parse_column_map, source_fingerprint
 from predictor.errors import ValueDeskError
-from predictor.layout import (BUILDS_DIR, CATEGORIES, CUSTOMERS, MODELS, PROFILES, SCORES, TRANSACTIONS,
+from predictor.layout import (BUCKETS, BUILDS_DIR, CATEGORIES, CUSTOMERS, MODELS, PROFILES, SCORES, TRANSACTIONS,
                               TRANSITIONS, BUILD_JSON, BuildVersion, StagedBuild, clean_debris, current_version,
                               prune_versions)
 from predictor.settings import Settings
@@ -278,11 +278,14 @@ def _score(transactions: pd.DataFrame, prev: BuildVersion, staged: StagedBuild, 
             staged.link_from(prev, MODELS)
             staged.link_from(prev, SCORES)
             return saved, True
-    from predictor.model.scoring import score_customers
+    from predictor.engine import score_transactions
+    from predictor.model.estimators import TrainingConfig
 
-    # score_customers writes model and scores under its settings' data dir: the staged folder.
+    # The engine writes model and scores under its settings' data dir: the staged folder. Customer buckets
+    # (the Dask engine's partitioned log) live beside the versions and are reused while the log is unchanged.
     staged_settings = settings.model_copy(update={"data_dir": staged.root})
-    scores, _ = score_customers(transactions, staged_settings, config=training_config, data_fingerprint=fingerprint)
+    scores, _ = score_transactions(transactions, staged_settings, training_config or TrainingConfig.from_settings(settings),
+                                   fingerprint, engine=settings.engine, buckets_dir=Path(settings.data_dir) / BUCKETS)
     return scores, False
 
 

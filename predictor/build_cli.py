@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from predictor.engine import add_engine_arguments, settings_with_engine
+
 
 def register_build(sub: argparse._SubParsersAction) -> None:
     """Add `valuedesk build` to the CLI."""
@@ -19,6 +21,7 @@ def register_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rebuild-index", action="store_true", help="rebuild the search index from scratch")
     p.add_argument("--no-index", action="store_true", help="do not touch the search index")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_engine_arguments(p)
     p.set_defaults(handler=run_build)
 
 
@@ -26,7 +29,7 @@ def run_build(args: argparse.Namespace) -> int:
     """The handler: `args.settings` are the settings the CLI entry read (valuedesk.cli)."""
     from predictor.build import build
 
-    report = build(args.settings, data_path=args.data, schema=args.schema, column_map=args.column_map,
+    report = build(settings_with_engine(args.settings, args), data_path=args.data, schema=args.schema, column_map=args.column_map,
                    rescore=args.rescore, rebuild_index=args.rebuild_index, with_index=not args.no_index,
                    progress=not args.quiet)
     print(report.summary())

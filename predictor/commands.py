@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 from predictor.build_cli import register_build
+from predictor.engine import add_engine_arguments
+from predictor.errors import ValueDeskError
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,11 +75,11 @@ def run_evaluate(args) -> int:
 
 
 def run_score(args) -> int:
+    from predictor.engine import score_transactions, settings_with_engine
     from predictor.layout import current_name
     from predictor.model.estimators import TrainingConfig
-    from predictor.model.scoring import score_customers
 
-    settings = args.settings
+    settings = settings_with_engine(args.settings, args)
     if args.out:
         settings = settings.model_copy(update={"data_dir": Path(args.out)})
     if current_name(settings.data_dir) is not None:
@@ -88,18 +90,40 @@ def run_score(args) -> int:
         return 2
     config = TrainingConfig.from_settings(settings, args.horizon_days)  # a bad horizon fails before loading
     started = time.perf_counter()
-    loaded = load_from_args(args, settings)
-    if not args.quiet:
-        print(loaded.report.to_table())
-    scores, bundle = score_customers(loaded.transactions, settings, config, loaded.fingerprint)
-    print(f"scored {len(scores):,} customers in {time.perf_counter() - started:.1f} s "
-          f"(model {bundle.metadata['version']}, horizon {config.horizon_days} days) -> {settings.scores_path}")
+    if args.buckets:
+        rows, bundle = _score_bucket_set(args.buckets, settings, config)
+    else:
+        loaded = load_from_args(args, settings)
+        if not args.quiet:
+            print(loaded.report.to_table())
+        scores, bundle = score_transactions(loaded.transactions, settings, config, loaded.fingerprint,
+                                            engine=settings.engine)
+        rows = len(scores)
+    seconds = time.perf_counter() - started
+    print(f"scored {rows:,} customers in {seconds:.1f} s ({rows / max(seconds, 1e-9):,.0f} customers/s; "
+          f"engine {settings.engine}, model {bundle.metadata['version']}, horizon {config.horizon_days} days) "
+          f"-> {settings.scores_path}")
     for warning in bundle.metadata["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     if not args.quiet:
-        top = scores.nlargest(5, "predicted_value")[["customer_id", "predicted_value", "churn_risk"]]
-        print(top.to_string(index=False))
+        import pandas as pd
+
+        scores = pd.read_parquet(settings.scores_path, columns=["customer_id", "predicted_value", "churn_risk"])
+        print(scores.nlargest(5, "predicted_value").to_string(index=False))
     return 0
+
+
+def _score_bucket_set(buckets: Path, settings, config):
+    """`--buckets DIR`: score a log already partitioned by customer (too big to load in one process)."""
+    from predictor.engine.buckets import read_bucket_set
+    from predictor.engine.dask_engine import ClusterConfig, score_with_dask
+
+    if settings.engine != "dask":
+        raise ValueDeskError("--buckets scores on the Dask engine; add --engine dask (or --scheduler ADDR).")
+    bucket_set = read_bucket_set(buckets)
+    _, rows, bundle = score_with_dask(bucket_set, settings, config, ClusterConfig.from_settings(settings),
+                                      bucket_set.fingerprint)
+    return rows, bundle
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -121,6 +145,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     score.add_argument("--horizon-days", type=int, default=None, help="Prediction horizon (default from settings).")
     score.add_argument("--out", default=None, help="Data directory to write to (default: VALUEDESK_DATA_DIR).")
     score.add_argument("--quiet", action="store_true", help="Only print the summary line.")
+    score.add_argument("--buckets", type=Path, default=None,
+                       help="Score a log already partitioned into customer buckets (predictor/engine/buckets.py) "
+                            "instead of --data; needs --engine dask.")
+    add_engine_arguments(score)
     score.set_defaults(handler=run_score)
 
     register_build(sub)

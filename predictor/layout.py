@@ -39,6 +39,10 @@ MANIFEST = "manifest.json"
 INDEX_FILE = "index.json"  # attached after the build (background indexing), so not in the manifest
 STAGING_PREFIX = ".staging-"
 BUILD_LOCK = ".build.lock"
+# The Dask engine's customer buckets (predictor/engine/buckets.py), beside the versions: an input cache.
+BUCKETS = "buckets"
+# Hidden folders a killed engine run leaves: bucket staging and scored parts (predictor/engine).
+ENGINE_TEMP_PREFIXES = (f".{BUCKETS}.", ".dask-parts.")
 REBUILD_COMMAND = "valuedesk build --rescore"
 # The files of a version folder (see the module docstring).
 MODELS = "models"
@@ -281,6 +285,10 @@ def _clean(data_dir: Path) -> list[str]:
             if path.name.startswith(STAGING_PREFIX):
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(str(path.relative_to(data_dir)))
+    for path in data_dir.iterdir():
+        if path.is_dir() and path.name.startswith(ENGINE_TEMP_PREFIXES):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
     serving = current_version(data_dir)
     for folder in {data_dir, serving.root}:
         if not folder.is_dir():

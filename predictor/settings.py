@@ -31,6 +31,14 @@ class Settings(BaseSettings):
     random_seed: int = 42
     builds_to_keep: int = Field(3, ge=1, description="Build versions kept under data_dir/builds (the serving one always).")
 
+    # Execution engine (predictor/engine): "local" runs in this process; "dask" trains and scores from
+    # customer buckets on a Dask cluster: the scheduler's address, or a LocalCluster of dask_workers
+    # processes (default one per core) with dask_worker_memory each (Dask's "auto": the machine's share).
+    engine: str = Field("local", pattern="^(local|dask)$")
+    dask_scheduler: str | None = Field(None, description="tcp://HOST:8786 of a running Dask scheduler.")
+    dask_workers: int | None = Field(None, ge=1)
+    dask_worker_memory: str = "auto"
+
     # Data loading and cleaning (predictor/data/load.py)
     outlier_robust_z: float = Field(8.0, gt=0, description="Flag purchase lines this many robust SDs above the median log line amount.")
 

@@ -12,6 +12,7 @@ import pandas as pd
 from predictor.errors import ValueDeskError
 from predictor.model.columnar import NS_PER_DAY, OrderRuns, Purchases, map_partitions, order_runs
 from predictor.model.features import CustomerHistory, day_start
+from predictor.model.sampling import smallest_hash_rows
 
 
 class BaselineFitError(ValueDeskError):
@@ -60,7 +61,8 @@ def rfm_columns(bought: Purchases, cutoff) -> dict[str, np.ndarray]:
 class BGNBDGammaGamma:
     """BG/NBD for purchase counts plus Gamma-Gamma for order value (lifetimes), one fit per cutoff."""
 
-    max_fit_customers: int | None = None  # fit population parameters on a seeded sample for speed
+    # Fit population parameters on a sample for speed: the customers with the smallest seeded hashes.
+    max_fit_customers: int | None = None
     random_seed: int = 0
     fitted_with: dict = field(default_factory=dict)
     fit_seconds: float = 0.0
@@ -70,8 +72,8 @@ class BGNBDGammaGamma:
 
         start = time.perf_counter()
         data = summary
-        if self.max_fit_customers and len(summary) > self.max_fit_customers:
-            data = summary.sample(self.max_fit_customers, random_state=self.random_seed)
+        if self.max_fit_customers:  # a sample the partitioned engine draws the same (predictor/engine)
+            data = smallest_hash_rows(summary, self.max_fit_customers, self.random_seed)
         freq, rec, T = (data[c].to_numpy(float) for c in ("frequency", "recency", "T"))
         self.bgf = None
         last_error: Exception | None = None

@@ -1,0 +1,64 @@
+"""Where training and scoring run: `local` (this process, the default) or `dask` (a Dask cluster).
+
+One switch (`--engine`, `VALUEDESK_ENGINE`) and one entry point, `score_transactions`, for `valuedesk score`
+and the build's score step. Both engines call the same per-customer functions; the Dask engine adds the
+partitioning (predictor/engine/buckets.py) and the reduce steps (predictor/engine/dask_engine.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ENGINES = ("local", "dask")
+
+
+def add_engine_arguments(parser) -> None:
+    """`--engine` and `--scheduler`, for `valuedesk build` and `valuedesk score`."""
+    parser.add_argument("--engine", choices=ENGINES, default=None,
+                        help="where training and scoring run: local (this process) or dask (default: VALUEDESK_ENGINE, local)")
+    parser.add_argument("--scheduler", metavar="ADDR", default=None,
+                        help="the Dask scheduler, e.g. tcp://HOST:8786 (default: VALUEDESK_DASK_SCHEDULER; "
+                             "none: a LocalCluster sized to this machine)")
+
+
+def settings_with_engine(settings, args):
+    """The settings with the command line's engine choice applied (the flags win over the environment)."""
+    update = {key: value for key, value in (("engine", args.engine), ("dask_scheduler", args.scheduler))
+              if value is not None}
+    if update.get("dask_scheduler") and "engine" not in update:
+        update["engine"] = "dask"  # a scheduler address means the Dask engine
+    return settings.model_copy(update=update) if update else settings
+
+
+def score_transactions(transactions, settings, config, data_fingerprint: str = "", *,
+                       engine: str = "local", cluster=None, buckets_dir: Path | None = None):
+    """Train on all history and score every customer into `settings`' data dir; returns (scores, bundle).
+
+    The Dask engine first partitions the categorised log into customer buckets at `buckets_dir` (reused
+    when they hold this very log), then scores them on `cluster` (predictor.engine.dask_engine.ClusterConfig)."""
+    from predictor.model.scoring import score_customers, with_categories
+
+    if engine == "local":
+        return score_customers(transactions, settings, config, data_fingerprint)
+    if engine != "dask":
+        raise ValueError(f"Unknown engine '{engine}'; expected one of {', '.join(ENGINES)}.")
+    import pandas as pd
+
+    from predictor.engine.buckets import read_bucket_set, write_buckets
+    from predictor.engine.dask_engine import ClusterConfig, score_with_dask
+    from predictor.errors import DataError
+
+    from predictor.data.cleaning import CLEANING_VERSION
+
+    root = Path(buckets_dir or Path(settings.data_dir) / "buckets")
+    # Buckets hold the cleaned, categorised lines: reusable only for the same log cleaned the same way.
+    key = f"{data_fingerprint}:{CLEANING_VERSION}:{settings.outlier_robust_z}" if data_fingerprint else ""
+    try:
+        bucket_set = read_bucket_set(root)
+    except DataError:
+        bucket_set = None
+    if bucket_set is None or not key or bucket_set.fingerprint != key:
+        bucket_set = write_buckets(with_categories(transactions), root, fingerprint=key)
+    path, _, bundle = score_with_dask(bucket_set, settings, config, cluster or ClusterConfig.from_settings(settings),
+                                      data_fingerprint)
+    # The whole table, as the local engine returns it (the build tiers and profiles it in this process).
+    return pd.read_parquet(path), bundle
