@@ -69,9 +69,12 @@ def dask_client(cluster: ClusterConfig) -> Iterator[object]:
             yield client
         return
     workers = cluster.workers or os.cpu_count() or 1
-    # One thread per worker process: pandas and numpy steps hold the GIL, so processes are what run in parallel.
+    # One thread per worker process: pandas and numpy steps hold the GIL, so processes are what run in
+    # parallel. OMP_THREAD_LIMIT caps xgboost's OpenMP threads too (its boosters ask for n_jobs threads, and
+    # its SHAP explanations for every core), so two workers on two cores do not fight over them.
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=cluster.worker_memory,
-                      dashboard_address=None, silence_logs=logging.ERROR) as local, Client(local) as client:
+                      dashboard_address=None, silence_logs=logging.ERROR, env={"OMP_THREAD_LIMIT": "1"}) as local, \
+            Client(local) as client:
         yield client
 
 
