@@ -37,6 +37,7 @@ from predictor.data.categories import (CategoryResult, apply_categories, build_c
                                        load_category_map)
 from predictor.data.cleaning import CLEANING_VERSION
 from predictor.data.load import load_transactions, parse_column_map, source_fingerprint
+from predictor.engine import prefill_embeddings
 from predictor.errors import ValueDeskError
 from predictor.layout import (BUCKETS, BUILDS_DIR, CATEGORIES, CUSTOMERS, MODELS, PROFILES, SCORES, TRANSACTIONS,
                               TRANSITIONS, BUILD_JSON, BuildVersion, StagedBuild, clean_debris, current_version,
@@ -137,6 +138,8 @@ def _run_steps(settings: Settings, prev: BuildVersion, previous: dict, staged: S
         files = _write_outputs(staged, prev, tables, tx_reused, moves)
     _checkpoint("write")
     with timer.step("index"):
+        if with_index:
+            prefill_embeddings(tables.profiles, settings)  # the Dask engine's workers embed; a no-op locally
         index_status = (sync_index(tables.profiles, settings, version=staged, activate=False)
                         if with_index else "not updated (--no-index)")
     _checkpoint("index")

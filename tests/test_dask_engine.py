@@ -4,15 +4,14 @@ changes nothing, and a run that fails leaves the previous model and scores servi
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from _dask_support import killer_after, local_cluster
 from predictor.engine.buckets import bucket_path, read_bucket, read_bucket_set, write_buckets
 from predictor.engine.dask_engine import ClusterConfig, score_with_dask
 from predictor.errors import DataError
@@ -24,11 +23,8 @@ from predictor.settings import Settings
 
 @pytest.fixture(scope="module")
 def cluster():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as local, \
-            Client(local) as client:
-        yield local.scheduler_address, client
+    with local_cluster() as running:
+        yield running
 
 
 def assert_same_scores(local_path: Path, dask_path: Path) -> None:
@@ -78,18 +74,12 @@ def test_dask_engine_scores_equal_the_local_engine_on_online_retail(online_retai
 
 def test_a_worker_killed_mid_run_changes_nothing(online_retail, scored_settings, cluster, tmp_path):
     scheduler, client = cluster
-    pids = client.run(os.getpid)
-    killed = []
-
-    def kill_a_worker(done: int) -> None:
-        if done == 1:  # after the first bucket is scored, the others still running or queued
-            os.kill(next(iter(pids.values())), signal.SIGKILL)
-            killed.append(done)
+    kill_a_worker = killer_after(client, first_done=1)  # the other buckets still running or queued
 
     config = TrainingConfig.fast(scored_settings.horizon_days)
     _, path, _, _ = dask_score(tmp_path, online_retail.transactions, config, scheduler, buckets=8,
                                on_bucket_done=kill_a_worker)
-    assert killed
+    assert kill_a_worker.killed
     assert_same_scores(scored_settings.scores_path, path)
     client.wait_for_workers(2, timeout=60)  # the nanny brought the worker back for the next test
 

@@ -62,3 +62,18 @@ def score_transactions(transactions, settings, config, data_fingerprint: str = "
                                       data_fingerprint)
     # The whole table, as the local engine returns it (the build tiers and profiles it in this process).
     return pd.read_parquet(path), bundle
+
+
+def prefill_embeddings(profiles, settings) -> str | None:
+    """On the Dask engine, embed the profiles the embedding cache lacks on the workers before the build's
+    index step, which then reads every vector from the cache. None on the local engine."""
+    if settings.engine != "dask":
+        return None
+    from predictor.engine.dask_engine import ClusterConfig, dask_client
+    from predictor.engine.dask_index import embed_profiles
+    from predictor.search.prepare import prepare_profiles
+
+    texts = prepare_profiles(profiles).embed_texts
+    with dask_client(ClusterConfig.from_settings(settings)) as client:
+        report = embed_profiles(texts, settings, client)
+    return f"{report.embedded:,} profiles embedded on the Dask workers ({report.cached:,} from the cache)"

@@ -43,6 +43,16 @@ def text_key(model: str, text: str) -> bytes:
     return hashlib.sha256(f"{model}\x00{text}".encode()).digest()
 
 
+def write_chunk(path: Path, keys: np.ndarray, vectors: np.ndarray) -> None:
+    """One chunk file (keys as an (n, 32) uint8 array), atomically: readers see all of it or nothing."""
+    with atomic_path(path) as tmp, tmp.open("wb") as fh:
+        np.savez(fh, keys=keys, vectors=vectors)
+
+
+def packed_keys(keys: Sequence[bytes]) -> np.ndarray:
+    return np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 32)
+
+
 class EmbeddingCache:
     """Vectors by text key, loaded from the chunk files of one model; thread-safe."""
 
@@ -119,15 +129,14 @@ class EmbeddingCache:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape != (len(keys), self.dim):
             raise ValueError(f"vectors have shape {vectors.shape}, expected ({len(keys)}, {self.dim})")
-        packed = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 32)
+        packed = packed_keys(keys)
         name = f"{CHUNK_PREFIX}{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.npz"
         self._write(name, packed, vectors)
         self._seen.add(name)
         self._add(packed, vectors)
 
     def _write(self, name: str, keys: np.ndarray, vectors: np.ndarray) -> None:
-        with atomic_path(self.directory / name) as tmp, tmp.open("wb") as fh:
-            np.savez(fh, keys=keys, vectors=vectors)
+        write_chunk(self.directory / name, keys, vectors)
 
     def _merge(self) -> None:
         """One file instead of many: write the merged chunk first, then drop the ones it covers."""

@@ -1,0 +1,130 @@
+"""The profile index at scale on Dask: profiles embedded per partition on the workers, and written to a
+`chroma run` server through HttpClient in parallel batches; both resumable after a worker dies.
+
+1. Embedding (`embed_profiles`): the texts the index would embed and the embedding cache does not hold
+   yet (predictor/search/embedding_cache.py) are cut into partitions; each task embeds one with the
+   configured model on its worker (loaded once per worker process, one thread) and writes one cache
+   chunk named after the partition's keys. A rerun of a task, after its worker died, finds its chunk and
+   skips it; a rerun of the whole step embeds only what no chunk holds. The build's own index step then
+   reads every vector from the cache: nothing is embedded twice, nothing is embedded in the build's process.
+2. Ingest (`ingest_profiles`): each task upserts one partition's ids, vectors, documents and metadata into
+   a collection of the Chroma server in batches. Upserts are idempotent, so a rerun writes the same rows.
+
+The build (`--engine dask`) runs step 1 before its index step. Step 2 is what a build of tens of millions
+of profiles writes with; the build's index step still writes its collection (and the column store the
+exact search plans read) from one process, which is what limits an index today (README, Scale).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from predictor.search.embedding_cache import (CHUNK_PREFIX, EmbeddingCache, cache_dir, packed_keys, text_key,
+                                              write_chunk)
+
+PARTITION_TEXTS = 2_000  # ~1-2 minutes of MiniLM on one core: little is lost when a worker dies
+INGEST_BATCH = 500
+
+
+@dataclass(frozen=True)
+class EmbedReport:
+    texts: int  # distinct texts asked for
+    cached: int  # already in the cache
+    embedded: int  # embedded by the workers in this run
+    partitions: int
+
+
+# --------------------------------------------------------------------------- tasks (run on the workers)
+
+def embed_partition(texts: list[str], model: str, export_dir: Path, directory: Path) -> int:
+    """Embed one partition into one cache chunk; 0 when the chunk is already there (a rerun)."""
+    from predictor.search.embeddings import get_embedder
+
+    embedder = get_embedder(model, export_dir, threads=1)
+    keys = [text_key(embedder.name, text) for text in texts]
+    chunk = Path(directory) / f"{CHUNK_PREFIX}part-{hashlib.sha256(b''.join(keys)).hexdigest()[:24]}.npz"
+    if chunk.exists():
+        return 0
+    vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
+    write_chunk(chunk, packed_keys(keys), vectors)
+    return len(texts)
+
+
+def ingest_partition(rows: dict, url: str, collection: str, timeout_s: float, batch: int = INGEST_BATCH) -> int:
+    """Upsert one partition's rows into `collection` on the Chroma server at `url`, `batch` at a time."""
+    from predictor.search.chroma import ChromaConnection
+
+    connection = ChromaConnection(Path("."), url, timeout_s)
+    try:
+        target = connection.call("opening the profile collection", lambda: connection.client.get_collection(collection))
+        with connection.bulk():
+            for start in range(0, len(rows["ids"]), batch):
+                part = slice(start, start + batch)
+                connection.call("writing profiles", lambda: target.upsert(
+                    ids=rows["ids"][part], embeddings=rows["vectors"][part], documents=rows["documents"][part],
+                    metadatas=rows["metadatas"][part]))
+    finally:
+        connection.close()
+    return len(rows["ids"])
+
+
+# --------------------------------------------------------------------------- the drivers
+
+def embed_profiles(texts: list[str], settings, client, partition_texts: int = PARTITION_TEXTS,
+                   on_partition_done: Callable[[int], None] | None = None) -> EmbedReport:
+    """Fill the embedding cache under `settings.data_dir` with every text in `texts`, on the workers."""
+    from distributed import as_completed
+
+    from predictor.search.embeddings import configured_embedder
+
+    embedder = configured_embedder(settings)  # here first: a one-time ONNX export happens once, not per worker
+    directory = cache_dir(settings.data_dir, embedder.name, embedder.dim)
+    cache = EmbeddingCache(directory, embedder.dim, merge_over=None)
+    distinct = list(dict.fromkeys(texts))
+    found = cache.has([text_key(embedder.name, text) for text in distinct])
+    missing = [text for text, hit in zip(distinct, found) if not hit]
+    parts = [missing[i:i + partition_texts] for i in range(0, len(missing), partition_texts)]
+    futures = client.map(embed_partition, parts, model=settings.embedding_model,
+                         export_dir=Path(settings.data_dir) / "embeddings", directory=directory, pure=False)
+    embedded = 0
+    for done, future in enumerate(as_completed(futures), start=1):
+        embedded += future.result()
+        if on_partition_done is not None:
+            on_partition_done(done)
+    return EmbedReport(texts=len(distinct), cached=int(found.sum()), embedded=embedded, partitions=len(parts))
+
+
+def ingest_profiles(profiles: pd.DataFrame, vectors: np.ndarray, url: str, collection: str, client,
+                    timeout_s: float = 60.0, partition_rows: int = PARTITION_TEXTS,
+                    on_partition_done: Callable[[int], None] | None = None) -> int:
+    """Write `profiles` (rows as the index stores them) with `vectors` into `collection` on the Chroma
+    server at `url` (created with cosine space when missing), one task per partition."""
+    from distributed import as_completed
+
+    from predictor.search.chroma import ChromaConnection
+    from predictor.search.prepare import prepare_profiles
+
+    prepared = prepare_profiles(profiles)
+    connection = ChromaConnection(Path("."), url, timeout_s)
+    try:
+        connection.call("creating the profile collection", lambda: connection.client.get_or_create_collection(
+            collection, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None))
+    finally:
+        connection.close()
+    ids = prepared.frame["customer_id"].astype(str).tolist()
+    parts = [{"ids": ids[i:i + partition_rows], "vectors": np.asarray(vectors[i:i + partition_rows], np.float32),
+              "documents": prepared.texts[i:i + partition_rows], "metadatas": prepared.metadatas[i:i + partition_rows]}
+             for i in range(0, len(ids), partition_rows)]
+    futures = client.map(ingest_partition, parts, url=url, collection=collection, timeout_s=timeout_s, pure=False)
+    written = 0
+    for done, future in enumerate(as_completed(futures), start=1):
+        written += future.result()
+        if on_partition_done is not None:
+            on_partition_done(done)
+    return written
