@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from predictor.model.baselines import rfm_summary
 from predictor.model.estimators import CLVModel, TrainingConfig
-from predictor.model.sampling import in_training_sample, training_sample
+from predictor.model.sampling import in_training_sample, smallest_hash_rows, training_sample
 
 
 def test_membership_is_a_property_of_the_id_not_of_the_set(online_retail_history):
@@ -35,3 +37,19 @@ def test_a_model_trained_on_a_sample_scores_every_customer(online_retail_history
     scores = model.predict(known, "2011-06-09")
     assert len(scores) == known.orders["customer_id"].nunique()  # scoring covers everyone, sampled or not
     assert scores["predicted_value"].notna().all()
+
+
+@pytest.mark.parametrize("k", [500, 5000])
+def test_the_bg_fit_sample_is_the_same_however_the_customers_are_split(cdnow_history, k):
+    """BG/NBD's fit sample (the k smallest seeded hashes; everyone, in id order, up to k) reduced from
+    parts equals the sample of the whole: what lets the Dask engine fit the local engine's parameters."""
+    summary = rfm_summary(cdnow_history.before("1997-06-30"), "1997-06-30").head(3000)
+    whole = smallest_hash_rows(summary, k, 42)
+    shuffled = summary.sample(frac=1.0, random_state=1)
+    parts = [smallest_hash_rows(shuffled.iloc[i::4], k, 42) for i in range(4)]
+    assert smallest_hash_rows(pd.concat(parts), k, 42).equals(whole)
+    assert len(whole) == min(k, len(summary))
+    if k >= len(summary):
+        assert whole.equals(summary)  # a small population keeps its rows and their order
+    else:
+        assert not whole.index.is_monotonic_increasing  # hash order, not id order

@@ -33,13 +33,15 @@ def customer_hashes(customer_ids, random_seed: int) -> np.ndarray:
 
 
 def smallest_hash_rows(frame: pd.DataFrame, k: int, random_seed: int) -> pd.DataFrame:
-    """The `k` rows (indexed by customer id) with the smallest seeded hashes, in hash order (ties by id).
+    """The `k` rows (indexed by customer id) with the smallest seeded hashes, in hash order (ties by id);
+    all rows, in customer id order, when there are at most `k`.
 
     A sample that does not depend on how the population is split: the k smallest of the union are the k
     smallest of each part's own k smallest, so a partitioned engine reduces to the same rows, in the same
-    order, as one process (the order matters: a fit sums over its rows in floating point)."""
-    if not len(frame):
-        return frame
+    order, as one process (the order matters: a fit sums over its rows in floating point). A population
+    of at most k keeps the id order the one-process tables already have, so its fit is unchanged."""
+    if len(frame) <= k:
+        return frame if frame.index.is_monotonic_increasing else frame.sort_index()
     hashes = customer_hashes(frame.index, random_seed)
     candidates = np.arange(len(frame))
     if len(frame) > k:  # only the k smallest (and any ties with the k-th) are sorted
