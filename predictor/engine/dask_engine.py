@@ -80,14 +80,15 @@ def dask_client(cluster: ClusterConfig) -> Iterator[object]:
 
 # --------------------------------------------------------------------------- tasks (run on the workers)
 
-def bucket_history(path: Path, data_start: pd.Timestamp, share: float = 1.0, seed: int = 0):
-    """The CustomerHistory of one bucket's customers (those in the training sample when `share` < 1), with
-    the population's first day, so history-length features mean what they mean in one process."""
+def bucket_history(path: Path, data_start: pd.Timestamp):
+    """The CustomerHistory of one bucket's customers, with the population's first day, so history-length
+    features mean what they mean in one process; None for a bucket without lines."""
+    return _history_of(read_bucket(path), data_start)
+
+
+def _history_of(lines: pd.DataFrame, data_start: pd.Timestamp):
     from predictor.model.scoring import history_from_transactions
 
-    lines = read_bucket(path)
-    if share < 1:
-        lines = lines.loc[in_training_sample(lines["customer_id"], share, seed)]
     if not len(lines):
         return None
     history = history_from_transactions(lines)
@@ -95,26 +96,28 @@ def bucket_history(path: Path, data_start: pd.Timestamp, share: float = 1.0, see
     return history
 
 
-def _modelled_customers(path: Path) -> int:
+def _training_part(path: Path, data_start: pd.Timestamp, share: float, seed: int):
+    """One bucket's training-sample history and how many customers it models (before sampling)."""
     lines = read_bucket(path)
-    if "is_outlier" in lines:
-        lines = lines.loc[~lines["is_outlier"].astype(bool)]
-    return int(lines["customer_id"].nunique())
+    modelled = lines.loc[~lines["is_outlier"].astype(bool)] if "is_outlier" in lines else lines
+    if share < 1:
+        lines = lines.loc[in_training_sample(lines["customer_id"], share, seed)]
+    return _history_of(lines, data_start), int(modelled["customer_id"].nunique())
 
 
 def train_task(paths: list[Path], data_start: pd.Timestamp, as_of: pd.Timestamp, config: TrainingConfig) -> CLVModel:
     """Fit the model on one worker from the training sample of every bucket (the local engine's fit)."""
     from predictor.model.features import CustomerHistory
 
-    histories = [h for h in (bucket_history(p, data_start, config.training_sample_share, config.random_seed)
-                             for p in paths) if h is not None]
+    parts = [_training_part(p, data_start, config.training_sample_share, config.random_seed) for p in paths]
+    histories = [history for history, _ in parts if history is not None]
     orders = pd.concat([h.orders for h in histories], ignore_index=True)
     orders = orders.sort_values(["customer_id", "timestamp"], kind="stable").reset_index(drop=True)
     with_lines = [h.lines for h in histories if h.lines is not None]
     history = CustomerHistory(orders=orders, lines=pd.concat(with_lines, ignore_index=True) if with_lines else None,
                               data_start=data_start)
     model = CLVModel(config).fit(history, end=as_of)
-    population = sum(_modelled_customers(p) for p in paths)
+    population = sum(count for _, count in parts)
     model.training_sample = {**model.training_sample, "of": population,
                              "method": "all" if model.training_sample["customers"] == population
                              else "seeded hash of customer_id"}
