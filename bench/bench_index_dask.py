@@ -55,14 +55,14 @@ def _load_model(export_dir: str) -> None:
     get_embedder("minilm", export_dir, threads=1).embed(["warm-up"])
 
 
-def ingest_rate(profiles: pd.DataFrame, workers: int, url: str) -> float:
+def ingest_rate(profiles: pd.DataFrame, workers: int, url: str, work_dir: Path) -> float:
     from predictor.engine.dask_engine import ClusterConfig, dask_client
     from predictor.engine.dask_index import ingest_profiles
 
     vectors = np.random.default_rng(workers).normal(size=(len(profiles), 384)).astype(np.float32)
     with dask_client(ClusterConfig(workers=workers)) as client:
         started = time.perf_counter()
-        written = ingest_profiles(profiles, vectors, url, f"bench-{workers}", client, partition_rows=2_000)
+        written = ingest_profiles(profiles, vectors, url, f"bench-{workers}", client, work_dir, partition_rows=2_000)
         seconds = time.perf_counter() - started
     return written / seconds
 
@@ -91,7 +91,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, ChromaServer(Path(tmp) / "db") as server:
         rates = {}
         for workers in (1, 2):
-            rates[workers] = (embed_rate(texts, workers, Path(tmp)), ingest_rate(rows, workers, server.url))
+            rates[workers] = (embed_rate(texts, workers, Path(tmp)), ingest_rate(rows, workers, server.url, Path(tmp)))
             embed, ingest = rates[workers]
             print(f"{workers} worker(s): embedding {embed:,.0f} profiles/s ({len(texts):,} real profiles, MiniLM); "
                   f"Chroma-server ingest {ingest:,.0f} profiles/s ({len(rows):,} rows); {load_average()}", flush=True)

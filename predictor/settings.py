@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     index_exact_max: int = Field(40_000, ge=0)
     index_overfetch: float = Field(2.0, ge=1.0)
 
+    # Model health (predictor/model/health.py): data minimums and retrain triggers
+    health_min_customers: int = Field(500, ge=1, description="Customers with orders below which no prediction is offered.")
+    health_min_history_days: int = Field(180, ge=1, description="Days of history below which no prediction is offered.")
+    health_min_repeat_share: float = Field(0.05, ge=0, le=1, description="Repeat-buyer share below which health warns.")
+    health_max_model_age_days: int = Field(30, ge=1, description="Days after the model's data end when a retrain is due.")
+    health_max_drifted_share: float = Field(0.3, gt=0, le=1, description="Share of drifted features from which a retrain is due.")
+
     # Campaigns
     campaign_catalogue: Path | None = None
     holdout_share: float = Field(0.1, ge=0.0, lt=1.0)

@@ -28,7 +28,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def profiles() -> pd.DataFrame:
-    return real_profiles(160, seed=3)
+    return real_profiles(80, seed=3)
 
 
 def cached_vectors(settings: Settings, texts: list[str]) -> np.ndarray:
@@ -43,12 +43,12 @@ def test_workers_embed_the_profiles_like_one_process_and_a_rerun_embeds_nothing(
     settings = Settings(data_dir=tmp_path, embedding_model="minilm", threads=1)
     texts = prepare_profiles(profiles).embed_texts
     kill = killer_after(cluster[1], first_done=1)
-    report = embed_profiles(texts, settings, cluster[1], partition_texts=20, on_partition_done=kill)
+    report = embed_profiles(texts, settings, cluster[1], partition_texts=10, on_partition_done=kill)
     assert kill.killed  # a worker died after the first partition; its partitions were rerun elsewhere
     assert report.partitions == 8 and report.cached == 0 and report.embedded == report.texts == len(set(texts))
     here = configured_embedder(settings).embed(texts)  # the same model in this process
     np.testing.assert_allclose(cached_vectors(settings, texts), here, atol=2e-5)
-    again = embed_profiles(texts, settings, cluster[1], partition_texts=20)
+    again = embed_profiles(texts, settings, cluster[1], partition_texts=10)
     assert (again.embedded, again.cached, again.partitions) == (0, len(set(texts)), 0)
 
 
@@ -57,10 +57,10 @@ def test_parallel_upserts_fill_a_chroma_server_and_a_rerun_changes_nothing(profi
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     with ChromaServer(tmp_path / "db") as server:
         kill = killer_after(cluster[1], first_done=1)
-        written = ingest_profiles(profiles, vectors, server.url, "scale-test", cluster[1], partition_rows=20,
+        written = ingest_profiles(profiles, vectors, server.url, "scale-test", cluster[1], tmp_path, partition_rows=10,
                                   on_partition_done=kill)
         assert kill.killed and written == len(profiles)
-        ingest_profiles(profiles, vectors, server.url, "scale-test", cluster[1], partition_rows=50)  # idempotent
+        ingest_profiles(profiles, vectors, server.url, "scale-test", cluster[1], tmp_path, partition_rows=30)  # again
         import chromadb
 
         client = chromadb.HttpClient(host="127.0.0.1", port=server.port)

@@ -18,6 +18,9 @@ exact search plans read) from one process, which is what limits an index today (
 from __future__ import annotations
 
 import hashlib
+import pickle
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from predictor.atomic import atomic_path
+from predictor.engine.dask_engine import DASK_PARTS_PREFIX
 from predictor.search.embedding_cache import (CHUNK_PREFIX, EmbeddingCache, cache_dir, packed_keys, text_key,
                                               write_chunk)
 
@@ -42,10 +47,12 @@ class EmbedReport:
 
 # --------------------------------------------------------------------------- tasks (run on the workers)
 
-def embed_partition(texts: list[str], model: str, export_dir: Path, directory: Path) -> int:
-    """Embed one partition into one cache chunk; 0 when the chunk is already there (a rerun)."""
+def embed_partition(part: Path, model: str, export_dir: Path, directory: Path) -> int:
+    """Embed one partition (its texts staged at `part`) into one cache chunk; 0 when the chunk is already
+    there (a rerun)."""
     from predictor.search.embeddings import get_embedder
 
+    texts = _read_part(part)
     embedder = get_embedder(model, export_dir, threads=1)
     keys = [text_key(embedder.name, text) for text in texts]
     chunk = Path(directory) / f"{CHUNK_PREFIX}part-{hashlib.sha256(b''.join(keys)).hexdigest()[:24]}.npz"
@@ -56,10 +63,12 @@ def embed_partition(texts: list[str], model: str, export_dir: Path, directory: P
     return len(texts)
 
 
-def ingest_partition(rows: dict, url: str, collection: str, timeout_s: float, batch: int = INGEST_BATCH) -> int:
-    """Upsert one partition's rows into `collection` on the Chroma server at `url`, `batch` at a time."""
+def ingest_partition(part: Path, url: str, collection: str, timeout_s: float, batch: int = INGEST_BATCH) -> int:
+    """Upsert one partition's rows (staged at `part`) into `collection` on the Chroma server at `url`,
+    `batch` at a time."""
     from predictor.search.chroma import ChromaConnection
 
+    rows = _read_part(part)
     connection = ChromaConnection(Path("."), url, timeout_s)
     try:
         target = connection.call("opening the profile collection", lambda: connection.client.get_collection(collection))
@@ -74,7 +83,23 @@ def ingest_partition(rows: dict, url: str, collection: str, timeout_s: float, ba
     return len(rows["ids"])
 
 
+def _read_part(path: Path):
+    return pickle.loads(Path(path).read_bytes())  # written by _stage_parts in this run: trusted
+
+
 # --------------------------------------------------------------------------- the drivers
+
+def _stage_parts(parts: list, folder: Path, stem: str) -> list[Path]:
+    """Each partition's input as a file the tasks read. Not scattered: scattered data dies with its worker,
+    and a task rerun after that could not find its input; a file can be read again."""
+    paths = []
+    for number, part in enumerate(parts):
+        path = folder / f"{stem}-{number:05d}.pkl"
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL))
+        paths.append(path)
+    return paths
+
 
 def embed_profiles(texts: list[str], settings, client, partition_texts: int = PARTITION_TEXTS,
                    on_partition_done: Callable[[int], None] | None = None) -> EmbedReport:
@@ -90,21 +115,26 @@ def embed_profiles(texts: list[str], settings, client, partition_texts: int = PA
     found = cache.has([text_key(embedder.name, text) for text in distinct])
     missing = [text for text, hit in zip(distinct, found) if not hit]
     parts = [missing[i:i + partition_texts] for i in range(0, len(missing), partition_texts)]
-    futures = client.map(embed_partition, parts, model=settings.embedding_model,
-                         export_dir=Path(settings.data_dir) / "embeddings", directory=directory, pure=False)
+    work = Path(tempfile.mkdtemp(dir=settings.data_dir, prefix=DASK_PARTS_PREFIX))
     embedded = 0
-    for done, future in enumerate(as_completed(futures), start=1):
-        embedded += future.result()
-        if on_partition_done is not None:
-            on_partition_done(done)
+    try:
+        futures = client.map(embed_partition, _stage_parts(parts, work, "texts"), model=settings.embedding_model,
+                             export_dir=Path(settings.data_dir) / "embeddings", directory=directory, pure=False)
+        for done, future in enumerate(as_completed(futures), start=1):
+            embedded += future.result()
+            if on_partition_done is not None:
+                on_partition_done(done)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return EmbedReport(texts=len(distinct), cached=int(found.sum()), embedded=embedded, partitions=len(parts))
 
 
-def ingest_profiles(profiles: pd.DataFrame, vectors: np.ndarray, url: str, collection: str, client,
+def ingest_profiles(profiles: pd.DataFrame, vectors: np.ndarray, url: str, collection: str, client, work_dir: Path,
                     timeout_s: float = 60.0, partition_rows: int = PARTITION_TEXTS,
                     on_partition_done: Callable[[int], None] | None = None) -> int:
     """Write `profiles` (rows as the index stores them) with `vectors` into `collection` on the Chroma
-    server at `url` (created with cosine space when missing), one task per partition."""
+    server at `url` (created with cosine space when missing), one task per partition; the partitions are
+    staged under `work_dir` (a folder every worker sees) for the run."""
     from distributed import as_completed
 
     from predictor.search.chroma import ChromaConnection
@@ -121,10 +151,15 @@ def ingest_profiles(profiles: pd.DataFrame, vectors: np.ndarray, url: str, colle
     parts = [{"ids": ids[i:i + partition_rows], "vectors": np.asarray(vectors[i:i + partition_rows], np.float32),
               "documents": prepared.texts[i:i + partition_rows], "metadatas": prepared.metadatas[i:i + partition_rows]}
              for i in range(0, len(ids), partition_rows)]
-    futures = client.map(ingest_partition, parts, url=url, collection=collection, timeout_s=timeout_s, pure=False)
+    work = Path(tempfile.mkdtemp(dir=work_dir, prefix=DASK_PARTS_PREFIX))
     written = 0
-    for done, future in enumerate(as_completed(futures), start=1):
-        written += future.result()
-        if on_partition_done is not None:
-            on_partition_done(done)
+    try:
+        futures = client.map(ingest_partition, _stage_parts(parts, work, "rows"), url=url, collection=collection,
+                             timeout_s=timeout_s, pure=False)
+        for done, future in enumerate(as_completed(futures), start=1):
+            written += future.result()
+            if on_partition_done is not None:
+                on_partition_done(done)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return written
