@@ -89,12 +89,31 @@ def _read_part(path: Path):
 
 # --------------------------------------------------------------------------- the drivers
 
-def _stage_parts(parts: list, folder: Path, stem: str) -> list[Path]:
+def _run_partitions(client, task: Callable[..., int], parts: list, work_parent: Path,
+                    on_partition_done: Callable[[int], None] | None, **kwargs) -> int:
+    """Stage `parts` as files under `work_parent`, run `task(part_file, **kwargs)` for each on the workers and
+    return the sum of what they return; the staged files go when the run ends, however it ends."""
+    from distributed import as_completed
+
+    work = Path(tempfile.mkdtemp(dir=work_parent, prefix=DASK_PARTS_PREFIX))
+    total = 0
+    try:
+        futures = client.map(task, _stage_parts(parts, work), pure=False, **kwargs)
+        for done, future in enumerate(as_completed(futures), start=1):
+            total += future.result()
+            if on_partition_done is not None:
+                on_partition_done(done)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return total
+
+
+def _stage_parts(parts: list, folder: Path) -> list[Path]:
     """Each partition's input as a file the tasks read. Not scattered: scattered data dies with its worker,
     and a task rerun after that could not find its input; a file can be read again."""
     paths = []
     for number, part in enumerate(parts):
-        path = folder / f"{stem}-{number:05d}.pkl"
+        path = folder / f"part-{number:05d}.pkl"
         with atomic_path(path) as tmp:
             tmp.write_bytes(pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL))
         paths.append(path)
@@ -104,8 +123,6 @@ def _stage_parts(parts: list, folder: Path, stem: str) -> list[Path]:
 def embed_profiles(texts: list[str], settings, client, partition_texts: int = PARTITION_TEXTS,
                    on_partition_done: Callable[[int], None] | None = None) -> EmbedReport:
     """Fill the embedding cache under `settings.data_dir` with every text in `texts`, on the workers."""
-    from distributed import as_completed
-
     from predictor.search.embeddings import configured_embedder
 
     embedder = configured_embedder(settings)  # here first: a one-time ONNX export happens once, not per worker
@@ -115,17 +132,9 @@ def embed_profiles(texts: list[str], settings, client, partition_texts: int = PA
     found = cache.has([text_key(embedder.name, text) for text in distinct])
     missing = [text for text, hit in zip(distinct, found) if not hit]
     parts = [missing[i:i + partition_texts] for i in range(0, len(missing), partition_texts)]
-    work = Path(tempfile.mkdtemp(dir=settings.data_dir, prefix=DASK_PARTS_PREFIX))
-    embedded = 0
-    try:
-        futures = client.map(embed_partition, _stage_parts(parts, work, "texts"), model=settings.embedding_model,
-                             export_dir=Path(settings.data_dir) / "embeddings", directory=directory, pure=False)
-        for done, future in enumerate(as_completed(futures), start=1):
-            embedded += future.result()
-            if on_partition_done is not None:
-                on_partition_done(done)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    embedded = _run_partitions(client, embed_partition, parts, Path(settings.data_dir), on_partition_done,
+                               model=settings.embedding_model, export_dir=Path(settings.data_dir) / "embeddings",
+                               directory=directory)
     return EmbedReport(texts=len(distinct), cached=int(found.sum()), embedded=embedded, partitions=len(parts))
 
 
@@ -135,8 +144,6 @@ def ingest_profiles(profiles: pd.DataFrame, vectors: np.ndarray, url: str, colle
     """Write `profiles` (rows as the index stores them) with `vectors` into `collection` on the Chroma
     server at `url` (created with cosine space when missing), one task per partition; the partitions are
     staged under `work_dir` (a folder every worker sees) for the run."""
-    from distributed import as_completed
-
     from predictor.search.chroma import ChromaConnection
     from predictor.search.prepare import prepare_profiles
 
@@ -151,15 +158,5 @@ def ingest_profiles(profiles: pd.DataFrame, vectors: np.ndarray, url: str, colle
     parts = [{"ids": ids[i:i + partition_rows], "vectors": np.asarray(vectors[i:i + partition_rows], np.float32),
               "documents": prepared.texts[i:i + partition_rows], "metadatas": prepared.metadatas[i:i + partition_rows]}
              for i in range(0, len(ids), partition_rows)]
-    work = Path(tempfile.mkdtemp(dir=work_dir, prefix=DASK_PARTS_PREFIX))
-    written = 0
-    try:
-        futures = client.map(ingest_partition, _stage_parts(parts, work, "rows"), url=url, collection=collection,
-                             timeout_s=timeout_s, pure=False)
-        for done, future in enumerate(as_completed(futures), start=1):
-            written += future.result()
-            if on_partition_done is not None:
-                on_partition_done(done)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return written
+    return _run_partitions(client, ingest_partition, parts, Path(work_dir), on_partition_done, url=url,
+                           collection=collection, timeout_s=timeout_s)
