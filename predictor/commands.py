@@ -90,6 +90,7 @@ def run_score(args) -> int:
         return 2
     config = TrainingConfig.from_settings(settings, args.horizon_days)  # a bad horizon fails before loading
     started = time.perf_counter()
+    scores = None  # the --buckets path leaves the table on disk only: it may not fit this process
     if args.buckets:
         rows, bundle = _score_bucket_set(args.buckets, settings, config)
     else:
@@ -106,10 +107,12 @@ def run_score(args) -> int:
     for warning in bundle.metadata["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     if not args.quiet:
-        import pandas as pd
+        columns = ["customer_id", "predicted_value", "churn_risk"]
+        if scores is None:
+            import pandas as pd
 
-        scores = pd.read_parquet(settings.scores_path, columns=["customer_id", "predicted_value", "churn_risk"])
-        print(scores.nlargest(5, "predicted_value").to_string(index=False))
+            scores = pd.read_parquet(settings.scores_path, columns=columns)
+        print(scores.nlargest(5, "predicted_value")[columns].to_string(index=False))
     return 0
 
 
