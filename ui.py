@@ -96,6 +96,7 @@ def _results_column() -> list:
                    x_title="", y_title="£", sort=["Cost", "Expected incremental revenue"],
                    tooltip=["campaign", "measure", "shown"], elem_id="vd-campaign-plot", **common),
         gr.HTML(elem_id="vd-lift-plot", visible=False, label="Revenue by decile of predicted value"),
+        gr.HTML(elem_id="vd-health", visible=False, label="Model health"),
         gr.Markdown(elem_id="vd-glossary", visible=False),
     ]
 

@@ -16,6 +16,7 @@ from predictor.figures import money, name, pct
 from agent.display_charts import (
     campaign_value, group_colours, risk_value_points, tier_counts, value_axis, value_by_group,
 )
+from agent.display_health import health_card
 from agent.display_lift import lift_chart
 from agent.display_spread import spread_chart
 from agent.display_table import (
@@ -31,6 +32,7 @@ TOOL_PROGRESS = {
     "segment_summary": "Adding up your segments", "search_profiles": "Searching customer profiles",
     "recommend_campaigns": "Planning campaigns", "export_audience": "Writing the audience file",
     "score_customer": "Scoring the order history", "model_report": "Reading the model report",
+    "model_health": "Checking the model's health",
 }
 PAGED_TOOL = "find_customers"  # pages with `offset`; search_profiles returns its best hits only
 PAGE_SIZE = 20  # find_customers' default limit: a page when the answer's call named none
@@ -49,6 +51,7 @@ class AnswerResults:
     campaigns: list[dict[str, Any]] = field(default_factory=list)
     lift: list[dict[str, Any]] = field(default_factory=list)  # model_report's validation.lift_by_decile
     validation: dict[str, Any] | None = None  # model_report's held-out window (cutoff, label_days)
+    health: dict[str, Any] | None = None  # a model_health result
     currency: str = "£"
 
     def collect(self, tool: str, args: dict[str, Any], result: dict[str, Any]) -> None:
@@ -72,6 +75,8 @@ class AnswerResults:
         elif tool == "model_report":  # a build made before the lift was recorded has none: no chart
             self.validation = dict(result.get("validation") or {})
             self.lift = list(self.validation.get("lift_by_decile") or [])
+        elif tool == "model_health" and result.get("model"):
+            self.health = result
 
     def replace_rows(self, tool: str, args: dict[str, Any], result: dict[str, Any]) -> None:
         """A pager call's result: the same list, another page of its rows."""
@@ -204,7 +209,7 @@ def results_panels(results: AnswerResults) -> list[dict[str, Any]]:
     """What the results column shows for one answer, one dict of component settings per panel, in the
     screen's order: summary line, customer card, customer table, pager (line, previous, next), campaign
     table, customers per tier, predicted value's spread per tier, value by tier or segment, churn risk vs
-    value, campaign cost vs revenue, the model's lift chart, glossary."""
+    value, campaign cost vs revenue, the model's lift chart, the model-health card, glossary."""
     rows, currency = results.customer_rows, results.currency
     single = len(rows) == 1  # one customer is a card, never a one-point chart or a one-row table
     customers = customer_table([] if single else rows, (results.list_call or {}).get("focus", "at_risk"), currency)
@@ -231,5 +236,6 @@ def results_panels(results: AnswerResults) -> list[dict[str, Any]]:
         {"value": points, "visible": not points.empty, "y_lim": value_axis(points, "predicted_value")},
         {"value": spend, "visible": not spend.empty},
         {"value": lift_chart(results.lift, results.validation, currency), "visible": bool(results.lift)},
+        {"value": health_card(results.health, currency) if results.health else "", "visible": bool(results.health)},
         {"value": glossary, "visible": bool(glossary)},
     ]

@@ -27,6 +27,9 @@ CSS = """
 .vd-figs { display: grid; grid-template-columns: repeat(auto-fill, minmax(140px, 1fr)); gap: 8px; margin: 8px 0; }
 .vd-fig span { display: block; font-size: 0.8rem; color: var(--body-text-color-subdued); }
 .vd-fig b { font-size: 1.1rem; }
+.vd-lift { border-collapse: collapse; margin: 8px 0; font-size: 0.85rem; }
+.vd-lift th, .vd-lift td { padding: 2px 8px; text-align: right; border-bottom: 1px solid var(--border-color-primary); }
+.vd-caption { font-size: 0.8rem; color: var(--body-text-color-subdued); }
 .vd-example { flex: 0 1 auto !important; min-width: 0 !important; }
 .vd-lift, .vd-spread { margin: 0; }
 .vd-spread-label { paint-order: stroke; stroke: var(--block-background-fill); stroke-width: 3px; }

@@ -64,13 +64,15 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
 def build(settings: Settings, data_path: str | os.PathLike[str] | None = None,
           schema: str | None = None, column_map: str | dict[str, str] | None = None, rescore: bool = False,
           rebuild_index: bool = False, with_index: bool = True, progress: bool = True,
-          with_suggestions: bool = True, with_clusters: bool = True, training_config=None) -> BuildReport:
+          with_suggestions: bool = True, with_clusters: bool = True, training_config=None,
+          promotion: dict | None = None) -> BuildReport:
     """Build the customer tables (and the index) from a transaction log. See the module docstring.
 
     Scores are reused when the previous build's model was trained on this data (same fingerprint and
     horizon) and its scores came from it, unless `rescore`. `training_config` (a
     predictor.model.estimators.TrainingConfig) overrides the default model configuration when scoring.
-    `rebuild_index` indexes the profiles again even when nothing else changed.
+    `rebuild_index` indexes the profiles again even when nothing else changed. `promotion` (from
+    `valuedesk retrain`) goes into the new model's metadata.
     """
     schema = schema or settings.default_schema
     if data_path is None and schema == settings.default_schema:
@@ -81,11 +83,11 @@ def build(settings: Settings, data_path: str | os.PathLike[str] | None = None,
     with build_lock(Path(settings.data_dir)):
         return _locked_build(settings, data_path, schema, cmap, rescore=rescore, rebuild_index=rebuild_index,
                              with_index=with_index, progress=progress, with_suggestions=with_suggestions,
-                             with_clusters=with_clusters, training_config=training_config)
+                             with_clusters=with_clusters, training_config=training_config, promotion=promotion)
 
 
 def _locked_build(settings: Settings, data_path, schema: str, cmap: dict, *, rescore, rebuild_index, with_index,
-                  progress, with_suggestions, with_clusters, training_config) -> BuildReport:
+                  progress, with_suggestions, with_clusters, training_config, promotion=None) -> BuildReport:
     from tqdm.auto import tqdm
 
     clean_debris(settings.data_dir, build_lock_held=True)
@@ -101,7 +103,7 @@ def _locked_build(settings: Settings, data_path, schema: str, cmap: dict, *, res
         report = _run_steps(settings, prev, previous, staged, timer, data_path=data_path, schema=schema, cmap=cmap,
                             input_key=input_key, rescore=rescore, rebuild_index=rebuild_index, with_index=with_index,
                             with_suggestions=with_suggestions, with_clusters=with_clusters,
-                            training_config=training_config)
+                            training_config=training_config, promotion=promotion)
     finally:
         bar.close()
         staged.abort()  # a no-op once published (the folder was renamed away)
@@ -110,13 +112,14 @@ def _locked_build(settings: Settings, data_path, schema: str, cmap: dict, *, res
 
 def _run_steps(settings: Settings, prev: BuildVersion, previous: dict, staged: StagedBuild, timer: StepTimer, *,
                data_path, schema, cmap, input_key, rescore, rebuild_index, with_index, with_suggestions,
-               with_clusters, training_config) -> BuildReport:
+               with_clusters, training_config, promotion=None) -> BuildReport:
     with timer.step("load"):
         tx, fingerprint, source, tx_reused = _load(prev, settings, data_path, schema, cmap, previous, input_key)
     _checkpoint("load")
     score_key = {**input_key, "fingerprint": fingerprint, "horizon_days": settings.horizon_days}
     with timer.step("score"):
-        scores, scores_reused = _score(tx, prev, staged, settings, fingerprint, rescore, training_config)
+        scores, scores_reused = _score(tx, prev, staged, settings, fingerprint, rescore or promotion is not None,
+                                       training_config, promotion)
         score_key["model_version"] = model_version(staged.version)
     _checkpoint("score")
     k_range = _k_range(settings, with_clusters)
@@ -273,7 +276,7 @@ def _reusable_scores(prev: BuildVersion, settings: Settings, fingerprint: str) -
 
 
 def _score(transactions: pd.DataFrame, prev: BuildVersion, staged: StagedBuild, settings: Settings,
-           fingerprint: str, rescore: bool, training_config=None) -> tuple[pd.DataFrame, bool]:
+           fingerprint: str, rescore: bool, training_config=None, promotion=None) -> tuple[pd.DataFrame, bool]:
     """Scores for this build, in the staged folder: linked from the previous build when reusable."""
     if not rescore:
         saved = _reusable_scores(prev, settings, fingerprint)
@@ -288,7 +291,8 @@ def _score(transactions: pd.DataFrame, prev: BuildVersion, staged: StagedBuild, 
     # (the Dask engine's partitioned log) live beside the versions and are reused while the log is unchanged.
     staged_settings = settings.model_copy(update={"data_dir": staged.root})
     scores, _ = score_transactions(transactions, staged_settings, training_config or TrainingConfig.from_settings(settings),
-                                   fingerprint, engine=settings.engine, buckets_dir=Path(settings.data_dir) / BUCKETS)
+                                   fingerprint, engine=settings.engine, buckets_dir=Path(settings.data_dir) / BUCKETS,
+                                   promotion=promotion)
     return scores, False
 
 

@@ -1,4 +1,5 @@
-"""Predictor subcommands: `valuedesk evaluate`, `valuedesk score` and `valuedesk build` (predictor.build_cli).
+"""Predictor subcommands: `valuedesk evaluate`, `valuedesk score`, `valuedesk build` (predictor.build_cli) and the
+model-health ones (predictor.health_commands).
 Handlers get the settings the CLI entry read as `args.settings` (valuedesk.cli)."""
 
 from __future__ import annotations
@@ -129,62 +130,6 @@ def _score_bucket_set(buckets: Path, settings, config):
     return rows, bundle
 
 
-def run_health(args) -> int:
-    """`valuedesk health`: the serving build's model checked against its data (predictor/model/health.py)."""
-    import pandas as pd
-
-    from predictor.layout import TRANSACTIONS
-    from predictor.model.artifacts import load_model_bundle
-    from predictor.model.estimators import TrainingConfig
-    from predictor.model.health import HealthThresholds, health_report
-    from predictor.model.scoring import history_from_transactions
-
-    settings = args.settings
-    as_of = parse_cutoff(args.as_of, "--as-of") if args.as_of else None
-    bundle = load_model_bundle(settings)
-    transactions = settings.build_root / TRANSACTIONS
-    if not transactions.exists():
-        raise ValueDeskError(f"No transactions in {transactions}; run `valuedesk build` first.")
-    history = history_from_transactions(pd.read_parquet(transactions))
-    if as_of is not None and not history.start < as_of <= history.end:
-        raise ValueDeskError(f"--as-of {as_of.date()} is outside the data ({history.start.date()} to "
-                             f"{history.end.date()}); expected a date inside it.")
-    config = TrainingConfig.from_settings(settings, bundle.horizon_days)
-    report = health_report(bundle.model, bundle.metadata, history, as_of or history.end, config,
-                           HealthThresholds.from_settings(settings))
-    print(format_health(report))
-    if args.json:
-        from predictor.atomic import write_json_atomic
-
-        write_json_atomic(Path(args.json), report)
-        print(f"wrote {args.json}")
-    return 0
-
-
-def format_health(report: dict) -> str:
-    """The health report in a few lines a marketer reads."""
-    model, data, closed, shift = report["model"], report["sufficiency"], report["backtest"], report["drift"]
-    age = (f"{model['age_days']} days before {report['as_of']}" if model["age_days"] >= 0
-           else f"after the as-of date {report['as_of']}")
-    lines = [f"Model {model['version']}, trained on data to {model['trained_through']} ({age}), "
-             f"{model['horizon_days']}-day forecasts.",
-             f"Data: {data['customers_with_orders']:,} customers with orders, {data['history_days']} days of history, "
-             f"{data['repeat_buyer_share']:.0%} repeat buyers: {data['status']}."]
-    lines += [f"  {p['level']}: {p['reason']}" for p in data["problems"]]
-    if closed.get("available"):
-        lines.append(f"Last closed window ({closed['window']['start']} to {closed['window']['end']}): quality "
-                     f"{closed['band']} ({closed['quality']:.0%}), churn AUC {closed['churn_auc']:.3f}, total "
-                     f"{closed['total_error']:+.1%}, P10-P90 coverage {closed['interval_coverage_p10_p90']:.0%}.")
-        lines.append(f"  ({closed['scale']})")
-    else:
-        lines.append(f"Last closed window: {closed['reason']}")
-    lines.append(f"Drift since {shift['reference']['cutoff']}: {shift['drifted_features']} of "
-                 f"{shift['tested_features']} features drifted" + (f" ({', '.join(shift['drifted'])})" if shift["drifted"]
-                                                                   else "") + ".")
-    lines.append(report["recommendation"]["summary"])
-    return "\n".join(lines)
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     evaluate = sub.add_parser("evaluate", help="Holdout evaluation of ValueDesk against BG/NBD+GG and last-period spend.")
     add_data_arguments(evaluate)
@@ -210,9 +155,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_engine_arguments(score)
     score.set_defaults(handler=run_score)
 
-    health = sub.add_parser("health", help="Is the model in use still good? Backtest, drift, data minimums, retrain advice.")
-    health.add_argument("--as-of", default=None, help="Judge the model as of this date (default: the data's last day).")
-    health.add_argument("--json", default=None, help="Also write the full report here.")
-    health.set_defaults(handler=run_health)
+    from predictor.health_commands import register_health
 
+    register_health(sub)
     register_build(sub)

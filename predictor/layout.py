@@ -37,6 +37,7 @@ BUILDS_DIR = "builds"
 CURRENT = "current"
 MANIFEST = "manifest.json"
 INDEX_FILE = "index.json"  # attached after the build (background indexing), so not in the manifest
+HEALTH_FILE = "health.json"  # the model's health report, attached whenever it is computed (not in the manifest)
 STAGING_PREFIX = ".staging-"
 BUILD_LOCK = ".build.lock"
 # The Dask engine's customer buckets (predictor/engine/buckets.py), beside the versions: an input cache.
@@ -161,6 +162,16 @@ class BuildVersion:
         except (OSError, ValueError):
             return {}
 
+    def health_record(self) -> dict[str, Any] | None:
+        """The last health report attached to this version (None when none was computed)."""
+        try:
+            return json.loads((self.root / HEALTH_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def attach_health(self, report: dict[str, Any]) -> None:
+        write_text_atomic(self.root / HEALTH_FILE, json.dumps(report, indent=2, default=str))
+
     def attach_index(self, collection: str, summary: str) -> None:
         record = {"collection": collection, "summary": summary,
                   "indexed_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -222,7 +233,7 @@ class StagedBuild:
     def write_manifest(self) -> dict[str, Any]:
         files = {}
         for path in sorted(self.root.rglob("*")):
-            if path.is_file() and not path.is_symlink() and path.name not in (MANIFEST, INDEX_FILE):
+            if path.is_file() and not path.is_symlink() and path.name not in (MANIFEST, INDEX_FILE, HEALTH_FILE):
                 relative = str(path.relative_to(self.root))
                 files[relative] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
         manifest = {"version": self.name, "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

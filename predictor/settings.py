@@ -29,7 +29,9 @@ class Settings(BaseSettings):
     duckdb_memory_limit: str = "2GB"
     threads: int = Field(2, ge=1)
     random_seed: int = 42
-    builds_to_keep: int = Field(3, ge=1, description="Build versions kept under data_dir/builds (the serving one always).")
+    builds_to_keep: int = Field(3, ge=1, description=(
+        "Build versions kept under data_dir/builds (the serving one always): the model versions "
+        "`valuedesk model use` can roll back to."))
 
     # Execution engine (predictor/engine): "local" runs in this process; "dask" trains and scores from
     # customer buckets on a Dask cluster: the scheduler's address, or a LocalCluster of dask_workers
@@ -64,6 +66,8 @@ class Settings(BaseSettings):
     health_min_repeat_share: float = Field(0.05, ge=0, le=1, description="Repeat-buyer share below which health warns.")
     health_max_model_age_days: int = Field(30, ge=1, description="Days after the model's data end when a retrain is due.")
     health_max_drifted_share: float = Field(0.3, gt=0, le=1, description="Share of drifted features from which a retrain is due.")
+    health_max_estimated_mae_rise: float = Field(0.25, gt=0, description=(
+        "Rise of the estimated spend MAE over the last closed window's from which a retrain is due."))
 
     # Campaigns
     campaign_catalogue: Path | None = None

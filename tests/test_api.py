@@ -62,6 +62,7 @@ EVERY_TOOL = {
     "score_customer": {"orders": [{"timestamp": "2011-03-01", "amount": 120.5},
                                   {"timestamp": "2011-06-10T12:00:00", "amount": 80.0}]},
     "model_report": {},
+    "model_health": {},
 }
 
 

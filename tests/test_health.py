@@ -83,10 +83,17 @@ def test_drift_grows_as_the_scoring_date_moves_away_from_training(june_model, on
 def test_recommendation_reasons_and_refusal():
     calm = {"tested_features": 10, "drifted_features": 1, "prediction": None}
     ok = {"status": "ok", "problems": []}
-    assert recommendation(3, calm, {"band": "Good"}, ok, LIMITS)["retrain_due"] is False
-    poor = recommendation(3, {**calm, "drifted_features": 4}, {"band": "Poor"}, ok, LIMITS)
+    steady = {"available": True, "band_band": "Good", "churn_auc": 0.75, "mae": 110.0,
+              "learnt_on": {"realised_mae": 100.0}}
+    assert recommendation(3, calm, {"band": "Good"}, steady, ok, LIMITS)["retrain_due"] is False
+    poor = recommendation(3, {**calm, "drifted_features": 4}, {"band": "Poor"}, steady, ok, LIMITS)
     assert {r["by"] for r in poor["reasons"]} == {"drift", "performance"}
-    refused = recommendation(3, calm, {}, {"status": "refuse", "problems": [{"level": "refuse", "reason": "x"}]}, LIMITS)
+    worse = recommendation(3, calm, {"band": "Good"}, {**steady, "mae": 126.0, "band_band": "Poor", "churn_auc": 0.55},
+                           ok, LIMITS)
+    assert [r["by"] for r in worse["reasons"]] == ["estimated performance"] * 2
+    assert "126.00" in worse["summary"] and "25%" in worse["summary"] and "0.550" in worse["summary"]
+    refused = recommendation(3, calm, {}, {"available": False},
+                             {"status": "refuse", "problems": [{"level": "refuse", "reason": "x"}]}, LIMITS)
     assert refused["usable"] is False and "do not act" in refused["summary"]
 
 

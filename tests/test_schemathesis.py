@@ -38,7 +38,7 @@ def api():
 def test_schema_lists_every_operation(api):
     _, schema = api
     labels = {op.ok().label for op in schema.get_all_operations()}
-    assert "POST /v1/tools/find_customers" in labels and "GET /health" in labels and len(labels) == 10
+    assert "POST /v1/tools/find_customers" in labels and "GET /health" in labels and len(labels) == 11
 
 
 PROBES = {"search_profiles": {"query": "tea"}, "score_customer": {"orders": [{"timestamp": "2011-01-01", "amount": 1}]},

@@ -358,6 +358,34 @@ def test_the_model_answer_shows_its_lift_chart(page, built_settings):
     assert page.locator("#vd-table").is_hidden() and page.locator("#vd-pager button").first.is_hidden()
 
 
+def test_the_model_health_answer_shows_its_card(page, built_settings):
+    """Asked in the marketer's words, the health report is computed (first call) and drawn as a card whose
+    every figure is the tool's: verdict, band, the last closed window, the estimates now, drift, lift table."""
+    ask(page, "have the predictions gone stale, do we need to retrain the model?")
+    wait_for_step(page, "model_health")
+    wait_idle(page)
+    card = page.locator("#vd-health .vd-health")
+    card.wait_for(state="visible")
+    shot(page, "model_health")
+    report = ToolRegistry(ToolDeps(built_settings)).call("model_health", {}).result  # the report it attached
+    text = card.inner_text()
+    verdict = "Retrain due" if report["recommendation"]["retrain_due"] else "Holding up"
+    assert f"Model health: {verdict}" in text and report["recommendation"]["summary"] in text
+    assert f"{report['band']} ({figures.pct(report['quality'])})" in text
+    assert f"{report['backtest']['churn_auc']:.3f}" in text and f"{report['backtest']['total_error']:+.1%}" in text
+    assert f"{report['estimated']['churn_auc']:.3f}" in text and figures.money(report["estimated"]["mae"], "£") in text
+    assert f"{report['drift']['drifted_features']} of {report['drift']['tested_features']}" in text
+    assert "Excellent from 60%" in text  # the band's thresholds are on the card
+    lift = card.locator("table.vd-lift tr")
+    assert lift.count() == 1 + len(report["backtest"]["lift_by_decile"]) == 11
+    first = report["backtest"]["lift_by_decile"][0]
+    assert lift.nth(1).inner_text().split("\t")[:3] == ["1", figures.money(first["mean_predicted"], "£"),
+                                                          figures.money(first["mean_spend"], "£")]
+    answer = chat_text(page).rsplit("Tool: model_health", 1)[1]
+    assert report["recommendation"]["summary"] in answer
+    assert page.locator("#vd-lift-plot").is_hidden() and page.locator("#vd-table").is_hidden()
+
+
 def test_a_warm_answer_and_its_table_are_on_screen_within_a_second_of_the_agents_answer(page, service):
     question = "who are my at-risk top customers?"
     example(page, question)  # warm: the tables and the planner are loaded

@@ -45,6 +45,9 @@ class ToolDeps:
         self._lock = threading.RLock()
         self._next: ToolDeps | None = None
         self._intact: set[str] = set()  # files of this version already checked against its manifest
+        # model_health's report of this version (tools/functions/health.py), computed at most once per process.
+        self.health_lock = threading.Lock()
+        self.health_report: dict | None = None
         self._slots: dict[str, _Slot] = {
             "customers": _Slot(self._load_customers),
             "transactions": _Slot(self._load_transactions),

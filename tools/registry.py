@@ -22,6 +22,7 @@ from predictor.customers.audience import FilterError
 from predictor.settings import Settings
 from tools import functions as fn
 from tools import json_guard
+from tools import health_models as hm
 from tools import models as m
 from tools.deps import ToolDeps, ToolFailure
 
@@ -59,6 +60,7 @@ TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec("score_customer", fn.score_customer, m.ScoreCustomerArgs, m.ScoreCustomerResult,
              error_code="scoring_error"),
     ToolSpec("model_report", fn.model_report, m.ModelReportArgs, m.ModelReportResult, fast=True),
+    ToolSpec("model_health", fn.model_health, hm.ModelHealthArgs, hm.ModelHealthResult),
 )
 
 HINTS = {

@@ -52,6 +52,21 @@ MODEL_QUALITY = re.compile(r"\b(trust\w*|rel(?:y|iable|iability)|accura\w*|how g
                            r"how (?:fresh|old|recent)|(?:last|when)\b[^.?!]{0,30}\b(?:refreshed|updated|trained|run|built))\b")
 MODEL_SUBJECT = re.compile(r"\b(scores?|scoring|predictions?|predicted|predict\w*|forecasts?|estimates?|model|"
                            r"this thing|this tool|the tool|the system|valuedesk)\b")
+# Whether the predictions still hold now, or have gone stale: the model's health, not its accuracy when built.
+# With a word for the model ("have the scores gone stale?"); never about customers ("customers who drifted away").
+MODEL_HEALTH = re.compile(
+    r"\b(stale|out of date|outdated|drift\w*|degrad\w*|decay\w*|shift\w*|holding up|hold(?:s|ing)? up|"
+    r"still (?:good|valid|accurate|reliable|hold\w*|work\w*|ok|okay|fine|trust\w*|rely\w*|use\w*|count on|"
+    r"depend\w*|believ\w*|right|correct|useful|current|relevant|any good|up to date)|"
+    r"(?:gone|going|getting|got) (?:stale|off|worse|bad|wrong)|"
+    r"(?:how (?:well|good|accurate)|perform\w*|doing)\b[^.?!]{0,40}\b(?:right now|currently|these days|lately|"
+    r"recently|this (?:month|week|quarter|season)|today|at the moment|nowadays)|"
+    r"(?:rebuild|refresh|update|retire|replace)\w* (?:the |our |my |your )?(?:model|scores|predictions|forecasts)|"
+    r"needs? (?:a |to be )?(?:refresh\w*|updat\w*|retrain\w*|re-?fit\w*|rebuil\w*))\b")
+# Words that name the model's health on their own: retraining, changes since the model was trained.
+MODEL_HEALTH_ONLY = re.compile(r"\b(retrain\w*|re-train\w*|model health|health of the model|"
+                               r"(?:changed|shifted|moved|different|happened) since (?:the model |it |we )?(?:was |were )?"
+                               r"(?:trained|training|built|last (?:trained|built)))\b")
 # Words only a question about the model uses ("is the churn risk calibrated?", "against a simple baseline").
 MODEL_ONLY_WORDS = re.compile(r"\b(calibrat\w*|baselines?|back-?test\w*|overfit\w*|brier|bg/?nbd)\b")
 # How a follow-up asks for a campaign when it names only its goal ("what would win them back?", "plan
@@ -212,6 +227,9 @@ def _tool_word_boosts(text: str, has_id: bool) -> Iterator[Boost]:
         yield "model_report", 0.35
     if model_question(text) and not has_id:
         yield "model_report", 0.5
+    if not has_id and (MODEL_HEALTH_ONLY.search(text) or MODEL_HEALTH.search(text) and (
+            MODEL_SUBJECT.search(text) or MODEL_ONLY_WORDS.search(text))):
+        yield "model_health", 1.0  # over model_report's own words ("still reliable" is about today, not the build)
     if re.search(r"\b((?<!by )how many|(?<!by )how much|are there (?:many|lots|a lot)|(?:have|has) (?:we|you) got (?:many|much|"
                  r"lots|a lot)|(?:do|does) (?:we|you) have (?:many|much|lots|a lot)|number of|counts?|breakdown|"
                  r"break down|distribution|distributed|split|"

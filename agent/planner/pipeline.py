@@ -156,7 +156,7 @@ def _new_question_plan(text: str, ref_text: str, slots: dict[str, Any], intent: 
     when it points at nothing, is off-topic or too vague."""
     # "these scores", "is it accurate": a question about the model points at no earlier answer
     unresolved = needs_previous(ref_text) and not (slots.get("orders") or slots.get("customer_id")) and (
-        intent != "model_report")
+        intent not in ("model_report", "model_health"))
     if unresolved and not has_previous and (not slots_filled(slots) or dangling_reference(ref_text)) and not (
             confidence >= 0.55 and DOMAIN_STRONG.search(text) and not STRONG_REFERENCE.search(ref_text)) and not (
             intent == "out_of_scope" and confidence >= 0.6):

@@ -132,8 +132,8 @@ def build_plan(intent: str, slots: dict[str, Any], text: str, injected: bool) ->
         if not slots.get("orders"):
             return Plan(intent, "clarify", text=CLARIFY_ORDERS)
         return Plan(intent, calls=[{"name": "score_customer", "args": {"orders": slots["orders"]}}], note=note)
-    if intent == "model_report":
-        return Plan(intent, calls=[{"name": "model_report", "args": {}}], note=note)
+    if intent in ("model_report", "model_health"):
+        return Plan(intent, calls=[{"name": intent, "args": {}}], note=note)
     if intent == "search_profiles" and not slots.get("query"):
         intent = "find_customers"
     args = {k: slots[k] for k in FILTER_KEYS if k in slots}

@@ -273,3 +273,41 @@ def model_report(result: dict, args: dict, settings: Settings) -> str:
     for w in r.get("warnings") or []:
         lines.append(f"Warning: {w}")
     return "\n".join(lines)
+
+
+def model_health(result: dict, args: dict, settings: Settings) -> str:
+    """The verdict first (usable, retrain due or not, with every reason), then the quality band of the last
+    closed window with its figures and thresholds, the estimates for the window in progress, drift and data."""
+    r, currency = result, settings.currency_symbol
+    rec, closed, est, drift, data = (r.get(k) or {} for k in ("recommendation", "backtest", "estimated", "drift",
+                                                             "sufficiency"))
+    model = r.get("model") or {}
+    lines = [rec.get("summary") or "No recommendation was computed.",
+             f"Model {model.get('version')}, data to {model.get('trained_through')}, "
+             f"{model.get('horizon_days')}-day forecasts."]
+    if closed.get("available"):
+        window = closed.get("window") or {}
+        lines.append(f"On the last closed window ({window.get('start')} to {window.get('end')}) the model's quality "
+                     f"is {closed.get('band')} ({closed.get('quality', 0):.0%}): churn AUC {closed.get('churn_auc'):.3f}, "
+                     f"predicted total {closed.get('total_error', 0):+.1%} off the actual, "
+                     f"{closed.get('interval_coverage_p10_p90', 0):.0%} of customers inside their P10-P90 range.")
+        lines.append(f"({closed.get('scale')})")
+    else:
+        lines.append(f"No closed window to judge it on: {closed.get('reason')}")
+    if est.get("available"):
+        lines.append(f"Estimated for the window in progress ({est['window']['start']} to {est['window']['end']}, "
+                     f"before its outcomes are in): spend error {currency}{est['mae']:,.2f} per customer (DLE; "
+                     f"{currency}{est['learnt_on']['realised_mae']:,.2f} on the last closed window) and churn AUC "
+                     f"{est['churn_auc']:.3f} (CBPE).")
+    if drift:
+        names = ", ".join(drift.get("drifted") or [])
+        lines.append(f"{drift.get('drifted_features')} of {drift.get('tested_features')} features have drifted "
+                     f"since {((drift.get('reference') or {}).get('cutoff'))}" + (f" ({names})." if names else "."))
+    last = r.get("last_retrain")
+    if last:
+        lines.append(f"Last retrain attempt: {'promoted' if last.get('promoted') else 'not promoted'} ({last.get('reason')}).")
+    if data:
+        lines.append(f"Data: {data.get('customers_with_orders', 0):,} customers with orders, {data.get('history_days')} "
+                     f"days of history, {data.get('repeat_buyer_share', 0):.0%} repeat buyers ({data.get('status')}).")
+        lines += [f"- {p['level']}: {p['reason']}" for p in data.get("problems") or []]
+    return "\n".join(lines)

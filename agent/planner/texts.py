@@ -49,6 +49,7 @@ CAPABILITIES = {
     "get_customer": "show one customer's detail, orders and next best action",
     "score_customer": "score a new customer from their order history",
     "model_report": "say how accurate the model is and what it was trained on",
+    "model_health": "say whether the predictions still hold today and whether a retrain is due",
 }
 CLARIFY_CLOSEST = ("I can't answer {what} as asked: my tools work on customers (their scores, orders, segments and "
                    "campaigns). The closest things I can do: {options}. Which of these would help?")

@@ -30,7 +30,8 @@ def settings_with_engine(settings, args):
 
 
 def score_transactions(transactions, settings, config, data_fingerprint: str = "", *,
-                       engine: str = "local", cluster=None, buckets_dir: Path | None = None):
+                       engine: str = "local", cluster=None, buckets_dir: Path | None = None,
+                       promotion: dict | None = None):
     """Train on all history and score every customer into `settings`' data dir; returns (scores, bundle).
 
     The Dask engine first partitions the categorised log into customer buckets at `buckets_dir` (reused
@@ -38,7 +39,7 @@ def score_transactions(transactions, settings, config, data_fingerprint: str = "
     from predictor.model.scoring import score_customers, with_categories
 
     if engine == "local":
-        return score_customers(transactions, settings, config, data_fingerprint)
+        return score_customers(transactions, settings, config, data_fingerprint, promotion=promotion)
     if engine != "dask":
         raise ValueError(f"Unknown engine '{engine}'; expected one of {', '.join(ENGINES)}.")
     import pandas as pd
@@ -59,7 +60,7 @@ def score_transactions(transactions, settings, config, data_fingerprint: str = "
     if bucket_set is None or not key or bucket_set.fingerprint != key:
         bucket_set = write_buckets(with_categories(transactions), root, fingerprint=key)
     path, _, bundle = score_with_dask(bucket_set, settings, config, cluster or ClusterConfig.from_settings(settings),
-                                      data_fingerprint)
+                                      data_fingerprint, promotion=promotion)
     # The whole table, as the local engine returns it (the build tiers and profiles it in this process).
     return pd.read_parquet(path), bundle
 

@@ -207,7 +207,7 @@ def append_parts(parts: list[Path], target: Path, model_version: str) -> int:
 
 
 def score_with_dask(bucket_set: BucketSet, settings, config: TrainingConfig, cluster: ClusterConfig,
-                    data_fingerprint: str = "", evaluation: dict | None = None,
+                    data_fingerprint: str = "", evaluation: dict | None = None, promotion: dict | None = None,
                     on_bucket_done: Callable[[int], None] | None = None):
     """`valuedesk score --engine dask`: model and scores into `settings`' data dir, as the local engine writes
     them (predictor.model.scoring.score_customers). Returns (scores file, rows, model bundle)."""
@@ -218,7 +218,7 @@ def score_with_dask(bucket_set: BucketSet, settings, config: TrainingConfig, clu
     try:
         with dask_client(cluster) as client:
             result = score_buckets(bucket_set, config, settings.currency_symbol, client, work_dir, on_bucket_done)
-        bundle = save_model(result.model, settings.model_dir, data_fingerprint, evaluation)
+        bundle = save_model(result.model, settings.model_dir, data_fingerprint, evaluation, promotion)
         rows = append_parts(result.parts, settings.scores_path, bundle.metadata["version"])
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)

@@ -47,8 +47,10 @@ class ModelBundle:
         return int(value) if value is not None else None
 
 
-def save_model(model: CLVModel, model_dir: Path, data_fingerprint: str, evaluation: dict | None = None) -> ModelBundle:
-    """Write a new version folder completely, then point `current` at it in one rename."""
+def save_model(model: CLVModel, model_dir: Path, data_fingerprint: str, evaluation: dict | None = None,
+               promotion: dict | None = None) -> ModelBundle:
+    """Write a new version folder completely, then point `current` at it in one rename. `promotion` is the
+    champion/challenger comparison that let `valuedesk retrain` promote this model (predictor/model/promotion.py)."""
     if getattr(model, "text", None) is not None:
         # Text features are an evaluation-only ablation (dropped by measurement): the one-customer
         # rescoring path and the artifact's feature list know the behaviour features only.
@@ -70,7 +72,7 @@ def save_model(model: CLVModel, model_dir: Path, data_fingerprint: str, evaluati
             "data_range": model.data_range,
             "data_fingerprint": data_fingerprint,
             "library_versions": library_versions(),
-            "config": model.summary()["config"],
+            "config": model.config.to_record(),
             "params": model.params,
             "blend_weight": model.blend_weight,
             "last_period_scale": model.last_period_scale,
@@ -80,6 +82,7 @@ def save_model(model: CLVModel, model_dir: Path, data_fingerprint: str, evaluati
             "metrics": model.validation_metrics,
             "validation": model.validation,
             "evaluation": evaluation,
+            "promotion": promotion,
             "warnings": model.warnings,
             "history_limits": model.history_limits,
             "fit_seconds": model.fit_seconds,
@@ -153,8 +156,7 @@ def _restore(metadata: dict, current: Path, verify, shown, BetaGeoFitter, GammaG
     if saved_major != xgb.__version__.split(".")[0]:
         raise ArtifactError(f"Model was saved with xgboost {metadata['library_versions']['xgboost']}, this install has "
                             f"{xgb.__version__}; retrain with `valuedesk build --rescore`.")
-    config_fields = {k: v for k, v in metadata["config"].items() if k in TrainingConfig.__dataclass_fields__}
-    model = CLVModel(TrainingConfig(**config_fields))
+    model = CLVModel(TrainingConfig.from_record(metadata["config"]))
     for attr, name in MODEL_FILES.items():
         booster_cls = xgb.XGBClassifier if attr == "churn_model" else xgb.XGBRegressor
         estimator = booster_cls()

@@ -7,6 +7,8 @@ label window does not overlap any training label, and the evaluation holdout is 
 
 from __future__ import annotations
 
+import json
+
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -89,6 +91,17 @@ class TrainingConfig:
         config = cls.fast(horizon) if settings.training_profile == "fast" else cls(horizon_days=horizon)
         config.n_jobs, config.random_seed = settings.threads, settings.random_seed
         return config
+
+    def to_record(self) -> dict:
+        """Every field, JSON-ready (the model's metadata): grids as lists."""
+        return json.loads(json.dumps(asdict(self), default=float))
+
+    @classmethod
+    def from_record(cls, record: dict) -> "TrainingConfig":
+        """The configuration a model's metadata recorded; fields it lacks (older models) keep their defaults."""
+        def as_tuple(value):
+            return tuple(as_tuple(v) for v in value) if isinstance(value, list) else value
+        return cls(**{k: as_tuple(v) for k, v in record.items() if k in cls.__dataclass_fields__})
 
     @classmethod
     def fast(cls, horizon_days: int = 180) -> "TrainingConfig":

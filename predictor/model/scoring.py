@@ -106,7 +106,8 @@ def history_from_transactions(transactions: pd.DataFrame) -> CustomerHistory:
 
 
 def score_customers(transactions: pd.DataFrame, settings, config: TrainingConfig | None = None,
-                    data_fingerprint: str = "", evaluation: dict | None = None) -> tuple[pd.DataFrame, ModelBundle]:
+                    data_fingerprint: str = "", evaluation: dict | None = None,
+                    promotion: dict | None = None) -> tuple[pd.DataFrame, ModelBundle]:
     """Train on all history, score everyone as of the last day in the data, save model and scores.
 
     Product categories are filled the way `valuedesk build` fills them before training, so the model
@@ -116,7 +117,7 @@ def score_customers(transactions: pd.DataFrame, settings, config: TrainingConfig
     config = config or TrainingConfig.from_settings(settings)
     model = CLVModel(config).fit(history)
     scores = score_frame(model, history, history.end, settings.currency_symbol)
-    bundle = save_model(model, settings.model_dir, data_fingerprint, evaluation)
+    bundle = save_model(model, settings.model_dir, data_fingerprint, evaluation, promotion)
     scores["model_version"] = bundle.metadata["version"]
     with atomic_path(settings.scores_path) as tmp:
         scores.to_parquet(tmp, index=False)
