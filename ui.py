@@ -34,6 +34,8 @@ from agent.display_charts import TIER_COLOURS, TIER_ORDER, VALUE_MEASURES, measu
 from agent.display_page import CSS, HEAD, SCROLL_JS  # noqa: E402
 from agent.display_table import plural  # noqa: E402
 from agent.display_turn import Turn, answer_stream  # noqa: E402, F401 - answer_stream: the adapter's entry point
+from tools.api import key_store  # noqa: E402
+from tools.principals import LOCAL_SERVER, Caller, named, run_as  # noqa: E402
 
 log = logging.getLogger("valuedesk.ui")
 TOKEN_REFRESH_S = 0.5  # streamed text is shown in chunks at most this often, never token by token
@@ -132,10 +134,19 @@ def build_app(service: Any, settings: Any, index_status: Any = None):
             state = {}
         return index_markdown(state), gr.Timer(active=state.get("state") in ("embedding", "writing"))
 
-    def respond(message: str, history: list[dict[str, Any]] | None, session_id: str | None):
+    store = key_store(settings)
+
+    def caller_of(request: gr.Request | None) -> Caller:
+        """The signed-in principal (VALUEDESK_UI_USERS), else the local server principal."""
+        name = getattr(request, "username", None) if settings.ui_users else None
+        principal = named(store, name) if name else None
+        return Caller(principal or LOCAL_SERVER, "ui")
+
+    def respond(message: str, history: list[dict[str, Any]] | None, session_id: str | None,
+                request: gr.Request = None):
         session_id = session_id or uuid.uuid4().hex
         shown = 0.0
-        for turn, kind in answer_stream(service, message, history, session_id):
+        for turn, kind in run_as(caller_of(request), answer_stream(service, message, history, session_id)):
             now = time.perf_counter()
             if kind in ("token", "tool_start", "user"):  # cheap updates: the chat and the status line only
                 if kind == "token" and now - shown < TOKEN_REFRESH_S:
@@ -146,40 +157,46 @@ def build_app(service: Any, settings: Any, index_status: Any = None):
                 shown = now
                 yield ("", *outputs_for(turn), session_id)
 
-    def call_tool(tool: str, args: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    def call_tool(tool: str, args: dict[str, Any], caller: Caller) -> tuple[dict[str, Any] | None, str | None]:
         """One tool call through the shared registry: (result, None) or (None, what went wrong)."""
         try:
-            envelope = service.registry.call(tool, args)
+            envelope = service.registry.call(tool, args, caller)
         except Exception as exc:  # noqa: BLE001 - the registry returns errors as data; this is a last guard
             log.exception("%s failed", tool)
             return None, friendly_exception(exc)
         return (envelope.result or {}, None) if envelope.ok else (None, error_text(envelope.error))
 
-    def turn_page(results: AnswerResults | None, step: int):
+    def turn_page(results: AnswerResults | None, step: int, request: gr.Request = None):
         """Another page of the answer's list: find_customers again with the next or previous `offset`."""
-        return requery(results, results.page_call(step) if results else None)
+        return requery(results, results.page_call(step) if results else None, caller_of(request))
 
-    def sort_rows(request: str, results: AnswerResults | None):
+    def sort_rows(header: str, results: AnswerResults | None, request: gr.Request = None):
         """A header click on a list longer than its page (the page's script sends "header|time"): find_customers
         again, every matching row ranked by that column, from the first row."""
-        return requery(results, results.sort_call((request or "").rsplit("|", 1)[0]) if results else None)
+        return requery(results, results.sort_call((header or "").rsplit("|", 1)[0]) if results else None,
+                       caller_of(request))
 
-    def requery(results: AnswerResults | None, page: dict[str, Any] | None):
+    def requery(results: AnswerResults | None, page: dict[str, Any] | None, caller: Caller):
         """The answer's list from find_customers again (another page, another ranking): the results column."""
         if page is None:
             return (*([gr.skip()] * RESULT_OUTPUTS), results)
-        result, problem = call_tool(page["tool"], page["args"])
+        result, problem = call_tool(page["tool"], page["args"], caller)
         if problem:
             return (gr.update(value=f"The next rows could not be fetched: {problem}"),
                     *([gr.skip()] * (RESULT_OUTPUTS - 1)), results)
         results.replace_rows(page["tool"], page["args"], result)
         return (*results_updates(results), results)
 
-    def export_audience(args: dict[str, Any] | None):
+    def pager(step: int):
+        def page(results: AnswerResults | None, request: gr.Request = None):
+            return turn_page(results, step, request)
+        return page
+
+    def export_audience(args: dict[str, Any] | None, request: gr.Request = None):
         """Write the current answer's audience with the export_audience tool (the same one the agent calls)."""
         if not args:
             return gr.update(visible=False), gr.update(), "There is no audience in this answer to export."
-        result, problem = call_tool("export_audience", args)
+        result, problem = call_tool("export_audience", args, caller_of(request))
         if problem:
             return gr.update(visible=False), gr.update(), f"The export did not work: {problem}"
         turn = Turn(history=[], export=result)
@@ -235,7 +252,7 @@ def build_app(service: Any, settings: Any, index_status: Any = None):
         for button in example_buttons:
             button.click(lambda q: q, inputs=button, outputs=box, queue=False).then(**chat_io).then(None, js=SCROLL_JS)
         for button, step in ((results_view[4], -1), (results_view[5], 1)):
-            button.click(lambda r, step=step: turn_page(r, step), inputs=results_state,
+            button.click(pager(step), inputs=results_state,
                          outputs=[*results_view, results_state])
         sort_go.click(sort_rows, inputs=[sort_request, results_state], outputs=[*results_view, results_state])
         export_btn.click(export_audience, inputs=audience, outputs=[download, export_btn, export_note])

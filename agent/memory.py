@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -108,6 +109,11 @@ def store_error(exc: BaseException, action: str) -> SessionStoreError:
 
 
 # ---------------------------------------------------------------- the rules, once
+
+
+def mention_pattern(customer_ids: list[str]) -> re.Pattern:
+    """A customer id as a whole token (14911, not 149110)."""
+    return re.compile(r"(?<![\w.])(?:" + "|".join(map(re.escape, customer_ids)) + r")(?![\w])")
 
 
 class TurnStore:
@@ -323,6 +329,19 @@ class SessionStore(TurnStore):
             conn.execute("DELETE FROM turns WHERE owner=? AND session=?", (owner, session_id))
 
         self._run("written", delete)
+
+    def erase(self, customer_ids: list[str]) -> int:
+        """Delete every session with a turn that mentions one of these customers (`valuedesk forget`)."""
+        pattern = mention_pattern(customer_ids)
+
+        def delete(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            hit = {(o, s) for o, s, data in conn.execute("SELECT owner, session, data FROM turns") if pattern.search(data)}
+            conn.executemany("DELETE FROM turns WHERE owner=? AND session=?", sorted(hit))
+            conn.execute("COMMIT")
+            return len(hit)
+
+        return self._run("written", delete)
 
     def check(self) -> None:
         """Raise SessionStoreError when the store cannot be read."""

@@ -32,7 +32,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
-from agent.memory import SessionStoreError, SessionStoreFull, SessionStoreUnavailable, TurnStore
+from agent.memory import SessionStoreError, SessionStoreFull, SessionStoreUnavailable, TurnStore, mention_pattern
 from agent.settings import AgentSettings
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,19 @@ class PostgresSessionStore(TurnStore):
     def reset(self, owner: str, session_id: str) -> None:
         self._run("written", lambda conn: conn.execute(
             f"DELETE FROM {TABLE} WHERE owner=%s AND session=%s", (owner, session_id)))
+
+    def erase(self, customer_ids: list[str]) -> int:
+        """Delete every session with a turn that mentions one of these customers (`valuedesk forget`)."""
+        pattern = mention_pattern(customer_ids)
+
+        def delete(conn: psycopg.Connection) -> int:
+            rows = conn.execute(f"SELECT owner, session, data FROM {TABLE}").fetchall()
+            hit = sorted({(o, s) for o, s, data in rows if pattern.search(data)})
+            for owner, session in hit:
+                conn.execute(f"DELETE FROM {TABLE} WHERE owner=%s AND session=%s", (owner, session))
+            return len(hit)
+
+        return self._run("written", delete)
 
     def check(self) -> None:
         """Raise SessionStoreError when the store cannot be read."""

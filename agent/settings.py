@@ -14,6 +14,10 @@ from tools.settings import ServingSettings
 
 
 class AgentSettings(ServingSettings):
+    # The chat UI's sign-in: principal names (keys from `valuedesk keys`) allowed in; each signs in with its
+    # name and its key, and its tool calls are checked and audited as that principal. Unset: no sign-in.
+    ui_users: str | None = None
+
     # LLM
     llm_backend: str = Field("offline", pattern="^(offline|openai|vllm)$")
     llm_base_url: str | None = None

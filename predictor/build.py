@@ -43,6 +43,7 @@ from predictor.layout import (BUCKETS, BUILDS_DIR, CATEGORIES, CUSTOMERS, MODELS
                               TRANSITIONS, BUILD_JSON, BuildVersion, StagedBuild, clean_debris, current_version,
                               prune_versions)
 from predictor.settings import Settings
+from predictor.suppression import SuppressionList
 
 BUILD_VERSION = "3"  # 3: customers and profiles carry the at_risk flag
 log = logging.getLogger(__name__)
@@ -249,7 +250,7 @@ def _load(prev: BuildVersion, settings: Settings, data_path, schema: str, column
     path = Path(data_path) if data_path is not None else None
     cached = prev.path(TRANSACTIONS)
     if path is not None and path.is_file() and cached.exists() and previous.get("input_key") == input_key:
-        fingerprint = source_fingerprint(path)
+        fingerprint = source_fingerprint(path) + SuppressionList(settings.data_dir).tag()
         if fingerprint == previous.get("fingerprint") and file_sha(cached) == previous.get("transactions_sha"):
             return pd.read_parquet(cached), fingerprint, str(path.resolve()), True
     result = load_transactions(path, schema, column_map or None, settings=settings)

@@ -21,6 +21,10 @@ def register_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rebuild-index", action="store_true", help="rebuild the search index from scratch")
     p.add_argument("--no-index", action="store_true", help="do not touch the search index")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--customers", metavar="PATH", help="customers file with contact data (CSV or Parquet), stored "
+                                                        "apart and read only by scoped audience exports")
+    p.add_argument("--customers-map", metavar="M", default="customer_id=customer_id,email=email",
+                   help="its columns, e.g. customer_id=Customer ID,email=Email,first_name=First Name,phone=Phone")
     add_engine_arguments(p)
     p.set_defaults(handler=run_build)
 
@@ -29,8 +33,35 @@ def run_build(args: argparse.Namespace) -> int:
     """The handler: `args.settings` are the settings the CLI entry read (valuedesk.cli)."""
     from predictor.build import build
 
+    contacts = _load_contacts(args)  # a bad customers file fails before anything is built
     report = build(settings_with_engine(args.settings, args), data_path=args.data, schema=args.schema, column_map=args.column_map,
                    rescore=args.rescore, rebuild_index=args.rebuild_index, with_index=not args.no_index,
                    progress=not args.quiet)
     print(report.summary())
+    if contacts is not None:
+        print(_store_contacts(args.settings, contacts))
     return 0
+
+
+def _load_contacts(args: argparse.Namespace):
+    if not args.customers:
+        return None
+    from predictor.customers.contacts import load_contacts, parse_contact_map
+    from predictor.suppression import SuppressionList
+
+    frame = load_contacts(args.customers, parse_contact_map(args.customers_map))
+    return SuppressionList(args.settings.data_dir).drop_from(frame)
+
+
+def _store_contacts(settings, contacts) -> str:
+    """Contacts saved apart; the line says how many match a built customer (never whose)."""
+    import pandas as pd
+
+    from predictor.customers.contacts import save_contacts
+
+    path = save_contacts(settings.data_dir, contacts)
+    built = set(pd.read_parquet(settings.customers_path, columns=["customer_id"])["customer_id"].astype(str))
+    matched = int(contacts["customer_id"].isin(built).sum())
+    return (f"Contacts: {len(contacts):,} customers' contact data stored apart in {path.relative_to(settings.data_dir)} "
+            f"({matched:,} match a customer in the log, {len(contacts) - matched:,} do not); only exports by a key "
+            "with the export:contact scope read it.")

@@ -219,7 +219,7 @@ def test_registry_maps_disk_failures_for_every_tool(tmp_path, number, code):
     """Any tool, raw or wrapped as internal_error: the disk's code, the file relative to the data directory."""
     from tools.api import STATUS
     from tools.deps import ToolDeps, ToolFailure
-    from tools.models import ModelReportArgs, ModelReportResult
+    from tools.health_models import ModelReportArgs, ModelReportResult
     from tools.registry import ToolRegistry, ToolSpec
 
     def writes(args, deps):
@@ -247,7 +247,7 @@ def test_registry_maps_a_lone_surrogate_failure_to_invalid_arguments(tmp_path):
     from pydantic import BaseModel
 
     from tools.deps import ToolDeps
-    from tools.models import ModelReportResult
+    from tools.health_models import ModelReportResult
     from tools.registry import ToolRegistry, ToolSpec
 
     class Args(BaseModel):

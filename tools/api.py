@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import secrets
+from pathlib import Path
 from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from predictor.errors import ValueDeskError
 from tools import json_guard
 from tools.models import ToolError
+from tools.principals import LOCAL_SERVER, Caller, KeyStore, current_caller
 from tools.registry import ToolRegistry, ToolSpec, get_registry
 from tools.settings import ServingSettings
 
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 STATUS = {
     "invalid_arguments": 422, "unknown_tool": 404, "not_found": 404, "not_built": 503,
     "index_unavailable": 503, "campaign_error": 422, "scoring_error": 422, "internal_error": 500,
-    "unauthorized": 401, "payload_too_large": 413, "method_not_allowed": 405, "bad_request": 400,
+    "unauthorized": 401, "forbidden": 403, "payload_too_large": 413, "method_not_allowed": 405, "bad_request": 400,
     "insufficient_storage": 507, "storage_unavailable": 503,
 }
 
@@ -66,10 +67,32 @@ def is_loopback(host: str) -> bool:
 
 def check_bind(host: str, settings: ServingSettings) -> None:
     """Refuse to expose the tools beyond this machine without an API key."""
-    if not is_loopback(host) and not settings.api_key:
+    if not is_loopback(host) and not key_store(settings).configured:
         raise ServeError(
             f"Refusing to listen on {host} without an API key: anyone who can reach it could read every "
-            "customer. Set VALUEDESK_API_KEY (clients send 'Authorization: Bearer <key>'), or bind 127.0.0.1.")
+            "customer. Make one with `valuedesk keys add NAME --scopes read` (or set VALUEDESK_API_KEY; "
+            "clients send 'Authorization: Bearer <key>'), or bind 127.0.0.1.")
+
+
+_stores: dict[tuple[str, str | None], KeyStore] = {}
+
+
+def key_store(settings: ServingSettings) -> KeyStore:
+    """The keys of this data directory, one store per process (it re-reads keys.json when it changes)."""
+    key = (str(settings.data_dir), settings.api_key)
+    if key not in _stores:
+        _stores[key] = KeyStore(Path(settings.data_dir), legacy_key=settings.api_key)
+    return _stores[key]
+
+
+def caller_for(store: KeyStore, authorization: str | None, surface: str) -> Caller | None:
+    """The caller a request's Authorization header names; None for a missing or wrong key when keys exist.
+    With no key configured (a loopback server) everyone is the local server principal."""
+    if not store.configured:
+        return Caller(LOCAL_SERVER, surface)
+    scheme, _, token = (authorization or "").partition(" ")
+    principal = store.authenticate(token.strip()) if scheme.lower() == "bearer" else store.authenticate(None)
+    return Caller(principal, surface) if principal is not None else None
 
 
 PARSED_BODY = "valuedesk.json_body"  # scope key: the request body as parsed by BodyGuard
@@ -174,6 +197,7 @@ ERROR_RESPONSES = {
     400: {"model": ErrorBody, "description": "The body is not UTF-8 JSON, holds a lone surrogate, or nests "
                                              "too deeply (which, and where, in the message)."},
     401: {"model": ErrorBody, "description": "Missing or wrong API key."},
+    403: {"model": ErrorBody, "description": "The key lacks the scope this call needs (`forbidden`)."},
     404: {"model": ErrorBody, "description": "Unknown tool or customer."},
     413: {"model": ErrorBody, "description": "Body too large."},
     422: {"model": ErrorBody, "description": "Invalid arguments, with the field and reason."},
@@ -199,8 +223,7 @@ def create_app(settings: ServingSettings, extra_routers: Iterable[APIRouter] = (
     app = FastAPI(title="ValueDesk tools", version="1", lifespan=lifespan,
                   description="Customer value, churn and campaign tools. Every route calls the same tool "
                               "functions as the CLI, the MCP server and the agent.")
-    # Without a key there is nothing to check; skipping the dependency saves its cost on every call.
-    guarded = [Depends(_key_check(settings.api_key))] if settings.api_key else []
+    guarded = [Depends(_key_check(key_store(settings)))]
     _add_tool_routes(app, registry, settings, guarded)
     for router in extra_routers:
         app.include_router(router, dependencies=guarded, responses={k: ERROR_RESPONSES[k] for k in (400, 401, 413)})
@@ -210,14 +233,18 @@ def create_app(settings: ServingSettings, extra_routers: Iterable[APIRouter] = (
     return app
 
 
-def _key_check(key: str):
-    """The dependency that refuses a request without the server's bearer key."""
-    bearer = HTTPBearer(auto_error=False, description="Required when the server has VALUEDESK_API_KEY set.")
+def _key_check(store: KeyStore):
+    """The dependency that names the caller (request.state.caller and `current_caller`, which the agent's
+    tool calls inside the request inherit), or refuses a request without a valid key when keys exist."""
+    bearer = HTTPBearer(auto_error=False, description="Required when the server has API keys (`valuedesk keys`).")
 
-    async def check_key(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if credentials is None or credentials.scheme.lower() != "bearer" \
-                or not secrets.compare_digest(credentials.credentials.encode(), key.encode()):
+    async def check_key(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        header = f"{credentials.scheme} {credentials.credentials}" if credentials is not None else None
+        caller = caller_for(store, header, "http")
+        if caller is None:
             raise StarletteHTTPException(401, "Missing or wrong API key.")
+        request.state.caller = caller
+        current_caller.set(caller)
 
     return check_key
 
@@ -260,9 +287,9 @@ def _tool_endpoint(registry: ToolRegistry, spec: ToolSpec):
                                   fields=[{"field": "(body)", "reason": "not an object"}])
         if spec.fast:
             # Milliseconds of numpy work: cheaper inline than a worker-thread hop.
-            result, err = registry.run(spec.name, args)
+            result, err = registry.run(spec.name, args, request.state.caller)
         else:
-            result, err = await run_in_threadpool(registry.run, spec.name, args)
+            result, err = await run_in_threadpool(registry.run, spec.name, args, request.state.caller)
         if err is None:
             return Response(result.__pydantic_serializer__.to_json(result), media_type="application/json")
         return error_response(err.code, err.message, err.hint, fields=err.fields)

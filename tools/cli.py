@@ -1,4 +1,4 @@
-"""`valuedesk` subcommands owned by the tools layer: tool, mcp (`valuedesk api`, which serves the tools
+"""`valuedesk` subcommands owned by the tools layer: tool, mcp, keys and audit (tools/admin_cli.py) (`valuedesk api`, which serves the tools
 with the agent's routes, is the wiring's: valuedesk.server). Handlers get `args.settings` from the CLI."""
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     mcp.add_argument("--host", default="127.0.0.1")
     mcp.add_argument("--port", type=int, default=8765)
     mcp.set_defaults(handler=_mcp)
+
+    from tools import admin_cli
+
+    admin_cli.register(sub)  # keys, audit
 
 
 def _tool(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""Input and output models of the `model_health` tool (tools/models.py holds the others)."""
+"""Input and output models of the tools about the model itself: `model_report` and `model_health`
+(tools/models.py holds the others)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,29 @@ from typing import Any
 from pydantic import Field
 
 from tools.models import Args, Out
+
+
+class ModelReportArgs(Args):
+    pass
+
+
+class ModelReportResult(Out):
+    version: str | None
+    trained_at: str | None
+    training_window: dict[str, Any] | None
+    data_range: dict[str, Any] | None
+    horizon_days: int | None
+    metrics: dict[str, Any] | None
+    evaluation: dict[str, Any] | None = Field(description="The `valuedesk evaluate` table (models x metrics), if run.")
+    warnings: list[str]
+    features: int
+    customers_scored: int | None
+    validation: dict[str, Any] | None = Field(
+        None, description="The held-out window the build's metrics were measured on: cutoff, label_days, rows, "
+                          "lift_by_decile (realised spend per decile of predicted value).")
+    quality: list[str] = Field(default_factory=list, description=(
+        "How good the model is in a marketer's words, each sentence with its figure (how much of the held-out "
+        "window's revenue the customers it ranks highest brought in; churn risk against a no-skill baseline)."))
 
 
 class ModelHealthArgs(Args):

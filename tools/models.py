@@ -71,7 +71,7 @@ ErrorCode = Literal[
     # The disk under the data directory failed (full or quota: 507; read-only or not permitted: 503).
     "insufficient_storage", "storage_unavailable",
     # Transport-level kinds the HTTP surface adds around a call.
-    "unauthorized", "payload_too_large", "method_not_allowed", "bad_request"]
+    "unauthorized", "forbidden", "payload_too_large", "method_not_allowed", "bad_request"]
 
 
 class ToolError(Out):
@@ -338,6 +338,9 @@ class ExportAudienceArgs(CampaignArgs):
     sort_by: SortKey | None = Field(None, description="Row order for source 'filter' (default value_at_risk).")
     max_rows: int | None = Field(None, ge=1, le=2_000_000,
                                  description="Cap on exported rows (default: every matching customer).")
+    include_contact: bool | None = Field(None, description=(
+        "Add the customers' contact data (e-mail, names, phone, address from the imported customers file) to "
+        "the file; needs a key with the 'export:contact' scope. The result's preview never shows it."))
 
 
 class ExportAudienceResult(Out):
@@ -392,29 +395,3 @@ class ScoreCustomerResult(Out):
     customer_value: float | None = Field(description="revenue_12m + predicted_value, the tiering measure.")
     estimated_tier: str | None = Field(description="The tier this value would fall in among current customers.")
     drivers: list[str]
-
-
-# ---------------------------------------------------------------- model_report
-
-
-class ModelReportArgs(Args):
-    pass
-
-
-class ModelReportResult(Out):
-    version: str | None
-    trained_at: str | None
-    training_window: dict[str, Any] | None
-    data_range: dict[str, Any] | None
-    horizon_days: int | None
-    metrics: dict[str, Any] | None
-    evaluation: dict[str, Any] | None = Field(description="The `valuedesk evaluate` table (models x metrics), if run.")
-    warnings: list[str]
-    features: int
-    customers_scored: int | None
-    validation: dict[str, Any] | None = Field(
-        None, description="The held-out window the build's metrics were measured on: cutoff, label_days, rows, "
-                          "lift_by_decile (realised spend per decile of predicted value).")
-    quality: list[str] = Field(default_factory=list, description=(
-        "How good the model is in a marketer's words, each sentence with its figure (how much of the held-out "
-        "window's revenue the customers it ranks highest brought in; churn risk against a no-skill baseline)."))

@@ -24,7 +24,9 @@ from tools import functions as fn
 from tools import json_guard
 from tools import health_models as hm
 from tools import models as m
+from tools.audit import AuditLog, file_sha256
 from tools.deps import ToolDeps, ToolFailure
+from tools.principals import CLI_CALLER, Caller, current_caller
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,12 @@ class ToolSpec:
     error_code: str = "invalid_arguments"
     # Cheap tools answer in milliseconds; servers may run them inline instead of in a worker thread.
     fast: bool = False
+    # The scope a caller needs (tools/principals.py): every tool reads; a few write files for the caller.
+    scope: str = "read"
+
+    def required_scope(self, args: BaseModel) -> str:
+        """The scope this call needs: contact data in an export needs `export:contact`."""
+        return "export:contact" if getattr(args, "include_contact", None) else self.scope
 
     @property
     def description(self) -> str:
@@ -56,10 +64,10 @@ TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec("recommend_campaigns", fn.recommend_campaigns, m.CampaignArgs, m.RecommendCampaignsResult,
              error_code="campaign_error"),
     ToolSpec("export_audience", fn.export_audience, m.ExportAudienceArgs, m.ExportAudienceResult,
-             error_code="campaign_error"),
+             error_code="campaign_error", scope="export"),
     ToolSpec("score_customer", fn.score_customer, m.ScoreCustomerArgs, m.ScoreCustomerResult,
              error_code="scoring_error"),
-    ToolSpec("model_report", fn.model_report, m.ModelReportArgs, m.ModelReportResult, fast=True),
+    ToolSpec("model_report", fn.model_report, hm.ModelReportArgs, hm.ModelReportResult, fast=True),
     ToolSpec("model_health", fn.model_health, hm.ModelHealthArgs, hm.ModelHealthResult),
 )
 
@@ -161,10 +169,23 @@ def _strip_defaults(schema: Any, names: bool = False) -> Any:
     return schema
 
 
+class ToolAuditError(ValueDeskError):
+    """An export whose audit record could not be written (the file is withdrawn)."""
+
+
+def export_facts(result: BaseModel | None) -> dict[str, Any] | None:
+    """What the audit keeps of an export: the file, its rows and a hash of its content."""
+    if not isinstance(result, m.ExportAudienceResult):
+        return None
+    return {"file": result.file, "rows": result.rows, "sha256": file_sha256(Path(result.path)),
+            "columns": result.columns}
+
+
 class ToolRegistry:
     def __init__(self, deps: ToolDeps, tools: tuple[ToolSpec, ...] = TOOLS):
         self.deps = deps
         self.tools = {t.name: t for t in tools}
+        self.audit = AuditLog(deps.settings.data_dir)
 
     @property
     def settings(self) -> Settings:
@@ -208,22 +229,50 @@ class ToolRegistry:
         return m.ToolError(code=code, message=message, hint=hint if hint is not None else HINTS.get(code),
                            fields=fields)
 
-    def call(self, name: str, raw_args: dict[str, Any] | BaseModel | None = None) -> m.ToolResult:
+    def call(self, name: str, raw_args: dict[str, Any] | BaseModel | None = None,
+             caller: Caller | None = None) -> m.ToolResult:
         """Validate `raw_args`, run the tool, and return its result or a structured error. Never raises
         a ValueDeskError; an unexpected exception becomes `internal_error` (logged with its traceback)."""
         started = time.perf_counter()
-        result, error = self.run(name, raw_args)
+        result, error = self.run(name, raw_args, caller)
         elapsed = round((time.perf_counter() - started) * 1000, 3)
         if error is not None:
             return m.ToolResult(tool=name, ok=False, error=error, elapsed_ms=elapsed)
         return m.ToolResult(tool=name, ok=True, result=result.model_dump(mode="json"), elapsed_ms=elapsed)
 
-    def run(self, name: str, raw_args: dict[str, Any] | BaseModel | None = None
+    def run(self, name: str, raw_args: dict[str, Any] | BaseModel | None = None, caller: Caller | None = None
             ) -> tuple[BaseModel | None, m.ToolError | None]:
-        """Like `call`, but hands back the typed result model (servers serialise it straight to JSON bytes)."""
+        """Like `call`, but hands back the typed result model (servers serialise it straight to JSON bytes).
+        `caller` (default: the one the surface set in `current_caller`, else the command line's owner) must
+        hold the tool's scope; every call, allowed or not, goes into the audit trail."""
+        caller = caller or current_caller.get() or CLI_CALLER
+        started = time.perf_counter()
+        args, result, error = self._checked_run(name, raw_args, caller)
+        self._audit(name, raw_args, args, result, error, caller, time.perf_counter() - started)
+        return result, error
+
+    def _audit(self, name, raw_args, args, result, error, caller: Caller, seconds: float) -> None:
+        record = {"principal": caller.principal.name, "surface": caller.surface, "tool": name,
+                  # Arguments that did not validate are not kept (any size, any content): only their names.
+                  "args": (self.audit.scrub(args.model_dump(mode="json", exclude_none=True)) if args is not None
+                           else {"invalid": sorted(map(str, raw_args))[:50] if isinstance(raw_args, dict) else []}),
+                  "result_bytes": len(result.model_dump_json()) if result is not None else 0,
+                  "duration_ms": round(seconds * 1000, 3), "error": error.code if error is not None else None}
+        export = export_facts(result)
+        if export:
+            record["export"] = export
+        try:
+            self.audit.append(record)
+        except OSError as exc:
+            log.error("audit trail not written (%s): %s call by %s", exc, name, caller.principal.name)
+            if export:  # no file leaves without its record
+                Path(export["file"]).unlink(missing_ok=True)
+                raise ToolAuditError(f"The export was withdrawn: the audit trail could not be written ({exc}).") from exc
+
+    def _checked_run(self, name: str, raw_args, caller: Caller):
         spec = self.tools.get(name)
         if spec is None:
-            return None, self.error(name, "unknown_tool", f"There is no tool named '{name}'.",
+            return None, None, self.error(name, "unknown_tool", f"There is no tool named '{name}'.",
                                     f"Available tools: {', '.join(self.tools)}.")
         try:
             if isinstance(raw_args, spec.args_model):
@@ -234,41 +283,46 @@ class ToolRegistry:
                 if raw_args is None:
                     raw_args = {}
                 if not isinstance(raw_args, dict):
-                    return None, self.error(name, "invalid_arguments", "Arguments must be a JSON object.")
+                    return None, None, self.error(name, "invalid_arguments", "Arguments must be a JSON object.")
                 args = spec.args_model.model_validate(raw_args)
+            required = spec.required_scope(args)
+            if not caller.principal.allows(required):
+                return args, None, self.error(name, "forbidden", f"{name} needs the '{required}' scope, which the "
+                                              f"key of '{caller.principal.name}' does not have.",
+                                              "Ask an admin for a key with that scope (`valuedesk keys add`).")
         except ValidationError as exc:
             fields = _field_errors(exc)
             message = "; ".join(f"{f['field']}: {f['reason']}" for f in fields)
-            return None, self.error(name, "invalid_arguments", f"Invalid arguments for {name}: {message}",
+            return None, None, self.error(name, "invalid_arguments", f"Invalid arguments for {name}: {message}",
                                     fields=fields)
         except FilterError as exc:
-            return None, self.error(name, "invalid_arguments", str(exc))
+            return None, None, self.error(name, "invalid_arguments", str(exc))
         try:
             # A ValidationError from here on is the tool's own output failing its model: a bug, not bad input.
             # One build version per call: after a build's switch the next call gets the new version's deps.
             deps = self.deps = self.deps.current()
-            return spec.func(args, deps), None
+            return args, spec.func(args, deps), None
         except ToolFailure as exc:
             # A tool that wrapped a full or read-only disk as internal_error still gets the storage code.
             storage = _storage_error(name, exc, self.settings) if exc.code == "internal_error" else None
-            return None, storage or self.error(name, exc.code, exc.message, exc.hint)
+            return args, None, storage or self.error(name, exc.code, exc.message, exc.hint)
         except (FilterError, DataError) as exc:
-            return None, self.error(name, "invalid_arguments", str(exc))
+            return None, None, self.error(name, "invalid_arguments", str(exc))
         except ArtifactError as exc:
-            return None, self.error(name, "not_built", str(exc))
+            return None, None, self.error(name, "not_built", str(exc))
         except ValueDeskError as exc:
             field = getattr(exc, "field", None)
             message = str(getattr(exc, "message", None) or exc)
-            return None, self.error(name, spec.error_code, message, getattr(exc, "hint", None),
+            return None, None, self.error(name, spec.error_code, message, getattr(exc, "hint", None),
                                     fields=[{"field": field, "reason": message}] if field else None)
         except Exception as exc:  # noqa: BLE001 - errors are data; the traceback stays in the server log
             # Not bugs: the disk (full, over quota, read-only, not ours) or text that is not Unicode.
             known = _storage_error(name, exc, self.settings) or _surrogate_error(name, raw_args)
             if known is not None:
                 log.warning("tool %s failed: %s", name, known.message)
-                return None, known
+                return None, None, known
             log.exception("tool %s failed", name)
-            return None, self.error(name, "internal_error", f"{name} failed unexpectedly.",
+            return None, None, self.error(name, "internal_error", f"{name} failed unexpectedly.",
                                     "This is a bug; the server log has the details.")
 
 

@@ -133,8 +133,19 @@ def run_ui(args: argparse.Namespace) -> int:
     demo = ui.build_app(service=service, settings=settings, index_status=lambda: read_index_state(settings.data_dir))
     warm(service)
     print(f"ValueDesk UI on http://{args.host}:{args.port}", flush=True)
-    launch(demo, args.host, args.port)
+    launch(demo, args.host, args.port, **ui_auth(settings))
     return 0
+
+
+def ui_auth(settings) -> dict:
+    """Gradio's own sign-in when VALUEDESK_UI_USERS names principals (the same keys as the API)."""
+    if not settings.ui_users:
+        return {}
+    from tools.api import key_store
+    from tools.principals import ui_authenticator
+
+    return {"auth": ui_authenticator(key_store(settings), settings.ui_users),
+            "auth_message": "Sign in with your ValueDesk name and API key."}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

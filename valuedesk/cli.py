@@ -11,7 +11,7 @@ from importlib.metadata import entry_points
 from pydantic import ValidationError
 
 from predictor.errors import ValueDeskError
-from valuedesk import bootstrap, server
+from valuedesk import bootstrap, forget, server
 from valuedesk.config import load_settings
 
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         ep.load()(sub)
     server.register(sub)
     bootstrap.register(sub)
+    forget.register(sub)
     return parser
 
 

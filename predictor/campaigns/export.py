@@ -211,7 +211,8 @@ def _batched(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapp
         yield chunk
 
 
-def write_audience_csv(rows: Iterable[Mapping[str, Any]], path: str | Path) -> int:
+def write_audience_csv(rows: Iterable[Mapping[str, Any]], path: str | Path,
+                       columns: Sequence[str] = AUDIENCE_COLUMNS) -> int:
     """Stream rows to ``path`` atomically (predictor.atomic); returns the number of data rows.
 
     The file is created 0600 (owner only: it lists customers); a missing folder is created 0700."""
@@ -220,14 +221,15 @@ def write_audience_csv(rows: Iterable[Mapping[str, Any]], path: str | Path) -> i
     count = 0
     with atomic_path(path, mode=0o600) as tmp, tmp.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(AUDIENCE_COLUMNS)
+        writer.writerow(columns)
         for chunk in _batched(rows, 5_000):
-            writer.writerows([row.get(c, "") for c in AUDIENCE_COLUMNS] for row in chunk)
+            writer.writerows([row.get(c, "") for c in columns] for row in chunk)
             count += len(chunk)
     return count
 
 
-def write_new_export(rows: Iterable[Mapping[str, Any]], path: str | Path) -> tuple[Path, int]:
+def write_new_export(rows: Iterable[Mapping[str, Any]], path: str | Path,
+                     columns: Sequence[str] = AUDIENCE_COLUMNS) -> tuple[Path, int]:
     """Write rows as a new export named ``path``, or ``<stem>-v2.csv``, ``-v3`` ... when an earlier export
     holds that name: never over an existing file. Returns the path written and its row count.
 
@@ -243,7 +245,7 @@ def write_new_export(rows: Iterable[Mapping[str, Any]], path: str | Path) -> tup
         except FileExistsError:
             continue
         try:
-            return candidate, write_audience_csv(rows, candidate)
+            return candidate, write_audience_csv(rows, candidate, columns)
         except BaseException:
             candidate.unlink(missing_ok=True)
             raise

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from predictor.suppression import SuppressionList
 from predictor.data.cleaning import clean, stage_rules
 from predictor.data.cleaning_report import CleaningReport
 from predictor.data.readers import SourceReader
@@ -116,11 +117,14 @@ def load_transactions(path: str | os.PathLike[str] | None, schema: str = "online
         reader.open_source()
         stage_rules(reader)
         report, df = clean(reader, settings.outlier_robust_z)
+    suppressed = SuppressionList(settings.data_dir)
+    df = suppressed.drop_from(df)  # customers erased by `valuedesk forget` never come back
     if df.empty:
         why = ", ".join(f"{r.rows_removed:,} by {r.name}" for r in report.rules if r.rows_removed)
         raise DataError(f"no transactions left after cleaning ({report.rows_read:,} read; removed {why})",
                         path=str(p), expected="lines with a customer id, a product and a positive price")
-    return LoadResult(transactions=df, report=report, fingerprint=source_fingerprint(p), source=str(p))
+    return LoadResult(transactions=df, report=report, fingerprint=source_fingerprint(p) + suppressed.tag(),
+                      source=str(p))
 
 
 def _source_path(path: str | os.PathLike[str] | None, schema: str, column_map: dict[str, str],

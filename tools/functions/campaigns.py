@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from predictor.campaigns.export import AUDIENCE_COLUMNS
+from predictor.customers.contacts import CONTACT_FIELDS, read_contacts
 from tools.deps import ToolDeps, ToolFailure
 from tools.functions.filters import customer_filter
 from tools.models import (
@@ -69,10 +71,27 @@ def recommend_campaigns(args: CampaignArgs, deps: ToolDeps) -> RecommendCampaign
 
 
 def _preview(path: Path, n: int = 5) -> tuple[list[str], list[dict[str, Any]]]:
+    """The file's columns and first rows, without contact data: a result reaches the agent and its LLM."""
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
-        rows = list(itertools.islice(reader, n))
+        rows = [{k: v for k, v in row.items() if k not in CONTACT_FIELDS} for row in itertools.islice(reader, n)]
         return list(reader.fieldnames or []), rows
+
+
+def _with_contacts(rows: Iterable[dict[str, Any]], deps: ToolDeps) -> tuple[Iterator[dict[str, Any]], list[str]]:
+    """The audience rows with each customer's contact fields (empty where the customers file has none)."""
+    contacts = read_contacts(deps.settings.data_dir)
+    if contacts is None:
+        raise ToolFailure("campaign_error", "No customers file with contact data has been imported.",
+                          "Import one with `valuedesk build --customers PATH --customers-map customer_id=...,email=...`.")
+    fields = [f for f in CONTACT_FIELDS if f in contacts.columns]
+    lookup = contacts[fields].to_dict("index")
+
+    def joined():
+        for row in rows:
+            yield {**row, **lookup.get(str(row.get("customer_id")), {})}
+
+    return joined(), [*AUDIENCE_COLUMNS, *fields]
 
 
 def _counting_groups(rows: Iterable[dict[str, Any]], groups: Counter[str]) -> Iterator[dict[str, Any]]:
@@ -132,6 +151,9 @@ def export_audience(args: ExportAudienceArgs, deps: ToolDeps) -> ExportAudienceR
     if count == 0:
         raise ToolFailure("campaign_error", "The campaign plan targets nobody, so there is nothing to export.",
                           "Widen the filter, raise the budget or drop the campaign name.")
+    columns = AUDIENCE_COLUMNS
+    if args.include_contact:
+        rows, columns = _with_contacts(rows, deps)
     max_age_h = deps.settings.export_max_age_hours
     folder = deps.settings.exports_path
     path = folder / export_file_name(slug, count)
@@ -140,7 +162,7 @@ def export_audience(args: ExportAudienceArgs, deps: ToolDeps) -> ExportAudienceR
         if removed:
             log.info("removed %d expired export file(s) from exports/", len(removed))
         # A name an earlier export holds gets a -v2, -v3 ... suffix: an export never overwrites another.
-        path, n = write_new_export(rows, path)
+        path, n = write_new_export(rows, path, columns)
     except OSError as exc:
         # Named relative to the data directory; the registry still maps a full or read-only disk
         # (the cause) to its storage error code.

@@ -8,7 +8,7 @@ from typing import Any
 from predictor.figures import pct
 from tools.deps import ToolDeps, ToolFailure
 from tools.functions.rows import jsonable
-from tools.models import ModelReportArgs, ModelReportResult
+from tools.health_models import ModelReportArgs, ModelReportResult
 
 BASELINE_NAMES = {"bgnbd_gg": "BG/NBD + Gamma-Gamma", "last_period": "last-period spend"}
 
