@@ -160,6 +160,10 @@ class TurnStore:
         self._last_prune = now
         if stats["aged_turns"] or stats["evicted_sessions"]:
             log.info("session store pruned: %s", stats)
+            from tools.audit import audit_retention
+
+            audit_retention(self.settings.data_dir, "sessions",
+                            {**stats, "max_age_days": self.settings.agent_session_max_age_days})
         return stats
 
     def turns_to_drop(self, newest_first: list[tuple[Any, int]]) -> list[Any]:

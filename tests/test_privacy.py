@@ -181,6 +181,23 @@ def test_the_audit_trail_records_every_call_and_detects_tampering(shop, capsys, 
     assert trail.verify()[0]
 
 
+def test_retention_deletions_are_audited(shop):
+    import os
+    import time
+
+    from tools.deps import ToolDeps
+    from tools.registry import ToolRegistry
+
+    settings, _, _ = shop
+    registry = ToolRegistry(ToolDeps(settings))
+    old = Path(registry.call("export_audience", {"tiers": ["Platinum"]}).result["path"])
+    week_ago = time.time() - 7 * 86400
+    os.utime(old, (week_ago, week_ago))  # past export_max_age_hours (24)
+    assert registry.call("export_audience", {"tiers": ["Gold"]}).ok and not old.exists()
+    retention = [r for r in AuditLog(settings.data_dir).records() if r["tool"] == "exports_retention"]
+    assert retention and retention[-1]["deleted"]["files"] >= 1 and retention[-1]["principal"] == "system"
+
+
 def test_forget_erases_a_customer_from_every_store_and_later_builds(shop, monkeypatch, capsys):
     from agent.service import AgentService
     from valuedesk.cli import main
@@ -232,3 +249,26 @@ def _assert_absent(settings, customer_id: str) -> None:
     for export in Path(settings.exports_path).glob("*.csv"):
         assert customer_id not in {row["customer_id"] for row in csv.DictReader(export.open(newline=""))}
     assert not list((Path(settings.data_dir) / BUILDS_DIR).glob(".staging-*"))
+
+
+def test_the_ui_signs_in_with_the_same_principals(shop):
+    import ui
+    from agent.service import AgentService
+    from valuedesk import bootstrap
+    from _ui_page import free_port
+
+    settings, keys, _ = shop
+    signed = settings.model_copy(update={"ui_users": "crm,reader"})
+    demo = ui.build_app(service=AgentService(signed), settings=signed)
+    port = free_port()
+    bootstrap.launch(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True, **bootstrap.ui_auth(signed))
+    try:
+        def login(user, key):
+            return httpx.post(f"http://127.0.0.1:{port}/login", data={"username": user, "password": key},
+                              timeout=30).status_code
+        assert login("crm", keys["crm"]) == 200 and login("reader", keys["reader"]) == 200
+        assert login("crm", keys["reader"]) == 400  # another principal's key
+        assert login("marketer", keys["marketer"]) == 400  # a valid key, not a UI user
+        assert login("crm", "vd_wrong") == 400
+    finally:
+        demo.close()

@@ -143,3 +143,14 @@ def file_sha256(path: Path) -> str | None:
         return digest.hexdigest()
     except OSError:
         return None
+
+
+def audit_retention(data_dir: Path | str, store: str, deleted: dict[str, Any]) -> None:
+    """A deletion by a retention limit (sessions, exports), in the audit trail: what and how much, never whose."""
+    try:
+        AuditLog(data_dir).append({"principal": "system", "surface": "retention", "tool": f"{store}_retention",
+                                   "event": "deleted", "args": {}, "error": None, "deleted": deleted})
+    except OSError as exc:
+        import logging
+
+        logging.getLogger(__name__).error("retention deletion not audited (%s): %s", exc, deleted)
