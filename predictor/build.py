@@ -37,8 +37,9 @@ from predictor.data.categories import (CategoryResult, apply_categories, build_c
                                        load_category_map)
 from predictor.data.cleaning import CLEANING_VERSION
 from predictor.data.load import load_transactions, parse_column_map, source_fingerprint
+from predictor.data.products import join_products
 from predictor.engine import prefill_embeddings
-from predictor.errors import ValueDeskError
+from predictor.errors import DataError, ValueDeskError
 from predictor.layout import (BUCKETS, BUILDS_DIR, CATEGORIES, CUSTOMERS, MODELS, PROFILES, SCORES, TRANSACTIONS,
                               TRANSITIONS, BUILD_JSON, BuildVersion, StagedBuild, clean_debris, current_version,
                               prune_versions)
@@ -66,14 +67,16 @@ def build(settings: Settings, data_path: str | os.PathLike[str] | None = None,
           schema: str | None = None, column_map: str | dict[str, str] | None = None, rescore: bool = False,
           rebuild_index: bool = False, with_index: bool = True, progress: bool = True,
           with_suggestions: bool = True, with_clusters: bool = True, training_config=None,
-          promotion: dict | None = None) -> BuildReport:
+          promotion: dict | None = None, products: str | os.PathLike[str] | None = None,
+          products_map: str | None = None) -> BuildReport:
     """Build the customer tables (and the index) from a transaction log. See the module docstring.
 
     Scores are reused when the previous build's model was trained on this data (same fingerprint and
     horizon) and its scores came from it, unless `rescore`. `training_config` (a
     predictor.model.estimators.TrainingConfig) overrides the default model configuration when scoring.
     `rebuild_index` indexes the profiles again even when nothing else changed. `promotion` (from
-    `valuedesk retrain`) goes into the new model's metadata.
+    `valuedesk retrain`) goes into the new model's metadata. `products` (with `products_map`) is a products
+    file whose names and categories are joined to the log by product id (predictor/data/products.py).
     """
     schema = schema or settings.default_schema
     if data_path is None and schema == settings.default_schema:
@@ -81,13 +84,14 @@ def build(settings: Settings, data_path: str | os.PathLike[str] | None = None,
     cmap = parse_column_map(column_map) if isinstance(column_map, str) else dict(column_map or {})
     TierConfig.from_settings(settings)  # bad tier settings fail before anything runs
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+    product_source = _product_source(products, products_map)  # a bad products file fails before the lock
     with build_lock(Path(settings.data_dir)):
-        return _locked_build(settings, data_path, schema, cmap, rescore=rescore, rebuild_index=rebuild_index,
+        return _locked_build(settings, data_path, schema, cmap, product_source, rescore=rescore, rebuild_index=rebuild_index,
                              with_index=with_index, progress=progress, with_suggestions=with_suggestions,
                              with_clusters=with_clusters, training_config=training_config, promotion=promotion)
 
 
-def _locked_build(settings: Settings, data_path, schema: str, cmap: dict, *, rescore, rebuild_index, with_index,
+def _locked_build(settings: Settings, data_path, schema: str, cmap: dict, product_source, *, rescore, rebuild_index, with_index,
                   progress, with_suggestions, with_clusters, training_config, promotion=None) -> BuildReport:
     from tqdm.auto import tqdm
 
@@ -95,13 +99,15 @@ def _locked_build(settings: Settings, data_path, schema: str, cmap: dict, *, res
     prev = current_version(settings.data_dir)
     previous = read_build_info(prev)
     input_key = {"source": str(Path(data_path).resolve()) if data_path is not None else None, "schema": schema,
-                 "column_map": cmap, "cleaning_version": CLEANING_VERSION}
+                 "column_map": cmap, "cleaning_version": CLEANING_VERSION,
+                 **({"products": product_source["key"]} if product_source else {})}
     steps = ["load", "score", "categories", "tiers", "profiles", "index", "write"]
     bar = tqdm(total=len(steps), disable=not progress, unit="step", leave=False)
     timer = StepTimer(bar)
     staged = StagedBuild(settings.data_dir)
     try:
         report = _run_steps(settings, prev, previous, staged, timer, data_path=data_path, schema=schema, cmap=cmap,
+                            product_source=product_source,
                             input_key=input_key, rescore=rescore, rebuild_index=rebuild_index, with_index=with_index,
                             with_suggestions=with_suggestions, with_clusters=with_clusters,
                             training_config=training_config, promotion=promotion)
@@ -113,10 +119,15 @@ def _locked_build(settings: Settings, data_path, schema: str, cmap: dict, *, res
 
 def _run_steps(settings: Settings, prev: BuildVersion, previous: dict, staged: StagedBuild, timer: StepTimer, *,
                data_path, schema, cmap, input_key, rescore, rebuild_index, with_index, with_suggestions,
-               with_clusters, training_config, promotion=None) -> BuildReport:
+               with_clusters, training_config, promotion=None, product_source=None) -> BuildReport:
     with timer.step("load"):
         tx, fingerprint, source, tx_reused = _load(prev, settings, data_path, schema, cmap, previous, input_key)
+        product_stats = None
+        if product_source and not tx_reused:
+            tx, product_stats = join_products(tx, product_source["frame"])
+            fingerprint += f"+products:{product_source['key']['fingerprint']}"
     _checkpoint("load")
+    data_check = _data_check(tx, settings)
     score_key = {**input_key, "fingerprint": fingerprint, "horizon_days": settings.horizon_days}
     with timer.step("score"):
         scores, scores_reused = _score(tx, prev, staged, settings, fingerprint, rescore or promotion is not None,
@@ -149,6 +160,8 @@ def _run_steps(settings: Settings, prev: BuildVersion, previous: dict, staged: S
     _checkpoint("index")
     report = _report(source, schema, fingerprint, scores, tables, scores_reused, tx_reused, score_key, changes,
                      index_status, timer, files)
+    report.data_check = {"status": data_check["status"], "problems": data_check["problems"]}
+    report.products = product_stats or (previous.get("report") or {}).get("products") if product_source else None
     info = {"build_version": BUILD_VERSION, "built_at": datetime.now(timezone.utc).isoformat(),
             "input_key": input_key, "score_key": score_key, "fingerprint": fingerprint,
             "transactions_sha": file_sha(staged.root / TRANSACTIONS),
@@ -157,6 +170,32 @@ def _run_steps(settings: Settings, prev: BuildVersion, previous: dict, staged: S
             "report": report.model_dump(mode="json")}
     write_json_atomic(staged.root / BUILD_JSON, info)
     _publish(settings, staged)
+    return report
+
+
+def _product_source(products, products_map: str | None) -> dict | None:
+    """The products file, read and checked, with the key that says when it changed."""
+    if products is None:
+        return None
+    from predictor.data.products import load_products, parse_products_map, products_fingerprint
+
+    mapping = parse_products_map(products_map or "product_id=product_id,product_name=product_name,category=category")
+    return {"frame": load_products(products, mapping),
+            "key": {"path": str(Path(products).resolve()), "map": mapping,
+                    "fingerprint": products_fingerprint(products, mapping)}}
+
+
+def _data_check(tx: pd.DataFrame, settings: Settings) -> dict:
+    """`valuedesk check-data` on the loaded log: a build below the hard minimums stops here (unless the
+    settings say `data_check: warn`); its warnings go into the report."""
+    from predictor.model.data_check import check_data, format_check
+    from predictor.model.health import HealthThresholds
+    from predictor.model.scoring import history_from_transactions
+
+    report = check_data(tx, history_from_transactions(tx), settings.horizon_days, HealthThresholds.from_settings(settings))
+    if report["status"] == "refuse" and settings.data_check == "refuse":
+        raise DataError(f"{format_check(report)}\nNothing was built. Add more history or customers, or set "
+                        "VALUEDESK_DATA_CHECK=warn to build anyway (do not act on such predictions).")
     return report
 
 

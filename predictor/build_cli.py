@@ -21,6 +21,10 @@ def register_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rebuild-index", action="store_true", help="rebuild the search index from scratch")
     p.add_argument("--no-index", action="store_true", help="do not touch the search index")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--products", metavar="PATH", help="products file (CSV or Parquet) whose names and categories are "
+                                                      "joined to the log by product id")
+    p.add_argument("--products-map", metavar="M", default=None,
+                   help="its columns, e.g. product_id=SKU,product_name=Title,category=Department")
     p.add_argument("--customers", metavar="PATH", help="customers file with contact data (CSV or Parquet), stored "
                                                         "apart and read only by scoped audience exports")
     p.add_argument("--customers-map", metavar="M", default="customer_id=customer_id,email=email",
@@ -36,7 +40,7 @@ def run_build(args: argparse.Namespace) -> int:
     contacts = _load_contacts(args)  # a bad customers file fails before anything is built
     report = build(settings_with_engine(args.settings, args), data_path=args.data, schema=args.schema, column_map=args.column_map,
                    rescore=args.rescore, rebuild_index=args.rebuild_index, with_index=not args.no_index,
-                   progress=not args.quiet)
+                   progress=not args.quiet, products=args.products, products_map=args.products_map)
     print(report.summary())
     if contacts is not None:
         print(_store_contacts(args.settings, contacts))

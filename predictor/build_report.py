@@ -59,6 +59,8 @@ class BuildReport(BaseModel):
     index: str  # what happened to the search index
     timings: dict[str, float]
     files: list[str]
+    data_check: dict | None = None  # `valuedesk check-data` on this log: status and problems
+    products: dict | None = None  # the products file joined at load: products, lines, unmatched lines and ids
 
     def summary(self) -> str:
         lines = [f"Built {self.customers:,} customers from {self.transactions:,} lines of {self.source}"
@@ -77,6 +79,14 @@ class BuildReport(BaseModel):
             lines.append(f"Changes: {c.new:,} new, {c.changed:,} changed, {c.removed:,} removed customers; "
                          f"{c.tier_moves:,} tier moves ({c.tier_up:,} up, {c.tier_down:,} down).")
         lines.append(f"Index: {self.index}")
+        if self.products:
+            p = self.products
+            lines.append(f"Products: {p['products']:,} in the products file; {p['unmatched_lines']:,} of {p['lines']:,} "
+                         f"lines ({p['unmatched_ids']:,} product ids) are not in it.")
+        if self.data_check and self.data_check.get("problems"):
+            lines.append(f"Data check ({self.data_check['status']}): " + "; ".join(
+                p["reason"] + (f" (weak: {', '.join(p['weak'])})" if p.get("weak") else "")
+                for p in self.data_check["problems"]) + ".")
         lines.append("Time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items()))
         return "\n".join(lines)
 

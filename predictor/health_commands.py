@@ -145,7 +145,33 @@ def use_version(settings, wanted: str, rows: list[dict]) -> int:
     return 0
 
 
+def run_check_data(args) -> int:
+    """`valuedesk check-data`: the data minimums and what the log lacks, before any training."""
+    from predictor.commands import load_from_args
+    from predictor.model.data_check import check_data, format_check
+    from predictor.model.health import HealthThresholds
+    from predictor.model.scoring import history_from_transactions
+
+    settings = args.settings
+    loaded = load_from_args(args, settings)
+    horizon = args.horizon_days or settings.horizon_days
+    report = check_data(loaded.transactions, history_from_transactions(loaded.transactions), horizon,
+                        HealthThresholds.from_settings(settings))
+    print(format_check(report))
+    if args.json:
+        write_json_atomic(Path(args.json), report)
+    return 3 if report["status"] == "refuse" else 0
+
+
 def register_health(sub: argparse._SubParsersAction) -> None:
+    check = sub.add_parser("check-data", help="Can this log support the predictions? Customers, history, repeat "
+                                              "buyers, products, cancellations and gaps against the minimums; "
+                                              "exit 3 below them. Run at the start of every build too.")
+    add_data_arguments(check)
+    check.add_argument("--horizon-days", type=int, default=None, help="Forecast horizon (default from settings).")
+    check.add_argument("--json", default=None, help="Also write the report here.")
+    check.set_defaults(handler=run_check_data)
+
     health = sub.add_parser("health", help="Is the model in use still good? Backtest, estimates, drift, data "
                                            "minimums, retrain advice.")
     health.add_argument("--as-of", default=None, help="Judge the model as of this date (default: the data's last day).")

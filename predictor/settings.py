@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     index_overfetch: float = Field(2.0, ge=1.0)
 
     # Model health (predictor/model/health.py): data minimums and retrain triggers
+    data_check: str = Field("refuse", pattern="^(refuse|warn)$", description=(
+        "What a build does with data below the hard minimums (`valuedesk check-data`): stop, or warn and go on."))
     health_min_customers: int = Field(500, ge=1, description="Customers with orders below which no prediction is offered.")
     health_min_history_days: int = Field(180, ge=1, description="Days of history below which no prediction is offered.")
     health_min_repeat_share: float = Field(0.05, ge=0, le=1, description="Repeat-buyer share below which health warns.")

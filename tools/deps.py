@@ -143,6 +143,16 @@ class ToolDeps:
         """Search over the profiles embedded so far (predictor.search.jobs.PartialSearch), while indexing runs."""
         return self._get("partial_search")
 
+    def has_product_information(self) -> bool:
+        """Whether the serving build's log names products (its build report's category coverage): without
+        them profiles say nothing about what customers buy. True for a data directory with no build record."""
+        from predictor.build_state import read_build_info
+
+        info = read_build_info(self.version)
+        if not info:
+            return True
+        return bool((info.get("report") or {}).get("category_coverage"))
+
     def index_state(self) -> Any:
         """Background indexing progress (predictor.search.jobs.IndexState), read fresh on each call
         (a few hundred bytes); None when no background indexing ever ran in this data directory."""

@@ -246,7 +246,8 @@ class SearchProfilesResult(Out):
                                                       "while the profile index is not ready; absent once it is.")
     profiles_searched: int | None = Field(None, description="Profiles the hits were chosen from (while indexing).")
     profiles_total: int | None = Field(None, description="Profiles in total (while indexing).")
-    note: str | None = Field(None, description="What the state of the index means for these hits.")
+    note: str | None = Field(None, description="What the state of the index (or the data) means for these hits.")
+    product_information: bool | None = Field(None, description="False when the data names no products: no hits.")
 
 
 # ---------------------------------------------------------------- recommend_campaigns / export_audience

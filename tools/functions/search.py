@@ -25,6 +25,14 @@ def search_profiles(args: SearchProfilesArgs, deps: ToolDeps) -> SearchProfilesR
     from predictor.search.errors import QueryError
 
     flt = customer_filter(args, deps)
+    if not deps.has_product_information():
+        # Profiles of a log without product names hold only boilerplate: a ranking would look confident and
+        # mean nothing. Say so, and offer what the data does support.
+        return SearchProfilesResult(query=args.query, returned=0, hits=[], product_information=False, note=(
+            "This data holds no product information (no product names or categories were in the log), so "
+            "customers cannot be found by what they buy. I can list customers by value, churn risk, tier, "
+            "lifecycle stage, RFM segment or country instead, or rebuild with a products file "
+            "(`valuedesk build --products PATH`)."))
     state = deps.index_state()
     try:
         if state is not None and not state.ready:
