@@ -25,6 +25,8 @@ def register_build(sub: argparse._SubParsersAction) -> None:
                                                       "joined to the log by product id")
     p.add_argument("--products-map", metavar="M", default=None,
                    help="its columns, e.g. product_id=SKU,product_name=Title,category=Department")
+    p.add_argument("--currency", metavar="CODE", help="the log's currency, an ISO 4217 code (USD, EUR, GBP) or a "
+                                                      "symbol; recorded in the build and used in every answer")
     p.add_argument("--customers", metavar="PATH", help="customers file with contact data (CSV or Parquet), stored "
                                                         "apart and read only by scoped audience exports")
     p.add_argument("--customers-map", metavar="M", default="customer_id=customer_id,email=email",
@@ -38,7 +40,16 @@ def run_build(args: argparse.Namespace) -> int:
     from predictor.build import build
 
     contacts = _load_contacts(args)  # a bad customers file fails before anything is built
-    report = build(settings_with_engine(args.settings, args), data_path=args.data, schema=args.schema, column_map=args.column_map,
+    settings = args.settings
+    if args.currency:
+        from predictor.errors import DataError
+        from predictor.figures import currency_symbol
+
+        try:
+            settings = settings.model_copy(update={"currency_symbol": currency_symbol(args.currency)})
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+    report = build(settings_with_engine(settings, args), data_path=args.data, schema=args.schema, column_map=args.column_map,
                    rescore=args.rescore, rebuild_index=args.rebuild_index, with_index=not args.no_index,
                    progress=not args.quiet, products=args.products, products_map=args.products_map)
     print(report.summary())

@@ -174,3 +174,21 @@ def value_at_risk_explained(row: dict[str, Any], currency: str) -> str | None:
             f"({pct(churn)} x {money(retained, currency)}): {name('value_if_retained')} is what they would spend"
             f"{over} if they do order again, while {name('predicted_value')} is what the model expects them to "
             "spend, already weighted by the chance that they order at all.")
+
+
+def currency_symbol(code_or_symbol: str) -> str:
+    """The symbol money is written with: an ISO 4217 code ("USD", "eur") by CLDR's English symbol (Babel),
+    or a symbol given as is ("$", "£", "CHF ")."""
+    text = code_or_symbol.strip()
+    if len(text) == 3 and text.isalpha():
+        from babel.numbers import get_currency_name, get_currency_symbol
+
+        code = text.upper()
+        if get_currency_name(code, locale="en") == code:  # CLDR knows no such currency
+            raise ValueError(f"Unknown currency code '{text}'; expected an ISO 4217 code such as GBP, USD or EUR, "
+                             "or the symbol itself.")
+        symbol = get_currency_symbol(code, locale="en")
+        return symbol if symbol != code else f"{code} "
+    if not text or len(text) > 4:
+        raise ValueError(f"Currency '{code_or_symbol}' is neither an ISO 4217 code nor a short symbol.")
+    return text

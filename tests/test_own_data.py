@@ -94,3 +94,31 @@ def test_a_products_file_that_does_not_fit_is_refused_before_the_build(tmp_path)
         _build(tmp_path, "bad", data_path=orders, schema="online_retail", products=products,
                products_map="product_name=Title")
     assert not (tmp_path / "bad" / "current").exists()
+
+
+def test_a_dollar_log_is_answered_in_dollars_everywhere(tmp_path, monkeypatch, capsys):
+    from agent.service import AgentService
+    from tools.deps import ToolDeps
+    from tools.registry import ToolRegistry
+    from valuedesk.cli import main
+    from valuedesk.config import load_settings
+
+    for key, value in {"VALUEDESK_DATA_DIR": str(tmp_path / "usd"), "VALUEDESK_TRAINING_PROFILE": "fast",
+                       "VALUEDESK_EMBEDDING_MODEL": "hashing", "VALUEDESK_THREADS": "1"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("VALUEDESK_CURRENCY_SYMBOL", raising=False)
+    load_settings.cache_clear()
+    assert main(["build", "--data", str(sample_csv()), "--currency", "XYZ", "--quiet"]) == 2
+    assert "Unknown currency code 'XYZ'" in capsys.readouterr().err
+    assert main(["build", "--data", str(sample_csv()), "--currency", "usd", "--quiet", "--no-index"]) == 0
+    load_settings.cache_clear()
+    settings = load_settings()  # a later process reads the currency the build recorded
+    assert settings.currency_symbol == "$"
+    profiles = pd.read_parquet(settings.data_dir / "current" / "profiles.parquet")["profile_text"]
+    assert profiles.str.contains(r"\$").all() and not profiles.str.contains("£").any()
+    found = ToolRegistry(ToolDeps(settings)).call("find_customers", {"limit": 3}).result
+    assert found.get("currency", "$") == "$"
+    for question in ("who are my most valuable customers?", "plan a win-back campaign for lapsed customers with "
+                     "a budget of 2000", "how are my customers spread across tiers?"):
+        answer = AgentService(settings).chat(question).answer
+        assert "$" in answer and "£" not in answer, answer[:300]
