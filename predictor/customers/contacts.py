@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from predictor.atomic import atomic_path
+from predictor.data.side_files import parse_field_map, read_side_file
 from predictor.errors import DataError
 
 CONTACTS_DIR = "contacts"
@@ -28,41 +29,19 @@ def contacts_path(data_dir: Path | str) -> Path:
 
 def parse_contact_map(text: str) -> dict[str, str]:
     """`customer_id=Customer ID,email=Email` as {field: column}; the fields are checked by load_contacts."""
-    pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
-    bad = [p[0] for p in pairs if len(p) != 2 or not p[0].strip() or not p[1].strip()]
-    if bad:
-        raise DataError(f"--customers-map entry '{bad[0]}' is not field=column; expected e.g. "
-                        "customer_id=Customer ID,email=Email.")
-    return {field.strip(): column.strip() for field, column in pairs}
+    return parse_field_map(text, "--customers-map", "customer_id=Customer ID,email=Email")
 
 
 def load_contacts(path: Path | str, column_map: dict[str, str]) -> pd.DataFrame:
     """The customers file as customer_id + contact fields (strings), checked. `column_map` maps our field
     names to the file's columns (customer_id is required); errors name the file, column or row."""
-    path = Path(path)
     unknown = sorted(set(column_map) - {"customer_id", *CONTACT_FIELDS})
     if unknown:
         raise DataError(f"--customers-map names unknown field(s) {', '.join(unknown)}; expected customer_id and "
                         f"any of {', '.join(CONTACT_FIELDS)}.")
     if "customer_id" not in column_map:
         raise DataError("--customers-map must map customer_id (e.g. customer_id=Customer ID).")
-    if not path.is_file():
-        raise DataError(f"Customers file {path} does not exist; expected a CSV or Parquet file.")
-    try:
-        raw = (pd.read_parquet(path) if path.suffix == ".parquet"
-               else pd.read_csv(path, dtype=str, keep_default_na=False))
-    except (ValueError, OSError) as exc:
-        raise DataError(f"Customers file {path} cannot be read as {'Parquet' if path.suffix == '.parquet' else 'CSV'}: "
-                        f"{type(exc).__name__}.") from None
-    missing = [column for column in column_map.values() if column not in raw.columns]
-    if missing:
-        raise DataError(f"Customers file {path} has no column {', '.join(map(repr, missing))} (from --customers-map); "
-                        f"its columns are {', '.join(map(str, raw.columns[:20]))}.")
-    frame = pd.DataFrame({field: raw[column].astype(str).str.strip() for field, column in column_map.items()})
-    empty = frame.index[frame["customer_id"].eq("")]
-    if len(empty):
-        raise DataError(f"Customers file {path} row {int(empty[0]) + 2}: customer_id ('{column_map['customer_id']}') "
-                        "is empty; every contact needs the customer's id.")
+    frame = read_side_file(path, column_map, "customer_id", "Customers file", "--customers-map")
     # The same normalisation as the transaction loaders: "12346.0" from a spreadsheet is customer 12346.
     frame["customer_id"] = frame["customer_id"].str.replace(r"\.0+$", "", regex=True)
     return frame.drop_duplicates("customer_id", keep="last").reset_index(drop=True)

@@ -13,18 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from predictor.data.side_files import parse_field_map, read_side_file
 from predictor.errors import DataError
 
 PRODUCT_FIELDS = ("product_id", "product_name", "category")
 
 
 def parse_products_map(text: str) -> dict[str, str]:
-    pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
-    bad = [p[0] for p in pairs if len(p) != 2 or not p[0].strip() or not p[1].strip()]
-    if bad:
-        raise DataError(f"--products-map entry '{bad[0]}' is not field=column; expected e.g. "
-                        "product_id=SKU,product_name=Title,category=Department.")
-    mapping = {field.strip(): column.strip() for field, column in pairs}
+    mapping = parse_field_map(text, "--products-map", "product_id=SKU,product_name=Title,category=Department")
     unknown = sorted(set(mapping) - set(PRODUCT_FIELDS))
     if unknown or "product_id" not in mapping or len(mapping) < 2:
         raise DataError(f"--products-map must map product_id and product_name and/or category (got "
@@ -34,22 +30,7 @@ def parse_products_map(text: str) -> dict[str, str]:
 
 def load_products(path: Path | str, column_map: dict[str, str]) -> pd.DataFrame:
     """The products file as product_id + product_name and/or category (strings), one row per id."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"Products file {path} does not exist; expected a CSV or Parquet file.")
-    try:
-        raw = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (ValueError, OSError) as exc:
-        raise DataError(f"Products file {path} cannot be read: {type(exc).__name__}.") from None
-    missing = [c for c in column_map.values() if c not in raw.columns]
-    if missing:
-        raise DataError(f"Products file {path} has no column {', '.join(map(repr, missing))} (from --products-map); "
-                        f"its columns are {', '.join(map(str, raw.columns[:20]))}.")
-    frame = pd.DataFrame({f: raw[c].astype(str).str.strip() for f, c in column_map.items()})
-    empty = frame.index[frame["product_id"].eq("")]
-    if len(empty):
-        raise DataError(f"Products file {path} row {int(empty[0]) + 2}: product_id ('{column_map['product_id']}') "
-                        "is empty.")
+    frame = read_side_file(path, column_map, "product_id", "Products file", "--products-map")
     return frame.drop_duplicates("product_id", keep="last").reset_index(drop=True)
 
 
