@@ -272,3 +272,24 @@ def test_the_ui_signs_in_with_the_same_principals(shop):
         assert login("crm", "vd_wrong") == 400
     finally:
         demo.close()
+
+
+def test_an_export_without_its_audit_record_is_withdrawn(shop, monkeypatch):
+    import errno
+
+    from tools.deps import ToolDeps
+    from tools.registry import ToolRegistry
+
+    settings, _, _ = shop
+    registry = ToolRegistry(ToolDeps(settings))
+    before = set(Path(settings.exports_path).glob("*.csv"))
+
+    def read_only(*_a, **_k):  # the disk under audit/ refuses writes (root ignores file modes, so no chmod)
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(AuditLog, "append", read_only)
+    read = registry.call("find_customers", {"limit": 2})
+    export = registry.call("export_audience", {"tiers": ["Gold"]})
+    assert read.ok  # reads go on (the failure is logged)
+    assert not export.ok and export.error.code == "storage_unavailable" and "withdrawn" in export.error.message
+    assert set(Path(settings.exports_path).glob("*.csv")) == before  # no file left without its record

@@ -169,10 +169,6 @@ def _strip_defaults(schema: Any, names: bool = False) -> Any:
     return schema
 
 
-class ToolAuditError(ValueDeskError):
-    """An export whose audit record could not be written (the file is withdrawn)."""
-
-
 def export_facts(result: BaseModel | None) -> dict[str, Any] | None:
     """What the audit keeps of an export: the file, its rows and a hash of its content."""
     if not isinstance(result, m.ExportAudienceResult):
@@ -248,26 +244,31 @@ class ToolRegistry:
         caller = caller or current_caller.get() or CLI_CALLER
         started = time.perf_counter()
         args, result, error = self._checked_run(name, raw_args, caller)
-        self._audit(name, raw_args, args, result, error, caller, time.perf_counter() - started)
-        return result, error
+        withdrawn = self._audit(name, raw_args, args, result, error, caller, time.perf_counter() - started)
+        return (None, withdrawn) if withdrawn is not None else (result, error)
 
-    def _audit(self, name, raw_args, args, result, error, caller: Caller, seconds: float) -> None:
-        record = {"principal": caller.principal.name, "surface": caller.surface, "tool": name,
-                  # Arguments that did not validate are not kept (any size, any content): only their names.
-                  "args": (self.audit.scrub(args.model_dump(mode="json", exclude_none=True)) if args is not None
-                           else {"invalid": sorted(map(str, raw_args))[:50] if isinstance(raw_args, dict) else []}),
-                  "result_bytes": len(result.model_dump_json()) if result is not None else 0,
-                  "duration_ms": round(seconds * 1000, 3), "error": error.code if error is not None else None}
+    def _audit(self, name, raw_args, args, result, error, caller: Caller, seconds: float) -> m.ToolError | None:
+        """Append the call's record; a read goes on when the trail cannot be written (logged), an export is
+        withdrawn (its file deleted, the error returned): no audience file leaves without its record."""
         export = export_facts(result)
-        if export:
-            record["export"] = export
         try:
+            record = {"principal": caller.principal.name, "surface": caller.surface, "tool": name,
+                      # Arguments that did not validate are not kept (any size, any content): only their names.
+                      "args": (self.audit.scrub(args.model_dump(mode="json", exclude_none=True)) if args is not None
+                               else {"invalid": sorted(map(str, raw_args))[:50] if isinstance(raw_args, dict) else []}),
+                      "result_bytes": len(result.model_dump_json()) if result is not None else 0,
+                      "duration_ms": round(seconds * 1000, 3), "error": error.code if error is not None else None}
+            if export:
+                record["export"] = export
             self.audit.append(record)
         except OSError as exc:
             log.error("audit trail not written (%s): %s call by %s", exc, name, caller.principal.name)
-            if export:  # no file leaves without its record
-                Path(export["file"]).unlink(missing_ok=True)
-                raise ToolAuditError(f"The export was withdrawn: the audit trail could not be written ({exc}).") from exc
+            if export:
+                Path(result.path).unlink(missing_ok=True)
+                return self.error(name, "storage_unavailable", "The export was withdrawn: the audit trail could not be "
+                                  f"written ({exc.strerror or type(exc).__name__}).",
+                                  "Make the data directory's audit/ folder writable, then export again.")
+        return None
 
     def _checked_run(self, name: str, raw_args, caller: Caller):
         spec = self.tools.get(name)
