@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from agent.display_spread import spread_chart
-from test_ui import CHROMIUM, CHROMIUM_ARGS
+from _ui_fixtures import CHROMIUM, CHROMIUM_ARGS
 
 GROUPS = [  # quantiles of the full Online Retail build's tiers (segment_summary), rounded
     {"group": "Platinum", "predicted_value_quantiles": {"p10": 18500, "p25": 24000, "p50": 39679, "p75": 64000, "p90": 93000}},
