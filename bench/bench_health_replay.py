@@ -71,19 +71,19 @@ def month_row(model, meta, history, as_of, config, limits) -> dict:
     return row
 
 
-def print_table(rows: list[dict]) -> None:
-    print(f"{'as of':<11} {'age':>4} {'est MAE':>8} {'MAE':>8} {'err':>7} {'est AUC':>8} {'AUC':>6} {'diff':>6} "
+HEADER = (f"{'as of':<11} {'age':>4} {'est MAE':>8} {'MAE':>8} {'err':>7} {'est AUC':>8} {'AUC':>6} {'diff':>6} "
           f"{'drifted':>7} {'agree':>5}  retrain")
-    for r in rows:
-        if r["est_mae"] is None:
-            print(f"{r['as_of']:<11} {r['age_days']:>4}  no estimate: {r['no_estimate']}")
-            continue
-        closed = r["mae"] is not None
-        print(f"{r['as_of']:<11} {r['age_days']:>4} {r['est_mae']:>8.1f} "
-              + (f"{r['mae']:>8.1f} {r['mae_error']:>+7.1%} " if closed else f"{'open':>8} {'':>7} ")
-              + f"{r['est_auc']:>8.3f} " + (f"{r['auc']:>6.3f} {r['auc_error']:>+6.3f} " if closed else f"{'':>6} {'':>6} ")
-              + f"{r['drifted']:>7} {('yes' if r.get('agrees') else 'no') if closed else '-':>5}  "
-              + (("due: " + ", ".join(r["reasons"])) if r["retrain_due"] else "not due"))
+
+
+def row_line(r: dict) -> str:
+    if r["est_mae"] is None:
+        return f"{r['as_of']:<11} {r['age_days']:>4}  no estimate: {r['no_estimate']}"
+    closed = r["mae"] is not None
+    return (f"{r['as_of']:<11} {r['age_days']:>4} {r['est_mae']:>8.1f} "
+            + (f"{r['mae']:>8.1f} {r['mae_error']:>+7.1%} " if closed else f"{'open':>8} {'':>7} ")
+            + f"{r['est_auc']:>8.3f} " + (f"{r['auc']:>6.3f} {r['auc_error']:>+6.3f} " if closed else f"{'':>6} {'':>6} ")
+            + f"{r['drifted']:>7} {('yes' if r.get('agrees') else 'no') if closed else '-':>5}  "
+            + (("due: " + ", ".join(r["reasons"])) if r["retrain_due"] else "not due"))
 
 
 def main() -> int:
@@ -105,8 +105,11 @@ def main() -> int:
     model = CLVModel(config).fit(history.before(trained), trained)
     meta = {"data_range": {"end": str(trained.date())}, "version": f"trained to {trained.date()}"}
     months = pd.date_range(trained, day_start(history.end), freq=pd.DateOffset(months=1))
-    rows = [month_row(model, meta, history, as_of, config, limits) for as_of in months]
-    print_table(rows)
+    print(HEADER, flush=True)
+    rows = []
+    for as_of in months:  # each month's line as soon as it is known (a month takes a fit of its closed window)
+        rows.append(month_row(model, meta, history, as_of, config, limits))
+        print(row_line(rows[-1]), flush=True)
     closed = [r for r in rows if r["mae"] is not None and r["est_mae"] is not None]
     agreed = sum(bool(r.get("agrees")) for r in closed)
     print(f"{args.data}: {agreed} of {len(closed)} closed months agree (MAE within {MAE_TOLERANCE:.0%}, "
