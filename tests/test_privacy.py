@@ -293,3 +293,42 @@ def test_an_export_without_its_audit_record_is_withdrawn(shop, monkeypatch):
     assert read.ok  # reads go on (the failure is logged)
     assert not export.ok and export.error.code == "storage_unavailable" and "withdrawn" in export.error.message
     assert set(Path(settings.exports_path).glob("*.csv")) == before  # no file left without its record
+
+
+def test_mcp_carries_no_contact_data(shop):
+    import asyncio
+
+    from mcp.client import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    settings, _, ids = shop
+    repo = Path(__file__).resolve().parent.parent
+    env = {**__import__("os").environ, "VALUEDESK_DATA_DIR": str(settings.data_dir), "VALUEDESK_EMBEDDING_MODEL": "hashing",
+           "VALUEDESK_THREADS": "1", "VALUEDESK_TRAINING_PROFILE": "fast"}
+    texts = []
+
+    async def run():
+        params = StdioServerParameters(command=str(repo / ".venv" / "bin" / "valuedesk"), args=["mcp"], env=env,
+                                       cwd=str(repo))
+        async with Client(params, read_timeout_seconds=120) as client:
+            for tool, args in {**TOOL_ARGS, "get_customer": {"customer_id": ids[0]}}.items():
+                texts.append((await client.call_tool(tool, args)).content[0].text)
+            contact = await client.call_tool("export_audience", {"tiers": ["Gold"], "include_contact": True})
+            assert contact.is_error and contact.structured_content["error"]["code"] == "forbidden"  # stdio: local server
+
+    asyncio.run(asyncio.wait_for(run(), timeout=240))
+    assert len(texts) == 8 and not [t[:200] for t in texts if _planted_in(t)]
+
+
+def test_the_command_line_carries_no_contact_data(shop, monkeypatch, capsys):
+    from valuedesk.cli import main
+
+    settings, _, ids = shop
+    texts = []
+    _env(settings, monkeypatch)
+    for tool, args in {**TOOL_ARGS, "get_customer": {"customer_id": ids[0]}}.items():
+        main(["tool", tool, json.dumps(args)])
+    assert main(["tool", "export_audience", json.dumps({"tiers": ["Gold"], "include_contact": True})]) == 0
+    out = capsys.readouterr()  # the owner's export works from the command line; its output shows no contact data
+    texts += [out.out, out.err]
+    assert '"rows"' in out.out and not [t[:200] for t in texts if _planted_in(t)]
