@@ -332,3 +332,30 @@ def test_the_command_line_carries_no_contact_data(shop, monkeypatch, capsys):
     out = capsys.readouterr()  # the owner's export works from the command line; its output shows no contact data
     texts += [out.out, out.err]
     assert '"rows"' in out.out and not [t[:200] for t in texts if _planted_in(t)]
+
+
+def test_tool_calls_become_genai_execute_tool_spans_when_an_exporter_is_configured(shop):
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from tools import telemetry
+    from tools.deps import ToolDeps
+    from tools.registry import ToolRegistry
+
+    settings, _, ids = shop
+    registry = ToolRegistry(ToolDeps(settings))
+    registry.call("find_customers", {"limit": 2})
+    exporter = InMemorySpanExporter()
+    telemetry.configure(exporter=exporter)
+    try:
+        registry.call("get_customer", {"customer_id": ids[0]})
+        registry.call("get_customer", {"customer_id": "no-such-customer"})
+    finally:
+        telemetry.reset()
+    registry.call("find_customers", {"limit": 2})  # off again: no span
+    spans = exporter.get_finished_spans()
+    assert [s.name for s in spans] == ["execute_tool get_customer"] * 2
+    ok, missing = (dict(s.attributes) for s in spans)
+    assert ok["gen_ai.operation.name"] == "execute_tool" and ok["gen_ai.tool.name"] == "get_customer"
+    assert ok["gen_ai.tool.type"] == "function" and ok["valuedesk.principal"] == "local" and "error.type" not in ok
+    assert missing["error.type"] == "not_found" and spans[1].status.is_ok is False
+    assert not any(ids[0] in str(v) for s in spans for v in s.attributes.values())  # no customer in a span

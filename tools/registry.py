@@ -21,7 +21,7 @@ from predictor.errors import ArtifactError, DataError, ValueDeskError
 from predictor.customers.audience import FilterError
 from predictor.settings import Settings
 from tools import functions as fn
-from tools import json_guard
+from tools import json_guard, telemetry
 from tools import health_models as hm
 from tools import models as m
 from tools.audit import AuditLog, file_sha256
@@ -182,6 +182,9 @@ class ToolRegistry:
         self.deps = deps
         self.tools = {t.name: t for t in tools}
         self.audit = AuditLog(deps.settings.data_dir)
+        endpoint = getattr(deps.settings, "otel_endpoint", None)  # serving settings only
+        if endpoint:
+            telemetry.configure(endpoint)
 
     @property
     def settings(self) -> Settings:
@@ -242,12 +245,17 @@ class ToolRegistry:
         `caller` (default: the one the surface set in `current_caller`, else the command line's owner) must
         hold the tool's scope; every call, allowed or not, goes into the audit trail."""
         caller = caller or current_caller.get() or CLI_CALLER
-        started = time.perf_counter()
+        started, started_ns = time.perf_counter(), time.time_ns()
         args, result, error = self._checked_run(name, raw_args, caller)
-        withdrawn = self._audit(name, raw_args, args, result, error, caller, time.perf_counter() - started)
-        return (None, withdrawn) if withdrawn is not None else (result, error)
+        size = len(result.model_dump_json()) if result is not None else 0
+        withdrawn = self._audit(name, raw_args, args, result, size, error, caller, time.perf_counter() - started)
+        error = withdrawn or error
+        telemetry.record_tool_call(name, caller.principal.name, caller.surface, started_ns, time.time_ns(),
+                                   error.code if error is not None else None, size)
+        return (None, error) if withdrawn is not None else (result, error)
 
-    def _audit(self, name, raw_args, args, result, error, caller: Caller, seconds: float) -> m.ToolError | None:
+    def _audit(self, name, raw_args, args, result, size: int, error, caller: Caller,
+               seconds: float) -> m.ToolError | None:
         """Append the call's record; a read goes on when the trail cannot be written (logged), an export is
         withdrawn (its file deleted, the error returned): no audience file leaves without its record."""
         export = export_facts(result)
@@ -256,7 +264,7 @@ class ToolRegistry:
                       # Arguments that did not validate are not kept (any size, any content): only their names.
                       "args": (self.audit.scrub(args.model_dump(mode="json", exclude_none=True)) if args is not None
                                else {"invalid": sorted(map(str, raw_args))[:50] if isinstance(raw_args, dict) else []}),
-                      "result_bytes": len(result.model_dump_json()) if result is not None else 0,
+                      "result_bytes": size,
                       "duration_ms": round(seconds * 1000, 3), "error": error.code if error is not None else None}
             if export:
                 record["export"] = export
