@@ -162,7 +162,7 @@ class TurnStore:
             log.info("session store pruned: %s", stats)
             from tools.audit import audit_retention
 
-            audit_retention(self.settings.data_dir, "sessions",
+            audit_retention(self.settings.audit_path, "sessions",
                             {**stats, "max_age_days": self.settings.agent_session_max_age_days})
         return stats
 

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     exports_dir: Path | None = Field(None, description=(
         "Where audience exports are written (default data_dir/exports): API replicas serving a read-only "
         "data directory point it at a writable folder of their own."))
+    audit_dir: Path | None = Field(None, description=(
+        "Where the audit trail is kept (default data_dir/audit, tools/audit.py): replicas serving a read-only "
+        "data directory point it at a writable folder of their own."))
 
     @property
     def build_root(self) -> Path:
@@ -92,6 +95,11 @@ class Settings(BaseSettings):
     def exports_path(self) -> Path:
         """The folder audience exports are written to (exports_dir, or data_dir/exports)."""
         return self.exports_dir or self.data_dir / "exports"
+
+    @property
+    def audit_path(self) -> Path:
+        """The folder of the audit trail (audit_dir, or data_dir/audit)."""
+        return self.audit_dir or self.data_dir / "audit"
 
     @property
     def model_dir(self) -> Path:

@@ -83,15 +83,19 @@ def test_drift_grows_as_the_scoring_date_moves_away_from_training(june_model, on
 def test_recommendation_reasons_and_refusal():
     calm = {"tested_features": 10, "drifted_features": 1, "prediction": None}
     ok = {"status": "ok", "problems": []}
-    steady = {"available": True, "band_band": "Good", "churn_auc": 0.75, "mae": 110.0,
-              "learnt_on": {"realised_mae": 100.0}}
+    steady = {"available": True, "band_band": "Good", "churn_auc": 0.75, "mae": 110.0, "relative_mae": 0.55,
+              "learnt_on": {"realised_mae": 100.0, "relative_mae": 0.5}}
     assert recommendation(3, calm, {"band": "Good"}, steady, ok, LIMITS)["retrain_due"] is False
     poor = recommendation(3, {**calm, "drifted_features": 4}, {"band": "Poor"}, steady, ok, LIMITS)
     assert {r["by"] for r in poor["reasons"]} == {"drift", "performance"}
-    worse = recommendation(3, calm, {"band": "Good"}, {**steady, "mae": 126.0, "band_band": "Poor", "churn_auc": 0.55},
-                           ok, LIMITS)
+    worse = recommendation(3, calm, {"band": "Good"}, {**steady, "mae": 130.0, "relative_mae": 0.65,
+                                                       "band_band": "Poor", "churn_auc": 0.55}, ok, LIMITS)
     assert [r["by"] for r in worse["reasons"]] == ["estimated performance"] * 2
-    assert "126.00" in worse["summary"] and "25%" in worse["summary"] and "0.550" in worse["summary"]
+    assert "130.00" in worse["summary"] and "65% of the mean prediction" in worse["summary"] and "0.550" in worse["summary"]
+    bigger_baskets = {**steady, "mae": 200.0, "relative_mae": 0.55}  # errors grow with spend: no alarm
+    assert recommendation(3, calm, {"band": "Good"}, bigger_baskets, ok, LIMITS)["retrain_due"] is False
+    fresh = recommendation(0, calm, {"band": "Good"}, {**steady, "band_band": "Poor", "churn_auc": 0.55}, ok, LIMITS)
+    assert fresh["retrain_due"] is False and fresh["summary"].startswith("No retrain can help yet")
     refused = recommendation(3, calm, {}, {"available": False},
                              {"status": "refuse", "problems": [{"level": "refuse", "reason": "x"}]}, LIMITS)
     assert refused["usable"] is False and "do not act" in refused["summary"]

@@ -158,7 +158,7 @@ def test_the_audit_trail_records_every_call_and_detects_tampering(shop, capsys, 
     from valuedesk.cli import main
 
     settings, _, ids = shop
-    trail = AuditLog(settings.data_dir)
+    trail = AuditLog(settings.audit_path)
     records = list(trail.records())
     by = {(r["principal"], r["surface"], r["tool"], r["error"]) for r in records}
     assert ("reader", "http", "export_audience", "forbidden") in by and ("crm", "http", "export_audience", None) in by
@@ -194,7 +194,7 @@ def test_retention_deletions_are_audited(shop):
     week_ago = time.time() - 7 * 86400
     os.utime(old, (week_ago, week_ago))  # past export_max_age_hours (24)
     assert registry.call("export_audience", {"tiers": ["Gold"]}).ok and not old.exists()
-    retention = [r for r in AuditLog(settings.data_dir).records() if r["tool"] == "exports_retention"]
+    retention = [r for r in AuditLog(settings.audit_path).records() if r["tool"] == "exports_retention"]
     assert retention and retention[-1]["deleted"]["files"] >= 1 and retention[-1]["principal"] == "system"
 
 
@@ -219,7 +219,7 @@ def test_forget_erases_a_customer_from_every_store_and_later_builds(shop, monkey
     assert main(["build", "--data", data, "--rescore", "--quiet"]) == 0
     _assert_absent(settings, gone)
     assert ids[3] in set(pd.read_parquet(current_version(settings.data_dir).path(CUSTOMERS))["customer_id"].astype(str))
-    erasure = [r for r in AuditLog(settings.data_dir).records() if r["tool"] == "forget"]
+    erasure = [r for r in AuditLog(settings.audit_path).records() if r["tool"] == "forget"]
     assert erasure and erasure[-1]["erased"]["customers"] == 1 and gone not in json.dumps(erasure)
 
 

@@ -248,11 +248,16 @@ def tree_state(root: Path) -> dict[str, tuple[int, int, int]]:
     return state
 
 
+def audit_folder(exports_dir: Path) -> Path:
+    """A replica's own writable audit trail folder, beside its exports folder."""
+    return exports_dir.with_name(exports_dir.name.replace("exports", "audit"))
+
+
 def start_replica(data_dir: Path, sessions_url: str, exports_dir: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, **TEST_ENV, "VALUEDESK_DATA_DIR": str(data_dir), "VALUEDESK_LLM_BACKEND": "offline",
            "VALUEDESK_API_KEY": KEY, "VALUEDESK_SESSIONS_URL": sessions_url, "ANONYMIZED_TELEMETRY": "False",
-           "VALUEDESK_EXPORTS_DIR": str(exports_dir)}
+           "VALUEDESK_EXPORTS_DIR": str(exports_dir), "VALUEDESK_AUDIT_DIR": str(audit_folder(exports_dir))}
     command = [sys.executable, "-m", "valuedesk.cli", "api", "--port", str(port)]
     if os.geteuid() == 0 and shutil.which("setpriv"):
         # Root writes through any permission bits; without these capabilities it cannot.
@@ -281,7 +286,7 @@ def test_two_api_replicas_share_sessions_over_a_read_only_build(postgres, agent_
     before = tree_state(build)
     url = postgres.url(postgres.new_database())
     exports = [tmp_path / f"exports-{n}" for n in range(2)]  # each replica's own writable folder
-    for folder in exports:
+    for folder in [*exports, *map(audit_folder, exports)]:
         folder.mkdir(mode=0o777)
         folder.chmod(0o777)  # writable by the replica even when it runs without root's capabilities
     replicas = [start_replica(build, url, folder) for folder in exports]

@@ -50,7 +50,7 @@ def _keys(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace) -> int:
     from tools.audit import AuditLog
 
-    trail = AuditLog(args.settings.data_dir)
+    trail = AuditLog(args.settings.audit_path)
     if args.verify:
         intact, lines, detail = trail.verify()
         print(("intact: " if intact else "BROKEN: ") + detail)

@@ -1,6 +1,6 @@
 """The audit trail: one line per tool call from every surface, append-only, in a hash chain.
 
-`<data_dir>/audit/audit.jsonl`: each line is a JSON record {seq, time, principal, surface, tool, args,
+`<data_dir>/audit/audit.jsonl` (or VALUEDESK_AUDIT_DIR): each line is a JSON record {seq, time, principal, surface, tool, args,
 result_bytes, duration_ms, error, export?, event?, prev, hash} where `hash` is the SHA-256 of the previous
 line's hash and this record's canonical JSON (sorted keys, without `hash`). Editing, deleting or
 reordering any line breaks every hash after it, which `verify` reports with the first line that fails.
@@ -34,8 +34,10 @@ ID_FIELDS = ("customer_id", "customer_ids")
 
 
 class AuditLog:
-    def __init__(self, data_dir: Path | str):
-        self.root = Path(data_dir) / AUDIT_DIR
+    """The trail in `folder` (settings.audit_path: data_dir/audit, or VALUEDESK_AUDIT_DIR)."""
+
+    def __init__(self, folder: Path | str):
+        self.root = Path(folder)
         self.path = self.root / AUDIT_FILE
         self._secret: bytes | None = None
 
@@ -145,10 +147,10 @@ def file_sha256(path: Path) -> str | None:
         return None
 
 
-def audit_retention(data_dir: Path | str, store: str, deleted: dict[str, Any]) -> None:
+def audit_retention(folder: Path | str, store: str, deleted: dict[str, Any]) -> None:
     """A deletion by a retention limit (sessions, exports), in the audit trail: what and how much, never whose."""
     try:
-        AuditLog(data_dir).append({"principal": "system", "surface": "retention", "tool": f"{store}_retention",
+        AuditLog(folder).append({"principal": "system", "surface": "retention", "tool": f"{store}_retention",
                                    "event": "deleted", "args": {}, "error": None, "deleted": deleted})
     except OSError as exc:
         import logging

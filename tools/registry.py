@@ -181,7 +181,7 @@ class ToolRegistry:
     def __init__(self, deps: ToolDeps, tools: tuple[ToolSpec, ...] = TOOLS):
         self.deps = deps
         self.tools = {t.name: t for t in tools}
-        self.audit = AuditLog(deps.settings.data_dir)
+        self.audit = AuditLog(deps.settings.audit_path)
         endpoint = getattr(deps.settings, "otel_endpoint", None)  # serving settings only
         if endpoint:
             telemetry.configure(endpoint)

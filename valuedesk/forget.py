@@ -59,7 +59,7 @@ def forget(settings, customer_ids: list[str], progress: bool = False) -> dict:
         summary["build"] = None
     with build_lock(Path(settings.data_dir)):
         summary["old_versions"] = _drop_old_versions(settings)
-    AuditLog(settings.data_dir).append({"principal": "local", "surface": "cli", "tool": "forget",
+    AuditLog(settings.audit_path).append({"principal": "local", "surface": "cli", "tool": "forget",
                                         "event": "erasure", "args": {}, "error": None,
                                         "erased": {k: v for k, v in summary.items() if k != "build"}})
     return summary

@@ -162,7 +162,7 @@ def export_audience(args: ExportAudienceArgs, deps: ToolDeps) -> ExportAudienceR
         removed = prune_exports(export_dir(folder), max_age_h)
         if removed:
             log.info("removed %d expired export file(s) from exports/", len(removed))
-            audit_retention(deps.settings.data_dir, "exports", {"files": len(removed), "max_age_hours": max_age_h})
+            audit_retention(deps.settings.audit_path, "exports", {"files": len(removed), "max_age_hours": max_age_h})
         # A name an earlier export holds gets a -v2, -v3 ... suffix: an export never overwrites another.
         path, n = write_new_export(rows, path, columns)
     except OSError as exc:
