@@ -14,7 +14,8 @@ def register_build(sub: argparse._SubParsersAction) -> None:
                                    "Online Retail data): load, categorise products, score, tier, write profiles "
                                    "and index them. Idempotent: an unchanged input prints 'no changes'.")
     p.add_argument("--data", metavar="PATH", help="transaction file (CSV, CSV.gz or Parquet); default: settings")
-    p.add_argument("--schema", metavar="S", help="online_retail, cdnow or generic (default: settings)")
+    p.add_argument("--schema", metavar="S", help="online_retail, cdnow, generic or shopify (Shopify's orders export; "
+                                                 "default: settings)")
     p.add_argument("--map", metavar="M", dest="column_map",
                    help="column map, e.g. customer_id=household_id,order_id=basket_id,...")
     p.add_argument("--rescore", action="store_true", help="score again even if the data and model are unchanged")
@@ -40,22 +41,57 @@ def run_build(args: argparse.Namespace) -> int:
     from predictor.build import build
 
     contacts = _load_contacts(args)  # a bad customers file fails before anything is built
-    settings = args.settings
-    if args.currency:
-        from predictor.errors import DataError
-        from predictor.figures import currency_symbol
-
-        try:
-            settings = settings.model_copy(update={"currency_symbol": currency_symbol(args.currency)})
-        except ValueError as exc:
-            raise DataError(str(exc)) from None
-    report = build(settings_with_engine(settings, args), data_path=args.data, schema=args.schema, column_map=args.column_map,
+    data, schema, column_map, currency = args.data, args.schema, args.column_map, args.currency
+    if schema == "shopify":
+        data, contacts, found_currency = _import_shopify(args)
+        schema, column_map, currency = "generic", shopify_map(), currency or found_currency
+    settings = _with_currency(args.settings, currency)
+    report = build(settings_with_engine(settings, args), data_path=data, schema=schema, column_map=column_map,
                    rescore=args.rescore, rebuild_index=args.rebuild_index, with_index=not args.no_index,
                    progress=not args.quiet, products=args.products, products_map=args.products_map)
     print(report.summary())
     if contacts is not None:
         print(_store_contacts(args.settings, contacts))
     return 0
+
+
+def _with_currency(settings, currency: str | None):
+    if not currency:
+        return settings
+    from predictor.errors import DataError
+    from predictor.figures import currency_symbol
+
+    try:
+        return settings.model_copy(update={"currency_symbol": currency_symbol(currency)})
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+
+
+def shopify_map() -> dict[str, str]:
+    from predictor.data.shopify import COLUMN_MAP
+
+    return dict(COLUMN_MAP)
+
+
+def _import_shopify(args: argparse.Namespace):
+    """Shopify's orders export as a canonical log under data_dir/imports (named by the export's fingerprint,
+    so an unchanged export is reused), its contact data and its currency."""
+    from predictor.atomic import atomic_path
+    from predictor.data.load import source_fingerprint
+    from predictor.data.shopify import read_shopify
+    from predictor.errors import DataError
+    from predictor.suppression import SuppressionList
+
+    if not args.data:
+        raise DataError("--schema shopify needs --data: the orders CSV exported from Shopify.")
+    export = read_shopify(args.data)
+    target = args.settings.data_dir / "imports" / f"shopify-{source_fingerprint(args.data)[:16]}.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with atomic_path(target) as tmp:
+        export.lines.to_parquet(tmp, index=False)
+    print(f"Shopify export: {export.lines['order_id'].nunique():,} orders, {len(export.lines):,} lines; "
+          f"{export.orders_left_out:,} refunded, voided or cancelled orders left out; currency {export.currency}.")
+    return target, SuppressionList(args.settings.data_dir).drop_from(export.contacts), export.currency
 
 
 def _load_contacts(args: argparse.Namespace):

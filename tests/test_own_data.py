@@ -122,3 +122,57 @@ def test_a_dollar_log_is_answered_in_dollars_everywhere(tmp_path, monkeypatch, c
                      "a budget of 2000", "how are my customers spread across tiers?"):
         answer = AgentService(settings).chat(question).answer
         assert "$" in answer and "£" not in answer, answer[:300]
+
+
+def shopify_export(path):
+    """Online Retail lines written as Shopify's orders export: one row per line item, the order's fields on
+    its first row only, the customer known by e-mail, prices in US dollars; cancellations as refunded orders."""
+    raw = pd.read_csv(sample_csv(), dtype=str, keep_default_na=False)
+    raw = raw[raw["CustomerID"].ne("")]
+    first = ~raw.duplicated("InvoiceNo")
+    rows = pd.DataFrame({
+        "Name": "#" + raw["InvoiceNo"].str.lstrip("C"),
+        "Email": ("buyer" + raw["CustomerID"].str.replace(".0", "", regex=False) + "@shop-test.example").where(first, ""),
+        "Financial Status": raw["InvoiceNo"].str.startswith("C").map({True: "refunded", False: "paid"}).where(first, ""),
+        "Created at": (pd.to_datetime(raw["InvoiceDate"]).dt.strftime("%Y-%m-%d %H:%M:%S") + " +0000").where(first, ""),
+        "Currency": pd.Series("USD", index=raw.index).where(first, ""),
+        "Lineitem quantity": raw["Quantity"].str.lstrip("-"), "Lineitem name": raw["Description"],
+        "Lineitem price": raw["UnitPrice"], "Lineitem sku": raw["StockCode"],
+        "Billing Name": pd.Series("Zebedee Shopifyson", index=raw.index).where(first, ""),
+        "Billing Country": raw["Country"].where(first, "")})
+    rows.to_csv(path, index=False)
+    return path
+
+
+def test_a_shopify_export_builds_in_dollars_with_product_aware_search_and_contacts_apart(tmp_path, monkeypatch,
+                                                                                          capsys):
+    from agent.service import AgentService
+    from tools.deps import ToolDeps
+    from tools.registry import ToolRegistry
+    from valuedesk.cli import main
+    from valuedesk.config import load_settings
+
+    for key, value in {"VALUEDESK_DATA_DIR": str(tmp_path / "shop"), "VALUEDESK_TRAINING_PROFILE": "fast",
+                       "VALUEDESK_EMBEDDING_MODEL": "hashing", "VALUEDESK_THREADS": "1"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("VALUEDESK_CURRENCY_SYMBOL", raising=False)
+    load_settings.cache_clear()
+    export = shopify_export(tmp_path / "orders_export.csv")
+    assert main(["build", "--data", str(export), "--schema", "shopify", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "Shopify export:" in out and "currency USD" in out and "refunded, voided or cancelled orders left out" in out
+    load_settings.cache_clear()
+    settings = load_settings()
+    assert settings.currency_symbol == "$"
+    profiles = pd.read_parquet(settings.data_dir / "current" / "profiles.parquet")
+    assert profiles["customer_id"].str.startswith("shopify-").all() and len(profiles) > 1000
+    text = " ".join(profiles["profile_text"])
+    assert "Favourite products" in text and "$" in text and "£" not in text
+    assert "shop-test.example" not in text and "Zebedee" not in text  # contact data stays apart
+    contacts = pd.read_parquet(settings.data_dir / "contacts" / "contacts.parquet")
+    assert contacts["email"].str.endswith("@shop-test.example").all() and set(contacts["customer_id"]) >= set(
+        profiles["customer_id"])
+    hits = ToolRegistry(ToolDeps(settings)).call("search_profiles", {"query": "tea cups and teapots"}).result
+    assert hits["returned"] > 0 and hits.get("product_information") is not False
+    answer = AgentService(settings).chat("who are my most valuable customers?").answer
+    assert "$" in answer and "£" not in answer and "shop-test.example" not in answer
