@@ -176,3 +176,39 @@ def test_a_shopify_export_builds_in_dollars_with_product_aware_search_and_contac
     assert hits["returned"] > 0 and hits.get("product_information") is not False
     answer = AgentService(settings).chat("who are my most valuable customers?").answer
     assert "$" in answer and "£" not in answer and "shop-test.example" not in answer
+
+
+def test_an_orders_file_and_an_order_lines_file_build_in_their_currency(tmp_path, monkeypatch, capsys):
+    from valuedesk.cli import main
+    from valuedesk.config import load_settings
+
+    raw = pd.read_csv(sample_csv(), dtype=str, keep_default_na=False)
+    raw = raw[raw["CustomerID"].ne("")]
+    heads = raw.drop_duplicates("InvoiceNo")
+    pd.DataFrame({"Order ID": heads["InvoiceNo"], "Order Date": heads["InvoiceDate"],
+                  "Order Status": heads["InvoiceNo"].str.startswith("C").map({True: "cancelled", False: "completed"}),
+                  "Customer User ID": heads["CustomerID"].str.replace(".0", "", regex=False), "Order Currency": "EUR",
+                  "Billing Country": heads["Country"], "Billing Email": "orders-lines@contact-test.example"}
+                 ).to_csv(tmp_path / "orders.csv", index=False)
+    total = (pd.to_numeric(raw["Quantity"]) * pd.to_numeric(raw["UnitPrice"])).round(2)
+    pd.DataFrame({"Order ID": raw["InvoiceNo"], "Product ID": raw["StockCode"], "Item Name": raw["Description"],
+                  "Quantity": raw["Quantity"], "Line Total": total}).to_csv(tmp_path / "lines.csv", index=False)
+    for key, value in {"VALUEDESK_DATA_DIR": str(tmp_path / "woo"), "VALUEDESK_TRAINING_PROFILE": "fast",
+                       "VALUEDESK_EMBEDDING_MODEL": "hashing", "VALUEDESK_THREADS": "1"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("VALUEDESK_CURRENCY_SYMBOL", raising=False)
+    load_settings.cache_clear()
+    assert main(["build", "--schema", "orders_lines", "--data", str(tmp_path / "orders.csv"), "--quiet",
+                 "--no-index"]) == 2
+    assert "needs --lines" in capsys.readouterr().err
+    assert main(["build", "--schema", "orders_lines", "--data", str(tmp_path / "orders.csv"), "--lines",
+                 str(tmp_path / "lines.csv"), "--quiet", "--no-index"]) == 0
+    assert "cancelled orders left out; currency EUR" in capsys.readouterr().out
+    load_settings.cache_clear()
+    settings = load_settings()
+    profiles = pd.read_parquet(settings.data_dir / "current" / "profiles.parquet")
+    one_file = raw.loc[~raw["InvoiceNo"].str.startswith("C"), "CustomerID"].str.replace(".0", "", regex=False).nunique()
+    # Every buying customer, less the one the cleaning drops in the one-file log too (lines of zero price only).
+    assert settings.currency_symbol == "€" and len(profiles) == one_file - 1 == 1096
+    text = " ".join(profiles["profile_text"])
+    assert "Favourite products" in text and "€" in text and "£" not in text and "contact-test" not in text
