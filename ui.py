@@ -34,8 +34,7 @@ from agent.display_charts import TIER_COLOURS, TIER_ORDER, VALUE_MEASURES, measu
 from agent.display_page import CSS, HEAD, SCROLL_JS  # noqa: E402
 from agent.display_table import plural  # noqa: E402
 from agent.display_turn import Turn, answer_stream  # noqa: E402, F401 - answer_stream: the adapter's entry point
-from tools.api import key_store  # noqa: E402
-from tools.principals import LOCAL_SERVER, Caller, named, run_as  # noqa: E402
+from tools.principals import LOCAL_SERVER, Caller, key_store, named, run_as  # noqa: E402
 
 log = logging.getLogger("valuedesk.ui")
 TOKEN_REFRESH_S = 0.5  # streamed text is shown in chunks at most this often, never token by token

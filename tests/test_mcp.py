@@ -81,7 +81,7 @@ def test_streamable_http_requires_the_api_key_when_set():
 
     settings = tools_settings(api_key="mcp-key")
     app = create_server(settings, ToolRegistry(ToolDeps(settings))).streamable_http_app(host="127.0.0.1")
-    from tools.api import key_store
+    from tools.principals import key_store
 
     with serve_in_thread(_require_key(app, key_store(settings))) as url:
         r = httpx.post(f"{url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, timeout=10)

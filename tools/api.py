@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from pathlib import Path
 from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from predictor.errors import ValueDeskError
 from tools import json_guard
 from tools.models import ToolError
-from tools.principals import LOCAL_SERVER, Caller, KeyStore, current_caller
+from tools.principals import KeyStore, caller_for, current_caller, key_store
 from tools.registry import ToolRegistry, ToolSpec, get_registry
 from tools.settings import ServingSettings
 
@@ -72,27 +71,6 @@ def check_bind(host: str, settings: ServingSettings) -> None:
             f"Refusing to listen on {host} without an API key: anyone who can reach it could read every "
             "customer. Make one with `valuedesk keys add NAME --scopes read` (or set VALUEDESK_API_KEY; "
             "clients send 'Authorization: Bearer <key>'), or bind 127.0.0.1.")
-
-
-_stores: dict[tuple[str, str | None], KeyStore] = {}
-
-
-def key_store(settings: ServingSettings) -> KeyStore:
-    """The keys of this data directory, one store per process (it re-reads keys.json when it changes)."""
-    key = (str(settings.data_dir), settings.api_key)
-    if key not in _stores:
-        _stores[key] = KeyStore(Path(settings.data_dir), legacy_key=settings.api_key)
-    return _stores[key]
-
-
-def caller_for(store: KeyStore, authorization: str | None, surface: str) -> Caller | None:
-    """The caller a request's Authorization header names; None for a missing or wrong key when keys exist.
-    With no key configured (a loopback server) everyone is the local server principal."""
-    if not store.configured:
-        return Caller(LOCAL_SERVER, surface)
-    scheme, _, token = (authorization or "").partition(" ")
-    principal = store.authenticate(token.strip()) if scheme.lower() == "bearer" else store.authenticate(None)
-    return Caller(principal, surface) if principal is not None else None
 
 
 PARSED_BODY = "valuedesk.json_body"  # scope key: the request body as parsed by BodyGuard

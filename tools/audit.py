@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ AUDIT_FILE = "audit.jsonl"
 KEY_FILE = "key"
 GENESIS = "0" * 64
 ID_FIELDS = ("customer_id", "customer_ids")
+log = logging.getLogger(__name__)
 
 
 class AuditLog:
@@ -153,6 +155,4 @@ def audit_retention(folder: Path | str, store: str, deleted: dict[str, Any]) -> 
         AuditLog(folder).append({"principal": "system", "surface": "retention", "tool": f"{store}_retention",
                                    "event": "deleted", "args": {}, "error": None, "deleted": deleted})
     except OSError as exc:
-        import logging
-
-        logging.getLogger(__name__).error("retention deletion not audited (%s): %s", exc, deleted)
+        log.error("retention deletion not audited (%s): %s", exc, deleted)

@@ -59,6 +59,7 @@ class ToolDeps:
                                                                 self.horizon_days or self.settings.horizon_days)),
             "planning_customers": _Slot(self._load_planning_customers),
             "partial_search": _Slot(self._load_partial_search),
+            "product_information": _Slot(self._load_product_information),
         }
         given = {"customers": customers, "transactions": transactions, "scorer": scorer, "index": index,
                  "catalogue": catalogue, "bundle": bundle}
@@ -145,7 +146,11 @@ class ToolDeps:
 
     def has_product_information(self) -> bool:
         """Whether the serving build's log names products (its build report's category coverage): without
-        them profiles say nothing about what customers buy. True for a data directory with no build record."""
+        them profiles say nothing about what customers buy. True for a data directory with no build record.
+        Read once per build version."""
+        return self._get("product_information")
+
+    def _load_product_information(self) -> bool:
         from predictor.build_state import read_build_info
 
         info = read_build_info(self.version)

@@ -22,14 +22,12 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from tools import json_guard
-from tools.principals import LOCAL_SERVER, Caller, Principal
+from tools.principals import LOCAL_SERVER, Caller, Principal, caller_for, key_store
 from tools.registry import ToolRegistry, get_registry
 from tools.settings import ServingSettings
 
 
 def create_server(settings: ServingSettings, registry: ToolRegistry | None = None) -> Server:
-    from tools.api import key_store
-
     registry = registry or get_registry(settings)
     store = key_store(settings)
     tools = [
@@ -59,8 +57,6 @@ def create_server(settings: ServingSettings, registry: ToolRegistry | None = Non
 def mcp_caller(ctx: Any, store) -> Caller:
     """The principal of the HTTP request carrying this MCP call (its bearer key; the transport refused a
     missing or wrong one already), or the local server principal on stdio."""
-    from tools.api import caller_for
-
     request = getattr(ctx, "request", None)
     headers = getattr(request, "headers", None)
     if headers is None:
@@ -253,8 +249,6 @@ def serve_http(settings: ServingSettings, host: str, port: int) -> None:
     check_bind(host, settings)
     server = create_server(settings)
     app = server.streamable_http_app(host=host, max_request_body_size=settings.max_body_bytes)
-    from tools.api import key_store
-
     uvicorn.run(_require_key(app, key_store(settings)), host=host, port=port, log_level="info")
 
 
@@ -262,8 +256,6 @@ def _require_key(app, store):
     """Bearer-key check in front of the MCP app (the SDK's own auth expects a full OAuth verifier): the same
     keys and principals as the HTTP API; each call is then checked for its scope (mcp_caller)."""
     from starlette.responses import JSONResponse
-
-    from tools.api import caller_for
 
     async def guarded(scope, receive, send):
         if scope["type"] == "http" and store.configured:

@@ -187,3 +187,24 @@ def on_surface(surface: str) -> Caller:
     """The current principal (the request's, else the command line's owner) calling through `surface`:
     the agent's tool calls are made as whoever asked the question."""
     return Caller((current_caller.get() or CLI_CALLER).principal, surface)
+
+
+_stores: dict[tuple[str, str | None], KeyStore] = {}
+
+
+def key_store(settings) -> KeyStore:
+    """The keys of this data directory, one store per process (it re-reads keys.json when it changes)."""
+    key = (str(settings.data_dir), settings.api_key)
+    if key not in _stores:
+        _stores[key] = KeyStore(Path(settings.data_dir), legacy_key=settings.api_key)
+    return _stores[key]
+
+
+def caller_for(store: KeyStore, authorization: str | None, surface: str) -> Caller | None:
+    """The caller a request's Authorization header names; None for a missing or wrong key when keys exist.
+    With no key configured (a loopback server) everyone is the local server principal."""
+    if not store.configured:
+        return Caller(LOCAL_SERVER, surface)
+    scheme, _, token = (authorization or "").partition(" ")
+    principal = store.authenticate(token.strip()) if scheme.lower() == "bearer" else store.authenticate(None)
+    return Caller(principal, surface) if principal is not None else None

@@ -141,8 +141,7 @@ def ui_auth(settings) -> dict:
     """Gradio's own sign-in when VALUEDESK_UI_USERS names principals (the same keys as the API)."""
     if not settings.ui_users:
         return {}
-    from tools.api import key_store
-    from tools.principals import ui_authenticator
+    from tools.principals import key_store, ui_authenticator
 
     return {"auth": ui_authenticator(key_store(settings), settings.ui_users),
             "auth_message": "Sign in with your ValueDesk name and API key."}
