@@ -212,3 +212,25 @@ def test_an_orders_file_and_an_order_lines_file_build_in_their_currency(tmp_path
     assert settings.currency_symbol == "€" and len(profiles) == one_file - 1 == 1096
     text = " ".join(profiles["profile_text"])
     assert "Favourite products" in text and "€" in text and "£" not in text and "contact-test" not in text
+
+
+def test_a_bad_date_or_amount_in_an_export_names_its_file_row_and_column(tmp_path):
+    from predictor.data.orders_lines import read_orders_lines
+    from predictor.data.shopify import read_shopify
+    from predictor.errors import DataError
+
+    export = pd.read_csv(shopify_export(tmp_path / "shop.csv"), dtype=str, keep_default_na=False)
+    export.loc[3, "Lineitem price"] = "twelve"
+    export.to_csv(tmp_path / "bad_price.csv", index=False)
+    with pytest.raises(DataError, match=r"bad_price.csv row 5: Lineitem price 'twelve' is not a number"):
+        read_shopify(tmp_path / "bad_price.csv")
+    pd.DataFrame({"Order ID": ["1", "2"], "Order Date": ["2011-01-04", "yesterday"], "Customer User ID": ["7", "8"],
+                  "Order Status": ["completed"] * 2}).to_csv(tmp_path / "orders.csv", index=False)
+    pd.DataFrame({"Order ID": ["1", "2", "2"], "Product ID": ["a", "b", "c"], "Quantity": ["1", "2", "x"],
+                  "Line Total": ["3.5", "4", "5"]}).to_csv(tmp_path / "lines.csv", index=False)
+    with pytest.raises(DataError, match=r"orders.csv row 3: Order Date 'yesterday' is not a date"):
+        read_orders_lines(tmp_path / "orders.csv", tmp_path / "lines.csv")
+    pd.DataFrame({"Order ID": ["1", "2"], "Order Date": ["2011-01-04", "2011-01-05"], "Customer User ID": ["7", "8"],
+                  "Order Status": ["completed"] * 2}).to_csv(tmp_path / "orders.csv", index=False)
+    with pytest.raises(DataError, match=r"lines.csv row 4: Quantity 'x' is not a number"):
+        read_orders_lines(tmp_path / "orders.csv", tmp_path / "lines.csv")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from predictor.data.side_files import parse_field_map, read_side_file
+from predictor.data.side_files import parse_field_map, parse_numbers, parse_times, read_side_file
 from predictor.errors import DataError
 
 ORDER_FIELDS = {"order_id": "Order ID", "timestamp": "Order Date", "status": "Order Status",
@@ -71,12 +71,17 @@ def read_orders_lines(orders_path: Path | str, lines_path: Path | str, orders_ma
     orders["customer"] = _customer(orders)
     status = orders.get("status", pd.Series("", index=orders.index)).str.lower().str.removeprefix("wc-")
     kept = orders[~status.isin(NOT_PURCHASES) & orders["customer"].ne("")]
-    joined = lines.merge(kept, on="order_id", how="inner", suffixes=("", "_order"))
+    # Rows named as in the files: a line's row in the lines file, its order's row in the orders file.
+    joined = lines.rename_axis("line_row").reset_index().merge(
+        kept.rename_axis("order_row").reset_index(), on="order_id", how="inner", suffixes=("", "_order"))
+    line_row = lambda i: int(joined.at[i, "line_row"]) + 2  # noqa: E731
+    order_row = lambda i: int(joined.at[i, "order_row"]) + 2  # noqa: E731
     log = pd.DataFrame({
         "customer_id": joined["customer"], "order_id": joined["order_id"],
-        "timestamp": pd.to_datetime(joined["timestamp"], utc=True, format="mixed").dt.tz_localize(None),
-        "amount": pd.to_numeric(joined["amount"], errors="coerce"),
-        "quantity": pd.to_numeric(joined["quantity"], errors="coerce"), "product_id": joined["product_id"],
+        "timestamp": parse_times(joined["timestamp"], omap["timestamp"], orders_path, order_row),
+        "amount": parse_numbers(joined["amount"], lmap["amount"], lines_path, line_row),
+        "quantity": parse_numbers(joined["quantity"], lmap["quantity"], lines_path, line_row),
+        "product_id": joined["product_id"],
         "product_name": joined.get("product_name", joined["product_id"]),
         "country": joined.get("country", pd.Series("", index=joined.index))})
     currency = kept["currency"].replace("", pd.NA).mode() if "currency" in kept else pd.Series([], dtype=object)

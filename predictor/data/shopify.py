@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from predictor.data.side_files import parse_numbers, parse_times
 from predictor.errors import DataError
 
 REQUIRED = ("Name", "Email", "Created at", "Lineitem quantity", "Lineitem name", "Lineitem price")
@@ -78,22 +79,14 @@ def _carry_order_fields(raw: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _number(series: pd.Series, column: str, path: Path) -> pd.Series:
-    values = pd.to_numeric(series.replace("", "0"), errors="coerce")
-    bad = values.index[values.isna()]
-    if len(bad):
-        raise DataError(f"{path} row {int(bad[0]) + 2}: {column} '{series.loc[bad[0]]}' is not a number.")
-    return values
-
-
 def _lines(orders: pd.DataFrame, path: Path) -> pd.DataFrame:
-    quantity = _number(orders["Lineitem quantity"], "Lineitem quantity", path)
-    price = _number(orders["Lineitem price"], "Lineitem price", path)
-    discount = _number(orders.get("Lineitem discount", pd.Series("0", index=orders.index)), "Lineitem discount", path)
+    quantity = parse_numbers(orders["Lineitem quantity"], "Lineitem quantity", path)
+    price = parse_numbers(orders["Lineitem price"], "Lineitem price", path)
+    discount = parse_numbers(orders.get("Lineitem discount", pd.Series("0", index=orders.index)), "Lineitem discount", path)
     sku = orders.get("Lineitem sku", pd.Series("", index=orders.index))
     return pd.DataFrame({
         "customer_id": orders["Email"].map(customer_key), "order_id": orders["Name"],
-        "timestamp": pd.to_datetime(orders["Created at"], utc=True).dt.tz_localize(None),
+        "timestamp": parse_times(orders["Created at"], "Created at", path),
         "amount": quantity * price - discount, "quantity": quantity,
         "product_id": sku.where(sku.ne(""), orders["Lineitem name"]), "product_name": orders["Lineitem name"],
         "country": orders.get("Billing Country", pd.Series("", index=orders.index))})

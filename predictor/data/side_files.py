@@ -38,3 +38,25 @@ def read_side_file(path: Path | str, column_map: dict[str, str], key: str, label
     if len(empty):
         raise DataError(f"{label} {path} row {int(empty[0]) + 2}: {key} ('{column_map[key]}') is empty.")
     return frame
+
+
+def parse_numbers(values: pd.Series, column: str, path: Path | str, row_of=None) -> pd.Series:
+    """`values` as numbers (empty reads 0); the first that is not one fails with its file row and column.
+    `row_of` maps an index label to the file's row number (default: label + 2, after the header)."""
+    numbers = pd.to_numeric(values.replace("", "0"), errors="coerce")
+    bad = numbers.index[numbers.isna()]
+    if len(bad):
+        row = row_of(bad[0]) if row_of else int(bad[0]) + 2
+        raise DataError(f"{path} row {row}: {column} '{values.loc[bad[0]]}' is not a number.")
+    return numbers
+
+
+def parse_times(values: pd.Series, column: str, path: Path | str, row_of=None) -> pd.Series:
+    """`values` as naive UTC timestamps; the first that is not a date fails with its file row and column."""
+    times = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
+    bad = times.index[times.isna()]
+    if len(bad):
+        row = row_of(bad[0]) if row_of else int(bad[0]) + 2
+        raise DataError(f"{path} row {row}: {column} '{values.loc[bad[0]]}' is not a date; expected e.g. "
+                        "2011-12-01 08:26:00 +0000.")
+    return times.dt.tz_localize(None)
