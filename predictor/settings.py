@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     dask_scheduler: str | None = Field(None, description="tcp://HOST:8786 of a running Dask scheduler.")
     dask_workers: int | None = Field(None, ge=1)
     dask_worker_memory: str = "auto"
+    # How the Dask engine trains: on one worker (the training sample's rows in one process), with
+    # xgboost.dask across the workers, or auto: one worker while the sample fits half a worker's memory.
+    dask_training: str = Field("auto", pattern="^(auto|one_worker|xgboost_dask)$")
 
     # Data loading and cleaning (predictor/data/load.py)
     outlier_robust_z: float = Field(8.0, gt=0, description="Flag purchase lines this many robust SDs above the median log line amount.")

@@ -96,7 +96,7 @@ def _history_of(lines: pd.DataFrame, data_start: pd.Timestamp):
     return history
 
 
-def _training_part(path: Path, data_start: pd.Timestamp, share: float, seed: int):
+def training_part(path: Path, data_start: pd.Timestamp, share: float, seed: int):
     """One bucket's training-sample history and how many customers it models (before sampling)."""
     lines = read_bucket(path)
     modelled = lines.loc[~lines["is_outlier"].astype(bool)] if "is_outlier" in lines else lines
@@ -109,7 +109,7 @@ def train_task(paths: list[Path], data_start: pd.Timestamp, as_of: pd.Timestamp,
     """Fit the model on one worker from the training sample of every bucket (the local engine's fit)."""
     from predictor.model.features import CustomerHistory
 
-    parts = [_training_part(p, data_start, config.training_sample_share, config.random_seed) for p in paths]
+    parts = [training_part(p, data_start, config.training_sample_share, config.random_seed) for p in paths]
     histories = [history for history, _ in parts if history is not None]
     orders = pd.concat([h.orders for h in histories], ignore_index=True)
     orders = orders.sort_values(["customer_id", "timestamp"], kind="stable").reset_index(drop=True)
@@ -162,17 +162,24 @@ class DaskScoreResult:
 
 
 def score_buckets(bucket_set: BucketSet, config: TrainingConfig, currency: str, client, work_dir: Path,
-                  on_bucket_done: Callable[[int], None] | None = None) -> DaskScoreResult:
-    """Train, fit the population step and score every bucket on `client`; the parts land in `work_dir`."""
+                  on_bucket_done: Callable[[int], None] | None = None, training: str = "auto") -> DaskScoreResult:
+    """Train, fit the population step and score every bucket on `client`; the parts land in `work_dir`.
+    `training`: one_worker, xgboost_dask, or auto (by the sample's size against the workers' memory)."""
     from distributed import as_completed
 
+    from predictor.engine.dask_training import choose_training, train_with_xgboost_dask
+
     paths, start, as_of = bucket_set.paths, bucket_set.data_start, bucket_set.as_of
-    trained = client.submit(train_task, paths, start, as_of, config, pure=False)
+    training = choose_training(training, bucket_set, config, client)
+    log.info("training %s", training.replace("_", " "))
+    trained = (client.submit(train_task, paths, start, as_of, config, pure=False) if training == "one_worker"
+               else None)  # on one worker, it trains while the population step below runs
     candidates = client.map(bg_sample_task, paths, data_start=start, as_of=as_of, k=config.bg_fit_customers,
                             seed=config.random_seed, pure=False)
     bg = BGNBDGammaGamma(max_fit_customers=config.bg_fit_customers, random_seed=config.random_seed)
     bg.fit(pd.concat([frame for frame in client.gather(candidates) if len(frame)]))
-    model = trained.result()
+    model = (trained.result() if trained is not None
+             else train_with_xgboost_dask(client, bucket_set, config, work_dir / "training"))
     model.scoring_bg = bg
     [shared_model] = client.scatter([model], broadcast=True)  # once, not with every task
     parts = [work_dir / f"part-{i:05d}.parquet" for i in range(len(paths))]
@@ -217,7 +224,8 @@ def score_with_dask(bucket_set: BucketSet, settings, config: TrainingConfig, clu
     work_dir = Path(tempfile.mkdtemp(dir=settings.data_dir, prefix=DASK_PARTS_PREFIX))
     try:
         with dask_client(cluster) as client:
-            result = score_buckets(bucket_set, config, settings.currency_symbol, client, work_dir, on_bucket_done)
+            result = score_buckets(bucket_set, config, settings.currency_symbol, client, work_dir, on_bucket_done,
+                                   training=settings.dask_training)
         bundle = save_model(result.model, settings.model_dir, data_fingerprint, evaluation, promotion)
         rows = append_parts(result.parts, settings.scores_path, bundle.metadata["version"])
     finally:

@@ -14,29 +14,25 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 from scipy.stats import spearmanr
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import log_loss
 
-from predictor.model.boosters import feature_matrix, raw_predict
-from predictor.model.baselines import RFM_COLUMNS, BGNBDGammaGamma, LastPeriodSpend, rfm_columns
-from predictor.model.columnar import map_partitions, order_runs
-from predictor.errors import EvaluationWindowError, ValueDeskError
-from predictor.model.features import FEATURES, CustomerHistory, add_breadth, behaviour_columns, compute_labels, day_start
+from predictor.model.boosters import churn_model, feature_matrix, fit_in_process, next_order_model, raw_predict, value_model
+from predictor.model.baselines import BGNBDGammaGamma
+from predictor.errors import EvaluationWindowError
+from predictor.model.features import CustomerHistory, day_start
 from predictor.model.intervals import conformal_shift, fit_interval, interval_bounds
 from predictor.model.limits import history_limits
 from predictor.model.sampling import training_sample
+# Re-exported: the rows' module is where they live, the model is where callers look for them.
+from predictor.model.training_rows import (BG_FEATURES, MODEL_FEATURES, HistoryRows, TrainingError,  # noqa: F401
+                                           feature_frame, label_scale, stack_rows, training_cutoffs)
 from predictor.model.metrics import decile_lift, held_out_quality, normalized_gini
 
-BG_FEATURES = ["bg_expected_orders", "bg_p_alive", "bg_predicted_value", "bg_churn_risk", "last_period_value"]
-MODEL_FEATURES = FEATURES + BG_FEATURES
 # The range settings.horizon_days accepts (predictor/settings.py), for horizons given on the command line.
 MIN_HORIZON_DAYS, MAX_HORIZON_DAYS = 7, 730
 
-
-class TrainingError(ValueDeskError):
-    """The history is too short or too sparse to train on."""
 
 
 @dataclass
@@ -111,123 +107,6 @@ class TrainingConfig:
                    blend_grid=(0.0, 0.5, 0.8, 1.0))
 
 
-def training_cutoffs(start: pd.Timestamp, end: pd.Timestamp, config: TrainingConfig) -> list[tuple[pd.Timestamp, int]]:
-    """(cutoff, label_days) pairs whose label window ends on or before `end`, newest first."""
-    pairs = []
-    cutoff = end - pd.Timedelta(days=config.min_label_days)
-    while cutoff >= start + pd.Timedelta(days=config.min_history_days) and len(pairs) < config.max_cutoffs:
-        label_days = int(min(config.horizon_days, (end - cutoff) / pd.Timedelta(days=1)))
-        pairs.append((cutoff, label_days))
-        cutoff -= pd.Timedelta(days=config.cutoff_step_days)
-    return pairs
-
-
-def feature_frame(history: CustomerHistory, cutoff, label_days: int, config: TrainingConfig,
-                  bg: BGNBDGammaGamma | None = None, text=None) -> tuple[pd.DataFrame, BGNBDGammaGamma | None]:
-    """Behaviour features plus the baselines' own outputs refitted at this cutoff.
-
-    Pass a fitted `bg` to reuse population parameters (rescoring one customer cannot refit them), and a
-    fitted text reducer (`text.columns`, `text.transform(history, cutoff)`) to append text features.
-    The features, the BG/NBD summary and last-period spend all come from one columnar pass over the
-    orders (predictor/model/columnar.py), row-aligned, so no step reindexes by customer id."""
-    edge = day_start(cutoff) + pd.Timedelta(days=1)
-    runs = order_runs(history.orders)
-
-    def partition_columns(bought) -> dict[str, np.ndarray]:
-        columns = behaviour_columns(history, bought, label_days)
-        summary = rfm_columns(bought, cutoff)
-        columns.update({f"rfm_{name}": values for name, values in summary.items()})
-        if bg is not None:  # given population parameters: the BG/NBD outputs are per customer too
-            columns.update(_baseline_columns(bg, summary, label_days, config))
-        last_period = LastPeriodSpend.per_run(bought.runs, history.start, cutoff, label_days)
-        return {**columns, "last_period_value": bought.per_customer(last_period)}
-
-    names = MODEL_FEATURES + ["label_scale"] + [f"rfm_{name}" for name in RFM_COLUMNS]
-    customers, block = map_partitions(runs, edge, partition_columns, names, threads=config.n_jobs)
-    index = runs.run_ids(customers)
-    text_columns = list(text.columns) if text is not None else []
-    if not len(index):
-        return pd.DataFrame(columns=MODEL_FEATURES + text_columns + ["label_scale"], index=index), bg
-    row = {name: i for i, name in enumerate(names)}
-    summary = {name: block[row[f"rfm_{name}"]] for name in RFM_COLUMNS}
-    if bg is None:  # fitted on the whole population, then applied to it
-        bg = BGNBDGammaGamma(max_fit_customers=config.bg_fit_customers,
-                             random_seed=config.random_seed).fit(pd.DataFrame(summary, index=index))
-        for name, values in _baseline_columns(bg, summary, label_days, config).items():
-            block[row[name]] = values
-    # A view of the block's first rows (no copy); the BG/NBD summary rows stay out of the frame.
-    frame = pd.DataFrame(block[:len(MODEL_FEATURES) + 1].T, columns=MODEL_FEATURES + ["label_scale"], index=index,
-                         copy=False)
-    add_breadth(frame, history, edge)
-    if text is None:
-        return frame, bg
-    frame = frame.join(text.transform(history, cutoff).reindex(frame.index).fillna(0.0))
-    return frame[MODEL_FEATURES + text_columns + ["label_scale"]], bg
-
-
-def _baseline_columns(bg: BGNBDGammaGamma, summary: dict[str, np.ndarray], label_days: int,
-                      config: TrainingConfig) -> dict[str, np.ndarray]:
-    """The BG/NBD + Gamma-Gamma outputs over the label window, and the label scale to the full horizon."""
-    rfm = [summary[c] for c in RFM_COLUMNS]
-    predicted = bg.predict_arrays(*rfm, label_days)
-    expected = predicted["expected_orders"]
-    if label_days < config.horizon_days:
-        # How much of the horizon's purchasing a shorter label window sees, per customer, from the
-        # BG/NBD curve (purchase rates decay as customers drop out, so a linear scale-up overshoots).
-        full = bg.predict_arrays(*rfm, config.horizon_days)["expected_orders"]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = full / np.where(expected > 0, expected, np.nan)
-        scale = np.clip(np.where(np.isnan(ratio), 1.0, ratio), 1.0, config.horizon_days / label_days)
-    else:
-        scale = np.ones(len(expected))
-    return {"label_scale": scale, "bg_expected_orders": expected, "bg_p_alive": predicted["p_alive"],
-            "bg_predicted_value": predicted["predicted_value"], "bg_churn_risk": predicted["churn_risk"]}
-
-
-def label_scale(x: pd.DataFrame, label_days: int, config: TrainingConfig) -> np.ndarray:
-    return x["label_scale"].to_numpy(float)
-
-
-def stack_rows(history: CustomerHistory, pairs, config: TrainingConfig,
-               text=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Training rows from several cutoffs; the spend target is scaled to the full horizon."""
-    xs, ys = [], []
-    for cutoff, label_days in pairs:
-        x, _ = feature_frame(history, cutoff, label_days, config, text=text)
-        if x.empty:
-            continue
-        y = compute_labels(history, cutoff, label_days, x.index)
-        y["target"] = y["spend"] * label_scale(x, label_days, config)
-        y["label_days"] = label_days
-        y["cutoff"] = cutoff
-        xs.append(x.reset_index())
-        ys.append(y.reset_index(drop=True))
-    if not xs:
-        raise TrainingError("No training rows: the history is too short before the cutoff "
-                            f"(need at least {config.min_history_days + config.min_label_days} days).")
-    return pd.concat(xs, ignore_index=True), pd.concat(ys, ignore_index=True)
-
-
-def _value_model(depth: int, rounds: int, config: TrainingConfig) -> xgb.XGBRegressor:
-    # Tweedie suits spend: a point mass at zero (no order) plus a skewed positive part.
-    return xgb.XGBRegressor(objective="reg:tweedie", tweedie_variance_power=1.5, max_depth=depth,
-                            n_estimators=rounds, learning_rate=config.learning_rate, subsample=0.8,
-                            colsample_bytree=0.8, min_child_weight=5, tree_method="hist", max_bin=128,
-                            n_jobs=config.n_jobs, random_state=config.random_seed)
-
-
-def _churn_model(depth: int, rounds: int, config: TrainingConfig) -> xgb.XGBClassifier:
-    return xgb.XGBClassifier(objective="binary:logistic", max_depth=depth, n_estimators=rounds,
-                             learning_rate=config.learning_rate, subsample=0.8, colsample_bytree=0.8,
-                             min_child_weight=5, tree_method="hist", max_bin=128, n_jobs=config.n_jobs,
-                             random_state=config.random_seed)
-
-
-def _next_order_model(config: TrainingConfig) -> xgb.XGBRegressor:
-    return xgb.XGBRegressor(objective="reg:squarederror", max_depth=3, n_estimators=100, learning_rate=0.08,
-                            tree_method="hist", max_bin=128, n_jobs=config.n_jobs, random_state=config.random_seed)
-
-
 def _rank_score(actual: np.ndarray, predicted: np.ndarray) -> float:
     rho = spearmanr(predicted, actual).statistic if np.std(predicted) > 0 else 0.0
     return float(np.nan_to_num(rho)) + normalized_gini(actual, predicted)
@@ -249,13 +128,21 @@ class CLVModel:
         cfg = self.config
         history = history.before(end) if end is not None else history
         start, end = history.start, day_start(end if end is not None else history.end)
-        span = (end - start) / pd.Timedelta(days=1)
         history = self._training_sample(history)
         if cfg.text_feature_dims > 0:
             from predictor.model.text_features import ProductTextFeatures
 
             self.text = ProductTextFeatures(cfg.text_feature_dims, cfg.random_seed).fit(history, end)
+        return self.fit_rows(HistoryRows(history, cfg, self.text), start, end, started=started)
 
+    def fit_rows(self, rows, start: pd.Timestamp, end: pd.Timestamp, fit_booster=fit_in_process,
+                 started: float | None = None) -> "CLVModel":
+        """The fit from a source of rows (`rows.stack(pairs)`, `rows.validation(cutoff, days)`): one history
+        in this process (HistoryRows), or customer buckets on a cluster, whose training rows stay there as
+        Dask frames and whose boosters `fit_booster` trains with xgboost.dask."""
+        started = time.perf_counter() if started is None else started
+        cfg = self.config
+        span = (end - start) / pd.Timedelta(days=1)
         # Validation: the newest window, never overlapping the labels of the rows it judges.
         val_days = cfg.validation_days(span)
         val_cutoff = end - pd.Timedelta(days=val_days)
@@ -263,20 +150,20 @@ class CLVModel:
         if not train_pairs:
             raise TrainingError(f"History from {start.date()} to {end.date()} ({span:.0f} days) is too short to "
                                 f"validate; need at least {cfg.min_training_days} days.")
-        x_tr, y_tr = stack_rows(history, train_pairs, cfg, self.text)
-        x_val, _ = feature_frame(history, val_cutoff, val_days, cfg, text=self.text)
-        y_val = compute_labels(history, val_cutoff, val_days, x_val.index)
+        x_tr, y_tr = rows.stack(train_pairs)
+        x_val, y_val = rows.validation(val_cutoff, val_days)
         y_val_target = y_val["spend"].to_numpy() * label_scale(x_val, val_days, cfg)
         x_val = x_val.reset_index(drop=True)
         last_val = x_val["last_period_value"].to_numpy() * (cfg.horizon_days / val_days)
 
         self.validation = {"cutoff": str(val_cutoff.date()), "label_days": val_days, "rows": len(x_val)}
-        v_depth, v_rounds, blended = self._choose_value_model(x_tr, y_tr, x_val, y_val_target, last_val)
+        v_depth, v_rounds, blended = self._choose_value_model(x_tr, y_tr, x_val, y_val_target, last_val, fit_booster)
         churn_val = ~y_val["ordered"].to_numpy()
-        c_depth, c_rounds, churn_loss, val_churn = self._choose_churn_model(x_tr, y_tr, x_val, churn_val)
+        c_depth, c_rounds, churn_loss, val_churn = self._choose_churn_model(x_tr, y_tr, x_val, churn_val, fit_booster)
         # The interval, conformalised on the validation window by a booster that never saw it.
-        val_interval = fit_interval(x_tr[self.feature_names], y_tr["target"].to_numpy(), y_tr["label_days"].to_numpy(), cfg)
+        val_interval = fit_interval(x_tr[self.feature_names], y_tr["target"], y_tr["label_days"], cfg, fit_booster)
         self.interval_shift = conformal_shift(val_interval.predict(x_val[self.feature_names]), y_val_target)
+        del x_tr, y_tr  # the final fit stacks its own rows
         self.params = {"value": {"max_depth": v_depth, "n_estimators": v_rounds},
                        "churn": {"max_depth": c_depth, "n_estimators": c_rounds}}
         self.validation_metrics = {
@@ -290,7 +177,7 @@ class CLVModel:
         }
         # The lift chart of the same window: realised spend per decile of predicted value.
         self.validation["lift_by_decile"] = decile_lift(y_val["spend"].to_numpy(), blended)
-        self._fit_final(history, start, end)
+        self._fit_final(rows, start, end, fit_booster)
         self.data_range = {"start": str(start.date()), "end": str(end.date())}
         limits = history_limits(span, cfg.horizon_days, max(self.training_window["label_days"]), val_days,
                                 self.blend_weight)
@@ -307,12 +194,12 @@ class CLVModel:
                                 "method": "all" if len(sample) == len(customers) else "seeded hash of customer_id"}
         return history if len(sample) == len(customers) else history.subset(sample)
 
-    def _choose_value_model(self, x_tr, y_tr, x_val, y_val_target, last_val) -> tuple[int, int, np.ndarray]:
+    def _choose_value_model(self, x_tr, y_tr, x_val, y_val_target, last_val, fit_booster) -> tuple[int, int, np.ndarray]:
         """The value model's depth and rounds by validation rank score, and its blend with last-period spend."""
         cfg = self.config
         best = None
         for depth, rounds in cfg.value_grid:
-            model = _value_model(depth, rounds, cfg).fit(x_tr[self.feature_names], y_tr["target"])
+            model = fit_booster(value_model(depth, rounds, cfg), x_tr[self.feature_names], y_tr["target"])
             pred = model.predict(x_val[self.feature_names])
             score = _rank_score(y_val_target, pred)
             if best is None or score > best[0]:
@@ -331,12 +218,12 @@ class CLVModel:
         self.total_scale = 1.0
         return v_depth, v_rounds, blended
 
-    def _choose_churn_model(self, x_tr, y_tr, x_val, churn_val) -> tuple[int, int, float, np.ndarray]:
+    def _choose_churn_model(self, x_tr, y_tr, x_val, churn_val, fit_booster) -> tuple[int, int, float, np.ndarray]:
         """The churn model's depth and rounds by validation log loss, and its isotonic calibration."""
         cfg = self.config
         best = None
         for depth, rounds in cfg.churn_grid:
-            model = _churn_model(depth, rounds, cfg).fit(x_tr[self.feature_names], ~y_tr["ordered"])
+            model = fit_booster(churn_model(depth, rounds, cfg), x_tr[self.feature_names], ~y_tr["ordered"])
             prob = model.predict_proba(x_val[self.feature_names])[:, 1]
             loss = log_loss(churn_val, np.clip(prob, 1e-6, 1 - 1e-6), labels=[False, True])
             if best is None or loss < best[0]:
@@ -346,19 +233,21 @@ class CLVModel:
         self.calibrator = IsotonicRegression(out_of_bounds="clip", y_min=0.005, y_max=0.995).fit(val_prob, churn_val)
         return c_depth, c_rounds, float(loss), val_prob
 
-    def _fit_final(self, history: CustomerHistory, start, end) -> None:
+    def _fit_final(self, rows, start, end, fit_booster) -> None:
         """Final models, with the chosen settings, on every row whose labels end by `end`."""
         cfg = self.config
         all_pairs = training_cutoffs(start, end, cfg)
-        x_all, y_all = stack_rows(history, all_pairs, cfg, self.text)
+        x_all, y_all = rows.stack(all_pairs)
         features = x_all[self.feature_names]
         value, churn = self.params["value"], self.params["churn"]
-        self.value_model = _value_model(value["max_depth"], value["n_estimators"], cfg).fit(features, y_all["target"])
-        self.churn_model = _churn_model(churn["max_depth"], churn["n_estimators"], cfg).fit(features, ~y_all["ordered"])
-        self.interval_model = fit_interval(features, y_all["target"].to_numpy(), y_all["label_days"].to_numpy(), cfg)
-        ordered = y_all["ordered"].to_numpy()
-        self.next_order_model = _next_order_model(cfg).fit(features[ordered],
-                                                           np.log1p(y_all["days_to_next"][ordered]))
+        self.value_model = fit_booster(value_model(value["max_depth"], value["n_estimators"], cfg), features,
+                                       y_all["target"])
+        self.churn_model = fit_booster(churn_model(churn["max_depth"], churn["n_estimators"], cfg), features,
+                                       ~y_all["ordered"])
+        self.interval_model = fit_interval(features, y_all["target"], y_all["label_days"], cfg, fit_booster)
+        ordered = y_all["ordered"]  # a column, not an array: it selects the rows of a Dask frame too
+        self.next_order_model = fit_booster(next_order_model(cfg), features[ordered],
+                                            np.log1p(y_all["days_to_next"][ordered]))
         self.training_window = {
             "first_cutoff": str(min(c for c, _ in all_pairs).date()),
             "last_cutoff": str(max(c for c, _ in all_pairs).date()),

@@ -24,17 +24,22 @@ def interval_model(config) -> xgb.XGBRegressor:
                             max_bin=128, n_jobs=config.n_jobs, random_state=config.random_seed)
 
 
-def long_label_rows(label_days: np.ndarray, horizon_days: int, minimum: int = 200) -> np.ndarray:
+def long_label_rows(label_days, horizon_days: int, minimum: int = 200):
     """Rows whose label window is long enough to show the horizon's spread (at least half of it);
-    every row when too few are."""
-    long_rows = np.asarray(label_days) >= 0.5 * horizon_days
-    return long_rows if long_rows.sum() >= minimum else np.ones(len(long_rows), dtype=bool)
+    every row when too few are. `label_days` is a column (pandas or Dask) or an array; so is the answer."""
+    long_rows = label_days >= 0.5 * horizon_days
+    count = long_rows.sum()
+    count = count.compute() if hasattr(count, "compute") else count  # a Dask column counts lazily
+    return long_rows if count >= minimum else label_days == label_days
 
 
-def fit_interval(features, target: np.ndarray, label_days: np.ndarray, config) -> xgb.XGBRegressor:
-    """The P10/P90 booster on log1p(spend) of the rows with long enough label windows."""
+def fit_interval(features, target, label_days, config, fit_booster=None):
+    """The P10/P90 booster on log1p(spend) of the rows with long enough label windows (`target` and
+    `label_days` are the rows' columns, aligned with `features`; `fit_booster` as for the other boosters)."""
     rows = long_label_rows(label_days, config.horizon_days)
-    return interval_model(config).fit(features[rows], np.log1p(np.asarray(target)[rows]))
+    estimator = interval_model(config)
+    x, y = features[rows], np.log1p(target[rows])
+    return fit_booster(estimator, x, y) if fit_booster is not None else estimator.fit(x, y)
 
 
 def conformal_shift(log_quantiles: np.ndarray, realised: np.ndarray, coverage: float = NOMINAL_COVERAGE) -> float:
