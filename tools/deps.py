@@ -194,7 +194,10 @@ class ToolDeps:
         path = self.version.path(name)
         self._verify(name)
         try:
-            return pd.read_parquet(path, columns=columns)
+            # One column per block, each Arrow column freed once converted: same frame, but without the
+            # consolidating copy, which doubled the load's peak memory and time (10M customers: 2 x 5.6 GB).
+            return pd.read_parquet(path, columns=columns,
+                                   to_pandas_kwargs={"split_blocks": True, "self_destruct": True})
         except (OSError, ValueError) as exc:  # pyarrow's errors are OSError/ValueError subclasses
             raise ToolFailure("not_built", f"{self.version.rel(path)} cannot be read ({type(exc).__name__}: "
                               f"{_short(exc)}).", f"Rebuild it with `{REBUILD_COMMAND}`.") from exc

@@ -49,6 +49,7 @@ class CustomerStore:
             raise ToolFailure("not_built", "The customers table has duplicate customer ids.",
                               "Rebuild it with `valuedesk build`.")
         self.audience = AudienceTable(frame)
+        self.audience.compile()  # at load, not in the first request that filters on each field
         self.labels = {field: pd.Categorical(frame[column].astype("string")) for field, column in
                        (("tier", "tier"), ("lifecycle", "lifecycle"), ("segment", "rfm_segment"),
                         ("country", "country"))}
@@ -83,11 +84,11 @@ class CustomerStore:
         """Row positions of customers `offset` to `offset + limit` by `sort_by` (the best first) among those
         passing the filter, and how many pass it. Pages of one ordering never overlap: ties keep table order."""
         order = self.orders[sort_by]
-        keep = self.mask(flt)
         stop = None if limit is None else offset + limit
-        if keep is None:
+        if flt.is_empty():
             return order[offset:stop], self.n
-        total = int(np.count_nonzero(keep))
+        selection = self.audience.select(flt)  # counted once, when computed (a full pass at 10M rows)
+        keep, total = selection.mask, selection.count
         if stop is not None and total and offset < total:
             # Walk the precomputed order in growing chunks: a common filter fills a page within the first chunk.
             chunk, start = max(4 * stop, 4096), 0
@@ -136,7 +137,7 @@ class TransactionStore:
     COLUMNS = ["customer_id", "order_id", "timestamp", "amount", "product_name"]
 
     def __init__(self, frame: pd.DataFrame):
-        frame = frame[[c for c in self.COLUMNS if c in frame.columns]].copy()
+        frame = frame[[c for c in self.COLUMNS if c in frame.columns]]  # copy-on-write: the caller's frame is untouched
         frame["customer_id"] = frame["customer_id"].astype("string")
         # Contiguous runs per customer are all a lookup needs; sort only when the file is not grouped.
         codes, uniques = pd.factorize(frame["customer_id"])
@@ -148,13 +149,16 @@ class TransactionStore:
         self._customers = pd.Index(uniques[codes[starts]] if len(codes) else uniques)
         self._bounds = np.r_[starts, len(codes)]
         self.frame = frame
-        # Plain arrays: slicing them per request costs microseconds, a DataFrame slice far more.
-        self.order_id = (frame["order_id"] if "order_id" in frame else frame["timestamp"]).astype(str).to_numpy(
-            dtype=object)
+        # Plain arrays: slicing them per request costs microseconds, a DataFrame slice far more. The texts
+        # stay Arrow-backed (a slice yields the same str, and NA where a Python object array held None or
+        # NaN, which _recent_orders treats alike): one Python object per line cost ~150 bytes a line.
+        self.order_id = (frame["order_id"] if "order_id" in frame else frame["timestamp"]).astype(str).array
         self.timestamp = frame["timestamp"].to_numpy(dtype="datetime64[ns]")
         self.amount = frame["amount"].to_numpy(dtype=float, na_value=0.0)
-        self.product_name = (frame["product_name"].astype("string").to_numpy(dtype=object, na_value=None)
+        self.product_name = (frame["product_name"].astype("string").array
                              if "product_name" in frame else np.full(len(frame), None, dtype=object))
+        if len(self._customers):  # pandas hashes an index's values at its first lookup: not in a request
+            self._customers.get_loc(self._customers[0])
 
     def span(self, customer_id: str) -> tuple[int, int]:
         """Row range [start, stop) of this customer's lines (empty when unknown)."""
