@@ -30,15 +30,16 @@ from predictor.atomic import write_json_atomic
 from predictor.build_index import activate_index, sync_index, unchanged_build_report
 from predictor.build_report import BuildReport, StepTimer, build_changes, customer_counts, step_errors
 from predictor.build_state import build_lock, file_sha, model_version, read_build_info, read_parquet_or_none
-from predictor.customers.clusters import kmeans_segments, parse_k_range
-from predictor.customers.profiles import build_profiles, customer_products
-from predictor.customers.tiers import TierConfig, apply_tiers
+from predictor.customers.clusters import fit_kmeans, parse_k_range
+from predictor.customers.tables import SUGGESTIONS, profile_table, tier_table
+from predictor.customers.tiers import LifecycleConfig, TierConfig
 from predictor.data.categories import (CategoryResult, apply_categories, build_category_map, category_report,
                                        load_category_map)
 from predictor.data.cleaning import CLEANING_VERSION
 from predictor.data.load import load_transactions, parse_column_map, source_fingerprint
 from predictor.data.products import join_products
-from predictor.engine import prefill_embeddings
+from predictor.engine import build_session, collection_writer, customer_tables, prefill_embeddings
+from predictor.engine.dask_customers import CustomerRules, population_reduce
 from predictor.errors import DataError, ValueDeskError
 from predictor.layout import (BUCKETS, BUILDS_DIR, CATEGORIES, CUSTOMERS, MODELS, PROFILES, SCORES, TRANSACTIONS,
                               TRANSITIONS, BUILD_JSON, BuildVersion, StagedBuild, clean_debris, current_version,
@@ -106,11 +107,12 @@ def _locked_build(settings: Settings, data_path, schema: str, cmap: dict, produc
     timer = StepTimer(bar)
     staged = StagedBuild(settings.data_dir)
     try:
-        report = _run_steps(settings, prev, previous, staged, timer, data_path=data_path, schema=schema, cmap=cmap,
-                            product_source=product_source,
-                            input_key=input_key, rescore=rescore, rebuild_index=rebuild_index, with_index=with_index,
-                            with_suggestions=with_suggestions, with_clusters=with_clusters,
-                            training_config=training_config, promotion=promotion)
+        with build_session(settings):  # the Dask engine: one cluster client for every step
+            report = _run_steps(settings, prev, previous, staged, timer, data_path=data_path, schema=schema,
+                                cmap=cmap, product_source=product_source, input_key=input_key, rescore=rescore,
+                                rebuild_index=rebuild_index, with_index=with_index,
+                                with_suggestions=with_suggestions, with_clusters=with_clusters,
+                                training_config=training_config, promotion=promotion)
     finally:
         bar.close()
         staged.abort()  # a no-op once published (the folder was renamed away)
@@ -145,7 +147,7 @@ def _run_steps(settings: Settings, prev: BuildVersion, previous: dict, staged: S
                                  for f in (CUSTOMERS, PROFILES)))
     if unchanged_outputs:
         return unchanged_build_report(settings, prev, previous, timer, with_index, rebuild_index)
-    tables = _tables(settings, prev, tx, tx_reused, scores, timer, k_range, with_suggestions)
+    tables = _tables(settings, prev, tx, tx_reused, scores, timer, k_range, with_suggestions, fingerprint)
     _checkpoint("profiles")
     changes, moves = build_changes(read_parquet_or_none(prev.path(PROFILES)),
                                    read_parquet_or_none(prev.path(CUSTOMERS)), tables.profiles, tables.customers)
@@ -155,7 +157,8 @@ def _run_steps(settings: Settings, prev: BuildVersion, previous: dict, staged: S
     with timer.step("index"):
         if with_index:
             prefill_embeddings(tables.profiles, settings)  # the Dask engine's workers embed; a no-op locally
-        index_status = (sync_index(tables.profiles, settings, version=staged, activate=False)
+        index_status = (sync_index(tables.profiles, settings, version=staged, activate=False,
+                                   writer=collection_writer(settings))
                         if with_index else "not updated (--no-index)")
     _checkpoint("index")
     report = _report(source, schema, fingerprint, scores, tables, scores_reused, tx_reused, score_key, changes,
@@ -220,7 +223,7 @@ def _k_range(settings: Settings, with_clusters: bool):
 
 
 def _tables(settings: Settings, prev: BuildVersion, tx: pd.DataFrame, tx_reused: bool, scores: pd.DataFrame,
-            timer: StepTimer, k_range, with_suggestions: bool) -> _Tables:
+            timer: StepTimer, k_range, with_suggestions: bool, fingerprint: str = "") -> _Tables:
     with timer.step("categories"):
         saved_map = load_category_map(prev.root) if tx_reused else None
         if saved_map is not None:
@@ -231,22 +234,26 @@ def _tables(settings: Settings, prev: BuildVersion, tx: pd.DataFrame, tx_reused:
             cat = build_category_map(tx)
             tx = apply_categories(tx, cat.mapping)
     _checkpoint("categories")
+    tiers = TierConfig.from_settings(settings)
     with timer.step("tiers"):
-        customers = apply_tiers(scores, TierConfig.from_settings(settings))
-        kmeans = None
-        if k_range is not None and len(customers) > max(k_range):
-            # One thread: a few thousand rows gain nothing from more, and lose badly on a shared machine.
-            kmeans = kmeans_segments(customers, k_range, seed=settings.random_seed, threads=1)
-            customers["cluster"] = kmeans.labels.astype("int64")
+        if settings.engine == "dask":  # the reduce steps here; every bucket's rows on the workers below
+            stats, kmeans = population_reduce(scores, tiers, LifecycleConfig(), k_range, settings.random_seed)
+        else:
+            customers = tier_table(scores, tiers)
+            kmeans = None
+            if k_range is not None and len(customers) > max(k_range):
+                # One thread: a few thousand rows gain nothing from more, and lose badly on a shared machine.
+                kmeans = fit_kmeans(customers, k_range, seed=settings.random_seed, threads=1)
+                customers["cluster"] = kmeans.labels(customers)
     _checkpoint("tiers")
     with timer.step("profiles"):
-        products = customer_products(tx, customers["customer_id"].astype(str))
-        customers = customers.merge(products, on="customer_id", how="left")
-        suggestions = _suggestions(tx, customers["customer_id"]) if with_suggestions else None
-        customers["suggested_products"] = ([list(suggestions.get(str(c), [])) for c in customers["customer_id"]]
-                                           if suggestions is not None else [[] for _ in range(len(customers))])
-        profiles = build_profiles(customers, settings.currency_symbol)
-        customers["profile_text"] = profiles["profile_text"].to_numpy()
+        if settings.engine == "dask":
+            rules = CustomerRules(tiers, LifecycleConfig(), stats, kmeans, settings.currency_symbol)
+            customers, profiles = customer_tables(scores, tx, rules, settings, fingerprint,
+                                                  with_suggestions and _itemised(tx))
+        else:
+            suggestions = _suggestions(tx, scores["customer_id"]) if with_suggestions else None
+            customers, profiles = profile_table(customers, tx, suggestions, settings.currency_symbol)
     return _Tables(customers=customers, profiles=profiles, categories=cat, tx=tx, kmeans=kmeans)
 
 
@@ -336,12 +343,17 @@ def _score(transactions: pd.DataFrame, prev: BuildVersion, staged: StagedBuild, 
     return scores, False
 
 
-def _suggestions(transactions: pd.DataFrame, customer_ids: pd.Series, k: int = 5) -> pd.Series | None:
+def _itemised(transactions: pd.DataFrame) -> bool:
+    """Whether the log names products per line (product suggestions need it)."""
+    return "product_id" in transactions and not transactions["product_id"].isna().all()
+
+
+def _suggestions(transactions: pd.DataFrame, customer_ids: pd.Series, k: int = SUGGESTIONS) -> pd.Series | None:
     try:
         from predictor.campaigns.products import suggest_products
     except ImportError:
         return None
-    if "product_id" not in transactions or transactions["product_id"].isna().all():
+    if not _itemised(transactions):
         return None
     frame = suggest_products(transactions, customer_ids.astype(str).tolist(), k=k)
     return frame.set_index("customer_id")["suggested_products"]

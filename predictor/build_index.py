@@ -29,13 +29,14 @@ def open_profile_index(settings: Settings, embedder: Any = None) -> tuple[Any, s
 
 
 def sync_index(profiles: pd.DataFrame, settings: Settings, *, version: BuildVersion | StagedBuild | None = None,
-               progress: bool = False, embedder: Any = None, activate: bool = True) -> str:
+               progress: bool = False, embedder: Any = None, activate: bool = True, writer=None) -> str:
     """Index `profiles` into a new collection and record it in `version` (default: the serving one).
 
     Vectors go through the embedding cache under the data directory, so only texts no earlier run
     embedded are embedded (a killed run resumes). With `activate`, the index alias moves to the new
     collection and collections no kept build reads are dropped; a build activates after its switch.
-    `embedder` overrides the configured model (tests; the background indexing job passes its own).
+    `embedder` overrides the configured model (tests; the background indexing job passes its own);
+    `writer` writes the rows into a Chroma server from elsewhere (predictor.engine.collection_writer).
     Returns a one-line description for the build report.
     """
     index, skipped = open_profile_index(settings, embedder)
@@ -44,7 +45,7 @@ def sync_index(profiles: pd.DataFrame, settings: Settings, *, version: BuildVers
     target = version.version if isinstance(version, StagedBuild) else (version or current_version(settings.data_dir))
     root = version.root if isinstance(version, StagedBuild) else target.root
     try:
-        report = index.stage(profiles, progress=progress)
+        report = index.stage(profiles, progress=progress, writer=writer if index.mode == "server" else None)
         summary = report.summary()
         BuildVersion(data_dir=target.data_dir, root=root, name=target.name).attach_index(report.collection, summary)
         if activate and target.name == current_name(settings.data_dir):  # an older build's index never takes the alias

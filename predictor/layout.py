@@ -43,7 +43,7 @@ BUILD_LOCK = ".build.lock"
 # The Dask engine's customer buckets (predictor/engine/buckets.py), beside the versions: an input cache.
 BUCKETS = "buckets"
 # Hidden folders a killed engine run leaves: bucket staging and scored parts (predictor/engine).
-ENGINE_TEMP_PREFIXES = (f".{BUCKETS}.", ".dask-parts.")
+ENGINE_TEMP_PREFIXES = (f".{BUCKETS}.", ".dask-parts.", ".dask-customers.")
 REBUILD_COMMAND = "valuedesk build --rescore"
 # The files of a version folder (see the module docstring).
 MODELS = "models"

@@ -104,7 +104,7 @@ def test_failed_build_leaves_the_previous_tables_intact(built, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(build_mod, "build_profiles", explode)
+    monkeypatch.setattr(build_mod, "profile_table", explode)
     changed = settings.model_copy(update={"tier_thresholds": "Platinum=0.03,Gold=0.1,Silver=0.3"})
     with pytest.raises(BuildError, match="profiles.*disk on fire.*previous build still serves"):
         build(changed, data_path=sample_csv(), schema="online_retail", with_index=False, progress=False)

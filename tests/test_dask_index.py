@@ -92,3 +92,37 @@ def test_a_dask_build_indexes_from_what_its_workers_embedded(cluster, tmp_path, 
     assert list(cache_dir(tmp_path, "hashing-384", 384).glob("chunk-part-*.npz")), "the workers wrote no cache chunk"
     profiles = pd.read_parquet(settings.build_root / "profiles.parquet")
     cached_vectors(settings, prepare_profiles(profiles).embed_texts)  # every profile's vector is in the cache
+
+
+def test_a_dask_build_writes_its_collection_to_a_chroma_server_from_the_workers(cluster, tmp_path, monkeypatch):
+    """`valuedesk build --engine dask` against a `chroma run` server: the collection is written by parallel
+    upsert tasks on the workers, holds every profile, and serves searches."""
+    from distributed import get_task_stream
+
+    from _tiers_data import sample_csv
+    from predictor.search.index import open_index
+    from valuedesk.cli import main
+    from valuedesk.config import load_settings
+
+    with ChromaServer(tmp_path / "db") as server:
+        for name, value in (("VALUEDESK_TRAINING_PROFILE", "fast"), ("VALUEDESK_EMBEDDING_MODEL", "hashing"),
+                            ("VALUEDESK_DATA_DIR", str(tmp_path / "data")), ("VALUEDESK_CHROMA_URL", server.url)):
+            monkeypatch.setenv(name, value)
+        load_settings.cache_clear()
+        with get_task_stream(client=cluster[1]) as stream:
+            assert main(["build", "--data", str(sample_csv()), "--quiet", "--engine", "dask",
+                         "--scheduler", cluster[0]]) == 0
+        assert any(str(task["key"]).startswith("ingest_partition") for task in stream.data)
+        settings = Settings(data_dir=tmp_path / "data", embedding_model="hashing", chroma_url=server.url)
+        profiles = pd.read_parquet(settings.build_root / "profiles.parquet")
+        index = open_index(settings)
+        try:
+            collection = index.client.get_collection(index.collection_name)
+            assert collection.count() == len(profiles)
+            stored = collection.get(ids=profiles["customer_id"].astype(str).tolist()[:25], include=["documents"])
+            expected = dict(zip(profiles["customer_id"].astype(str), prepare_profiles(profiles).texts))
+            assert {i: expected[i] for i in stored["ids"]} == dict(zip(stored["ids"], stored["documents"]))
+            hits = index.search("wholesale customer buying often", limit=5)
+            assert len(hits) == 5
+        finally:
+            index.close()

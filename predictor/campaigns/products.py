@@ -24,6 +24,7 @@ import pandas as pd
 import scipy.sparse as sp
 from pydantic import BaseModel, Field
 
+from predictor.campaigns.item_stats import CustomerItems, ItemStats, customer_items, item_stats
 from predictor.data.categories import categorize_name
 from predictor.errors import EvaluationWindowError, ValueDeskError
 
@@ -45,7 +46,8 @@ class RecommenderWeights:
     popularity: float = 0.1
 
 
-def _purchase_lines(transactions: pd.DataFrame, cutoff: pd.Timestamp | None) -> pd.DataFrame:
+def purchase_lines(transactions: pd.DataFrame, cutoff: pd.Timestamp | None) -> pd.DataFrame:
+    """The lines the recommender learns from: itemised purchases (no cancellations or outliers) up to `cutoff`."""
     missing = {"customer_id", "order_id", "timestamp", "product_id"} - set(transactions.columns)
     if missing:
         raise RecommendationError(
@@ -92,68 +94,64 @@ class ProductRecommender:
     # ------------------------------------------------------------------ fitting
     def fit(self, transactions: pd.DataFrame, cutoff: str | pd.Timestamp | None = None) -> ProductRecommender:
         end = _end_of_day(cutoff) if cutoff is not None else None
-        lines = _purchase_lines(transactions, end)
+        lines = purchase_lines(transactions, end)
         if lines.empty:
             raise RecommendationError("No purchase lines with a product_id on or before the cutoff; "
                                       "product suggestions need itemised orders.")
-        self.as_of = lines["timestamp"].max() if end is None else end
-        customers = pd.Index(lines["customer_id"].astype(str).unique(), name="customer_id").sort_values()
-        items = pd.Index(lines["product_id"].astype(str).unique(), name="product_id").sort_values()
-        c_idx = customers.get_indexer(lines["customer_id"].astype(str))
-        i_idx = items.get_indexer(lines["product_id"].astype(str))
+        bought = customer_items(lines)
+        return self.fit_items(item_stats(lines, bought), end).fit_customers(lines, bought)
 
-        # Orders per (customer, item): a line repeated inside one order is still one purchase decision.
-        order_codes = pd.factorize(lines["order_id"].astype(str))[0]
-        pairs = pd.DataFrame({"c": c_idx, "i": i_idx, "o": order_codes, "t": lines["timestamp"].to_numpy()})
-        per_order = pairs.drop_duplicates(["c", "i", "o"])
-        grouped = per_order.groupby(["c", "i"], sort=False).agg(n=("o", "size"), last=("t", "max"))
-        ci = grouped.index.to_frame(index=False)
-        n_c, n_i = len(customers), len(items)
-        counts = sp.csr_matrix((grouped["n"].to_numpy(float), (ci["c"], ci["i"])), shape=(n_c, n_i))
-        days_since = ((self.as_of - grouped["last"]).dt.total_seconds() / 86400.0).to_numpy()
-
-        buyers = np.asarray((counts > 0).sum(axis=0)).ravel()
-        rebuyers = np.asarray((counts >= 2).sum(axis=0)).ravel()
+    def fit_items(self, stats: ItemStats, end: pd.Timestamp | None = None) -> ProductRecommender:
+        """The population part: repeat items, item neighbours, categories, popularity (from `stats` of
+        all customers: predictor.campaigns.item_stats). Suggesting still needs `fit_customers`."""
+        self.as_of = stats.last_purchase if end is None else end
+        items, buyers = stats.items, stats.buyers
         with np.errstate(invalid="ignore", divide="ignore"):
-            repeat_rate = np.where(buyers >= self.min_buyers, rebuyers / np.maximum(buyers, 1), 0.0)
+            repeat_rate = np.where(buyers >= self.min_buyers, stats.rebuyers / np.maximum(buyers, 1), 0.0)
         self.repeat_rate = pd.Series(repeat_rate, index=items)
         self._is_repeat = repeat_rate >= self.repeat_share
-
         # Cosine over binary "bought it" vectors (counts would let wholesalers dominate), keeping each
         # item's top `neighbours`: on Online Retail the full matrix is 60% dense, scoring with it is ~5x
         # slower, and pruning to 300 cost 0.003 hit rate on the validation cutoff (2011-06-09).
-        binary = (counts > 0).astype(np.float32).tocsr()
-        self._sim = self._item_neighbours(binary, buyers)
+        self._sim = self._item_neighbours(stats.co_bought, buyers)
+        self.items = items
+        self.categories = self._fit_categories(stats.name_lines, items, buyers)
+        self._fitted_items, self._fitted = True, False
+        return self
 
+    def fit_customers(self, lines: pd.DataFrame, bought: CustomerItems | None = None) -> ProductRecommender:
+        """The customer part, for the customers of purchase `lines` (all of them, or one bucket's)."""
+        if not getattr(self, "_fitted_items", False):
+            raise RecommendationError("fit_customers needs the item model first (fit_items or fit).")
+        bought = bought if bought is not None and bought.items.equals(self.items) else customer_items(lines, self.items)
+        pairs, n_c, n_i = bought.pairs, len(bought.customers), len(self.items)
+        days_since = ((self.as_of - pd.to_datetime(pairs["last"])).dt.total_seconds() / 86400.0).to_numpy()
         # Own history: orders of the item, decayed by how long ago the last one was (half-life 90 days).
         decay = np.power(0.5, days_since / 90.0)
-        own = sp.csr_matrix((np.log1p(grouped["n"].to_numpy(float)) * decay, (ci["c"], ci["i"])),
-                            shape=(n_c, n_i))
+        own = sp.csr_matrix((np.log1p(pairs["n"].to_numpy(float)) * decay, (pairs["c"], pairs["i"])), shape=(n_c, n_i))
         self._own = own.astype(np.float32)
-        self._binary = binary.tocsr()
+        self._binary = bought.binary().tocsr()
         recent = days_since <= self.recent_days
         self._recent = sp.csr_matrix((np.ones(int(recent.sum()), dtype=bool),
-                                      (ci["c"].to_numpy()[recent], ci["i"].to_numpy()[recent])), shape=(n_c, n_i))
-
-        cats = self._fit_categories(lines, items, binary, buyers)
-
-        self.customers, self.items, self.categories = customers, items, cats
+                                      (pairs["c"].to_numpy()[recent], pairs["i"].to_numpy()[recent])), shape=(n_c, n_i))
+        cust_cat = (self._binary @ self._item_cat).tocsr()
+        row_sums = np.asarray(cust_cat.sum(axis=1)).ravel()
+        row_sums[row_sums == 0] = 1.0
+        self._cust_cat = (sp.diags(1.0 / row_sums) @ cust_cat).astype(np.float32).tocsr()
+        self.customers = bought.customers
         self._fitted = True
         return self
 
-    def _fit_categories(self, lines: pd.DataFrame, items: pd.Index, binary: sp.csr_matrix,
-                        buyers: np.ndarray) -> pd.Index:
-        """Each item's category, each customer's category mix and the within-category popularity;
-        returns the categories."""
+    def _fit_categories(self, name_lines: pd.DataFrame, items: pd.Index, buyers: np.ndarray) -> pd.Index:
+        """Each item's name and category (from its latest line), the within-category popularity; returns
+        the categories."""
         n_i = len(items)
         # Categories: the data's own when present, otherwise a product type read from the name.
-        item_lines = lines.assign(product_id=lines["product_id"].astype(str)).drop_duplicates("product_id")
-        item_lines = item_lines.set_index("product_id").reindex(items)
-        names = item_lines["product_name"] if "product_name" in item_lines else pd.Series(pd.NA, index=items)
+        names = name_lines["product_name"] if "product_name" in name_lines else pd.Series(pd.NA, index=items)
         self.product_names = names.astype(object).where(names.notna(), pd.Series(items, index=items))
-        has_category = "category" in item_lines and item_lines["category"].notna().any()
+        has_category = "category" in name_lines and name_lines["category"].notna().any()
         if has_category:
-            category = item_lines["category"].astype(object).fillna("OTHER").astype(str)
+            category = name_lines["category"].astype(object).fillna("OTHER").astype(str)
             self.category_source = "data"
         else:
             category = pd.Series([categorize_name(n, p) for p, n in zip(items, names.astype(object))], index=items)
@@ -161,11 +159,7 @@ class ProductRecommender:
         self.item_category = category
         cats = pd.Index(category.unique()).sort_values()
         cat_of_item = cats.get_indexer(category.to_numpy())
-        item_cat = sp.csr_matrix((np.ones(n_i, np.float32), (np.arange(n_i), cat_of_item)), shape=(n_i, len(cats)))
-        cust_cat = (binary @ item_cat).tocsr()
-        row_sums = np.asarray(cust_cat.sum(axis=1)).ravel()
-        row_sums[row_sums == 0] = 1.0
-        self._cust_cat = (sp.diags(1.0 / row_sums) @ cust_cat).astype(np.float32).tocsr()
+        self._item_cat = sp.csr_matrix((np.ones(n_i, np.float32), (np.arange(n_i), cat_of_item)), shape=(n_i, len(cats)))
         # Within-category popularity, scaled so the best seller of each category scores 1.
         pop = buyers.astype(np.float32)
         cat_max = np.zeros(len(cats), np.float32)
@@ -176,17 +170,16 @@ class ProductRecommender:
         self._popular_order = np.argsort(-pop, kind="stable")
         return cats
 
-    def _item_neighbours(self, binary: sp.csr_matrix, buyers: np.ndarray) -> sp.csr_matrix:
-        n_i = binary.shape[1]
+    def _item_neighbours(self, co_bought: sp.csr_matrix, buyers: np.ndarray) -> sp.csr_matrix:
+        n_i = co_bought.shape[1]
         norms = np.sqrt(np.maximum(buyers, 1).astype(np.float32))
-        by_item = binary.T.tocsr()
         keep = min(self.neighbours, n_i - 1)
         rows, cols, vals = [], [], []
         if keep > 0:
             step = max(1, 2_000_000 // max(n_i, 1))
             for start in range(0, n_i, step):
                 stop = min(start + step, n_i)
-                block = (by_item[start:stop] @ binary).toarray()
+                block = co_bought[start:stop].toarray().astype(np.float32)
                 block /= norms[start:stop, None] * norms[None, :]
                 block[np.arange(stop - start), np.arange(start, stop)] = 0.0
                 top = np.argpartition(-block, keep - 1, axis=1)[:, :keep]
@@ -298,7 +291,7 @@ def evaluate_recommendations(transactions: pd.DataFrame, cutoff: str | pd.Timest
     import time
 
     end = _end_of_day(cutoff)
-    lines = _purchase_lines(transactions, None)
+    lines = purchase_lines(transactions, None)
     if lines.empty:
         raise RecommendationError("No itemised purchase lines to evaluate on.")
     first, last = lines["timestamp"].min(), lines["timestamp"].max()

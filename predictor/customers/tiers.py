@@ -53,6 +53,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from predictor.customers.population import (PopulationStats, churn_quantiles, customer_value, in_top_share,
+                                            population_cadence, population_stats, quintile, rfm_bounds)
 from predictor.errors import ValueDeskError
 
 TIER_ORDER = ["Platinum", "Gold", "Silver", "Bronze"]
@@ -152,24 +154,19 @@ class LifecycleConfig(BaseModel):
 AT_RISK_STAGES = ("at risk", "lapsing")
 
 
-def customer_value(scores: pd.DataFrame) -> pd.Series:
-    return (scores["revenue_12m"].fillna(0.0) + scores["predicted_value"].fillna(0.0)).astype("float64")
-
-
-def assign_tiers(scores: pd.DataFrame, config: TierConfig | None = None) -> pd.Series:
-    """Tier per customer (index aligned with `scores`), from customer_value."""
+def assign_tiers(scores: pd.DataFrame, config: TierConfig | None = None,
+                 stats: PopulationStats | None = None) -> pd.Series:
+    """Tier per customer (index aligned with `scores`), from customer_value; `stats` are the population's
+    figures when `scores` is only part of it (predictor.customers.population)."""
     config = config or TierConfig()
     value = customer_value(scores)
     tier = pd.Series(config.base_tier, index=scores.index, dtype="object")
     if config.method == "quantile":
-        n = len(scores)
-        # Rank by value, ties broken by customer id so the split is the same on every run.
-        order = pd.DataFrame({"v": value.to_numpy(), "id": scores["customer_id"].astype(str).to_numpy()},
-                             index=scores.index).sort_values(["v", "id"], ascending=[False, True]).index
-        position = pd.Series(np.arange(n), index=order).reindex(scores.index)
-        for name, share in reversed(config.thresholds):
-            cutoff = math.floor(share * n + 0.5)
-            tier[position < cutoff] = name
+        # Ranked by value, ties broken by customer id so the split is the same on every run.
+        bounds = (stats or population_stats(scores, config, LifecycleConfig())).tier_bounds
+        ids = scores["customer_id"].astype(str).to_numpy(dtype=object)
+        for (name, _), bound in reversed(list(zip(config.thresholds, bounds))):
+            tier[in_top_share(value.to_numpy(), ids, bound)] = name
     else:
         for name, amount in reversed(config.thresholds):
             tier[value >= amount] = name
@@ -177,35 +174,29 @@ def assign_tiers(scores: pd.DataFrame, config: TierConfig | None = None) -> pd.S
     return tier.astype(pd.CategoricalDtype(config.tiers, ordered=True)).astype("string")
 
 
-def population_cadence(scores: pd.DataFrame, min_days: float = 7.0) -> float:
-    gaps = scores.loc[scores["orders"] >= 2, "mean_gap_days"].dropna()
-    return max(float(gaps.median()) if len(gaps) else 30.0, min_days)
-
-
-def cadence_days(scores: pd.DataFrame, config: LifecycleConfig | None = None) -> pd.Series:
-    """Each customer's own mean gap between orders; the population's for one-order customers."""
+def cadence_days(scores: pd.DataFrame, config: LifecycleConfig | None = None,
+                 population: float | None = None) -> pd.Series:
+    """Each customer's own mean gap between orders; the population's (`population`, or that of
+    `scores`) for one-order customers."""
     config = config or LifecycleConfig()
-    pop = population_cadence(scores, config.min_cadence_days)
+    pop = population if population is not None else population_cadence(scores, config.min_cadence_days)
     own = scores["mean_gap_days"].where(scores["orders"] >= 2)
     return own.fillna(pop).clip(lower=config.min_cadence_days).astype("float64")
 
 
 def churn_thresholds(scores: pd.DataFrame, config: LifecycleConfig | None = None) -> dict[str, float]:
     """The churn-risk levels the lifecycle rules use, from the population's quantiles."""
-    config = config or LifecycleConfig()
-    churn = scores["churn_risk"].astype("float64")
-    return {"active_below": float(churn.quantile(config.active_churn_quantile)),
-            "lapsed_from": float(churn.quantile(config.lapsed_churn_quantile)),
-            "lapsing_from": float(churn.quantile(config.lapsing_churn_quantile)),
-            "at_risk_from": float(churn.quantile(config.at_risk_churn_quantile))}
+    return churn_quantiles(scores, config or LifecycleConfig())
 
 
-def assign_lifecycle(scores: pd.DataFrame, config: LifecycleConfig | None = None) -> pd.Series:
+def assign_lifecycle(scores: pd.DataFrame, config: LifecycleConfig | None = None,
+                     stats: PopulationStats | None = None) -> pd.Series:
     """Lifecycle stage per customer by the rules in the module docstring."""
     config = config or LifecycleConfig()
-    ratio = scores["recency_days"].astype("float64") / cadence_days(scores, config)
+    ratio = scores["recency_days"].astype("float64") / cadence_days(
+        scores, config, stats.cadence_days if stats is not None else None)
     churn = scores["churn_risk"].astype("float64")
-    t = churn_thresholds(scores, config)
+    t = stats.churn if stats is not None else churn_thresholds(scores, config)
     conditions = [
         (scores["orders"] <= 1) & (scores["recency_days"] <= config.new_window_days),
         (ratio <= config.active_ratio) & (churn < t["active_below"]),
@@ -216,24 +207,21 @@ def assign_lifecycle(scores: pd.DataFrame, config: LifecycleConfig | None = None
     return pd.Series(stage, index=scores.index, dtype="string")
 
 
-def flag_at_risk(scores: pd.DataFrame, lifecycle: pd.Series, config: LifecycleConfig | None = None) -> pd.Series:
+def flag_at_risk(scores: pd.DataFrame, lifecycle: pd.Series, config: LifecycleConfig | None = None,
+                 stats: PopulationStats | None = None) -> pd.Series:
     """The one definition of "at risk" (module docstring): an at-risk lifecycle stage and churn risk at
     or above the population's `at_risk_churn_quantile`."""
     churn = scores["churn_risk"].astype("float64")
-    floor = churn_thresholds(scores, config)["at_risk_from"]
+    floor = (stats.churn if stats is not None else churn_thresholds(scores, config))["at_risk_from"]
     return (lifecycle.isin(AT_RISK_STAGES) & (churn >= floor)).fillna(False).astype(bool)
 
 
-def _quintile(values: pd.Series, higher_is_better: bool = True) -> pd.Series:
-    pct = values.astype("float64").rank(pct=True, method="average", ascending=higher_is_better)
-    return np.ceil(pct * 5).clip(1, 5).fillna(1).astype("int64")
-
-
-def rfm_scores(scores: pd.DataFrame) -> pd.DataFrame:
-    """r_score, f_score, m_score (1..5) and rfm_segment."""
-    r = _quintile(scores["recency_days"], higher_is_better=False)
-    f = _quintile(scores["orders"])
-    m = _quintile(scores["historical_value"])
+def rfm_scores(scores: pd.DataFrame, stats: PopulationStats | None = None) -> pd.DataFrame:
+    """r_score, f_score, m_score (1..5) and rfm_segment: percentile-rank quintiles in the population."""
+    bounds = stats.rfm_bounds if stats is not None else rfm_bounds(scores)
+    r = quintile(scores["recency_days"], bounds["recency_days"], higher_is_better=False)
+    f = quintile(scores["orders"], bounds["orders"], higher_is_better=True)
+    m = quintile(scores["historical_value"], bounds["historical_value"], higher_is_better=True)
     fm = np.floor((f + m) / 2 + 0.5).astype("int64")
     segment = [RFM_GRID[int(ri)][int(fi) - 1] for ri, fi in zip(r, fm)]
     return pd.DataFrame({"r_score": r, "f_score": f, "m_score": m,
@@ -281,14 +269,17 @@ def top_at_risk(customers: pd.DataFrame, n: int = 20, min_churn_risk: float | No
 
 
 def apply_tiers(scores: pd.DataFrame, config: TierConfig | None = None,
-                lifecycle: LifecycleConfig | None = None) -> pd.DataFrame:
-    """Scores plus tier, lifecycle, at_risk, RFM, customer_value, value_if_retained, value_at_risk."""
+                lifecycle: LifecycleConfig | None = None, stats: PopulationStats | None = None) -> pd.DataFrame:
+    """Scores plus tier, lifecycle, at_risk, RFM, customer_value, value_if_retained, value_at_risk.
+    `stats`: the whole population's figures when `scores` is one bucket of it (default: from `scores`)."""
+    config, lifecycle = config or TierConfig(), lifecycle or LifecycleConfig()
+    stats = stats or population_stats(scores, config, lifecycle)
     out = scores.copy()
     out["customer_value"] = customer_value(scores)
-    out["tier"] = assign_tiers(scores, config)
-    out["lifecycle"] = assign_lifecycle(scores, lifecycle)
-    out["at_risk"] = flag_at_risk(scores, out["lifecycle"], lifecycle)
-    out = out.join(rfm_scores(scores)).join(add_value_at_risk(scores))
+    out["tier"] = assign_tiers(scores, config, stats)
+    out["lifecycle"] = assign_lifecycle(scores, lifecycle, stats)
+    out["at_risk"] = flag_at_risk(scores, out["lifecycle"], lifecycle, stats)
+    out = out.join(rfm_scores(scores, stats)).join(add_value_at_risk(scores))
     return out
 
 

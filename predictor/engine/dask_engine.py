@@ -26,6 +26,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -59,11 +60,31 @@ class ClusterConfig:
                    worker_memory=settings.dask_worker_memory)
 
 
+# The client a whole build shares (`shared_client`): one LocalCluster start, not one per step.
+_SHARED_CLIENT: ContextVar[object | None] = ContextVar("valuedesk_dask_client", default=None)
+
+
+@contextmanager
+def shared_client(cluster: ClusterConfig) -> Iterator[object]:
+    """One client for every `dask_client` opened inside this block (a build's score, customers and index
+    steps), closed when the block ends."""
+    with dask_client(cluster) as client:
+        token = _SHARED_CLIENT.set(client)
+        try:
+            yield client
+        finally:
+            _SHARED_CLIENT.reset(token)
+
+
 @contextmanager
 def dask_client(cluster: ClusterConfig) -> Iterator[object]:
-    """A client of the scheduler at `cluster.scheduler`, or of a LocalCluster sized to this machine."""
+    """A client of the scheduler at `cluster.scheduler`, or of a LocalCluster sized to this machine (the
+    enclosing `shared_client`'s, when there is one)."""
     from distributed import Client, LocalCluster
 
+    if _SHARED_CLIENT.get() is not None:
+        yield _SHARED_CLIENT.get()
+        return
     if cluster.scheduler:
         with Client(cluster.scheduler, timeout="30s") as client:
             yield client

@@ -10,9 +10,9 @@
 2. Ingest (`ingest_profiles`): each task upserts one partition's ids, vectors, documents and metadata into
    a collection of the Chroma server in batches. Upserts are idempotent, so a rerun writes the same rows.
 
-The build (`--engine dask`) runs step 1 before its index step. Step 2 is what a build of tens of millions
-of profiles writes with; the build's index step still writes its collection (and the column store the
-exact search plans read) from one process, which is what limits an index today (README, Scale).
+The build (`--engine dask`) runs step 1 before its index step; with a Chroma server its index step writes
+the new collection through step 2 (predictor.engine.collection_writer). The column store the exact search
+plans read is still written by the build's process (README, Scale).
 """
 
 from __future__ import annotations

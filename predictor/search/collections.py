@@ -57,8 +57,11 @@ def progress_callback(progress: Progress, label: str) -> Callable[[int, int], No
 
 
 def write_collection(index: "ProfileIndex", profiles: pd.DataFrame, embeddings: np.ndarray | None, progress: Progress,
-                    previous: Active | None) -> tuple[SyncReport, Active]:
-    """Write every profile into a fresh collection (and its column store), marked ready; nothing switched."""
+                    previous: Active | None, writer=None) -> tuple[SyncReport, Active]:
+    """Write every profile into a fresh collection (and its column store), marked ready; nothing switched.
+
+    `writer(collection_name, profiles, vectors)` writes the rows instead of this process, once every vector
+    is known: the Dask engine's parallel upserts into a Chroma server (predictor.engine.collection_writer)."""
     started = time.perf_counter()
     prepared = prepare_profiles(profiles)
     n = len(prepared.frame)
@@ -73,18 +76,12 @@ def write_collection(index: "ProfileIndex", profiles: pd.DataFrame, embeddings: 
             configuration={"hnsw": {"space": "cosine"}}, embedding_function=None))
         vectors = np.zeros((n, index.embedder.dim), dtype=np.float32) if embeddings is None \
             else np.asarray(embeddings, dtype=np.float32)
-        step = index.write_batch
-        with index.chroma.bulk():
-            for start in range(0, n, step):
-                stop = min(n, start + step)
-                if embeddings is None:
-                    vectors[start:stop] = index.embedder.embed(prepared.embed_texts[start:stop])
-                ids = prepared.frame["customer_id"].iloc[start:stop].tolist()
-                index.chroma.call("writing profiles to the new collection", lambda: collection.add(
-                    ids=ids, embeddings=vectors[start:stop], documents=prepared.texts[start:stop],
-                    metadatas=prepared.metadatas[start:stop]))
-                if progress:
-                    progress(stop, n)
+        if writer is not None:
+            if embeddings is None:
+                vectors[:] = index.embed(prepared.embed_texts, progress)
+            writer(name, profiles, vectors)
+        else:
+            _add_rows(index, collection, prepared, vectors, embeddings is None, progress)
         columns = ColumnStore(prepared.frame, vectors, 1, threads=index.threads)
         try:
             columns.save(index.columns_root / name, name, index.embedder.name, index.embedder.dim)
@@ -105,6 +102,22 @@ def write_collection(index: "ProfileIndex", profiles: pd.DataFrame, embeddings: 
     report = SyncReport(mode="full", collection=name, total=n, added=n,
                         embedded=0 if embeddings is not None else n, seconds=time.perf_counter() - started)
     return report, active
+
+
+def _add_rows(index: "ProfileIndex", collection, prepared, vectors: np.ndarray, embed: bool, progress) -> None:
+    """Rows into `collection` from this process, a batch at a time (embedding each batch when `embed`)."""
+    n, step = len(prepared.frame), index.write_batch
+    with index.chroma.bulk():
+        for start in range(0, n, step):
+            stop = min(n, start + step)
+            if embed:
+                vectors[start:stop] = index.embedder.embed(prepared.embed_texts[start:stop])
+            ids = prepared.frame["customer_id"].iloc[start:stop].tolist()
+            index.chroma.call("writing profiles to the new collection", lambda: collection.add(
+                ids=ids, embeddings=vectors[start:stop], documents=prepared.texts[start:stop],
+                metadatas=prepared.metadatas[start:stop]))
+            if progress:
+                progress(stop, n)
 
 
 def read_columns(index: "ProfileIndex", collection, generation: int) -> ColumnStore:

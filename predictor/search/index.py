@@ -228,13 +228,14 @@ class ProfileIndex:
             self.drop_unused(collections_in_use(self.data_dir) | {active.name})
         return report
 
-    def stage(self, profiles: pd.DataFrame, *, progress: Progress = None) -> SyncReport:
+    def stage(self, profiles: pd.DataFrame, *, progress: Progress = None, writer=None) -> SyncReport:
         """Index every profile into a new collection without switching anything: a build records the
         collection in its version folder and switches alias and version together (`activate`).
-        Texts already embedded come from the embedder's cache, so `embedded` counts only new texts."""
+        Texts already embedded come from the embedder's cache, so `embedded` counts only new texts.
+        `writer`: who writes the rows into a server's collection (collections.write_collection)."""
         before = getattr(self.embedder, "embedded", None)
         with self._lock:
-            report, active = write_collection(self, profiles, None, progress, self._active)
+            report, active = write_collection(self, profiles, None, progress, self._active, writer)
         report.mode = "staged"
         if before is not None:
             report.embedded = int(self.embedder.embedded - before)
