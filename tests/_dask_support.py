@@ -31,3 +31,22 @@ def killer_after(client, first_done: int = 1):
 
     on_done.killed = []
     return on_done
+
+
+def assert_same_frames(a, b, rtol: float = 1e-9) -> None:
+    """Row for row: the same columns and dtypes, floats allclose, list cells equal as lists, the rest equal."""
+    import numpy as np
+    import pandas as pd
+
+    assert list(b.columns) == list(a.columns)
+    assert b["customer_id"].tolist() == a["customer_id"].tolist()
+    for column in a.columns:
+        x, y = a[column], b[column]
+        assert x.dtype == y.dtype, column
+        if pd.api.types.is_float_dtype(x):
+            np.testing.assert_allclose(y.to_numpy(float), x.to_numpy(float), rtol=rtol, atol=rtol, err_msg=column)
+        elif x.dtype == object:
+            as_lists = [[list(v) if isinstance(v, (list, np.ndarray)) else v for v in c] for c in (x, y)]
+            assert as_lists[0] == as_lists[1], column
+        else:
+            assert x.equals(y), column

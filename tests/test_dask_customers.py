@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from _dask_support import killer_after, local_cluster
+from _dask_support import assert_same_frames, killer_after, local_cluster
 from predictor.customers.clusters import fit_kmeans
 from predictor.customers.population import POPULATION_COLUMNS, population_stats, quintile, quintile_bounds
 from predictor.campaigns.products import suggest_products
@@ -24,21 +24,6 @@ from predictor.model.scoring import with_categories
 @pytest.fixture(scope="module")
 def retail(online_retail, scored_settings):
     return with_categories(online_retail.transactions), pd.read_parquet(scored_settings.scores_path)
-
-
-def assert_same_tables(a: pd.DataFrame, b: pd.DataFrame) -> None:
-    assert list(a.columns) == list(b.columns)
-    assert a["customer_id"].tolist() == b["customer_id"].tolist()
-    for column in a.columns:
-        x, y = a[column], b[column]
-        assert x.dtype == y.dtype, column
-        if pd.api.types.is_float_dtype(x):
-            np.testing.assert_allclose(y.to_numpy(float), x.to_numpy(float), rtol=1e-12, err_msg=column)
-        elif x.dtype == object:
-            assert [list(v) if isinstance(v, (list, np.ndarray)) else v for v in x] == \
-                   [list(v) if isinstance(v, (list, np.ndarray)) else v for v in y], column
-        else:
-            assert x.equals(y), column
 
 
 def test_bucketed_customer_tables_equal_one_process(retail, tmp_path):
@@ -59,8 +44,8 @@ def test_bucketed_customer_tables_equal_one_process(retail, tmp_path):
         customers, profiles = customer_tables_with_dask(scores, buckets, rules, client, tmp_path,
                                                         on_bucket_done=kill_a_worker)
     assert kill_a_worker.killed
-    assert_same_tables(local_customers, customers)
-    assert_same_tables(local_profiles, profiles)
+    assert_same_frames(local_customers, customers)
+    assert_same_frames(local_profiles, profiles)
     assert customers["tier"].value_counts().to_dict() == {"Bronze": 3466, "Silver": 650, "Gold": 174, "Platinum": 43}
     assert customers["suggested_products"].map(len).eq(SUGGESTIONS).mean() > 0.99  # the item model reached every bucket
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # staged inputs removed
@@ -78,7 +63,7 @@ def test_population_figures_reduce_exactly_over_buckets(retail):
         stats = population_stats(scores[POPULATION_COLUMNS], tiers, LifecycleConfig())
         numbers = bucket_numbers(scores["customer_id"], 5)
         parts = pd.concat([apply_tiers(scores.loc[numbers == i], tiers, stats=stats) for i in range(5)]).loc[whole.index]
-        assert_same_tables(whole, parts)
+        assert_same_frames(whole, parts, rtol=1e-12)
 
 
 def test_quintiles_match_pandas_percentile_ranks():

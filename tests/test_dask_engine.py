@@ -7,11 +7,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from _dask_support import killer_after, local_cluster
+from _dask_support import assert_same_frames, killer_after, local_cluster
 from predictor.engine.buckets import bucket_path, read_bucket, read_bucket_set, write_buckets
 from predictor.engine.dask_engine import ClusterConfig, score_with_dask
 from predictor.errors import DataError
@@ -31,17 +30,7 @@ def assert_same_scores(local_path: Path, dask_path: Path) -> None:
     """Per customer: numbers allclose, everything else (drivers, dates, country, tier inputs) equal."""
     local = pd.read_parquet(local_path).drop(columns="model_version").sort_values("customer_id", ignore_index=True)
     dask = pd.read_parquet(dask_path).drop(columns="model_version").sort_values("customer_id", ignore_index=True)
-    assert list(dask.columns) == list(local.columns)
-    assert dask["customer_id"].tolist() == local["customer_id"].tolist()
-    for column in local.columns:
-        a, b = local[column], dask[column]
-        assert a.dtype == b.dtype, column
-        if pd.api.types.is_float_dtype(a):
-            np.testing.assert_allclose(b.to_numpy(float), a.to_numpy(float), rtol=1e-9, atol=1e-9, err_msg=column)
-        elif column == "drivers":
-            assert [list(x) for x in b] == [list(x) for x in a]
-        else:
-            assert a.equals(b), column
+    assert_same_frames(local, dask)
 
 
 def dask_score(tmp_path: Path, transactions, config, scheduler: str, buckets: int, on_bucket_done=None):
