@@ -18,10 +18,12 @@
     VALUEDESK_DATA_DIR=/tmp/h2data .venv/bin/python bench/bench_serving_scale.py
     .venv/bin/python bench/bench_serving_scale.py --source /tmp/h2data --customers 10000000 --baselines real,1000000
 
-`--columns lean` (the default) leaves out profile_text, the four list columns (drivers, top_categories,
-top_products, suggested_products) and the model's 31 feature columns (f_*, which no tool reads): with them
-a 10M table does not fit this 24 GB machine (`--columns full` at 1M gives the per-customer cost). The
-source data directory is only read.
+`--columns full` (the default) keeps every column the build writes: the tools serve profile_text, the four
+list columns and the model's f_* features from a memory-mapped Arrow file beside customers.parquet
+(tools/mapped.py), which a separate child builds first and times (`cache_build_s`); the measuring child then
+loads with the cache present. `--columns lean` leaves those 36 columns out (the earlier in-memory-only
+measurement). Each child reports its peak RSS and, at the end, its resident memory split into anonymous
+(the heap) and file-backed (mapped pages touched). The source data directory is only read.
 """
 
 from __future__ import annotations
@@ -74,11 +76,29 @@ def hwm_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def rss_gib() -> float:
+def rss_gib(field: str = "VmRSS") -> float:
+    """This process's resident memory (VmRSS), or its anonymous (RssAnon) or file-backed (RssFile) part, GiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 2**20
     return float("nan")
+
+
+def prepare_cache(data_dir: Path) -> dict:
+    """Build the mapped file of the heavy columns (what the first load of a build does), timed on its own."""
+    import pyarrow.parquet as pq
+
+    from tools.mapped import cache_paths, heavy_columns, mapped_columns
+
+    path = data_dir / "customers.parquet"
+    heavy = heavy_columns(pq.read_schema(path))
+    t = time.perf_counter()
+    if heavy:
+        mapped_columns(path, heavy)
+    cache = cache_paths(path)[0]
+    return {"cache_build_s": round(time.perf_counter() - t, 1), "heavy_columns": len(heavy),
+            "cache_gib": round(cache.stat().st_size / 2**30, 2) if cache.exists() else 0.0,
+            "parquet_gib": round(path.stat().st_size / 2**30, 2), "peak_rss_gib": round(hwm_gib(), 2)}
 
 
 # ---------------------------------------------------------------- bootstrap
@@ -186,7 +206,7 @@ def measure(data_dir: Path, calls: int, cold_rounds: int, seed: int) -> dict:
     from tools.models import FindCustomersArgs, GetCustomerArgs
     from tools.registry import ToolRegistry
 
-    out: dict = {"rss_before_gib": round(rss_gib(), 2)}
+    out: dict = {"rss_before_gib": round(rss_gib(), 2), "load_before": os.getloadavg()}
     deps = ToolDeps(Settings(data_dir=data_dir))
     registry = ToolRegistry(deps)
     out["warm_s"] = round(_timed(registry.warm) / 1000, 1)
@@ -224,13 +244,16 @@ def measure(data_dir: Path, calls: int, cold_rounds: int, seed: int) -> dict:
     out["find_warm_function"] = _stats([_timed(lambda a=a: find_customers(a, deps)) for a in parsed])
     out["totals"] = [registry.call("find_customers", b).result["total_matching"] for b in FIND_MIX]
     out["customers"] = store.n
+    out["mapped_columns"] = len(store.mapped)
+    out["load_after"] = os.getloadavg()
     out["peak_rss_gib"] = round(hwm_gib(), 2)
+    out["rss_end_gib"] = {f: round(rss_gib(f), 2) for f in ("VmRSS", "RssAnon", "RssFile")}
     return out
 
 
-def run_child(data_dir: Path, args: argparse.Namespace) -> dict:
-    """`measure` in a fresh interpreter: its own caches and its own peak memory."""
-    cmd = [sys.executable, __file__, "--measure", str(data_dir), "--calls", str(args.calls),
+def run_child(data_dir: Path, args: argparse.Namespace, mode: str = "--measure") -> dict:
+    """`measure` (or `prepare_cache`) in a fresh interpreter: its own caches and its own peak memory."""
+    cmd = [sys.executable, __file__, mode, str(data_dir), "--calls", str(args.calls),
            "--cold-rounds", str(args.cold_rounds), "--seed", str(args.seed)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -261,11 +284,17 @@ def report(results: list[tuple[str, dict]], load_before, load_after) -> None:
         print(_line(label, res, None if res is base else base))
     print()
     for label, res in results:
-        print(f"{label}: {res['customers']:,} customers; warm() {res['warm_s']} s; RSS after warm "
+        prep = res.get("cache") or {}
+        print(f"{label}: {res['customers']:,} customers, {res['mapped_columns']} columns mapped (cache built in "
+              f"{prep.get('cache_build_s')} s, {prep.get('cache_gib')} GiB, builder peak {prep.get('peak_rss_gib')} "
+              f"GiB; parquet {prep.get('parquet_gib')} GiB); RSS at the end {res['rss_end_gib']}")
+        print(f"    warm() {res['warm_s']} s; RSS after warm "
               f"{res['rss_after_warm_gib']} GiB, peak {res['peak_rss_gib']} GiB; first get_customer "
               f"{res['get_first_ms']} ms, first find_customers {res['find_first_ms']} ms; max find cold "
               f"{res['find_cold_registry']['max_ms']} ms, warm {res['find_warm_registry']['max_ms']} ms, get "
               f"{res['get_registry']['max_ms']} ms")
+        print(f"    load average at its start {tuple(round(x, 2) for x in res['load_before'])}, at its end "
+              f"{tuple(round(x, 2) for x in res['load_after'])}")
         print(f"    cold p50 per filter (ms): {res['find_cold_per_filter_p50_ms']}")
         print(f"    total_matching per filter: {res['totals']}")
     print(f"\nload average before {tuple(round(x, 2) for x in load_before)}, after "
@@ -280,7 +309,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--baselines", default="real",
                         help="comma list: 'real' (the source's own table) and/or bootstrapped sizes")
-    parser.add_argument("--columns", choices=("lean", "full"), default="lean",
+    parser.add_argument("--columns", choices=("lean", "full"), default="full",
                         help="bootstrapped tables: lean leaves out profile_text, the list columns and f_* features")
     parser.add_argument("--lines-per-customer", type=int, default=1, help="order lines copied per customer")
     parser.add_argument("--calls", type=int, default=300, help="calls per tool and path")
@@ -288,9 +317,13 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=None, help="keep the bootstrapped tables here")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--measure", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--prepare", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure is not None:
         print(json.dumps(measure(args.measure, args.calls, args.cold_rounds, args.seed)))
+        return 0
+    if args.prepare is not None:
+        print(json.dumps(prepare_cache(args.prepare)))
         return 0
 
     load_before = os.getloadavg()
@@ -307,8 +340,10 @@ def main() -> int:
             made = (real_copy(source, folder) if size == "real" else
                     bootstrap(source, folder, int(size), args.seed, args.lines_per_customer, args.columns))
             print(f"{size}: {made}", flush=True)
+            prep = run_child(folder, args, "--prepare")
+            print(f"{size}: cache {prep}", flush=True)
             res = run_child(folder, args)
-            res["table"] = made
+            res["table"], res["cache"] = made, prep
             label = "real 1x" if size == "real" else f"{int(size):,} ({args.columns})"
             results.append((label, res))
             print(f"{label}: measured (peak RSS {res['peak_rss_gib']} GiB)", flush=True)

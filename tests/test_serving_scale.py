@@ -137,3 +137,133 @@ def test_transaction_texts_read_like_object_arrays(settings):
         assert list(store.order_id[start:stop]) == list(order_ids[start:stop])
         got = [n if isinstance(n, str) else None for n in store.product_name[start:stop]]
         assert got == list(names[start:stop])
+
+
+# ---------------------------------------------------------------- the memory-mapped heavy columns
+
+import errno
+import json
+import shutil
+
+import pyarrow.parquet as pq
+
+from tools.deps import ToolDeps
+from tools.mapped import Chunks, cache_paths, heavy_columns
+from tools.registry import ToolRegistry
+from tools.settings import ServingSettings
+
+
+def flat_copy(settings, folder):
+    """The real build's serving files as a flat data directory the test may write (caches land beside them)."""
+    build = (settings.data_dir / "current").resolve()
+    folder.mkdir()
+    for name in ("customers.parquet", "transactions.parquet"):
+        shutil.copy2(build / name, folder / name)
+    shutil.copytree(build / "models", folder / "models")
+    return ServingSettings(data_dir=folder, embedding_model="hashing", threads=1)
+
+
+def pandas_registry(flat) -> ToolRegistry:
+    """The straightforward path: every column read by pandas into memory."""
+    return ToolRegistry(ToolDeps(flat, customers=pd.read_parquet(flat.data_dir / "customers.parquet"),
+                                 transactions=pd.read_parquet(flat.data_dir / "transactions.parquet")))
+
+
+def answers(registry: ToolRegistry, ids: list[str]) -> list[str]:
+    out = [json.dumps(registry.call("get_customer", {"customer_id": c}).result, sort_keys=True) for c in ids]
+    for flt, sort_by, (limit, offset) in itertools.product(FILTERS, SORT_KEYS, [(500, 0), (20, 40)]):
+        res = registry.call("find_customers", {**flt, "sort_by": sort_by, "limit": limit, "offset": offset})
+        out.append(json.dumps([res.ok, res.result, res.error and res.error.model_dump()], sort_keys=True, default=str))
+    return out
+
+
+@pytest.fixture
+def flat(settings, tmp_path):
+    return flat_copy(settings, tmp_path / "data")
+
+
+def test_mapped_store_answers_exactly_like_the_pandas_path(flat):
+    registry = ToolRegistry(ToolDeps(flat))
+    store = registry.deps.customers
+    heavy = set(heavy_columns(pq.read_schema(flat.data_dir / "customers.parquet")))
+    assert store.mapped == heavy and {"profile_text", "drivers", "top_products", "f_aov"} <= heavy
+    assert "f_score" not in heavy  # an RFM score get_customer shows, not a model feature
+    assert all(p.exists() for p in cache_paths(flat.data_dir / "customers.parquet"))
+    plain = pandas_registry(flat)
+    ids = plain.deps.customers.frame["customer_id"].tolist() + ["no-such-customer"]
+    assert answers(registry, ids) == answers(plain, ids)
+    # Exports read rows through CustomerStore.take: the same rows, mapped columns included.
+    from predictor.campaigns.export import audience_rows
+
+    idx = np.random.default_rng(3).integers(0, store.n, 700)
+    assert list(audience_rows(store.take(idx))) == list(audience_rows(plain.deps.customers.frame.iloc[idx]))
+    assert store.take(idx)["top_products"].tolist() == [list(v) for v in plain.deps.customers.take(idx)["top_products"]]
+
+
+def test_a_stale_cache_is_rebuilt_for_the_new_table(flat):
+    ToolRegistry(ToolDeps(flat)).deps.customers  # writes the cache
+    path = flat.data_dir / "customers.parquet"
+    frame = pd.read_parquet(path)
+    frame.loc[0, "profile_text"] = "A rewritten profile."
+    frame.to_parquet(path, index=False)
+    registry = ToolRegistry(ToolDeps(flat))
+    got = registry.call("get_customer", {"customer_id": str(frame.loc[0, "customer_id"])}).result
+    assert got["profile_text"] == "A rewritten profile."
+    assert json.loads(cache_paths(path)[1].read_text())["size"] == path.stat().st_size
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "sidecar", "missing"])
+def test_a_damaged_cache_is_rebuilt_never_read(flat, damage):
+    path = flat.data_dir / "customers.parquet"
+    ToolRegistry(ToolDeps(flat)).deps.customers
+    cache, meta = cache_paths(path)
+    data = bytearray(cache.read_bytes())
+    if damage == "flip":  # inside the column data: Arrow alone would read it without complaint
+        data[len(data) // 2] ^= 0xFF
+        cache.write_bytes(bytes(data))
+    elif damage == "truncate":
+        cache.write_bytes(bytes(data[: len(data) // 3]))
+    elif damage == "sidecar":
+        meta.write_text("{not json")
+    else:
+        cache.unlink()
+    registry = ToolRegistry(ToolDeps(flat))
+    plain = pandas_registry(flat)
+    ids = plain.deps.customers.frame["customer_id"].tolist()[::5]
+    assert answers(registry, ids) == answers(plain, ids)
+    assert cache.read_bytes() == bytes(data) if damage == "sidecar" else len(cache.read_bytes()) > 0
+
+
+def test_an_unwritable_folder_reads_the_heavy_columns_into_memory(flat, monkeypatch):
+    import tools.mapped
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tools.mapped, "write_cache", refuse)
+    registry = ToolRegistry(ToolDeps(flat))
+    assert not cache_paths(flat.data_dir / "customers.parquet")[0].exists()
+    ids = pd.read_parquet(flat.data_dir / "customers.parquet", columns=["customer_id"])["customer_id"].tolist()[::9]
+    assert answers(registry, ids) == answers(pandas_registry(flat), ids)
+
+
+def test_a_cache_that_cannot_be_written_for_want_of_space_is_a_specific_error(flat, monkeypatch):
+    import tools.mapped
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tools.mapped, "write_cache", full)
+    res = ToolRegistry(ToolDeps(flat)).call("get_customer", {"customer_id": "12347"})
+    assert not res.ok and res.error.code == "not_built"
+    assert "cannot write customers.cache.arrow: No space left on device" in res.error.message
+
+
+def test_chunks_take_in_order_across_chunks():
+    values = [["a", "b"], None, [], ["c"], ["d", None], ["e"]] * 20
+    column = pa.chunked_array([pa.array(values[i:i + 7]) for i in range(0, len(values), 7)])
+    idx = np.random.default_rng(5).integers(0, len(values), 300)
+    chunks = Chunks(column)
+    assert chunks.take_arrow(idx).to_pylist() == [values[i] for i in idx]
+    assert [None if v is None else list(v) for v in chunks.take(idx)] == [values[i] for i in idx]
+    assert chunks.take_arrow(np.array([], dtype=np.int64)).to_pylist() == []

@@ -16,7 +16,8 @@ import pandas as pd
 from predictor.errors import ValueDeskError
 from predictor.layout import REBUILD_COMMAND, IntegrityError, clean_debris, current_name, current_version
 from predictor.settings import Settings
-from tools.stores import CustomerStore, NextBestActions, TransactionStore, ToolFailure
+from tools.mapped import heavy_columns, mapped_columns
+from tools.stores import CustomerStore, NextBestActions, TransactionStore, ToolFailure, with_arrow_columns
 
 
 log = logging.getLogger(__name__)
@@ -199,8 +200,7 @@ class ToolDeps:
             return pd.read_parquet(path, columns=columns,
                                    to_pandas_kwargs={"split_blocks": True, "self_destruct": True})
         except (OSError, ValueError) as exc:  # pyarrow's errors are OSError/ValueError subclasses
-            raise ToolFailure("not_built", f"{self.version.rel(path)} cannot be read ({type(exc).__name__}: "
-                              f"{_short(exc)}).", f"Rebuild it with `{REBUILD_COMMAND}`.") from exc
+            raise self._unreadable(path, exc) from exc
 
     def _verify(self, name: str) -> None:
         if name in self._intact:  # hashed once per version (warm checks every file at start-up)
@@ -216,7 +216,28 @@ class ToolDeps:
         path = self.version.path("customers.parquet")
         if not path.exists():
             raise self._not_built("customers table", path)
-        return CustomerStore(self._read_table("customers.parquet"))
+        self._verify("customers.parquet")
+        try:
+            import pyarrow.parquet as pq
+
+            schema = pq.read_schema(path)
+        except (OSError, ValueError) as exc:
+            raise self._unreadable(path, exc) from exc
+        names, heavy = schema.names, heavy_columns(schema)
+        if not heavy:
+            return CustomerStore(self._read_table("customers.parquet"))
+        # Filters, sorts and lookups need their columns as arrays in memory; the heavy ones (profile
+        # texts, lists, model features) are only read per returned row: mapped from disk (tools/mapped.py).
+        frame = self._read_table("customers.parquet", [c for c in names if c not in heavy])
+        try:
+            table = mapped_columns(path, heavy)
+        except (OSError, ValueError) as exc:
+            raise self._unreadable(path, exc) from exc
+        return CustomerStore(with_arrow_columns(frame, table), mapped=heavy)
+
+    def _unreadable(self, path: Path, exc: BaseException) -> ToolFailure:
+        return ToolFailure("not_built", f"{self.version.rel(path)} cannot be read ({type(exc).__name__}: "
+                           f"{_short(exc)}).", f"Rebuild it with `{REBUILD_COMMAND}`.")
 
     def _load_transactions(self) -> TransactionStore | None:
         path = self.version.path("transactions.parquet")
@@ -228,8 +249,7 @@ class ToolDeps:
         try:
             present = set(pq.read_schema(path).names)
         except (OSError, ValueError) as exc:
-            raise ToolFailure("not_built", f"{self.version.rel(path)} cannot be read ({type(exc).__name__}: "
-                              f"{_short(exc)}).", f"Rebuild it with `{REBUILD_COMMAND}`.") from exc
+            raise self._unreadable(path, exc) from exc
         return TransactionStore(self._read_table("transactions.parquet",
                                                  [c for c in TransactionStore.COLUMNS if c in present]))
 

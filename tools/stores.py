@@ -35,7 +35,8 @@ class CustomerStore:
     """The customers table, indexed for filter + top-k queries and id lookups. Filters run on the one
     audience engine (predictor.customers.audience_engine), compiled once for this table."""
 
-    def __init__(self, frame: pd.DataFrame):
+    def __init__(self, frame: pd.DataFrame, mapped: list[str] | tuple[str, ...] = ()):
+        """`mapped`: columns held over a memory-mapped file (tools/mapped.py), read per returned row only."""
         missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
         if missing:
             raise ToolFailure("not_built", f"The customers table lacks columns {missing}.",
@@ -43,6 +44,7 @@ class CustomerStore:
         frame = frame.reset_index(drop=True)
         frame["customer_id"] = frame["customer_id"].astype(str)
         self.frame = frame
+        self.mapped = frozenset(mapped)
         self.n = len(frame)
         self._position = pd.Index(frame["customer_id"])
         if not self._position.is_unique:
@@ -68,6 +70,21 @@ class CustomerStore:
 
             floors = self._tier_floors = tier_floors(self.frame)
         return floors
+
+    def take(self, idx: np.ndarray) -> pd.DataFrame:
+        """The rows at `idx` (like frame.iloc[idx]); mapped columns are read chunk by chunk, since a
+        pandas or pyarrow take would first join the whole mapped column into memory."""
+        if not self.mapped:
+            return self.frame.iloc[idx]
+        import pyarrow as pa
+
+        from tools.mapped import Chunks
+
+        idx = np.asarray(idx, dtype=np.int64)
+        rows = self.frame[[c for c in self.frame.columns if c not in self.mapped]].iloc[idx]
+        taken = pa.table({c: Chunks(self.frame[c].array.__arrow_array__()).take_arrow(idx)
+                          for c in self.frame.columns if c in self.mapped})
+        return with_arrow_columns(rows, taken)[list(self.frame.columns)]
 
     def position(self, customer_id: str) -> int | None:
         try:
@@ -105,6 +122,22 @@ class CustomerStore:
         if offset >= total:
             return order[:0], total
         return order[keep[order]][offset:stop], total
+
+
+def with_arrow_columns(frame: pd.DataFrame, table: Any) -> pd.DataFrame:
+    """`frame` with `table`'s columns added without copying their data: text as pandas' default string
+    dtype (what reading the parquet gives), everything else as pd.ArrowDtype."""
+    import pyarrow as pa
+
+    out = frame.copy(deep=False)
+    for name in table.column_names:
+        data = table.column(name)
+        if pa.types.is_string(data.type) or pa.types.is_large_string(data.type):
+            array = pd.arrays.ArrowStringArray(data, dtype=pd.StringDtype("pyarrow", na_value=np.nan))
+        else:
+            array = pd.arrays.ArrowExtensionArray(data)
+        out[name] = array
+    return out
 
 
 class NextBestActions:

@@ -130,7 +130,7 @@ def _export_source(args: ExportAudienceArgs, deps: ToolDeps) -> tuple[Any, int, 
     if total == 0:
         raise ToolFailure("not_found", "No customer passes this filter, so there is nothing to export.",
                           "Check the filter with find_customers or segment_summary.")
-    return audience_rows(store.frame.iloc[idx]), len(idx), audience_slug(words)
+    return audience_rows(store.take(idx)), len(idx), audience_slug(words)
 
 
 def export_audience(args: ExportAudienceArgs, deps: ToolDeps) -> ExportAudienceResult:

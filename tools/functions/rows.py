@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tools.deps import ToolDeps
+from tools.mapped import Chunks
 from tools.stores import CustomerStore
 
 # Customers-table column -> output field, for the columns every customer row carries.
@@ -87,7 +88,7 @@ class RowReader:
         self._columns: dict[str, tuple[str, Any, Any]] = {}
         for column in {**ROW_FIELDS, **DETAIL_FIELDS}:
             if column in frame.columns:
-                self._columns[column] = _column_source(frame[column], column)
+                self._columns[column] = _column_source(frame[column], column, column in store.mapped)
 
     @staticmethod
     def _take(entry: tuple[str, Any, Any], idx: np.ndarray) -> np.ndarray:
@@ -131,44 +132,22 @@ def _as_float(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return values[idx].astype(float)
 
 
-class _Texts:
-    """A string column's Arrow chunks, read by position. pyarrow's ChunkedArray.take concatenates every
-    chunk first (1.4 ms a call at 1M rows, growing with the table); a take within one chunk costs only
-    the rows taken. Chunks are joined once when the column is small enough for 32-bit offsets."""
-
-    def __init__(self, series: pd.Series):
-        import pyarrow as pa
-
-        data = series.astype("string").array.__arrow_array__()
-        chunks = list(data.chunks) if isinstance(data, pa.ChunkedArray) else [data]
-        if len(chunks) > 1 and sum(c.nbytes for c in chunks) < 2**30:
-            chunks = [pa.concat_arrays(chunks)]
-        self.chunks = chunks
-        self.starts = np.cumsum([0] + [len(c) for c in chunks[:-1]])
-
-    def take(self, idx: np.ndarray) -> np.ndarray:
-        """The values at `idx` as Python str, None where missing."""
-        if len(self.chunks) == 1:
-            return self.chunks[0].take(idx).to_numpy(zero_copy_only=False)
-        which = np.searchsorted(self.starts, idx, side="right") - 1
-        out = np.empty(len(idx), dtype=object)
-        for c in np.unique(which):
-            sel = which == c
-            out[sel] = self.chunks[c].take(idx[sel] - self.starts[c]).to_numpy(zero_copy_only=False)
-        return out
-
-
-def _as_objects(values: _Texts, idx: np.ndarray) -> np.ndarray:
+def _as_objects(values: Chunks, idx: np.ndarray) -> np.ndarray:
     return values.take(idx)
 
 
-def _column_source(series: pd.Series, column: str) -> tuple[str, Any, Any]:
-    """How RowReader reads one column: its kind, the values it keeps and the conversion of taken rows."""
+def _column_source(series: pd.Series, column: str, mapped: bool = False) -> tuple[str, Any, Any]:
+    """How RowReader reads one column: its kind, the values it keeps and the conversion of taken rows.
+    Strings are read from their Arrow chunks (a small column's chunks joined once); a mapped column
+    (tools/mapped.py) is never joined or converted whole: that would copy it into memory."""
+    if mapped:
+        kind = "str" if column not in LIST_FIELDS and pd.api.types.is_string_dtype(series) else "any"
+        return kind, Chunks(series.array.__arrow_array__()), _as_objects
     if pd.api.types.is_datetime64_any_dtype(series):
         return "date", series.to_numpy(dtype="datetime64[ns]"), None
     if column not in LIST_FIELDS and (pd.api.types.is_string_dtype(series)
                                       or isinstance(series.dtype, pd.CategoricalDtype)):
-        return "str", _Texts(series), _as_objects
+        return "str", Chunks(series.astype("string").array.__arrow_array__(), join=True), _as_objects
     if pd.api.types.is_bool_dtype(series) or pd.api.types.is_object_dtype(series):
         return "any", series.to_numpy(dtype=object), None
     if pd.api.types.is_numeric_dtype(series):
