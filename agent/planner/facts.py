@@ -183,7 +183,8 @@ def _top_categories(store: Any) -> list[str]:
 def _product_names(lines: Any) -> list[str]:
     import pandas as pd
 
-    return [str(n) for n in pd.unique(lines.product_name) if n]
+    # Missing names are NA (the store keeps names Arrow-backed), whose truth value is undefined.
+    return [str(n) for n in pd.unique(lines.product_name) if isinstance(n, str) and n]
 
 
 def product_words(names: Iterable[str]) -> frozenset[str]:
