@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from predictor.atomic import atomic_path
@@ -114,15 +115,16 @@ def customer_tables_with_dask(scores: pd.DataFrame, bucket_set: BucketSet, rules
     staged = Path(tempfile.mkdtemp(dir=work_dir, prefix=ENGINE_TEMP_PREFIXES[2]))
     try:
         numbers = bucket_numbers(scores["customer_id"], bucket_set.buckets)
-        parts = []
-        for i in range(bucket_set.buckets):
+        buckets, parts = [], []
+        for i in np.unique(numbers):  # a bucket without a scored customer (only cancellations) has no rows
+            buckets.append(bucket_set.paths[i])
             parts.append(staged / f"scores-{i:05d}.parquet")
             with atomic_path(parts[-1]) as tmp:
                 scores.loc[numbers == i].to_parquet(tmp, index=False)
         rules_file = staged / "rules.pkl"
         with atomic_path(rules_file) as tmp:
             tmp.write_bytes(pickle.dumps(rules, protocol=pickle.HIGHEST_PROTOCOL))
-        futures = client.map(customers_task, bucket_set.paths, parts, rules_file=rules_file, pure=False)
+        futures = client.map(customers_task, buckets, parts, rules_file=rules_file, pure=False)
         for done, _ in enumerate(as_completed(futures), start=1):
             if on_bucket_done is not None:
                 on_bucket_done(done)
