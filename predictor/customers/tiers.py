@@ -54,7 +54,8 @@ import pandas as pd
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from predictor.customers.population import (PopulationStats, churn_quantiles, customer_value, in_top_share,
-                                            population_cadence, population_stats, quintile, rfm_bounds)
+                                            population_cadence, population_stats, quintile, rfm_bounds,
+                                            tier_bounds)
 from predictor.errors import ValueDeskError
 
 TIER_ORDER = ["Platinum", "Gold", "Silver", "Bronze"]
@@ -163,7 +164,7 @@ def assign_tiers(scores: pd.DataFrame, config: TierConfig | None = None,
     tier = pd.Series(config.base_tier, index=scores.index, dtype="object")
     if config.method == "quantile":
         # Ranked by value, ties broken by customer id so the split is the same on every run.
-        bounds = (stats or population_stats(scores, config, LifecycleConfig())).tier_bounds
+        bounds = stats.tier_bounds if stats is not None else tier_bounds(scores, config)
         ids = scores["customer_id"].astype(str).to_numpy(dtype=object)
         for (name, _), bound in reversed(list(zip(config.thresholds, bounds))):
             tier[in_top_share(value.to_numpy(), ids, bound)] = name

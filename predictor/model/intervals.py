@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import xgboost as xgb
 
+from predictor.model.boosters import fit_in_process
+
 # The interval's nominal coverage: P10 to P90.
 NOMINAL_COVERAGE = 0.8
 
@@ -37,9 +39,7 @@ def fit_interval(features, target, label_days, config, fit_booster=None):
     """The P10/P90 booster on log1p(spend) of the rows with long enough label windows (`target` and
     `label_days` are the rows' columns, aligned with `features`; `fit_booster` as for the other boosters)."""
     rows = long_label_rows(label_days, config.horizon_days)
-    estimator = interval_model(config)
-    x, y = features[rows], np.log1p(target[rows])
-    return fit_booster(estimator, x, y) if fit_booster is not None else estimator.fit(x, y)
+    return (fit_booster or fit_in_process)(interval_model(config), features[rows], np.log1p(target[rows]))
 
 
 def conformal_shift(log_quantiles: np.ndarray, realised: np.ndarray, coverage: float = NOMINAL_COVERAGE) -> float:
