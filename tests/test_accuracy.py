@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from predictor.model.evaluation import evaluate
-from predictor.model.estimators import TrainingConfig
+from predictor.model.estimators import LEVEL_SOURCE, TrainingConfig
 
 RANKING = ("spearman", "normalized_gini", "top_decile_capture")
 
@@ -72,3 +72,5 @@ def test_report_has_the_public_json_shape(online_retail_report):
     assert online_retail_report["models"]["last_period"]["churn_auc"] is None
     # BG/NBD records which tolerance/penalizer fitted.
     assert "tol" in online_retail_report["models"]["bgnbd_gg"]["fitted_with"]["bgnbd"]
+    # Which level the total was given, in the output (issue 17: "say in the output which one was used").
+    assert online_retail_report["training"]["level"] == {"scale": 1.0, "source": LEVEL_SOURCE}

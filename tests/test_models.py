@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from predictor.model.artifacts import load_model_bundle
+from predictor.model.estimators import LEVEL_SOURCE
 from predictor.errors import ArtifactError, DataError
 from predictor.model.scoring import CustomerScorer, with_categories
 
@@ -53,6 +54,8 @@ def test_bundle_carries_metadata_and_is_refused_when_mismatched(scored_settings,
                 "trained_at", "version"):
         assert meta[key], key
     assert meta["data_fingerprint"].startswith("sha256:")
+    # Where the total's level came from is recorded and read back with the model.
+    assert meta["level_source"] == bundle.model.level_source == LEVEL_SOURCE
     # A copy whose feature list differs is refused with the command that fixes it.
     import shutil
 

@@ -19,7 +19,7 @@ from sklearn.isotonic import IsotonicRegression
 
 from predictor.atomic import replace_symlink, write_json_atomic
 from predictor.errors import ArtifactError
-from predictor.model.estimators import MODEL_FEATURES, CLVModel, TrainingConfig
+from predictor.model.estimators import LEVEL_SOURCE, MODEL_FEATURES, CLVModel, TrainingConfig
 
 ARTIFACT_FORMAT = 2
 MODEL_FILES = {"value_model": "value.ubj", "churn_model": "churn.ubj", "interval_model": "interval.ubj",
@@ -76,8 +76,10 @@ def save_model(model: CLVModel, model_dir: Path, data_fingerprint: str, evaluati
             "params": model.params,
             "blend_weight": model.blend_weight,
             "last_period_scale": model.last_period_scale,
-            # The level chosen on the validation window and the interval's conformal shift (log1p spend).
+            # The total's level (a scale on the blended value, and where it comes from) and the
+            # interval's conformal shift (log1p spend).
             "total_scale": model.total_scale,
+            "level_source": getattr(model, "level_source", LEVEL_SOURCE),
             "interval_shift": model.interval_shift,
             "metrics": model.validation_metrics,
             "validation": model.validation,
@@ -175,6 +177,7 @@ def _restore(metadata: dict, current: Path, verify, shown, BetaGeoFitter, GammaG
     model.last_period_scale = metadata["last_period_scale"]
     # Models saved before the level and the conformal interval existed: no rescaling, the raw interval.
     model.total_scale = metadata.get("total_scale", 1.0)
+    model.level_source = metadata.get("level_source", LEVEL_SOURCE)
     model.interval_shift = metadata.get("interval_shift", 0.0)
     model.params = metadata["params"]
     model.training_window = metadata["training_window"]

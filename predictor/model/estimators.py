@@ -33,6 +33,12 @@ from predictor.model.metrics import decile_lift, held_out_quality, normalized_gi
 # The range settings.horizon_days accepts (predictor/settings.py), for horizons given on the command line.
 MIN_HORIZON_DAYS, MAX_HORIZON_DAYS = 7, 730
 
+# Where the predicted total's level comes from, in the words evaluate's and the model's metadata show.
+# No rescaling is chosen on the validation window or taken from BG/NBD: on the rolling-origin splits
+# both moved the total further off (README, "Level"; bench/bench_level_bar.py).
+LEVEL_SOURCE = ("model: training labels from windows before the cutoff, each scaled up to the horizon along "
+                "the BG/NBD purchase curve; not rescaled")
+
 
 
 @dataclass
@@ -215,7 +221,7 @@ class CLVModel:
         blended = self.blend_weight * val_pred + (1 - self.blend_weight) * last_val
         # No level is chosen on the validation window yet: measured on the rolling-origin splits it
         # moved the total further off than the model's own level (see the README); 1.0 is "as trained".
-        self.total_scale = 1.0
+        self.total_scale, self.level_source = 1.0, LEVEL_SOURCE
         return v_depth, v_rounds, blended
 
     def _choose_churn_model(self, x_tr, y_tr, x_val, churn_val, fit_booster) -> tuple[int, int, float, np.ndarray]:
@@ -290,7 +296,9 @@ class CLVModel:
     def summary(self) -> dict:
         return {"config": {k: v for k, v in asdict(self.config).items() if not isinstance(v, tuple)},
                 "params": self.params, "blend_weight": self.blend_weight,
-                "last_period_scale": self.last_period_scale, "level": {"scale": self.total_scale}, "interval_shift": self.interval_shift,
+                "last_period_scale": self.last_period_scale,
+                "level": {"scale": self.total_scale, "source": getattr(self, "level_source", LEVEL_SOURCE)},
+                "interval_shift": self.interval_shift,
                 "validation": self.validation,
                 "validation_metrics": self.validation_metrics, "training_window": self.training_window,
                 "data_range": self.data_range, "warnings": self.warnings,

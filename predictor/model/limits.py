@@ -33,8 +33,8 @@ def history_limits(span_days: float, horizon_days: int, longest_label_days: int,
         limits.append(HistoryLimit("total", (
             f"Only {span_days:.0f} days of history for a {horizon_days}-day forecast: no past window is as long "
             f"as the forecast (the longest is {longest_label_days} days), so each customer's predicted value and "
-            f"above all the total are extrapolated, and their level was set on the newest {validation_days} "
-            "days. Treat the total as a rough guide and re-forecast as more history arrives.")))
+            "above all the total are extrapolated from shorter windows scaled up along the BG/NBD purchase "
+            "curve. Treat the total as a rough guide and re-forecast as more history arrives.")))
         limits.append(HistoryLimit("interval", (
             f"The P10-P90 range was calibrated on a {validation_days}-day window scaled up to {horizon_days} "
             "days, so how often it holds over the full forecast is less certain.")))
