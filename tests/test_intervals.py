@@ -39,7 +39,8 @@ def test_rows_below_the_lower_end_stay_misses():
 def test_limits_name_the_weakest_parts_and_why():
     short = {limit.part: limit.reason for limit in history_limits(190, 183, 140, 66, 0.8)}
     assert set(short) == {"total", "interval", "churn_risk", "seasonality"}
-    assert "190 days" in short["total"] and "140 days" in short["total"] and "66 days" in short["total"]
+    assert "190 days" in short["total"] and "140 days" in short["total"] and "BG/NBD" in short["total"]
+    assert "66-day window" in short["interval"]  # the validation window the interval was calibrated on
     assert "140 days" in short["churn_risk"]
     # Enough history for a full horizon label but not a year before it: only the season is weak.
     assert [limit.part for limit in history_limits(400, 183, 183, 183, 1.0)] == ["seasonality"]
