@@ -40,7 +40,6 @@ LEVEL_SOURCE = ("model: training labels from windows before the cutoff, each sca
                 "the BG/NBD purchase curve; not rescaled")
 
 
-
 @dataclass
 class TrainingConfig:
     horizon_days: int = 180
