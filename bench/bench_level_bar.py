@@ -35,17 +35,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from predictor.atomic import write_json_atomic  # noqa: E402
 from predictor.data.load import load_transactions  # noqa: E402
 from predictor.model.baselines import BGNBDGammaGamma, LastPeriodSpend, rfm_summary  # noqa: E402
-from predictor.model.boosters import feature_matrix, raw_predict  # noqa: E402
+from predictor.model.boosters import feature_matrix, raw_predict, value_model  # noqa: E402
 from predictor.model.estimators import CLVModel, TrainingConfig  # noqa: E402
 from predictor.model.features import compute_labels, day_start  # noqa: E402
-from predictor.model.intervals import conformal_shift, interval_bounds  # noqa: E402
+from predictor.model.intervals import conformal_shift, interval_model, long_label_rows, served_bounds  # noqa: E402
 from predictor.model.metrics import interval_coverage  # noqa: E402
 from predictor.model.scoring import history_from_transactions  # noqa: E402
 from predictor.model.training_rows import HistoryRows, training_cutoffs  # noqa: E402
@@ -71,19 +70,14 @@ def alternative_forecasts(known, cutoff, features: pd.DataFrame, config: Trainin
     x_tr, y_tr = HistoryRows(known, config).stack(training_cutoffs(known.start, day_start(cutoff), config))
     target, horizon = y_tr["target"].to_numpy(float), config.horizon_days
     floor = 0.1 * float(np.median(target[target > 0]))
-    rounds = config.value_grid[0][1]
-    offset = xgb.XGBRegressor(objective="reg:tweedie", tweedie_variance_power=1.5, max_depth=3, n_estimators=rounds,
-                              learning_rate=config.learning_rate, subsample=0.8, colsample_bytree=0.8,
-                              min_child_weight=5, tree_method="hist", max_bin=128, n_jobs=config.n_jobs,
-                              random_state=config.random_seed)
+    # The shipped boosters' settings: a depth-3 value booster with an offset, the interval's booster with
+    # more quantiles; the quantile booster learns from the interval's rows (long label windows).
+    offset = value_model(3, config.value_grid[0][1], config)
     offset.fit(x_tr[names], target, base_margin=spend_rate_margin(x_tr, horizon, floor))
     x = feature_matrix(features, names)
     offset_pred = offset.predict(x, base_margin=spend_rate_margin(features, horizon, floor))
-    quantile = xgb.XGBRegressor(objective="reg:quantileerror", quantile_alpha=QUANTILES, max_depth=3,
-                                n_estimators=150, learning_rate=0.08, tree_method="hist", max_bin=128,
-                                n_jobs=config.n_jobs, random_state=config.random_seed)
-    long_rows = y_tr["label_days"].to_numpy() >= 0.5 * horizon
-    rows = long_rows if long_rows.sum() >= 200 else np.ones(len(y_tr), bool)
+    quantile = interval_model(config).set_params(quantile_alpha=QUANTILES)
+    rows = long_label_rows(y_tr["label_days"], horizon).to_numpy()
     quantile.fit(x_tr.loc[rows, names], np.log1p(target[rows]))
     quantiles = np.expm1(np.sort(quantile.predict(x), axis=1)).clip(min=0)
     return offset_pred, quantiles
@@ -127,8 +121,7 @@ def interval_figures(actual: np.ndarray, log_quantiles: np.ndarray, predicted: n
     """Coverage with the validation window's shift, with none, and the shift the horizon needed (the
     bounds widened to hold the predicted value, as CLVModel.combine serves them)."""
     def coverage(shift):
-        p10, p90 = interval_bounds(log_quantiles, shift)
-        return interval_coverage(actual, np.minimum(p10, predicted), np.maximum(p90, predicted))
+        return interval_coverage(actual, *served_bounds(log_quantiles, shift, predicted))
 
     needed = conformal_shift(log_quantiles, actual)
     return {"validation_days": model.validation["label_days"], "shift": model.interval_shift,

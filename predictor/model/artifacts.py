@@ -79,7 +79,7 @@ def save_model(model: CLVModel, model_dir: Path, data_fingerprint: str, evaluati
             # The total's level (a scale on the blended value, and where it comes from) and the
             # interval's conformal shift (log1p spend).
             "total_scale": model.total_scale,
-            "level_source": getattr(model, "level_source", LEVEL_SOURCE),
+            "level_source": model.level_source,
             "interval_shift": model.interval_shift,
             "metrics": model.validation_metrics,
             "validation": model.validation,

@@ -22,7 +22,7 @@ from predictor.model.boosters import churn_model, feature_matrix, fit_in_process
 from predictor.model.baselines import BGNBDGammaGamma
 from predictor.errors import EvaluationWindowError
 from predictor.model.features import CustomerHistory, day_start
-from predictor.model.intervals import conformal_shift, fit_interval, interval_bounds
+from predictor.model.intervals import conformal_shift, fit_interval, served_bounds
 from predictor.model.limits import history_limits
 from predictor.model.sampling import training_sample
 # Re-exported: the rows' module is where they live, the model is where callers look for them.
@@ -284,8 +284,8 @@ class CLVModel:
         blended = (self.blend_weight * np.clip(model_value, 0, None) + (1 - self.blend_weight)
                    * self.last_period_scale * np.asarray(last_period_value, dtype=float))
         value = self.total_scale * blended
-        p10, p90 = interval_bounds(np.asarray(log_quantiles), getattr(self, "interval_shift", 0.0))
-        return {"predicted_value": value, "value_p10": np.minimum(p10, value), "value_p90": np.maximum(p90, value),
+        p10, p90 = served_bounds(log_quantiles, getattr(self, "interval_shift", 0.0), value)
+        return {"predicted_value": value, "value_p10": p10, "value_p90": p90,
                 "churn_risk": self.calibrator.predict(raw_churn),
                 "next_order_days": np.expm1(log_next_days).clip(min=1)}
 
@@ -296,7 +296,7 @@ class CLVModel:
         return {"config": {k: v for k, v in asdict(self.config).items() if not isinstance(v, tuple)},
                 "params": self.params, "blend_weight": self.blend_weight,
                 "last_period_scale": self.last_period_scale,
-                "level": {"scale": self.total_scale, "source": getattr(self, "level_source", LEVEL_SOURCE)},
+                "level": {"scale": self.total_scale, "source": self.level_source},
                 "interval_shift": self.interval_shift,
                 "validation": self.validation,
                 "validation_metrics": self.validation_metrics, "training_window": self.training_window,

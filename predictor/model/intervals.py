@@ -65,3 +65,10 @@ def interval_bounds(log_quantiles: np.ndarray, shift: float) -> tuple[np.ndarray
     # The 1e-9 keeps the calibration row that sets the shift inside after the round trip through expm1.
     hi = np.maximum(np.maximum(log_quantiles[:, 0], log_quantiles[:, 1]) + shift + 1e-9, lo)
     return np.expm1(lo).clip(min=0), np.expm1(hi).clip(min=0)
+
+
+def served_bounds(log_quantiles: np.ndarray, shift: float, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The P10 and P90 a customer is shown: the interval widened where needed to hold their predicted
+    value (the blend with last-period spend can land outside the booster's quantiles)."""
+    p10, p90 = interval_bounds(np.asarray(log_quantiles), shift)
+    return np.minimum(p10, value), np.maximum(p90, value)
