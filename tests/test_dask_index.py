@@ -52,6 +52,35 @@ def test_workers_embed_the_profiles_like_one_process_and_a_rerun_embeds_nothing(
     assert (again.embedded, again.cached, again.partitions) == (0, len(set(texts)), 0)
 
 
+def test_a_rerun_partition_task_embeds_nothing_and_still_counts_its_texts(tmp_path, monkeypatch):
+    """Dask reruns a finished task whose worker died before its result was fetched. The rerun finds the
+    partition's chunk, embeds nothing, and reports the chunk's texts, so the run's count stays whole."""
+    import pickle
+
+    import predictor.search.embeddings as embeddings
+    from predictor.engine.dask_index import embed_partition
+
+    part = tmp_path / "part-00000.pkl"
+    part.write_bytes(pickle.dumps(["a loyal customer", "a lapsed customer", "a new customer"]))
+    directory = tmp_path / "cache"
+    args = (part, "hashing", tmp_path / "export", directory)
+    assert embed_partition(*args) == 3
+    chunk, = directory.glob("chunk-part-*.npz")
+    written = chunk.stat().st_mtime_ns
+    name = embeddings.get_embedder("hashing", tmp_path / "export", threads=1).name
+
+    class NoEmbedding:  # the same keys as the real model; embedding anything fails the test
+        def __init__(self):
+            self.name = name
+
+        def embed(self, texts):
+            raise AssertionError(f"the rerun embedded {len(texts)} texts")
+
+    monkeypatch.setattr(embeddings, "get_embedder", lambda *args, **kwargs: NoEmbedding())
+    assert embed_partition(*args) == 3
+    assert [p.name for p in directory.glob("chunk-*.npz")] == [chunk.name] and chunk.stat().st_mtime_ns == written
+
+
 def test_parallel_upserts_fill_a_chroma_server_and_a_rerun_changes_nothing(profiles, cluster, tmp_path):
     vectors = np.random.default_rng(0).normal(size=(len(profiles), 16)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)

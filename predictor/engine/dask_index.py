@@ -48,8 +48,11 @@ class EmbedReport:
 # --------------------------------------------------------------------------- tasks (run on the workers)
 
 def embed_partition(part: Path, model: str, export_dir: Path, directory: Path) -> int:
-    """Embed one partition (its texts staged at `part`) into one cache chunk; 0 when the chunk is already
-    there (a rerun)."""
+    """Embed one partition (its texts staged at `part`) into one cache chunk and return how many texts it
+    holds. A rerun finds the chunk and embeds nothing, but still returns that count: the driver only stages
+    texts the cache lacked when the run began, so the chunk was written in this run. Dask reruns a task
+    whose worker died after it finished but before its result was fetched, and a 0 from that rerun would
+    under-count the run's work."""
     from predictor.search.embeddings import get_embedder
 
     texts = _read_part(part)
@@ -57,7 +60,7 @@ def embed_partition(part: Path, model: str, export_dir: Path, directory: Path) -
     keys = [text_key(embedder.name, text) for text in texts]
     chunk = Path(directory) / f"{CHUNK_PREFIX}part-{hashlib.sha256(b''.join(keys)).hexdigest()[:24]}.npz"
     if chunk.exists():
-        return 0
+        return len(texts)
     vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
     write_chunk(chunk, packed_keys(keys), vectors)
     return len(texts)
