@@ -8,13 +8,15 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+WORKERS = 2
+
 
 @contextmanager
 def local_cluster() -> Iterator[tuple[str, object]]:
     """(scheduler address, client) of a LocalCluster: 2 worker processes, one thread each."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         yield cluster.scheduler_address, client
 
@@ -22,6 +24,9 @@ def local_cluster() -> Iterator[tuple[str, object]]:
 def killer_after(client, first_done: int = 1):
     """A progress callback that SIGKILLs one worker process when `first_done` tasks are done; its
     `killed` list records that it fired."""
+    # Both workers up first: a worker killed by the previous test may still be restarting, and the pid
+    # picked must be one this run's tasks can land on.
+    client.wait_for_workers(WORKERS, timeout=120)
     pid = next(iter(client.run(os.getpid).values()))
 
     def on_done(done: int) -> None:
