@@ -3,7 +3,7 @@ the actual AND have an MAE no worse than the best baseline's, on each rolling-or
 
 For every split of the README's rolling table (Online Retail 183 days, CDNOW 273 days) it fits the
 shipped model (`--profile fast|full`, as `valuedesk evaluate` builds it) and the baselines, plus the
-alternatives tried for the level and for the MAE, and prints two tables:
+alternatives tried for the level and for the MAE, and prints three tables:
 
 * Level: the total error of every source known at the cutoff: the model, BG/NBD + Gamma-Gamma,
   Pareto/NBD + Gamma-Gamma, last-period spend, and the best MAE variant tried (a Tweedie booster whose

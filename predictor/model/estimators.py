@@ -284,7 +284,7 @@ class CLVModel:
         blended = (self.blend_weight * np.clip(model_value, 0, None) + (1 - self.blend_weight)
                    * self.last_period_scale * np.asarray(last_period_value, dtype=float))
         value = self.total_scale * blended
-        p10, p90 = served_bounds(log_quantiles, getattr(self, "interval_shift", 0.0), value)
+        p10, p90 = served_bounds(log_quantiles, self.interval_shift, value)
         return {"predicted_value": value, "value_p10": p10, "value_p90": p90,
                 "churn_risk": self.calibrator.predict(raw_churn),
                 "next_order_days": np.expm1(log_next_days).clip(min=1)}
